@@ -1,0 +1,449 @@
+// Package embedded is Roam's default backend: durable state and pub/sub in
+// local bbolt files, and invocation of apps in other processes on the same
+// machine through a file registry. It is pure Go (no cgo), needs no daemon,
+// and survives kill -9: every acknowledged write has been fsynced.
+//
+// # Layout
+//
+// Under Options.Dir:
+//
+//	apps/<appID>/app.db    one bbolt file per app: its state, its subscription
+//	                       queues, its unrouted events
+//	registry/<appID>.json  {"app":..., "url":..., "pid":...} for every app a
+//	                       running host announced (see Announce)
+//
+// An app's file is opened lazily, on first use, and locked while open. Several
+// processes may therefore share one Dir as long as they run different apps; a
+// second process opening the same app fails within Options.LockTimeout with
+// "app <id> data at <path> is locked by another process" rather than hanging.
+// One file per app also makes an app's data easy to back up, move or delete.
+//
+// Inside app.db, buckets are:
+//
+//	state/<store>/<key>        8-byte ETag sequence, 8-byte expiry (Unix ns, 0 = none), value
+//	ttl/<expiry><len><store><key>  index of items with a TTL, for the sweeper
+//	queues/<pubsub>\x00<topic>/<seq>    this app's subscription queue, FIFO
+//	unrouted/<pubsub>\x00<topic>/<seq>  events this app published when no one subscribed
+//	parked/<pubsub>\x00<topic>/<seq>    events that failed on their own dead-letter topic
+//	meta/format                storage format version
+//
+// # State
+//
+// Semantics are those documented on sdk.State: an ETag is the store bucket's
+// next sequence number, so it changes on every write and never repeats for a
+// key, even across delete and recreate (the bucket, and its sequence, is never
+// deleted). A conditional write on an absent or expired key conflicts; a Set
+// without TTL clears a previous one; Transact runs in one bbolt transaction,
+// all or nothing. Expired items read as absent at once and are deleted by a
+// sweeper every Options.SweepInterval.
+//
+// Writes go through bbolt's Batch, which commits concurrent writers in one
+// fsync; a write that loses its precondition records its Conflict and lets
+// the batch commit the others, rather than failing the batch.
+//
+// # Pub/sub
+//
+// Delivery is durable and at-least-once. Publish wraps the message in a
+// CloudEvents 1.0 envelope and appends it, in one committed transaction per
+// subscriber file, to the queue of every subscription on (pubsub, topic)
+// registered in this process by Subscribe. It returns only when every append
+// has been committed. When no subscription exists, the event is not dropped:
+// it goes to the publisher's unrouted log for that topic and moves to the
+// queues of the first subscriptions registered for it, as soon as both the
+// subscription is registered and the publisher's file is open in the same
+// process (OpenApps opens files eagerly).
+//
+// Each subscription has one delivery goroutine that hands the head of its
+// queue to the Deliverer. A nil error removes it; an error redelivers it after
+// Options.Retry's backoff; after MaxAttempts deliveries, or at once for an
+// error with code InvalidArgument, the event is republished to the
+// subscription's dead-letter topic (same pubsub; default
+// Options.DeadLetterTopic) and then removed from the queue. The republish is
+// committed before the removal, so a crash in between duplicates the event and
+// never loses it. An event that fails on its own dead-letter topic is parked
+// instead, to avoid an endless loop.
+//
+// Order is strict per subscription: events are delivered in publish order and
+// a failing event holds back the ones behind it (head-of-line blocking) until
+// it succeeds or is dead-lettered. Retry counts are kept in memory, so after
+// a restart an event gets a fresh budget. After a restart (Open, then
+// Subscribe again) every unacknowledged event is delivered again.
+//
+// # Invocation
+//
+// Hosts announce the apps they serve in the registry (Announce). Invoker looks
+// the target up there and POSTs to <url>/v1/apps/<target>/methods/<method>,
+// mapping error replies {"code","message"} back to *sdk.Error. A registry
+// entry whose process is gone is reported as stale rather than dialled.
+package embedded
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+
+	"github.com/roam-dev/roam/backend"
+	"github.com/roam-dev/roam/backend/internal/core"
+	"github.com/roam-dev/roam/sdk"
+)
+
+// Delivery outcomes passed to Options.OnDeliver.
+const (
+	OutcomeOK         = core.OutcomeOK
+	OutcomeRetry      = core.OutcomeRetry
+	OutcomeDeadLetter = core.OutcomeDeadLetter
+)
+
+// Options configures Open. Only Dir is required.
+type Options struct {
+	// Dir is the data directory root; it is created if missing.
+	Dir string
+	// Retry governs redelivery; the zero value means backend.DefaultRetryPolicy.
+	Retry backend.RetryPolicy
+	// DeadLetterTopic receives events of subscriptions that name none;
+	// empty means backend.DefaultDeadLetterTopic.
+	DeadLetterTopic string
+	// Config holds configuration values, the same for every app.
+	Config map[string]string
+	// Secrets holds secrets by store name, then key.
+	Secrets map[string]map[string]string
+	// Logger receives diagnostics; nil means slog.Default().
+	Logger *slog.Logger
+	// HTTPClient performs remote invocations; nil means http.DefaultClient.
+	// Deadlines come from the caller's context.
+	HTTPClient *http.Client
+	// OnDeliver, when set, is called after every delivery attempt with
+	// OutcomeOK, OutcomeRetry or OutcomeDeadLetter, e.g. to count them.
+	OnDeliver func(sub backend.Subscription, outcome string)
+
+	// LockTimeout bounds the wait for an app file held by another process;
+	// zero means 1 second.
+	LockTimeout time.Duration
+	// SweepInterval is how often expired state items are deleted; zero
+	// means 30 seconds. Expired items read as absent regardless.
+	SweepInterval time.Duration
+	// MaxBatchDelay is how long a write waits for others to share its
+	// commit (bbolt's DB.MaxBatchDelay); zero means 2ms.
+	MaxBatchDelay time.Duration
+	// CloseGrace is how long Close waits for in-flight deliveries before
+	// cancelling their context; zero means 5 seconds.
+	CloseGrace time.Duration
+}
+
+// Backend is the embedded backend. Create it with Open.
+type Backend struct {
+	opts    Options
+	dir     string
+	regDir  string
+	policy  backend.RetryPolicy
+	dlTopic string
+	log     *slog.Logger
+	client  *http.Client
+	config  core.Config
+	secrets core.Secrets
+
+	mu     sync.Mutex
+	closed bool
+	apps   map[string]*appEntry
+
+	// routeMu orders publishing against subscribing: publishers hold it
+	// shared while they append, Subscribe and unrouted-log draining hold it
+	// exclusively, so an event is either routed to a new subscription or
+	// already in an unrouted log that the subscription's drain will see.
+	// Lock order: appEntry.mu before routeMu.
+	routeMu sync.RWMutex
+	routes  map[routeKey][]*subscriber
+
+	stop   chan struct{}
+	ctx    context.Context // handed to deliverers; cancelled after CloseGrace
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+var (
+	_ backend.Backend   = (*Backend)(nil)
+	_ backend.Announcer = (*Backend)(nil)
+)
+
+type appEntry struct {
+	mu sync.Mutex // serialises opening
+	db atomic.Pointer[appDB]
+}
+
+// appDB is one app's open data file.
+type appDB struct {
+	id   string
+	path string
+	db   *bolt.DB
+}
+
+const formatVersion = "1"
+
+var (
+	bucketState    = []byte("state")
+	bucketTTL      = []byte("ttl")
+	bucketQueues   = []byte("queues")
+	bucketUnrouted = []byte("unrouted")
+	bucketParked   = []byte("parked")
+	bucketMeta     = []byte("meta")
+)
+
+// Open prepares the data directory and starts the TTL sweeper. App files are
+// opened on first use.
+func Open(opts Options) (*Backend, error) {
+	if opts.Dir == "" {
+		return nil, sdk.NewError(sdk.InvalidArgument, "embedded: Options.Dir is required")
+	}
+	dir, err := filepath.Abs(opts.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("embedded: %w", err)
+	}
+	if opts.LockTimeout <= 0 {
+		opts.LockTimeout = time.Second
+	}
+	if opts.SweepInterval <= 0 {
+		opts.SweepInterval = 30 * time.Second
+	}
+	if opts.MaxBatchDelay <= 0 {
+		opts.MaxBatchDelay = 2 * time.Millisecond
+	}
+	if opts.CloseGrace <= 0 {
+		opts.CloseGrace = 5 * time.Second
+	}
+	b := &Backend{
+		opts:    opts,
+		dir:     dir,
+		regDir:  filepath.Join(dir, "registry"),
+		policy:  core.Policy(opts.Retry),
+		dlTopic: opts.DeadLetterTopic,
+		log:     opts.Logger,
+		client:  opts.HTTPClient,
+		config:  core.Config{},
+		secrets: core.Secrets{},
+		apps:    map[string]*appEntry{},
+		routes:  map[routeKey][]*subscriber{},
+		stop:    make(chan struct{}),
+	}
+	if b.dlTopic == "" {
+		b.dlTopic = backend.DefaultDeadLetterTopic
+	}
+	if b.log == nil {
+		b.log = slog.Default()
+	}
+	if b.client == nil {
+		b.client = http.DefaultClient
+	}
+	for k, v := range opts.Config {
+		b.config[k] = v
+	}
+	for s, m := range opts.Secrets {
+		c := make(map[string]string, len(m))
+		for k, v := range m {
+			c[k] = v
+		}
+		b.secrets[s] = c
+	}
+	for _, d := range []string{filepath.Join(dir, "apps"), b.regDir} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, fmt.Errorf("embedded: %w", err)
+		}
+	}
+	b.ctx, b.cancel = context.WithCancel(context.Background())
+	b.wg.Add(1)
+	go b.sweepLoop()
+	return b, nil
+}
+
+// Name returns "embedded".
+func (b *Backend) Name() string { return "embedded" }
+
+// Dir returns the absolute data directory.
+func (b *Backend) Dir() string { return b.dir }
+
+// Config returns the configuration given in Options.Config.
+func (b *Backend) Config(appID string) sdk.Config { return b.config }
+
+// Secrets returns the secrets given in Options.Secrets.
+func (b *Backend) Secrets(appID string) sdk.Secrets { return b.secrets }
+
+// OpenApps opens the data files of appIDs now instead of on first use. A host
+// calls it at startup for the apps it runs, so that a file locked by another
+// process is reported at once, and so that events those apps published while
+// no one subscribed reach the subscriptions registered since.
+func (b *Backend) OpenApps(appIDs ...string) error {
+	var errs []error
+	for _, id := range appIDs {
+		if _, err := b.app(id); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Close stops delivery, waiting up to Options.CloseGrace for handlers in
+// flight before cancelling their context, stops the sweeper and closes every
+// app file. Unacknowledged events stay queued for the next Open. Close is
+// idempotent.
+func (b *Backend) Close() error {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil
+	}
+	b.closed = true
+	close(b.stop)
+	entries := make([]*appEntry, 0, len(b.apps))
+	for _, e := range b.apps {
+		entries = append(entries, e)
+	}
+	b.mu.Unlock()
+
+	done := make(chan struct{})
+	go func() { b.wg.Wait(); close(done) }()
+	t := time.NewTimer(b.opts.CloseGrace)
+	select {
+	case <-done:
+	case <-t.C:
+		b.log.Warn("embedded: deliveries still running after close grace period; cancelling them", "grace", b.opts.CloseGrace)
+		b.cancel()
+		<-done
+	}
+	t.Stop()
+	b.cancel()
+
+	var errs []error
+	for _, e := range entries {
+		e.mu.Lock()
+		if a := e.db.Load(); a != nil {
+			if err := a.db.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("embedded: closing %s: %w", a.path, err))
+			}
+		}
+		e.mu.Unlock()
+	}
+	return errors.Join(errs...)
+}
+
+func (b *Backend) isClosed() bool {
+	select {
+	case <-b.stop:
+		return true
+	default:
+		return false
+	}
+}
+
+// storageErr maps storage failures to sdk errors.
+func (b *Backend) storageErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, bolterrors.ErrDatabaseNotOpen) {
+		return core.ErrClosed("embedded")
+	}
+	var se *sdk.Error
+	if errors.As(err, &se) {
+		return err
+	}
+	return sdk.Errorf(sdk.Internal, "embedded storage: %v", err)
+}
+
+// app returns the open data file of appID, opening it on first use.
+func (b *Backend) app(appID string) (*appDB, error) {
+	if err := sdk.ValidAppID(appID); err != nil {
+		return nil, err
+	}
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil, core.ErrClosed("embedded")
+	}
+	e := b.apps[appID]
+	if e == nil {
+		e = &appEntry{}
+		b.apps[appID] = e
+	}
+	b.mu.Unlock()
+	if a := e.db.Load(); a != nil {
+		return a, nil
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if a := e.db.Load(); a != nil {
+		return a, nil
+	}
+	if b.isClosed() {
+		return nil, core.ErrClosed("embedded")
+	}
+	a, err := b.openApp(appID)
+	if err != nil {
+		return nil, err
+	}
+	e.db.Store(a)
+	// Events this app published before anyone subscribed may now have
+	// subscribers; route them before anything else is published.
+	b.routeMu.Lock()
+	woken, err := b.drainLocked(a, nil)
+	b.routeMu.Unlock()
+	if err != nil {
+		b.log.Error("embedded: routing unrouted events failed", "app", appID, "err", err)
+	}
+	wakeAll(woken)
+	return a, nil
+}
+
+// openApps returns the app files currently open.
+func (b *Backend) openApps() []*appDB {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make([]*appDB, 0, len(b.apps))
+	for _, e := range b.apps {
+		if a := e.db.Load(); a != nil {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+func (b *Backend) openApp(appID string) (*appDB, error) {
+	dir := filepath.Join(b.dir, "apps", appID)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, sdk.Errorf(sdk.Internal, "app %s: %v", appID, err)
+	}
+	path := filepath.Join(dir, "app.db")
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: b.opts.LockTimeout, FreelistType: bolt.FreelistMapType})
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return nil, sdk.Errorf(sdk.FailedPrecondition, "app %s data at %s is locked by another process", appID, path)
+	}
+	if err != nil {
+		return nil, sdk.Errorf(sdk.Internal, "app %s: opening %s: %v", appID, path, err)
+	}
+	db.MaxBatchDelay = b.opts.MaxBatchDelay
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, name := range [][]byte{bucketState, bucketTTL, bucketQueues, bucketUnrouted, bucketParked, bucketMeta} {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return err
+			}
+		}
+		meta := tx.Bucket(bucketMeta)
+		if v := meta.Get([]byte("format")); v != nil && string(v) != formatVersion {
+			return fmt.Errorf("unsupported storage format %q (this build reads %q)", v, formatVersion)
+		}
+		return meta.Put([]byte("format"), []byte(formatVersion))
+	})
+	if err != nil {
+		db.Close()
+		return nil, sdk.Errorf(sdk.Internal, "app %s: initialising %s: %v", appID, path, err)
+	}
+	return &appDB{id: appID, path: path, db: db}, nil
+}

@@ -1,0 +1,74 @@
+package host
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/roam-dev/roam/abi"
+	"github.com/roam-dev/roam/backend"
+)
+
+// Metrics are the host's Prometheus collectors, on a registry of their own so
+// that two hosts in one process (tests) never collide.
+type Metrics struct {
+	Registry   *prometheus.Registry
+	requests   *prometheus.CounterVec
+	latency    *prometheus.HistogramVec
+	deliveries *prometheus.CounterVec
+}
+
+// NewMetrics registers the host collectors plus the Go and process ones.
+// logDropped reports the log pipeline's drop count.
+func NewMetrics(logDropped func() uint64) *Metrics {
+	m := &Metrics{
+		Registry: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "roam_requests_total", Help: "Method calls by app, method and result code.",
+		}, []string{"app", "method", "code"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "roam_request_duration_seconds", Help: "Method call latency by app and method.",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 10},
+		}, []string{"app", "method"}),
+		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "roam_pubsub_deliveries_total", Help: "Event deliveries by app, pubsub, topic and outcome (ok, retry, deadletter).",
+		}, []string{"app", "pubsub", "topic", "outcome"}),
+	}
+	m.Registry.MustRegister(m.requests, m.latency, m.deliveries,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if logDropped != nil {
+		m.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "roam_log_records_dropped_total", Help: "Log records dropped because the log pipeline was full.",
+		}, func() float64 { return float64(logDropped()) }))
+	}
+	return m
+}
+
+// methodMetrics caches the label lookups of one (app, method) so that the hot
+// path does no map work beyond a slice index.
+type methodMetrics struct {
+	latency prometheus.Observer
+	byCode  [8]prometheus.Counter
+}
+
+func (m *Metrics) forMethod(app, method string) *methodMetrics {
+	mm := &methodMetrics{latency: m.latency.WithLabelValues(app, method)}
+	for c := range mm.byCode {
+		mm.byCode[c] = m.requests.WithLabelValues(app, method, abi.Code(c).String())
+	}
+	return mm
+}
+
+func (mm *methodMetrics) observe(start time.Time, c abi.Code) {
+	mm.latency.Observe(time.Since(start).Seconds())
+	if int(c) >= len(mm.byCode) {
+		c = abi.Internal
+	}
+	mm.byCode[c].Inc()
+}
+
+// Delivered counts one delivery outcome.
+func (m *Metrics) Delivered(sub backend.Subscription, outcome string) {
+	m.deliveries.WithLabelValues(sub.AppID, sub.PubSub, sub.Topic, outcome).Inc()
+}

@@ -1,0 +1,398 @@
+package host
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"runtime/debug"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/roam-dev/roam/backend"
+	"github.com/roam-dev/roam/sdk"
+)
+
+// Options configure a Server. Zero values take the defaults noted.
+type Options struct {
+	// MaxBodyBytes caps a request body (default 4 MiB); larger gets 413.
+	MaxBodyBytes int64
+	// ReadTimeout and WriteTimeout bound each connection's I/O (default 30s).
+	ReadTimeout, WriteTimeout time.Duration
+	// RequestTimeout is each call's deadline (default 30s).
+	RequestTimeout time.Duration
+	// Pprof mounts net/http/pprof under /debug/pprof/.
+	Pprof bool
+	// DefaultApp receives Dapr app-channel calls (/{method}). Empty means the
+	// only app, when there is exactly one.
+	DefaultApp string
+	Logger     *slog.Logger
+	Metrics    *Metrics
+}
+
+// Server serves apps over HTTP and wires their invocations and deliveries.
+type Server struct {
+	opts    Options
+	backend backend.Backend
+	log     *slog.Logger
+	metrics *Metrics
+
+	mu    sync.RWMutex
+	apps  map[string]*entry
+	ready atomic.Bool
+	http  *http.Server
+	mux   *http.ServeMux
+}
+
+type entry struct {
+	app     App
+	methods map[string]*methodMetrics
+}
+
+// NewServer returns a server for apps on b.
+func NewServer(b backend.Backend, opts Options) *Server {
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = 4 << 20
+	}
+	if opts.ReadTimeout <= 0 {
+		opts.ReadTimeout = 30 * time.Second
+	}
+	if opts.WriteTimeout <= 0 {
+		opts.WriteTimeout = 30 * time.Second
+	}
+	if opts.RequestTimeout <= 0 {
+		opts.RequestTimeout = 30 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Metrics == nil {
+		opts.Metrics = NewMetrics(nil)
+	}
+	s := &Server{opts: opts, backend: b, log: opts.Logger, metrics: opts.Metrics, apps: map[string]*entry{}}
+	s.mux = s.routes()
+	return s
+}
+
+// Add registers an app. Add every app before Start.
+func (s *Server) Add(a App) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, dup := s.apps[a.ID()]; dup {
+		return sdk.Errorf(sdk.FailedPrecondition, "app %q is already served here", a.ID())
+	}
+	e := &entry{app: a, methods: map[string]*methodMetrics{}}
+	for _, m := range a.Methods() {
+		e.methods[m] = s.metrics.forMethod(a.ID(), m)
+	}
+	s.apps[a.ID()] = e
+	return nil
+}
+
+// AppIDs returns the served app ids, sorted.
+func (s *Server) AppIDs() []string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	ids := make([]string, 0, len(s.apps))
+	for id := range s.apps {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	return ids
+}
+
+func (s *Server) lookup(id string) (*entry, bool) {
+	s.mu.RLock()
+	e, ok := s.apps[id]
+	s.mu.RUnlock()
+	return e, ok
+}
+
+// Handler returns the HTTP handler of every route.
+func (s *Server) Handler() http.Handler { return s.mux }
+
+// Metrics returns the server's collectors.
+func (s *Server) Metrics() *Metrics { return s.metrics }
+
+// StartDeliveries subscribes every app's topics on the backend.
+func (s *Server) StartDeliveries() error {
+	var subs []backend.Subscription
+	for _, id := range s.AppIDs() {
+		e, _ := s.lookup(id)
+		subs = append(subs, e.app.Subscriptions()...)
+	}
+	if len(subs) == 0 {
+		return nil
+	}
+	return s.backend.Subscribe(subs, s.Deliver)
+}
+
+// Deliver hands an event to the subscribing app; it is the backend.Deliverer
+// of this server, and the entry point for events arriving from a sidecar.
+func (s *Server) Deliver(ctx context.Context, sub backend.Subscription, ev *sdk.Event) (err error) {
+	e, ok := s.lookup(sub.AppID)
+	if !ok {
+		return sdk.Errorf(sdk.NotFound, "no app %q here", sub.AppID)
+	}
+	ctx, cancel := context.WithTimeout(sdk.WithRequestID(ctx, ev.ID), s.opts.RequestTimeout)
+	defer cancel()
+	defer func() {
+		if p := recover(); p != nil {
+			err = s.panicked(sub.AppID, "event "+sub.Topic, p)
+		}
+		outcome := "ok"
+		switch {
+		case err == nil:
+		case sdk.IsCode(err, sdk.InvalidArgument):
+			outcome = "rejected"
+		default:
+			outcome = "failed"
+		}
+		s.metrics.deliveries.WithLabelValues(sub.AppID, sub.PubSub, sub.Topic, outcome).Inc()
+	}()
+	return e.app.Deliver(ctx, ev)
+}
+
+// Invoker returns the invoker for app caller: apps served here are called
+// directly, in-process; any other goes to the backend.
+func (s *Server) Invoker(caller string) sdk.Invoker {
+	return invoker{s: s, remote: s.backend.Invoker(caller)}
+}
+
+type invoker struct {
+	s      *Server
+	remote sdk.Invoker
+}
+
+func (i invoker) Invoke(ctx context.Context, appID, method string, data []byte) ([]byte, error) {
+	if e, ok := i.s.lookup(appID); ok {
+		return i.s.call(ctx, e, method, data)
+	}
+	return i.remote.Invoke(ctx, appID, method, data)
+}
+
+// Call runs app.method as an HTTP request would, minus the transport.
+func (s *Server) Call(ctx context.Context, app, method string, body []byte) ([]byte, error) {
+	e, ok := s.lookup(app)
+	if !ok {
+		return nil, s.unknownApp(app)
+	}
+	return s.call(ctx, e, method, body)
+}
+
+func (s *Server) call(ctx context.Context, e *entry, method string, body []byte) (out []byte, err error) {
+	mm, ok := e.methods[method]
+	if !ok {
+		return nil, sdk.Errorf(sdk.NotFound, "app %q has no method %q; it has: %s", e.app.ID(), method, strings.Join(e.app.Methods(), ", "))
+	}
+	start := time.Now()
+	if _, has := ctx.Deadline(); !has {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, s.opts.RequestTimeout)
+		defer cancel()
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			out, err = nil, s.panicked(e.app.ID(), method, p)
+		}
+		if err != nil && ctx.Err() == context.DeadlineExceeded && sdk.CodeOf(err) != sdk.DeadlineExceeded {
+			err = sdk.Errorf(sdk.DeadlineExceeded, "%s.%s: deadline exceeded: %v", e.app.ID(), method, err)
+		}
+		mm.observe(start, sdk.CodeOf(err))
+	}()
+	return e.app.Call(ctx, method, body)
+}
+
+func (s *Server) panicked(app, what string, p any) error {
+	s.log.Error("handler panicked", "app", app, "handler", what, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+	return sdk.Errorf(sdk.Internal, "%s %s panicked: %v", app, what, p)
+}
+
+func (s *Server) unknownApp(app string) error {
+	return sdk.Errorf(sdk.NotFound, "no app %q here; apps: %s", app, strings.Join(s.AppIDs(), ", "))
+}
+
+func (s *Server) routes() *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/v1/apps/{app}/methods/{method}", func(w http.ResponseWriter, r *http.Request) {
+		s.serveCall(w, r, r.PathValue("app"), r.PathValue("method"))
+	})
+	mux.HandleFunc("GET /v1/apps", s.serveApps)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, []byte(`{"status":"ok"}`))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if !s.ready.Load() {
+			writeError(w, http.StatusServiceUnavailable, sdk.NewError(sdk.Unavailable, "not ready"))
+			return
+		}
+		writeJSON(w, http.StatusOK, []byte(`{"status":"ready"}`))
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.Registry, promhttp.HandlerOpts{}))
+	if s.opts.Pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
+	// Dapr's app channel invokes /{method}. It reaches the default app.
+	mux.HandleFunc("/{method}", func(w http.ResponseWriter, r *http.Request) {
+		app := s.defaultApp()
+		if app == "" {
+			writeError(w, http.StatusNotFound, sdk.Errorf(sdk.NotFound, "no route %s; call /v1/apps/{app}/methods/{method}", r.URL.Path))
+			return
+		}
+		s.serveCall(w, r, app, r.PathValue("method"))
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, sdk.Errorf(sdk.NotFound, "no route %s; call /v1/apps/{app}/methods/{method}", r.URL.Path))
+	})
+	return mux
+}
+
+func (s *Server) defaultApp() string {
+	if s.opts.DefaultApp != "" {
+		return s.opts.DefaultApp
+	}
+	if ids := s.AppIDs(); len(ids) == 1 {
+		return ids[0]
+	}
+	return ""
+}
+
+func (s *Server) serveCall(w http.ResponseWriter, r *http.Request, app, method string) {
+	reqID := r.Header.Get("X-Request-Id")
+	if reqID == "" || len(reqID) > 128 {
+		reqID = newRequestID()
+	}
+	w.Header().Set("X-Request-Id", reqID)
+	if r.Method != http.MethodPost && r.Method != http.MethodPut {
+		w.Header().Set("Allow", "POST, PUT")
+		writeError(w, http.StatusMethodNotAllowed, sdk.Errorf(sdk.InvalidArgument, "method %s not allowed: call with POST and a JSON body", r.Method))
+		return
+	}
+	e, ok := s.lookup(app)
+	if !ok {
+		writeError(w, http.StatusNotFound, s.unknownApp(app))
+		return
+	}
+	body, err := readBody(r, s.opts.MaxBodyBytes)
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeError(w, http.StatusRequestEntityTooLarge, sdk.Errorf(sdk.InvalidArgument, "request body exceeds %d bytes", s.opts.MaxBodyBytes))
+			return
+		}
+		writeError(w, http.StatusBadRequest, sdk.Errorf(sdk.InvalidArgument, "reading request body: %v", err))
+		return
+	}
+	if len(body) > 0 && !json.Valid(body) {
+		writeError(w, http.StatusBadRequest, sdk.NewError(sdk.InvalidArgument, "request body is not valid JSON"))
+		return
+	}
+	ctx := sdk.WithRequestID(r.Context(), reqID)
+	out, err := s.call(ctx, e, method, body)
+	if err != nil {
+		writeError(w, HTTPStatus(sdk.CodeOf(err)), err)
+		return
+	}
+	if len(out) == 0 {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) serveApps(w http.ResponseWriter, r *http.Request) {
+	type appInfo struct {
+		ID            string   `json:"id"`
+		Methods       []string `json:"methods"`
+		Subscriptions []string `json:"subscriptions"`
+	}
+	out := []appInfo{}
+	for _, id := range s.AppIDs() {
+		e, _ := s.lookup(id)
+		ai := appInfo{ID: id, Methods: e.app.Methods(), Subscriptions: []string{}}
+		for _, sub := range e.app.Subscriptions() {
+			ai.Subscriptions = append(ai.Subscriptions, sub.PubSub+"/"+sub.Topic)
+		}
+		out = append(out, ai)
+	}
+	b, _ := json.Marshal(map[string]any{"apps": out, "backend": s.backend.Name()})
+	writeJSON(w, http.StatusOK, b)
+}
+
+func readBody(r *http.Request, limit int64) ([]byte, error) {
+	if r.ContentLength > limit {
+		return nil, &http.MaxBytesError{Limit: limit}
+	}
+	rd := http.MaxBytesReader(nil, r.Body, limit)
+	if r.ContentLength > 0 {
+		buf := make([]byte, r.ContentLength)
+		if _, err := io.ReadFull(rd, buf); err != nil {
+			return nil, err
+		}
+		return buf, nil
+	}
+	return io.ReadAll(rd)
+}
+
+func writeJSON(w http.ResponseWriter, status int, b []byte) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	w.Write(b)
+}
+
+func newRequestID() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// Serve serves HTTP on ln until Shutdown. It marks the server ready first.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	s.http = &http.Server{
+		Handler:           s.mux,
+		ReadTimeout:       s.opts.ReadTimeout,
+		ReadHeaderTimeout: 10 * time.Second,
+		WriteTimeout:      s.opts.WriteTimeout,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	srv := s.http
+	s.mu.Unlock()
+	s.ready.Store(true)
+	err := srv.Serve(ln)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Shutdown stops accepting requests and waits for those in flight, up to
+// ctx's deadline. Readiness turns off first so balancers drain the host.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.ready.Store(false)
+	s.mu.RLock()
+	srv := s.http
+	s.mu.RUnlock()
+	if srv == nil {
+		return nil
+	}
+	return srv.Shutdown(ctx)
+}

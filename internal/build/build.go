@@ -1,0 +1,256 @@
+// Package build finds Roam apps in Go packages and builds them for a target
+// with the stock Go toolchain. App packages hold no main of their own: for
+// each build this package generates one, handed to `go build` through an
+// -overlay so nothing is written into the user's tree.
+package build
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// SDKPath is the import path of the app-facing SDK.
+const SDKPath = "github.com/roam-dev/roam/sdk"
+
+// NativeMain is the import path of the native host's runner.
+const NativeMain = "github.com/roam-dev/roam/host/native"
+
+// Package is a Go package that declares one or more Roam apps.
+type Package struct {
+	ImportPath string
+	Dir        string
+	// AppIDs are the ids passed to sdk.NewApp as string literals or constants
+	// that could be read from the source; informational.
+	AppIDs []string
+}
+
+type listed struct {
+	ImportPath string
+	Dir        string
+	Name       string
+	GoFiles    []string
+	Imports    []string
+	Module     *struct{ Dir, Path string }
+	Error      *struct{ Err string }
+}
+
+// FindApps lists the packages matched by patterns (relative to dir) and keeps
+// those that declare an app with sdk.NewApp. It returns them and the root of
+// their module.
+func FindApps(ctx context.Context, dir string, patterns []string) ([]Package, string, error) {
+	args := append([]string{"list", "-e", "-json=ImportPath,Dir,Name,GoFiles,Imports,Module,Error"}, expand(patterns)...)
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Dir = dir
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, "", fmt.Errorf("go list %s: %v\n%s", strings.Join(patterns, " "), err, stderr.String())
+	}
+	var pkgs []Package
+	modRoot := ""
+	dec := json.NewDecoder(bytes.NewReader(out))
+	for {
+		var p listed
+		if err := dec.Decode(&p); err == io.EOF {
+			break
+		} else if err != nil {
+			return nil, "", err
+		}
+		if p.Error != nil {
+			return nil, "", fmt.Errorf("package %s: %s", p.ImportPath, p.Error.Err)
+		}
+		if p.Module != nil && modRoot == "" {
+			modRoot = p.Module.Dir
+		}
+		if p.Name == "main" || !contains(p.Imports, SDKPath) {
+			continue
+		}
+		ids, declares, err := scanApps(p.Dir, p.GoFiles)
+		if err != nil {
+			return nil, "", err
+		}
+		if declares {
+			pkgs = append(pkgs, Package{ImportPath: p.ImportPath, Dir: p.Dir, AppIDs: ids})
+		}
+	}
+	if len(pkgs) == 0 {
+		return nil, "", fmt.Errorf("no Roam apps in %s: an app is a package that declares one with `var App = sdk.NewApp(\"id\", setup)`", strings.Join(patterns, " "))
+	}
+	sort.Slice(pkgs, func(i, j int) bool { return pkgs[i].ImportPath < pkgs[j].ImportPath })
+	return pkgs, modRoot, nil
+}
+
+// expand turns a directory argument into "dir/...", so that
+// `roam run ./examples/shop` finds the apps below it.
+func expand(patterns []string) []string {
+	out := make([]string, 0, len(patterns))
+	for _, p := range patterns {
+		if !strings.Contains(p, "...") && (strings.HasPrefix(p, ".") || strings.HasPrefix(p, "/")) {
+			p = strings.TrimSuffix(p, "/") + "/..."
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// scanApps reports whether the files call sdk.NewApp, and with which ids
+// where they are literals.
+func scanApps(dir string, files []string) ([]string, bool, error) {
+	fset := token.NewFileSet()
+	var ids []string
+	declares := false
+	for _, f := range files {
+		af, err := parser.ParseFile(fset, filepath.Join(dir, f), nil, parser.SkipObjectResolution)
+		if err != nil {
+			return nil, false, err
+		}
+		sdkName := ""
+		for _, im := range af.Imports {
+			if path, _ := strconv.Unquote(im.Path.Value); path == SDKPath {
+				sdkName = "sdk"
+				if im.Name != nil {
+					sdkName = im.Name.Name
+				}
+			}
+		}
+		if sdkName == "" {
+			continue
+		}
+		ast.Inspect(af, func(n ast.Node) bool {
+			call, ok := n.(*ast.CallExpr)
+			if !ok {
+				return true
+			}
+			sel, ok := call.Fun.(*ast.SelectorExpr)
+			if !ok || sel.Sel.Name != "NewApp" {
+				return true
+			}
+			if x, ok := sel.X.(*ast.Ident); ok && x.Name == sdkName {
+				declares = true
+				if len(call.Args) > 0 {
+					if lit, ok := call.Args[0].(*ast.BasicLit); ok && lit.Kind == token.STRING {
+						if s, err := strconv.Unquote(lit.Value); err == nil {
+							ids = append(ids, s)
+						}
+					}
+				}
+			}
+			return true
+		})
+	}
+	return ids, declares, nil
+}
+
+func contains(ss []string, s string) bool {
+	for _, x := range ss {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// Target is what to build for.
+type Target struct {
+	GOOS, GOARCH string
+}
+
+// Options describe one build.
+type Options struct {
+	Dir      string   // where patterns are resolved; default "."
+	Patterns []string // packages or directories holding apps
+	Out      string   // output file
+	Target   Target   // default: the host platform
+	Release  bool     // static, stripped, trimmed, reproducible
+	Version  string   // stamped into the binary when set
+	Commit   string
+	Stdout   io.Writer
+	Stderr   io.Writer
+}
+
+// Native builds the apps matched by o.Patterns, with the native host, into
+// one executable at o.Out.
+func Native(ctx context.Context, o Options) ([]Package, error) {
+	if o.Dir == "" {
+		o.Dir = "."
+	}
+	pkgs, modRoot, err := FindApps(ctx, o.Dir, o.Patterns)
+	if err != nil {
+		return nil, err
+	}
+	var src bytes.Buffer
+	src.WriteString("// Code generated by roam. DO NOT EDIT.\n\npackage main\n\nimport (\n")
+	fmt.Fprintf(&src, "\tnative %q\n\n", NativeMain)
+	for _, p := range pkgs {
+		fmt.Fprintf(&src, "\t_ %q\n", p.ImportPath)
+	}
+	src.WriteString(")\n\nfunc main() { native.Main() }\n")
+
+	sum := sha256.Sum256(src.Bytes())
+	genDir := filepath.Join(modRoot, "_roam", "gen-"+hex.EncodeToString(sum[:6]))
+	tmp, err := os.MkdirTemp("", "roam-build-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(tmp)
+	mainFile := filepath.Join(tmp, "main.go")
+	if err := os.WriteFile(mainFile, src.Bytes(), 0o644); err != nil {
+		return nil, err
+	}
+	overlay, _ := json.Marshal(map[string]any{"Replace": map[string]string{filepath.Join(genDir, "main.go"): mainFile}})
+	overlayFile := filepath.Join(tmp, "overlay.json")
+	if err := os.WriteFile(overlayFile, overlay, 0o644); err != nil {
+		return nil, err
+	}
+	out, err := filepath.Abs(o.Out)
+	if err != nil {
+		return nil, err
+	}
+	args := []string{"build", "-overlay", overlayFile, "-o", out}
+	env := os.Environ()
+	if o.Target.GOOS != "" {
+		env = append(env, "GOOS="+o.Target.GOOS)
+	}
+	if o.Target.GOARCH != "" {
+		env = append(env, "GOARCH="+o.Target.GOARCH)
+	}
+	if o.Release {
+		env = append(env, "CGO_ENABLED=0")
+		args = append(args, "-trimpath", "-buildvcs=false")
+		ld := "-s -w -buildid="
+		if o.Version != "" {
+			ld += " -X " + NativeMain + ".Version=" + o.Version
+		}
+		if o.Commit != "" {
+			ld += " -X " + NativeMain + ".Commit=" + o.Commit
+		}
+		args = append(args, "-ldflags="+ld)
+	}
+	args = append(args, "./"+filepath.Join("_roam", filepath.Base(genDir)))
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Dir = modRoot
+	cmd.Env = env
+	var stderr bytes.Buffer
+	cmd.Stdout = o.Stdout
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		return nil, errors.New("go build failed:\n" + stderr.String())
+	}
+	return pkgs, nil
+}

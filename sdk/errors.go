@@ -1,0 +1,74 @@
+package sdk
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/roam-dev/roam/abi"
+)
+
+// Code is a portable error code. It survives every boundary: guest↔host,
+// HTTP, Dapr and JS each map it in exactly one place.
+type Code = abi.Code
+
+// The error codes an app or a capability may return.
+const (
+	OK                 = abi.OK
+	InvalidArgument    = abi.InvalidArgument
+	NotFound           = abi.NotFound
+	Conflict           = abi.Conflict
+	FailedPrecondition = abi.FailedPrecondition
+	Unavailable        = abi.Unavailable
+	DeadlineExceeded   = abi.DeadlineExceeded
+	Internal           = abi.Internal
+)
+
+// Error is an error with a portable code. Handlers return it (usually through
+// Errorf) to choose the status a caller sees; capabilities return it so that
+// apps can branch on CodeOf(err).
+type Error struct {
+	Code    Code
+	Message string
+}
+
+// Error returns the message alone, so that wrapped chains read naturally
+// ("reserve: out of stock"); the code travels beside it, never inside it.
+func (e *Error) Error() string { return e.Message }
+
+// Is lets errors.Is(err, &sdk.Error{Code: sdk.Conflict}) match on code alone.
+func (e *Error) Is(target error) bool {
+	t, ok := target.(*Error)
+	return ok && t.Message == "" && t.Code == e.Code
+}
+
+// Errorf returns an *Error with the given code and a formatted message.
+func Errorf(code Code, format string, args ...any) error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// NewError returns an *Error without formatting; cheaper on hot paths.
+func NewError(code Code, msg string) error { return &Error{Code: code, Message: msg} }
+
+// CodeOf returns the code of err: OK for nil, the code of the first *Error in
+// its chain, DeadlineExceeded for context deadlines, Unavailable for
+// cancellation, and Internal for anything else.
+func CodeOf(err error) Code {
+	if err == nil {
+		return OK
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return DeadlineExceeded
+	case errors.Is(err, context.Canceled):
+		return Unavailable
+	}
+	return Internal
+}
+
+// IsCode reports whether err carries code c.
+func IsCode(err error, c Code) bool { return err != nil && CodeOf(err) == c }
