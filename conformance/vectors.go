@@ -97,9 +97,9 @@ func LoadVectors() ([]Vector, error) {
 	return out, nil
 }
 
-// Transcript is what a run saw: each step's status and body, in order, with
-// the run id replaced by "RUN" so transcripts of two hosts compare byte for
-// byte.
+// Transcript is what a run saw: each step's status and body, in order. The
+// run id and every captured value (ETags, generated ids) are replaced by
+// their names, so that transcripts of two hosts compare byte for byte.
 type Transcript []string
 
 // RunVectors runs every vector against d as a subtest and returns the
@@ -170,7 +170,7 @@ func RunVector(t *testing.T, d Driver, v Vector) Transcript {
 			if failure == nil {
 				sort.Strings(got)
 				for _, g := range got {
-					tr = append(tr, strings.ReplaceAll(g, r.caps["run"], "RUN"))
+					tr = append(tr, r.normalize(g))
 				}
 				break
 			}
@@ -287,6 +287,23 @@ func match(at string, want, got any, known, caps map[string]string) string {
 		return fmt.Sprintf("%s: want %v, got %v", at, want, got)
 	}
 	return ""
+}
+
+// normalize replaces the run id and each captured JSON string value with a
+// placeholder naming it.
+func (r *run) normalize(s string) string {
+	s = strings.ReplaceAll(s, r.caps["run"], "RUN")
+	names := make([]string, 0, len(r.caps))
+	for k := range r.caps {
+		if k != "run" {
+			names = append(names, k)
+		}
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		s = strings.ReplaceAll(s, `"`+r.caps[k]+`"`, `"<`+k+`>"`)
+	}
+	return s
 }
 
 func newRunID() string {

@@ -98,10 +98,21 @@ func newBuildCmd(stdout, stderr io.Writer) *cobra.Command {
 	var out, target string
 	c := &cobra.Command{
 		Use:   "build [packages or directories]",
-		Short: "Build the apps into a static native binary",
+		Short: "Build the apps into a static native binary, or one app into a wasip1 module (--target wasm)",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 {
 				args = []string{"."}
+			}
+			if target == "wasm" {
+				if out == "" {
+					out = filepath.Base(filepath.Clean(args[0])) + ".wasm"
+				}
+				pkg, err := build.Wasm(cmd.Context(), build.Options{Patterns: args, Out: out, Release: true, Stdout: stderr})
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(stdout, "built %s (wasip1/wasm reactor) from %s\n", out, pkg.ImportPath)
+				return nil
 			}
 			goos, goarch, ok := strings.Cut(target, "/")
 			if target == "native" || target == "" {
@@ -132,7 +143,7 @@ func newBuildCmd(stdout, stderr io.Writer) *cobra.Command {
 		},
 	}
 	c.Flags().StringVarP(&out, "output", "o", "", "output file (default: the directory's name)")
-	c.Flags().StringVar(&target, "target", "native", "native, or GOOS/GOARCH such as linux/arm64")
+	c.Flags().StringVar(&target, "target", "native", "native, wasm (a wasip1 module of one app), or GOOS/GOARCH such as linux/arm64")
 	return c
 }
 

@@ -291,10 +291,11 @@ func testTTL(t *testing.T, b backend.Backend, app string) {
 	noErr(t, s.Set(ctx, "cleared", []byte("c1"), sdk.WriteOptions{TTL: ttl}), "Set cleared with TTL")
 	noErr(t, s.Set(ctx, "cleared", []byte("c2"), sdk.WriteOptions{}), "Set cleared without TTL")
 	noErr(t, s.Set(ctx, "short", []byte("s"), sdk.WriteOptions{TTL: ttl}), "Set short")
+	es := wantValue(t, ctx, s, "short", "s").ETag // readable before it expires
 	noErr(t, s.Transact(ctx, []sdk.Op{sdk.SetOp("txshort", []byte("t"), sdk.WriteOptions{TTL: ttl})}), "Transact with TTL")
+	wantValue(t, ctx, s, "txshort", "t")
 	noErr(t, s.Set(ctx, "long", []byte("l"), sdk.WriteOptions{TTL: time.Hour}), "Set long")
 
-	es := wantValue(t, ctx, s, "short", "s").ETag
 	eventually(t, ttlBound, "short to expire", func() bool {
 		_, err := s.Get(ctx, "short")
 		if err != nil && !sdk.IsCode(err, sdk.NotFound) {

@@ -1,0 +1,191 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"sync"
+	"time"
+)
+
+// loadSpec is one closed-loop load run: Concurrency workers, each sending a
+// request, reading the whole reply and sending the next, over keep-alive
+// connections, for Warmup (not counted) and then Duration (counted).
+type loadSpec struct {
+	URL         string
+	Concurrency int
+	Warmup      time.Duration
+	Duration    time.Duration
+	// Body returns the request body of worker w's n-th request.
+	Body func(w, n int) []byte
+	// CPU, when set, returns the server process's CPU time so far; it is
+	// read at both ends of the counted window.
+	CPU func() (time.Duration, error)
+}
+
+// loadResult is what a load run measured in its counted window. Requests
+// count those that started and finished inside the window.
+type loadResult struct {
+	Requests int
+	Errors   int
+	FirstErr string
+	Window   time.Duration
+	P50, P99 time.Duration
+	// ServerCPU is the server's CPU time over the window; zero when unknown.
+	ServerCPU time.Duration
+}
+
+// RPS is the throughput of successful requests.
+func (r loadResult) RPS() float64 { return float64(r.Requests) / r.Window.Seconds() }
+
+// CPUPerRequest is the server's CPU time per successful request.
+func (r loadResult) CPUPerRequest() time.Duration {
+	if r.Requests == 0 || r.ServerCPU == 0 {
+		return 0
+	}
+	return r.ServerCPU / time.Duration(r.Requests)
+}
+
+// runLoad generates load as spec says. It refuses any host but 127.0.0.1.
+func runLoad(ctx context.Context, spec loadSpec) (loadResult, error) {
+	u, err := url.Parse(spec.URL)
+	if err != nil {
+		return loadResult{}, err
+	}
+	if h := u.Hostname(); h != "127.0.0.1" {
+		return loadResult{}, fmt.Errorf("load target %s: only 127.0.0.1 is allowed", spec.URL)
+	}
+	if spec.Concurrency <= 0 || spec.Duration <= 0 {
+		return loadResult{}, errors.New("load: concurrency and duration must be positive")
+	}
+	tr := &http.Transport{
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
+		MaxIdleConns:        spec.Concurrency,
+		MaxIdleConnsPerHost: spec.Concurrency,
+		MaxConnsPerHost:     spec.Concurrency,
+		IdleConnTimeout:     time.Minute,
+		DisableCompression:  true,
+	}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
+
+	begin := time.Now()
+	mStart := begin.Add(spec.Warmup)
+	mEnd := mStart.Add(spec.Duration)
+	ctx, cancel := context.WithDeadline(ctx, mEnd.Add(30*time.Second))
+	defer cancel()
+
+	var cpuStart, cpuEnd time.Duration
+	var cpuErr error
+	var cpuWG sync.WaitGroup
+	if spec.CPU != nil {
+		cpuWG.Go(func() {
+			time.Sleep(time.Until(mStart))
+			cpuStart, cpuErr = spec.CPU()
+			time.Sleep(time.Until(mEnd))
+			if cpuErr == nil {
+				cpuEnd, cpuErr = spec.CPU()
+			}
+		})
+	}
+
+	type workerResult struct {
+		lat      []time.Duration
+		errors   int
+		firstErr string
+	}
+	results := make([]workerResult, spec.Concurrency)
+	var wg sync.WaitGroup
+	for w := range spec.Concurrency {
+		wg.Go(func() {
+			res := &results[w]
+			res.lat = make([]time.Duration, 0, 1<<14)
+			for n := 0; ; n++ {
+				t0 := time.Now()
+				if !t0.Before(mEnd) || ctx.Err() != nil {
+					return
+				}
+				err := do(ctx, client, spec.URL, spec.Body(w, n))
+				t1 := time.Now()
+				if t0.Before(mStart) || t1.After(mEnd) {
+					continue
+				}
+				if err != nil {
+					res.errors++
+					if res.firstErr == "" {
+						res.firstErr = err.Error()
+					}
+					continue
+				}
+				res.lat = append(res.lat, t1.Sub(t0))
+			}
+		})
+	}
+	wg.Wait()
+	cpuWG.Wait()
+
+	var out loadResult
+	var all []time.Duration
+	for _, r := range results {
+		all = append(all, r.lat...)
+		out.Errors += r.errors
+		if out.FirstErr == "" {
+			out.FirstErr = r.firstErr
+		}
+	}
+	out.Requests = len(all)
+	out.Window = spec.Duration
+	out.P50, out.P99 = percentile(all, 50), percentile(all, 99)
+	if spec.CPU != nil && cpuErr == nil {
+		out.ServerCPU = cpuEnd - cpuStart
+	}
+	return out, nil
+}
+
+func do(ctx context.Context, c *http.Client, url string, body []byte) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("HTTP %d", resp.StatusCode)
+	}
+	return nil
+}
+
+// percentile returns the p-th percentile (nearest rank) of d, sorting it.
+func percentile(d []time.Duration, p float64) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	slices.Sort(d)
+	rank := int(float64(len(d))*p/100+0.999999) - 1
+	return d[max(0, min(rank, len(d)-1))]
+}
+
+// median returns the median of d (the lower middle for an even count),
+// without reordering d.
+func median[T int64 | time.Duration](d []T) T {
+	if len(d) == 0 {
+		return 0
+	}
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s[(len(s)-1)/2]
+}

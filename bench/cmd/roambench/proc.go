@@ -1,0 +1,277 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"debug/elf"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// buildShop builds the shop exactly as a user would for release
+// (`go run ./cmd/roam build -o OUT ./examples/shop`) and returns how long
+// the build took.
+func buildShop(ctx context.Context, repo, out string, stderr io.Writer) (time.Duration, error) {
+	start := time.Now()
+	cmd := exec.CommandContext(ctx, "go", "run", "./cmd/roam", "build", "-o", out, "./examples/shop")
+	cmd.Dir = repo
+	cmd.Stdout = stderr
+	cmd.Stderr = stderr
+	if err := cmd.Run(); err != nil {
+		return 0, fmt.Errorf("build the shop: %w", err)
+	}
+	return time.Since(start), nil
+}
+
+// binaryInfo describes an executable: its size and whether it is static (no
+// interpreter, no dynamic section) and stripped (no symbol table).
+type binaryInfo struct {
+	Size             int64
+	Static, Stripped bool
+}
+
+func inspectBinary(path string) (binaryInfo, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return binaryInfo{}, err
+	}
+	bi := binaryInfo{Size: st.Size()}
+	f, err := elf.Open(path)
+	if err != nil {
+		return bi, err
+	}
+	defer f.Close()
+	bi.Static = true
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP || p.Type == elf.PT_DYNAMIC {
+			bi.Static = false
+		}
+	}
+	bi.Stripped = f.Section(".symtab") == nil
+	return bi, nil
+}
+
+// shop is a running shop binary.
+type shop struct {
+	cmd  *exec.Cmd
+	URL  string
+	done chan struct{} // closed once stdout is drained
+	logs string        // its stderr, a file
+
+	// ExecToReady runs from just before exec to the first 200 from /readyz.
+	ExecToReady time.Duration
+	// ExecToLine runs from just before exec to the "ready" line on stdout.
+	ExecToLine time.Duration
+	// ReadyIn is the process's own "ready in X", measured from the start
+	// of native.Run (after runtime and package initialisation).
+	ReadyIn time.Duration
+}
+
+// startShop starts bin with --port 0 and a data directory, and returns once
+// /readyz has answered 200.
+func startShop(ctx context.Context, bin, dataDir, logFile string, extra ...string) (*shop, error) {
+	args := append([]string{"--port", "0", "--data-dir", dataDir}, extra...)
+	cmd := exec.Command(bin, args...)
+	logs, err := os.Create(logFile)
+	if err != nil {
+		return nil, err
+	}
+	defer logs.Close() // the child holds its own descriptor
+	cmd.Stderr = logs
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	s := &shop{cmd: cmd, done: make(chan struct{}), logs: logFile}
+	type readyLine struct {
+		url string
+		in  time.Duration
+		at  time.Time
+	}
+	lines := make(chan readyLine, 1)
+
+	t0 := time.Now()
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	go func() {
+		defer close(s.done)
+		sc := bufio.NewScanner(stdout)
+		sent := false
+		for sc.Scan() {
+			if sent {
+				continue
+			}
+			if url, in, ok := parseReadyLine(sc.Text()); ok {
+				lines <- readyLine{url, in, time.Now()}
+				sent = true
+			}
+		}
+		io.Copy(io.Discard, stdout)
+	}()
+
+	timeout := time.NewTimer(15 * time.Second)
+	defer timeout.Stop()
+	var rl readyLine
+	select {
+	case rl = <-lines:
+	case <-s.done:
+		s.Stop()
+		return nil, fmt.Errorf("%s exited before it was ready; its log: %s", bin, tail(logFile))
+	case <-timeout.C:
+		s.Stop()
+		return nil, fmt.Errorf("%s printed no ready line within 15s; its log: %s", bin, tail(logFile))
+	case <-ctx.Done():
+		s.Stop()
+		return nil, ctx.Err()
+	}
+	s.URL, s.ReadyIn, s.ExecToLine = rl.url, rl.in, rl.at.Sub(t0)
+
+	// First 200 from /readyz, on a fresh connection.
+	tr := &http.Transport{DisableKeepAlives: true}
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Transport: tr, Timeout: 2 * time.Second}
+	for {
+		resp, err := c.Get(s.URL + "/readyz")
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				s.ExecToReady = time.Since(t0)
+				return s, nil
+			}
+		}
+		if time.Since(t0) > 15*time.Second {
+			s.Stop()
+			return nil, fmt.Errorf("%s: /readyz not 200 within 15s (last error %v)", bin, err)
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+}
+
+// parseReadyLine reads native.Run's
+// "roam: ready on http://127.0.0.1:PORT in 1.234ms (metrics ...)".
+func parseReadyLine(line string) (url string, in time.Duration, ok bool) {
+	rest, found := strings.CutPrefix(line, "roam: ready on ")
+	if !found {
+		return "", 0, false
+	}
+	f := strings.Fields(rest)
+	if len(f) < 3 || f[1] != "in" {
+		return "", 0, false
+	}
+	d, err := time.ParseDuration(f[2])
+	if err != nil {
+		return "", 0, false
+	}
+	return f[0], d, true
+}
+
+// Pid returns the shop's process id.
+func (s *shop) Pid() int { return s.cmd.Process.Pid }
+
+// Stop sends SIGTERM, waits for a graceful exit and kills the process if it
+// takes more than 10 seconds.
+func (s *shop) Stop() error {
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	waited := make(chan error, 1)
+	go func() { <-s.done; waited <- s.cmd.Wait() }()
+	select {
+	case err := <-waited:
+		return err
+	case <-time.After(10 * time.Second):
+		s.cmd.Process.Kill()
+		return errors.Join(errors.New("did not stop within 10s of SIGTERM; killed"), <-waited)
+	}
+}
+
+// memory is what /proc/PID/status says of a process's memory, in bytes.
+type memory struct {
+	RSS, HWM, Anon, File int64
+}
+
+func readMemory(pid int) (memory, error) {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "status"))
+	if err != nil {
+		return memory{}, err
+	}
+	var m memory
+	for line := range strings.SplitSeq(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		var dst *int64
+		switch k {
+		case "VmRSS":
+			dst = &m.RSS
+		case "VmHWM":
+			dst = &m.HWM
+		case "RssAnon":
+			dst = &m.Anon
+		case "RssFile":
+			dst = &m.File
+		default:
+			continue
+		}
+		kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+		if err != nil {
+			return memory{}, fmt.Errorf("/proc/%d/status %s: %w", pid, k, err)
+		}
+		*dst = kb << 10
+	}
+	if m.RSS == 0 {
+		return m, fmt.Errorf("/proc/%d/status has no VmRSS", pid)
+	}
+	return m, nil
+}
+
+// clockTick is USER_HZ, which Linux fixes at 100 for user space.
+const clockTick = 10 * time.Millisecond
+
+// cpuTime returns the user+system CPU time a process has used, from
+// /proc/PID/stat.
+func cpuTime(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return 0, err
+	}
+	// The command name, field 2, is in parentheses and may hold spaces.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("/proc/%d/stat: no command name", pid)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	// f[0] is field 3 (state); utime and stime are fields 14 and 15.
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: too few fields", pid)
+	}
+	u, err1 := strconv.ParseInt(f[11], 10, 64)
+	s, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
+	}
+	return time.Duration(u+s) * clockTick, nil
+}
+
+// tail returns the last lines of a log file, for error messages.
+func tail(path string) string {
+	b, _ := os.ReadFile(path)
+	if len(b) > 2000 {
+		b = b[len(b)-2000:]
+	}
+	if len(b) == 0 {
+		return "(empty)"
+	}
+	return "\n" + string(b)
+}

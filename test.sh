@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The whole test suite: what CI runs (.ci/run calls this) and what the README
+# tells a developer to run. It installs and starts whatever the tests need.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "vet"
+go vet ./...
+GOOS=wasip1 GOARCH=wasm go vet ./sdk/... ./abi/...
+
+step "cross-build: the SDK and the examples for wasip1 and js, the hosts for arm64"
+GOOS=wasip1 GOARCH=wasm go build ./sdk/... ./abi/... ./examples/... ./conformance/testapp/...
+GOOS=js GOARCH=wasm go build ./sdk/... ./abi/... ./examples/... ./conformance/testapp/...
+GOOS=linux GOARCH=arm64 CGO_ENABLED=0 go build ./...
+
+step "unit, conformance and end-to-end tests"
+go test -count=1 -timeout 20m ./...
+
+step "race detector on the concurrent core"
+go test -count=1 -race -timeout 20m ./sdk/... ./host/... ./backend/...
+
+step "fuzz: HTTP request decoding (short run)"
+go test ./host -run='^$' -fuzz=FuzzServeCall -fuzztime=20s
+
+step "all tests passed"
