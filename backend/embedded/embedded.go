@@ -37,9 +37,11 @@
 // all or nothing. Expired items read as absent at once and are deleted by a
 // sweeper every Options.SweepInterval.
 //
-// Writes go through bbolt's Batch, which commits concurrent writers in one
-// fsync; a write that loses its precondition records its Conflict and lets
-// the batch commit the others, rather than failing the batch.
+// Every acknowledged write has been committed and fsynced by bbolt. A lone
+// writer commits at once; concurrent writers join a bbolt Batch and share
+// one commit, which keeps throughput up under load. A write that loses its
+// precondition records its Conflict and lets the batch commit the others,
+// rather than failing the batch and forcing them to be re-run one by one.
 //
 // # Pub/sub
 //
@@ -53,6 +55,11 @@
 // subscription is registered and the publisher's file is open in the same
 // process (OpenApps opens files eagerly).
 //
+// Routing is per process: Publish reaches the subscriptions registered in
+// this process only. Run a publisher and its subscribers in the same host
+// process; an event whose topic only another process subscribes to waits in
+// the publisher's unrouted log.
+//
 // Each subscription has one delivery goroutine that hands the head of its
 // queue to the Deliverer. A nil error removes it; an error redelivers it after
 // Options.Retry's backoff; after MaxAttempts deliveries, or at once for an
@@ -60,8 +67,11 @@
 // subscription's dead-letter topic (same pubsub; default
 // Options.DeadLetterTopic) and then removed from the queue. The republish is
 // committed before the removal, so a crash in between duplicates the event and
-// never loses it. An event that fails on its own dead-letter topic is parked
-// instead, to avoid an endless loop.
+// never loses it. The dead-lettered event keeps its id, source, type, data
+// and metadata; only its topic changes, so a dead-letter consumer can tell
+// which event failed. An event that fails on its own dead-letter topic is
+// parked instead (kept in the parked bucket, not delivered), to avoid an
+// endless loop.
 //
 // Order is strict per subscription: events are delivered in publish order and
 // a failing event holds back the ones behind it (head-of-line blocking) until
@@ -122,8 +132,10 @@ type Options struct {
 	// HTTPClient performs remote invocations; nil means http.DefaultClient.
 	// Deadlines come from the caller's context.
 	HTTPClient *http.Client
-	// OnDeliver, when set, is called after every delivery attempt with
-	// OutcomeOK, OutcomeRetry or OutcomeDeadLetter, e.g. to count them.
+	// OnDeliver, when set, is called after every delivery attempt: OutcomeOK
+	// when acknowledged, OutcomeRetry when it failed and will be retried,
+	// OutcomeDeadLetter when it failed for the last time (that attempt is
+	// not also reported as a retry). Hosts use it to count deliveries.
 	OnDeliver func(sub backend.Subscription, outcome string)
 
 	// LockTimeout bounds the wait for an app file held by another process;
@@ -132,8 +144,9 @@ type Options struct {
 	// SweepInterval is how often expired state items are deleted; zero
 	// means 30 seconds. Expired items read as absent regardless.
 	SweepInterval time.Duration
-	// MaxBatchDelay is how long a write waits for others to share its
-	// commit (bbolt's DB.MaxBatchDelay); zero means 2ms.
+	// MaxBatchDelay is how long a write that finds others in progress
+	// waits for more to share its commit (bbolt's DB.MaxBatchDelay); zero
+	// means 2ms. A lone writer never waits.
 	MaxBatchDelay time.Duration
 	// CloseGrace is how long Close waits for in-flight deliveries before
 	// cancelling their context; zero means 5 seconds.
@@ -182,9 +195,24 @@ type appEntry struct {
 
 // appDB is one app's open data file.
 type appDB struct {
-	id   string
-	path string
-	db   *bolt.DB
+	id      string
+	path    string
+	db      *bolt.DB
+	writers atomic.Int32 // write transactions wanted or running
+}
+
+// update runs fn in a write transaction. A lone writer commits at once; when
+// others are writing too, fn joins a bbolt batch, so that concurrent writers
+// share one commit (and its fsyncs) instead of queueing for one each. As
+// with DB.Batch, fn may be called more than once and must reset whatever it
+// records at its start.
+func (a *appDB) update(fn func(*bolt.Tx) error) error {
+	n := a.writers.Add(1)
+	defer a.writers.Add(-1)
+	if n == 1 {
+		return a.db.Update(fn)
+	}
+	return a.db.Batch(fn)
 }
 
 const formatVersion = "1"

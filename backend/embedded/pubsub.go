@@ -97,7 +97,7 @@ func (p publisher) Publish(ctx context.Context, m sdk.Message) error {
 func (b *Backend) appendLocked(from *appDB, rk routeKey, recs [][]byte) ([]*subscriber, error) {
 	subs := b.routes[rk]
 	if len(subs) == 0 {
-		return nil, appendTo(from.db, bucketUnrouted, [][]byte{rk.bucket()}, recs)
+		return nil, appendTo(from, bucketUnrouted, [][]byte{rk.bucket()}, recs)
 	}
 	// One transaction per subscriber file, committed in parallel.
 	groups := map[*appDB][][]byte{}
@@ -109,7 +109,7 @@ func (b *Backend) appendLocked(from *appDB, rk routeKey, recs [][]byte) ([]*subs
 		groups[s.app] = append(groups[s.app], s.name)
 	}
 	if len(order) == 1 {
-		return subs, appendTo(order[0].db, bucketQueues, groups[order[0]], recs)
+		return subs, appendTo(order[0], bucketQueues, groups[order[0]], recs)
 	}
 	errs := make([]error, len(order))
 	var wg sync.WaitGroup
@@ -117,7 +117,7 @@ func (b *Backend) appendLocked(from *appDB, rk routeKey, recs [][]byte) ([]*subs
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := appendTo(a.db, bucketQueues, groups[a], recs); err != nil {
+			if err := appendTo(a, bucketQueues, groups[a], recs); err != nil {
 				errs[i] = fmt.Errorf("app %s: %w", a.id, err)
 			}
 		}()
@@ -126,10 +126,10 @@ func (b *Backend) appendLocked(from *appDB, rk routeKey, recs [][]byte) ([]*subs
 	return subs, errors.Join(errs...)
 }
 
-// appendTo appends recs, in order, to each bucket top/<name> of db, in one
-// batched transaction.
-func appendTo(db *bolt.DB, top []byte, names [][]byte, recs [][]byte) error {
-	return db.Batch(func(tx *bolt.Tx) error {
+// appendTo appends recs, in order, to each bucket top/<name> of a, in one
+// (possibly batched) transaction.
+func appendTo(a *appDB, top []byte, names [][]byte, recs [][]byte) error {
+	return a.update(func(tx *bolt.Tx) error {
 		t := tx.Bucket(top)
 		for _, n := range names {
 			q, err := t.CreateBucketIfNotExists(n)
@@ -327,7 +327,7 @@ func (s *subscriber) Head() (uint64, *core.Record, bool, error) {
 }
 
 func (s *subscriber) Ack(pos uint64) error {
-	return s.app.db.Batch(func(tx *bolt.Tx) error {
+	return s.app.update(func(tx *bolt.Tx) error {
 		q := tx.Bucket(bucketQueues).Bucket(s.name)
 		if q == nil {
 			return nil
@@ -338,7 +338,7 @@ func (s *subscriber) Ack(pos uint64) error {
 
 // park moves the queued event at pos to the parked log, in one transaction.
 func (s *subscriber) park(pos uint64, data []byte) error {
-	return s.app.db.Batch(func(tx *bolt.Tx) error {
+	return s.app.update(func(tx *bolt.Tx) error {
 		if err := appendInTx(tx, bucketParked, s.name, data); err != nil {
 			return err
 		}

@@ -215,7 +215,8 @@ func (s *stateStore) BulkGet(ctx context.Context, keys []string) ([]sdk.Item, er
 	return out, nil
 }
 
-// write runs fn in a batched write transaction with the store bucket. fn
+// write runs fn in a (possibly batched, see appDB.update) write transaction
+// with the store bucket. fn
 // returns a precondition failure as its first result: it is recorded and the
 // batch still commits (fn having changed nothing), so one conflicting writer
 // does not force the others in its batch to be re-run. Batch may call fn more
@@ -227,7 +228,7 @@ func (s *stateStore) write(ctx context.Context, fn func(tx *bolt.Tx, sb *bolt.Bu
 	}
 	now := time.Now()
 	var conflict error
-	err = a.db.Batch(func(tx *bolt.Tx) error {
+	err = a.update(func(tx *bolt.Tx) error {
 		conflict = nil
 		sb, err := tx.Bucket(bucketState).CreateBucketIfNotExists(s.name)
 		if err != nil {
@@ -288,10 +289,8 @@ func (s *stateStore) Transact(ctx context.Context, ops []sdk.Op) error {
 		}
 	}
 	if len(ops) == 0 {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		return nil
+		_, err := s.open(ctx)
+		return err
 	}
 	return s.write(ctx, func(tx *bolt.Tx, sb *bolt.Bucket, now time.Time) (error, error) {
 		// Check every precondition first, so that a conflict leaves the

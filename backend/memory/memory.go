@@ -53,8 +53,10 @@ type Options struct {
 	// Invoke, when set, serves every Invoker call: caller is the invoking
 	// app. When nil, every invocation fails with Unavailable.
 	Invoke func(ctx context.Context, caller, target, method string, data []byte) ([]byte, error)
-	// OnDeliver, when set, is called after every delivery attempt with
-	// OutcomeOK, OutcomeRetry or OutcomeDeadLetter.
+	// OnDeliver, when set, is called after every delivery attempt: OutcomeOK
+	// when acknowledged, OutcomeRetry when it failed and will be retried,
+	// OutcomeDeadLetter when it failed for the last time (that attempt is
+	// not also reported as a retry). Hosts use it to count deliveries.
 	OnDeliver func(sub backend.Subscription, outcome string)
 	// Logger receives delivery diagnostics; nil means slog.Default().
 	Logger *slog.Logger
