@@ -125,15 +125,6 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer b.Close()
-	// Open every app's file now: a file locked by another process is
-	// reported at start, and events left unrouted before a restart drain.
-	ids := make([]string, len(apps))
-	for i, a := range apps {
-		ids[i] = a.ID()
-	}
-	if err := b.OpenApps(ids...); err != nil {
-		return err
-	}
 	// Open (and lock) the apps' data files now: a second host of the same
 	// app on this data directory must fail here, not report ready, announce
 	// itself in the registry and then fail every call on the lock.
