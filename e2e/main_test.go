@@ -1,6 +1,13 @@
 // Package e2e_test drives the roam command as a user would: it builds the
 // roam binary once, then starts hosts with `roam run ... --port 0` on their
 // own data directories and talks to them over HTTP only.
+//
+// roam passes its environment on to `go build`, so
+//
+//	GOFLAGS=-race go test ./e2e/
+//
+// also builds every host under test with the race detector, and any race
+// it reports fails the test that ran the host.
 package e2e_test
 
 import (
@@ -150,11 +157,15 @@ func startRoam(t testing.TB, args ...string) (*proc, *readyWatcher) {
 	t.Cleanup(func() {
 		select {
 		case <-p.done:
-			return
 		default:
+			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			<-p.done
 		}
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		<-p.done
+		// With GOFLAGS=-race in the environment, roam builds the hosts
+		// with the race detector; a report fails the test that ran them.
+		if out := out.String(); strings.Contains(out, "WARNING: DATA RACE") {
+			t.Errorf("roam %s reported a data race:\n%s", strings.Join(args, " "), out)
+		}
 	})
 	return p, w
 }
@@ -277,6 +288,14 @@ func mustCall[T any](t testing.TB, h *host, app, method string, body any, want i
 type errorBody struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
+}
+
+// storedValue is conformance.Get's reply (and a BulkGet item).
+type storedValue struct {
+	Key   string          `json:"key"`
+	Value json.RawMessage `json:"value"`
+	ETag  string          `json:"etag"`
+	Found bool            `json:"found"`
 }
 
 // wantError checks that a call fails with status and code, and returns the
