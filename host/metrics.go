@@ -32,7 +32,7 @@ func NewMetrics(logDropped func() uint64) *Metrics {
 			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 10},
 		}, []string{"app", "method"}),
 		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "roam_pubsub_deliveries_total", Help: "Event deliveries by app, pubsub, topic and outcome (ok, retry, deadletter).",
+			Name: "roam_pubsub_deliveries_total", Help: "Event deliveries by app, pubsub, topic and outcome: ok, failed (will be retried), rejected (InvalidArgument: dead-lettered at once), deadletter (moved to the dead-letter topic).",
 		}, []string{"app", "pubsub", "topic", "outcome"}),
 	}
 	m.Registry.MustRegister(m.requests, m.latency, m.deliveries,

@@ -86,7 +86,7 @@ func (a *App) Setup(env Env) (*Router, error) {
 		return nil, err
 	}
 	if len(r.methods) == 0 && len(r.subs) == 0 {
-		return nil, NewError(FailedPrecondition, "app "+a.id+" registers no handlers: call sdk.Handle or sdk.Subscribe in its setup")
+		return nil, NewError(FailedPrecondition, "registers no handlers: call sdk.Handle or sdk.Subscribe in its setup")
 	}
 	return r, nil
 }

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -38,6 +39,8 @@ type hostFlags struct {
 	addr, dataDir, logLevel, logFormat string
 	port                               int
 	pprof                              bool
+	maxBody                            int64
+	requestTimeout, shutdownGrace      time.Duration
 }
 
 func (h *hostFlags) register(c *cobra.Command) {
@@ -48,11 +51,16 @@ func (h *hostFlags) register(c *cobra.Command) {
 	f.StringVar(&h.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&h.logFormat, "log-format", "text", "text or json")
 	f.BoolVar(&h.pprof, "pprof", false, "serve net/http/pprof under /debug/pprof/")
+	f.Int64Var(&h.maxBody, "max-body-bytes", 4<<20, "largest accepted request body")
+	f.DurationVar(&h.requestTimeout, "request-timeout", 30*time.Second, "deadline of each call and delivery")
+	f.DurationVar(&h.shutdownGrace, "shutdown-grace", 10*time.Second, "how long in-flight requests get to finish on SIGTERM")
 }
 
 func (h *hostFlags) args() []string {
 	a := []string{"--addr", h.addr, "--port", strconv.Itoa(h.port), "--data-dir", h.dataDir,
-		"--log-level", h.logLevel, "--log-format", h.logFormat}
+		"--log-level", h.logLevel, "--log-format", h.logFormat,
+		"--max-body-bytes", strconv.FormatInt(h.maxBody, 10),
+		"--request-timeout", h.requestTimeout.String(), "--shutdown-grace", h.shutdownGrace.String()}
 	if h.pprof {
 		a = append(a, "--pprof")
 	}
