@@ -4,7 +4,8 @@
 # the binary's path on stdout. A failed build fails loudly.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-version="$(awk '/github.com\/dapr\/dapr v/ {print $3; exit}' "$here/go.mod")"
+version="$(awk '{for (i = 1; i < NF; i++) if ($i == "github.com/dapr/dapr") {print $(i+1); exit}}' "$here/go.mod")"
+[[ -n "$version" ]] || { echo "cannot find the dapr version in $here/go.mod" >&2; exit 1; }
 cache="${ROAM_CACHE:-$HOME/.cache/roam}/daprd/$version"
 bin="$cache/daprd"
 stamp="$cache/source.sha256"
