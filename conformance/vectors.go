@@ -289,8 +289,8 @@ func match(at string, want, got any, known, caps map[string]string) string {
 	return ""
 }
 
-// normalize replaces the run id and each captured JSON string value with a
-// placeholder naming it.
+// normalize replaces the run id and each captured JSON string value, alone
+// or quoted inside another string, with a placeholder naming it.
 func (r *run) normalize(s string) string {
 	s = strings.ReplaceAll(s, r.caps["run"], "RUN")
 	names := make([]string, 0, len(r.caps))
@@ -302,6 +302,8 @@ func (r *run) normalize(s string) string {
 	sort.Strings(names)
 	for _, k := range names {
 		s = strings.ReplaceAll(s, `"`+r.caps[k]+`"`, `"<`+k+`>"`)
+		// Also where a message quotes it: "order \"<id>\" changed".
+		s = strings.ReplaceAll(s, `\"`+r.caps[k]+`\"`, `\"<`+k+`>\"`)
 	}
 	return s
 }

@@ -40,6 +40,13 @@ type Options struct {
 	DefaultApp string
 	Logger     *slog.Logger
 	Metrics    *Metrics
+	// CORSOrigins are the browser origins allowed to call this host from
+	// pages of their own (see CheckCORSOrigins); empty means none.
+	CORSOrigins []string
+	// StateAPI serves the state sync API of browser hosts (statesync.go).
+	StateAPI bool
+	// Web, when set, is served under /web/ for browser hosts (web.go).
+	Web *WebAssets
 }
 
 // Server serves apps over HTTP and wires their invocations and deliveries.
@@ -54,6 +61,8 @@ type Server struct {
 	ready atomic.Bool
 	http  *http.Server
 	mux   *http.ServeMux
+	// handler is mux behind the CORS layer.
+	handler http.Handler
 }
 
 type entry struct {
@@ -83,6 +92,7 @@ func NewServer(b backend.Backend, opts Options) *Server {
 	}
 	s := &Server{opts: opts, backend: b, log: opts.Logger, metrics: opts.Metrics, apps: map[string]*entry{}}
 	s.mux = s.routes()
+	s.handler = s.withCORS(s.mux)
 	return s
 }
 
@@ -121,7 +131,7 @@ func (s *Server) lookup(id string) (*entry, bool) {
 }
 
 // Handler returns the HTTP handler of every route.
-func (s *Server) Handler() http.Handler { return s.mux }
+func (s *Server) Handler() http.Handler { return s.handler }
 
 // Metrics returns the server's collectors.
 func (s *Server) Metrics() *Metrics { return s.metrics }
@@ -241,6 +251,7 @@ func (s *Server) routes() *http.ServeMux {
 		writeJSON(w, http.StatusOK, []byte(`{"status":"ready"}`))
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.Registry, promhttp.HandlerOpts{}))
+	s.webRoutes(mux)
 	if s.opts.Pprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
@@ -367,7 +378,7 @@ func newRequestID() string {
 func (s *Server) Serve(ln net.Listener) error {
 	s.mu.Lock()
 	s.http = &http.Server{
-		Handler:           s.mux,
+		Handler:           s.handler,
 		ReadTimeout:       s.opts.ReadTimeout,
 		ReadHeaderTimeout: 10 * time.Second,
 		WriteTimeout:      s.opts.WriteTimeout,

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -31,7 +33,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newRunCmd(stdout, stderr), newBuildCmd(stdout, stderr), newVersionCmd(stdout))
+	root.AddCommand(newRunCmd(stdout, stderr), newBuildCmd(stdout, stderr), newEdgeCmd(stdout, stderr), newVersionCmd(stdout))
 	return root
 }
 
@@ -41,6 +43,8 @@ type hostFlags struct {
 	pprof                              bool
 	maxBody                            int64
 	requestTimeout, shutdownGrace      time.Duration
+	corsOrigins                        string
+	stateAPI                           bool
 }
 
 func (h *hostFlags) register(c *cobra.Command) {
@@ -54,6 +58,8 @@ func (h *hostFlags) register(c *cobra.Command) {
 	f.Int64Var(&h.maxBody, "max-body-bytes", 4<<20, "largest accepted request body")
 	f.DurationVar(&h.requestTimeout, "request-timeout", 30*time.Second, "deadline of each call and delivery")
 	f.DurationVar(&h.shutdownGrace, "shutdown-grace", 10*time.Second, "how long in-flight requests get to finish on SIGTERM")
+	f.StringVar(&h.corsOrigins, "cors-origins", "", "comma-separated origins whose pages may call the host, e.g. http://127.0.0.1:* (empty: none)")
+	f.BoolVar(&h.stateAPI, "state-api", false, "serve the state sync API the browser host pushes to and pulls from")
 }
 
 func (h *hostFlags) args() []string {
@@ -64,17 +70,30 @@ func (h *hostFlags) args() []string {
 	if h.pprof {
 		a = append(a, "--pprof")
 	}
+	if h.corsOrigins != "" {
+		a = append(a, "--cors-origins", h.corsOrigins)
+	}
+	if h.stateAPI {
+		a = append(a, "--state-api")
+	}
 	return a
 }
 
 func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
 	var hf hostFlags
+	var web bool
 	c := &cobra.Command{
 		Use:   "run [packages or directories]",
 		Short: "Build the apps found under the given directories and run them on the embedded backend",
 		Long: `run builds every Roam app found in the given packages (a directory means
 everything below it) into one native host and starts it. State and events
-live in --data-dir; nothing else is needed: no Docker, no sidecar.`,
+live in --data-dir; nothing else is needed: no Docker, no sidecar.
+
+For the browser host, run also builds each app as a wasm module and serves
+the modules at /web/modules/{app}.wasm, and the page in a web/ directory
+beside the apps (examples/shop/web) at /web/, with the state sync API on
+and CORS open to http://127.0.0.1:* (--web=false, --state-api=false and
+--cors-origins change that).`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 {
 				args = []string{"."}
@@ -90,16 +109,78 @@ live in --data-dir; nothing else is needed: no Docker, no sidecar.`,
 				return err
 			}
 			fmt.Fprintf(stderr, "roam: building %s\n", strings.Join(args, " "))
-			if _, err := build.Native(cmd.Context(), build.Options{Patterns: args, Out: bin, Stdout: stderr}); err != nil {
+			pkgs, err := build.Native(cmd.Context(), build.Options{Patterns: args, Out: bin, Stdout: stderr})
+			if err != nil {
 				return err
+			}
+			hostArgs := hf.args()
+			if web {
+				hostArgs = append(hostArgs, webArgs(cmd.Context(), stderr, args, pkgs, filepath.Join(filepath.Dir(bin), "modules"))...)
 			}
 			// Replace this process with the host, so that signals, exit
 			// status and process supervision reach it directly.
-			return syscall.Exec(bin, append([]string{"roam-host"}, hf.args()...), os.Environ())
+			return syscall.Exec(bin, append([]string{"roam-host"}, hostArgs...), os.Environ())
 		},
 	}
 	hf.register(c)
+	// roam run is for development: open to pages served from this machine.
+	hf.corsOrigins, hf.stateAPI = "http://127.0.0.1:*", true
+	c.Flags().Lookup("cors-origins").DefValue = hf.corsOrigins
+	c.Flags().Lookup("state-api").DefValue = "true"
+	c.Flags().BoolVar(&web, "web", true, "build the apps' wasm modules and serve them, and the page in a web/ directory beside the apps, to browsers under /web/")
 	return c
+}
+
+// webArgs builds every app package as a wasm module into dir and returns
+// the host flags that serve them and the page: the first web/ directory
+// with an index.html in one of the run's directory arguments. A module that
+// does not build is reported and left out; the native host runs regardless.
+func webArgs(ctx context.Context, stderr io.Writer, args []string, pkgs []build.Package, dir string) []string {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		fmt.Fprintf(stderr, "roam: web modules: %v\n", err)
+		return nil
+	}
+	var wg sync.WaitGroup
+	for _, p := range pkgs {
+		if len(p.AppIDs) > 1 {
+			continue // a module holds exactly one app
+		}
+		// The module is named after its app when the source names it with
+		// a literal, else after the package's directory (the shop's apps
+		// take their ids from constants named like their directories).
+		name := filepath.Base(p.Dir)
+		if len(p.AppIDs) == 1 {
+			name = p.AppIDs[0]
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// Build beside and rename into place: another roam run of the
+			// same directories may be reading the previous build.
+			out := filepath.Join(dir, name+".wasm")
+			tmp := fmt.Sprintf("%s.%d.tmp", out, os.Getpid())
+			_, err := build.Wasm(ctx, build.Options{Patterns: []string{p.ImportPath}, Out: tmp, Release: true, Stdout: stderr})
+			if err == nil {
+				err = os.Rename(tmp, out)
+			}
+			if err != nil {
+				os.Remove(tmp)
+				fmt.Fprintf(stderr, "roam: %s does not build as a wasm module, so browsers cannot run it: %v\n", p.ImportPath, err)
+			}
+		}()
+	}
+	wg.Wait()
+	a := []string{"--web-modules", dir}
+	for _, arg := range args {
+		page, err := filepath.Abs(filepath.Join(arg, "web"))
+		if err != nil {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(page, "index.html")); err == nil {
+			return append(a, "--web-dir", page)
+		}
+	}
+	return a
 }
 
 func newBuildCmd(stdout, stderr io.Writer) *cobra.Command {

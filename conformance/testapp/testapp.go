@@ -5,11 +5,20 @@
 // conformance/vectors can check any host on any backend through its
 // transport alone. It is built natively, for wasip1 and for the browser like
 // any other app.
+//
+// Two methods are not in the vectors: Spin (a loop that never yields or
+// returns) and Exit (os.Exit(3), which a wasip1 guest turns into proc_exit).
+// They exist for the wasm hosts' robustness tests, which check that a guest
+// ignoring its deadline is interrupted and that a guest that dies takes
+// only its own instance with it. Natively they refuse to run: there they
+// would hold a CPU forever or end the host's process.
 package testapp
 
 import (
 	"context"
 	"encoding/json"
+	"os"
+	"runtime"
 	"strings"
 	"time"
 
@@ -46,6 +55,8 @@ var App = sdk.NewApp(ID, func(env sdk.Env, r *sdk.Router) error {
 	sdk.Handle(r, "Fail", a.fail)
 	sdk.Handle(r, "Panic", a.panic)
 	sdk.Handle(r, "Sleep", a.sleep)
+	sdk.Handle(r, "Spin", a.spin)
+	sdk.Handle(r, "Exit", a.exit)
 	r.HandleRaw("Echo", func(ctx context.Context, b []byte) ([]byte, error) { return b, nil })
 	sdk.Subscribe(r, PubSub, TopicEvent, a.record)
 	sdk.Subscribe(r, PubSub, TopicFlaky, a.flaky, sdk.DeadLetter(TopicDead))
@@ -307,4 +318,28 @@ func (a *app) sleep(ctx context.Context, r sleepReq) (empty, error) {
 	case <-ctx.Done():
 		return empty{}, sdk.NewError(sdk.DeadlineExceeded, "sleep interrupted by the request deadline")
 	}
+}
+
+// spins counts Spin's iterations. Writing a package variable gives the loop
+// an effect, so no compiler may drop it.
+var spins uint64
+
+// spin loops forever, ignoring ctx: only the host can stop it.
+func (a *app) spin(ctx context.Context, r empty) (empty, error) {
+	if runtime.GOARCH != "wasm" {
+		return empty{}, sdk.NewError(sdk.FailedPrecondition, "Spin runs only in a wasm guest: natively it would hold a CPU until the process exits")
+	}
+	for {
+		spins++
+	}
+}
+
+// exit ends the guest with status 3, as a crash would: not a panic the SDK
+// can recover, but the end of the instance.
+func (a *app) exit(ctx context.Context, r empty) (empty, error) {
+	if runtime.GOARCH != "wasm" {
+		return empty{}, sdk.NewError(sdk.FailedPrecondition, "Exit runs only in a wasm guest: natively it would end the host's process")
+	}
+	os.Exit(3)
+	return empty{}, nil
 }

@@ -2,17 +2,14 @@ package native
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -50,6 +47,11 @@ type Config struct {
 	ShutdownGrace  time.Duration
 	DefaultApp     string
 	Apps           string
+	// Browser hosts (web/): see host.Options.
+	CORSOrigins string // comma-separated
+	StateAPI    bool
+	WebDir      string // the page, served under /web/
+	WebModules  string // a directory of {app}.wasm, served under /web/modules/
 }
 
 // ParseFlags parses the host's command line into a Config.
@@ -68,13 +70,58 @@ func ParseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", 10*time.Second, "how long in-flight requests get to finish on SIGTERM")
 	fs.StringVar(&c.DefaultApp, "app-id", "", "app that receives Dapr app-channel calls (/{method}); default: the only app")
 	fs.StringVar(&c.Apps, "apps", "", "comma-separated app ids to run (default: all registered)")
+	fs.StringVar(&c.CORSOrigins, "cors-origins", "", "comma-separated origins whose pages may call this host (e.g. http://127.0.0.1:* or https://shop.example); default none")
+	fs.BoolVar(&c.StateAPI, "state-api", false, "serve the state sync API that browser hosts push to and pull from (/v1/apps/{app}/state/...)")
+	fs.StringVar(&c.WebDir, "web-dir", "", "directory of a web page to serve under /web/ (the browser host's page)")
+	fs.StringVar(&c.WebModules, "web-modules", "", "directory of {app}.wasm modules to serve under /web/modules/")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
+	if err := host.CheckCORSOrigins(c.corsOrigins()); err != nil {
+		return c, fmt.Errorf("--cors-origins: %w", err)
+	}
 	return c, nil
+}
+
+func (c Config) corsOrigins() []string {
+	var out []string
+	for _, o := range strings.Split(c.CORSOrigins, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// webAssets reads --web-dir and --web-modules.
+func (c Config) webAssets() (*host.WebAssets, error) {
+	if c.WebDir == "" && c.WebModules == "" {
+		return nil, nil
+	}
+	w := &host.WebAssets{Modules: map[string][]byte{}}
+	if c.WebDir != "" {
+		if fi, err := os.Stat(c.WebDir); err != nil || !fi.IsDir() {
+			return nil, fmt.Errorf("--web-dir %s: not a directory", c.WebDir)
+		}
+		w.Page = os.DirFS(c.WebDir)
+	}
+	if c.WebModules != "" {
+		files, err := filepath.Glob(filepath.Join(c.WebModules, "*.wasm"))
+		if err != nil {
+			return nil, err
+		}
+		for _, f := range files {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				return nil, fmt.Errorf("--web-modules: %w", err)
+			}
+			w.Modules[strings.TrimSuffix(filepath.Base(f), ".wasm")] = b
+		}
+	}
+	return w, nil
 }
 
 // Run parses args and runs the host until ctx is done. It writes the
@@ -85,20 +132,11 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(c.LogLevel)); err != nil {
-		return fmt.Errorf("--log-level %q: use debug, info, warn or error", c.LogLevel)
+	log, logs, err := host.NewLogger(c.LogLevel, c.LogFormat, stderr)
+	if err != nil {
+		return err
 	}
-	var base slog.Handler
-	ho := &slog.HandlerOptions{Level: level}
-	if c.LogFormat == "json" {
-		base = slog.NewJSONHandler(stderr, ho)
-	} else {
-		base = slog.NewTextHandler(stderr, ho)
-	}
-	logs := host.NewAsyncHandler(base, 4096)
 	defer logs.Close()
-	log := slog.New(logs)
 
 	apps, err := selectApps(c.Apps)
 	if err != nil {
@@ -108,7 +146,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	cfg, secrets, err := loadConfig(dataDir)
+	cfg, secrets, err := host.LoadDataConfig(dataDir)
 	if err != nil {
 		return err
 	}
@@ -136,52 +174,26 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 
+	web, err := c.webAssets()
+	if err != nil {
+		return err
+	}
 	srv, err := NewServer(b, apps, host.Options{
 		MaxBodyBytes: c.MaxBodyBytes, RequestTimeout: c.RequestTimeout, Pprof: c.Pprof,
 		DefaultApp: c.DefaultApp, Logger: log, Metrics: metrics,
+		CORSOrigins: c.corsOrigins(), StateAPI: c.StateAPI, Web: web,
 	})
 	if err != nil {
 		return err
 	}
 
-	ln, err := net.Listen("tcp", net.JoinHostPort(c.Addr, strconv.Itoa(c.Port)))
+	ln, err := host.Listen(c.Addr, c.Port)
 	if err != nil {
-		if errors.Is(err, syscall.EADDRINUSE) {
-			return fmt.Errorf("port %d on %s is in use: stop the process holding it, or pass --port with another number (--port 0 picks a free one)", c.Port, c.Addr)
-		}
-		return fmt.Errorf("listen on %s:%d: %w", c.Addr, c.Port, err)
-	}
-	baseURL := "http://" + ln.Addr().String()
-	if an, ok := backend.Backend(b).(backend.Announcer); ok {
-		withdraw, err := an.Announce(srv.AppIDs(), baseURL)
-		if err != nil {
-			ln.Close()
-			return err
-		}
-		defer withdraw()
-	}
-
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-
-	fmt.Fprintf(stdout, "roam: backend %s, data in %s\n", b.Name(), dataDir)
-	for _, id := range srv.AppIDs() {
-		fmt.Fprintf(stdout, "roam: app %-10s %s/v1/apps/%s/methods/{method}\n", id, baseURL, id)
-	}
-	fmt.Fprintf(stdout, "roam: ready on %s in %s (metrics %s/metrics)\n", baseURL, time.Since(start).Round(time.Microsecond), baseURL)
-
-	select {
-	case err := <-errc:
 		return err
-	case <-ctx.Done():
 	}
-	log.Info("shutting down", "grace", c.ShutdownGrace)
-	sctx, cancel := context.WithTimeout(context.Background(), c.ShutdownGrace)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		log.Warn("shutdown: in-flight requests cut off", "err", err)
-	}
-	return nil
+	return host.ServeUntilDone(ctx, srv, b, ln, host.ServeOptions{
+		Stdout: stdout, Start: start, DataDir: dataDir, Grace: c.ShutdownGrace, Logger: log,
+	})
 }
 
 // NewServer sets up apps on b and returns a server for them with deliveries
@@ -229,27 +241,6 @@ func selectApps(only string) ([]*sdk.App, error) {
 		out = append(out, a)
 	}
 	return out, nil
-}
-
-// loadConfig reads the optional config.json ({"key": "value"}) and
-// secrets.json ({"store": {"key": "value"}}) of the data directory, the
-// embedded counterparts of Dapr's configuration and local-file secret stores.
-func loadConfig(dir string) (map[string]string, map[string]map[string]string, error) {
-	cfg := map[string]string{}
-	secrets := map[string]map[string]string{}
-	for name, v := range map[string]any{"config.json": &cfg, "secrets.json": &secrets} {
-		b, err := os.ReadFile(filepath.Join(dir, name))
-		if errors.Is(err, os.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			return nil, nil, err
-		}
-		if err := json.Unmarshal(b, v); err != nil {
-			return nil, nil, fmt.Errorf("%s: %w", filepath.Join(dir, name), err)
-		}
-	}
-	return cfg, secrets, nil
 }
 
 // Version and Commit are stamped by `roam build` (-ldflags -X).

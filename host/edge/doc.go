@@ -1,0 +1,76 @@
+// Package edge is the edge host: it runs Roam apps built as wasip1 modules
+// (roam build --target wasm) on wazero, behind the same transport as the
+// native host (package host), so that the same request gets the same bytes
+// back whichever way the app runs.
+//
+// # Compiler, not interpreter
+//
+// wazero's optimizing compiler turns a module into machine code once; its
+// interpreter runs a Go guest 7 to 8 times slower (BenchmarkCall's
+// edge-interpreter variants: 1.9 ms instead of 0.26 ms for the shop's
+// orders.Get).
+// The compiler's price is compile time (about 2 s for a 4 MB Go module),
+// which the on-disk compilation cache (RuntimeOptions.CacheDir) pays once
+// per module and wazero version: a restart loads compiled code in about
+// 60 ms. The cache is bounded (RuntimeOptions.CacheMaxBytes), since each
+// rebuilt version of a module adds about four times its size. Where wazero
+// has no compiler (other than amd64 and arm64) the runtime falls back to the
+// interpreter.
+//
+// # Instances and pools
+//
+// A Go wasip1 module is single-threaded: an instance can run one call at a
+// time, and calling it concurrently corrupts its Go runtime. So each module
+// has a pool of instances, all created and set up before Load returns
+// (instantiation costs about 5 ms: the Go runtime's start-up plus the app's
+// setup, too much for a request path). A call takes a free instance, waits
+// in a bounded queue if there is none, and is refused with Unavailable (503)
+// once the queue is full too, so overload sheds instead of piling up.
+//
+// Pool size: a warm Go instance costs about 5 MiB of resident memory (its
+// linear memory as the Go runtime touches it; the compiled code is shared).
+// Calls wait on state and on other apps as well as on CPU, so the default is
+// four instances per CPU, at least 4, within a 64 MiB budget
+// (DefaultPoolSize). A 2-core machine gets 8 instances, about 40 MiB.
+//
+// # Discarding instances
+//
+// An instance that traps (an unrecovered panic, a fatal Go runtime error,
+// proc_exit, out of memory) or that is interrupted at its deadline is
+// closed and never reused: its Go runtime stopped at an arbitrary point,
+// maybe holding a lock or half-way through a GC, and nothing can tell
+// whether its state is sound. A replacement is created in the background,
+// and the call fails with Internal (500) or DeadlineExceeded (504). A panic
+// the SDK recovers (in a handler) is an ordinary error and keeps the
+// instance. Linear memory never shrinks, so an instance whose memory grew
+// past a threshold (after a large request) is replaced too.
+//
+// # Deadlines
+//
+// The guest receives its call's deadline and usually honours it itself.
+// 20 ms later the host interrupts it: wazero is configured to close a guest
+// whose context is done (WithCloseOnContextDone), which stops even a loop
+// with no calls out, and a guest asleep in WASI's poll_oneoff is woken. This
+// is not optional: compiled wasm cannot be preempted, so a guest looping for
+// ever would otherwise hold its thread and stall every garbage collection of
+// the host. It is expensive in wazero v1.12, whose compiled code leaves to Go
+// at every loop back-edge to check for interruption: a Go guest runs 2 to 4
+// times slower than without (BenchmarkCall's uninterruptible variants).
+// Upstream work makes the check inline (wazero issue 2466).
+//
+// # Capabilities
+//
+// The guest reaches its capabilities through the roam_v1 imports (see
+// package abi). One set of host functions serves every instance: the state
+// of the call in progress (the app's capabilities, the request's context,
+// the reply pending for take_result) travels in the context wazero hands to
+// the host functions. Every request a guest sends is decoded defensively:
+// malformed input is an InvalidArgument reply, never a host panic, and a
+// pointer outside the guest's memory in take_result traps the guest.
+//
+// # Hot reload
+//
+// Module.Reload compiles and pre-warms a new version beside the running one
+// and swaps it in atomically: calls in flight finish on the old version,
+// whose instances close when the last one returns. No call is dropped.
+package edge

@@ -1,0 +1,312 @@
+package edge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"github.com/roam-dev/roam/backend"
+	"github.com/roam-dev/roam/backend/embedded"
+	"github.com/roam-dev/roam/host"
+)
+
+// Config is the edge host's configuration: the native host's flags plus
+// the pool's and the runtime's.
+type Config struct {
+	// Paths are .wasm files, or directories whose *.wasm files are loaded.
+	Paths          []string
+	Addr           string
+	Port           int
+	DataDir        string
+	LogLevel       string
+	LogFormat      string
+	Pprof          bool
+	MaxBodyBytes   int64
+	RequestTimeout time.Duration
+	ShutdownGrace  time.Duration
+	DefaultApp     string
+	// CORSOrigins and StateAPI: see host.Options.
+	CORSOrigins []string
+	StateAPI    bool
+	// PoolSize is each module's instance count (0: DefaultPoolSize()).
+	PoolSize int
+	// MaxQueue is how many calls may wait for an instance (0: none).
+	MaxQueue int
+	// MemoryLimitMB caps each instance's memory (0: 64).
+	MemoryLimitMB int
+	// CacheDir holds compiled modules (default: the user cache directory).
+	CacheDir string
+	// Watch reloads a module when its file changes.
+	Watch         bool
+	WatchInterval time.Duration // default 500ms
+}
+
+// DefaultCacheDir is where compiled modules are cached by default.
+func DefaultCacheDir() string {
+	d, err := os.UserCacheDir()
+	if err != nil {
+		d = os.TempDir()
+	}
+	return filepath.Join(d, "roam", "edge")
+}
+
+// Run loads the modules and serves them on the embedded backend until ctx
+// is done. It writes the human-facing start-up lines to stdout and logs to
+// stderr.
+func Run(ctx context.Context, c Config, stdout, stderr io.Writer) error {
+	start := time.Now()
+	log, logs, err := host.NewLogger(c.LogLevel, c.LogFormat, stderr)
+	if err != nil {
+		return err
+	}
+	defer logs.Close()
+	files, err := ModuleFiles(c.Paths)
+	if err != nil {
+		return err
+	}
+	if err := host.CheckCORSOrigins(c.CORSOrigins); err != nil {
+		return fmt.Errorf("--cors-origins: %w", err)
+	}
+	if c.MemoryLimitMB < 0 || c.MemoryLimitMB > 4096 {
+		return fmt.Errorf("--memory-limit-mb %d: use 1 to 4096", c.MemoryLimitMB)
+	}
+	dataDir, err := filepath.Abs(c.DataDir)
+	if err != nil {
+		return err
+	}
+	cfg, secrets, err := host.LoadDataConfig(dataDir)
+	if err != nil {
+		return err
+	}
+	if c.CacheDir == "" {
+		c.CacheDir = DefaultCacheDir()
+	}
+	metrics := host.NewMetrics(logs.Dropped)
+
+	// The runtime outlives the backend: the backend's Close waits for the
+	// deliveries in flight, which run in the modules.
+	rt, err := NewRuntime(ctx, RuntimeOptions{CacheDir: c.CacheDir, Logger: log, Registerer: metrics.Registry})
+	if err != nil {
+		return err
+	}
+	defer rt.Close(context.Background())
+	b, err := embedded.Open(embedded.Options{
+		Dir: dataDir, Config: cfg, Secrets: secrets, Logger: log,
+		OnDeliver: func(sub backend.Subscription, outcome string) {
+			if outcome == "deadletter" {
+				metrics.Delivered(sub, outcome)
+			}
+		},
+	})
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+
+	mo := ModuleOptions{PoolSize: c.PoolSize, MaxQueue: c.MaxQueue, Timeout: c.RequestTimeout}
+	if c.MaxQueue == 0 {
+		mo.MaxQueue = NoQueue
+	}
+	if c.MemoryLimitMB > 0 {
+		mo.MemoryLimitPages = uint32(c.MemoryLimitMB) * 16
+	}
+	srv := host.NewServer(b, host.Options{
+		MaxBodyBytes: c.MaxBodyBytes, RequestTimeout: c.RequestTimeout, Pprof: c.Pprof,
+		DefaultApp: c.DefaultApp, Logger: log, Metrics: metrics,
+		CORSOrigins: c.CORSOrigins, StateAPI: c.StateAPI,
+	})
+	fmt.Fprintf(stdout, "roam: edge runtime wazero %s, compiled code cached in %s\n", WazeroVersion(), rt.CacheDir())
+	mods, err := LoadFiles(ctx, rt, srv, b, files, mo, log, stdout)
+	if err != nil {
+		return err
+	}
+	// Open (and lock) the apps' data files now, as the native host does: a
+	// second host of an app on this data directory fails here.
+	ids := make([]string, len(mods))
+	for i, m := range mods {
+		ids[i] = m.ID()
+	}
+	if err := b.OpenApps(ids...); err != nil {
+		return err
+	}
+	if err := srv.StartDeliveries(); err != nil {
+		return err
+	}
+
+	ln, err := host.Listen(c.Addr, c.Port)
+	if err != nil {
+		return err
+	}
+	if c.Watch {
+		wctx, stop := context.WithCancel(ctx)
+		defer stop()
+		interval := c.WatchInterval
+		if interval <= 0 {
+			interval = 500 * time.Millisecond
+		}
+		w := &Watcher{Interval: interval, Logger: log, Stdout: stdout}
+		for i, f := range files {
+			w.Add(f, mods[i])
+		}
+		go w.Run(wctx)
+	}
+	return host.ServeUntilDone(ctx, srv, b, ln, host.ServeOptions{
+		Stdout: stdout, Start: start, DataDir: dataDir, Grace: c.ShutdownGrace, Logger: log,
+	})
+}
+
+// ModuleFiles expands paths into module files: a directory stands for the
+// *.wasm files in it, sorted.
+func ModuleFiles(paths []string) ([]string, error) {
+	if len(paths) == 0 {
+		return nil, errors.New("no modules: name .wasm files or directories holding them (build one with roam build --target wasm)")
+	}
+	var out []string
+	for _, p := range paths {
+		fi, err := os.Stat(p)
+		if err != nil {
+			return nil, err
+		}
+		if !fi.IsDir() {
+			out = append(out, p)
+			continue
+		}
+		found, err := filepath.Glob(filepath.Join(p, "*.wasm"))
+		if err != nil {
+			return nil, err
+		}
+		if len(found) == 0 {
+			return nil, fmt.Errorf("%s holds no .wasm files (build one with roam build --target wasm)", p)
+		}
+		sort.Strings(found)
+		out = append(out, found...)
+	}
+	return out, nil
+}
+
+// LoadFiles loads each file as a module bound to b through srv and adds it
+// to srv. It prints one line per module to stdout.
+func LoadFiles(ctx context.Context, rt *Runtime, srv *host.Server, b backend.Backend, files []string, mo ModuleOptions, log *slog.Logger, stdout io.Writer) ([]*Module, error) {
+	bind := Binding{Backend: b, Invoker: srv.Invoker, Logger: log}
+	var mods []*Module
+	for _, f := range files {
+		t := time.Now()
+		wasm, err := os.ReadFile(f)
+		if err != nil {
+			return nil, err
+		}
+		o := mo
+		o.Name = filepath.Base(f)
+		m, err := rt.Load(ctx, wasm, o, bind)
+		if err != nil {
+			return nil, err
+		}
+		if err := srv.Add(m); err != nil {
+			return nil, fmt.Errorf("%s: %w", f, err)
+		}
+		mods = append(mods, m)
+		if stdout != nil {
+			fmt.Fprintf(stdout, "roam: module %s: app %s, %d instances, %.1f MB, loaded in %s\n",
+				o.Name, m.ID(), m.Stats().PoolSize, float64(len(wasm))/1e6, time.Since(t).Round(time.Millisecond))
+		}
+	}
+	return mods, nil
+}
+
+// Watcher reloads modules whose files change. It polls each file's size and
+// modification time, and reloads once two polls in a row agree on a new
+// stamp, so that a file still being written is not loaded half-way.
+type Watcher struct {
+	Interval time.Duration
+	Logger   *slog.Logger
+	Stdout   io.Writer
+	files    []*watched
+}
+
+type stamp struct {
+	size int64
+	mod  time.Time
+}
+
+type watched struct {
+	path          string
+	m             *Module
+	loaded, last  stamp
+	failed, gone  bool
+	failedAtStamp stamp
+}
+
+func stampOf(path string) (stamp, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return stamp{}, err
+	}
+	return stamp{fi.Size(), fi.ModTime()}, nil
+}
+
+// Add watches path, whose current contents m runs.
+func (w *Watcher) Add(path string, m *Module) {
+	s, _ := stampOf(path)
+	w.files = append(w.files, &watched{path: path, m: m, loaded: s, last: s})
+}
+
+// Run polls until ctx is done.
+func (w *Watcher) Run(ctx context.Context) {
+	t := time.NewTicker(w.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for _, f := range w.files {
+			w.poll(ctx, f)
+		}
+	}
+}
+
+func (w *Watcher) poll(ctx context.Context, f *watched) {
+	log := w.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s, err := stampOf(f.path)
+	if err != nil {
+		if !f.gone {
+			log.Warn("module file is gone; the loaded version keeps serving", "file", f.path, "app", f.m.ID())
+			f.gone = true
+		}
+		return
+	}
+	f.gone = false
+	stable := s == f.last
+	f.last = s
+	if !stable || s == f.loaded || (f.failed && s == f.failedAtStamp) {
+		return
+	}
+	wasm, err := os.ReadFile(f.path)
+	if err != nil {
+		log.Error("reading a changed module", "file", f.path, "err", err)
+		return
+	}
+	start := time.Now()
+	if err := f.m.Reload(ctx, wasm); err != nil {
+		log.Error("reload failed; the previous version keeps serving", "file", f.path, "app", f.m.ID(), "err", err)
+		f.failed, f.failedAtStamp = true, s
+		if w.Stdout != nil {
+			fmt.Fprintf(w.Stdout, "roam: reload of %s failed, previous version still serving: %s\n", filepath.Base(f.path), firstLine(err.Error()))
+		}
+		return
+	}
+	f.failed, f.loaded = false, s
+	if w.Stdout != nil {
+		fmt.Fprintf(w.Stdout, "roam: reloaded %s (app %s, version %d) in %s\n", filepath.Base(f.path), f.m.ID(), f.m.Version(), time.Since(start).Round(time.Millisecond))
+	}
+}

@@ -1,0 +1,568 @@
+package edge
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"reflect"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
+	"github.com/tetratelabs/wazero/sys"
+
+	"github.com/roam-dev/roam/abi"
+	"github.com/roam-dev/roam/sdk"
+)
+
+// pool is one version of a module: its compiled code and its instances.
+// A reload builds a new pool and retires the old one, which closes once the
+// calls holding references to it are done.
+type pool struct {
+	m       *Module
+	cm      wazero.CompiledModule
+	man     abi.Manifest
+	version int64
+	size    int
+
+	idle     chan *instance // holds at most size instances
+	busy     atomic.Int32
+	waiting  atomic.Int32
+	overflow atomic.Int32
+
+	// refs counts the calls and background replacements using the pool;
+	// retire adds retiredBias, and the last reference out closes it.
+	refs    atomic.Int64
+	retired atomic.Bool
+	done    chan struct{}
+}
+
+const retiredBias = math.MinInt64 / 2
+
+func (p *pool) tryRef() bool {
+	for {
+		n := p.refs.Load()
+		if n < 0 {
+			return false
+		}
+		if p.refs.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+func (p *pool) unref() {
+	if p.refs.Add(-1) == retiredBias {
+		p.close()
+	}
+}
+
+func (p *pool) retire() {
+	if !p.retired.CompareAndSwap(false, true) {
+		return
+	}
+	if p.refs.Add(retiredBias) == retiredBias {
+		p.close()
+	}
+}
+
+// close closes the idle instances and the compiled code. Every instance is
+// idle by then: busy ones are held by references.
+func (p *pool) close() {
+	ctx := context.Background()
+	for {
+		select {
+		case in := <-p.idle:
+			in.close()
+			continue
+		default:
+		}
+		break
+	}
+	p.cm.Close(ctx)
+	close(p.done)
+}
+
+// newPool instantiates a pool of the compiled module: all its instances are
+// created and set up before it returns. The first one settles the app id
+// (see Runtime.Load) and the ABI version.
+//
+// newPool owns cm: on error it has closed it, with any instance made.
+func (m *Module) newPool(ctx context.Context, cm wazero.CompiledModule) (_ *pool, err error) {
+	p := &pool{m: m, cm: cm, size: m.opts.PoolSize, idle: make(chan *instance, m.opts.PoolSize),
+		done: make(chan struct{}), version: m.versions.Load() + 1}
+	defer func() {
+		if err != nil {
+			p.close()
+		}
+	}()
+
+	var first *instance
+	switch {
+	case m.caps != nil: // a reload
+		first, err = p.instantiate(ctx, m.caps)
+		if err == nil && first.man.AppID != m.id {
+			first.close()
+			return nil, m.errorf("the new version holds app %q, not %q: load it as a module of its own", first.man.AppID, m.id)
+		}
+	case m.opts.AppID != "":
+		c := m.bind.bind(m.opts.AppID)
+		first, err = p.instantiate(ctx, c)
+		if err == nil && first.man.AppID != m.opts.AppID {
+			first.close()
+			return nil, m.errorf("module holds app %q, not the expected %q", first.man.AppID, m.opts.AppID)
+		}
+		m.caps = c
+	default:
+		first, err = p.instantiate(ctx, m.bind.discoveryCaps())
+		if err != nil {
+			break
+		}
+		c := m.bind.bind(first.man.AppID)
+		if first.st.imports > 0 { // logging aside
+			// Its setup saw discovery capabilities: set it up again.
+			first.close()
+			first, err = p.instantiate(ctx, c)
+			if err == nil && first.man.AppID != c.id {
+				first.close()
+				return nil, m.errorf("module reported app %q, then %q", c.id, first.man.AppID)
+			}
+		}
+		m.caps = c
+	}
+	if err != nil {
+		return nil, err
+	}
+	if m.id == "" {
+		m.id = first.man.AppID // the first load, before the module is shared
+	}
+	p.man = first.man
+	if err := first.checkVersion(ctx); err != nil {
+		first.close()
+		return nil, err
+	}
+	p.idle <- first
+
+	// The rest in parallel: instantiation is CPU-bound, about 5 ms each.
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var errs []error
+	work := make(chan struct{}, p.size-1)
+	for i := 1; i < p.size; i++ {
+		work <- struct{}{}
+	}
+	close(work)
+	for w := 0; w < min(p.size-1, maxParallel()); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range work {
+				in, err := p.instantiate(ctx, m.caps)
+				if err == nil && !reflect.DeepEqual(in.man, p.man) {
+					in.close()
+					err = m.errorf("instances of app %s reported different manifests: its setup must not depend on anything but its capabilities", m.id)
+				}
+				if err != nil {
+					mu.Lock()
+					errs = append(errs, err)
+					mu.Unlock()
+					continue
+				}
+				p.idle <- in
+			}
+		}()
+	}
+	wg.Wait()
+	if len(errs) > 0 {
+		return nil, errs[0]
+	}
+	return p, nil
+}
+
+func maxParallel() int { return max(1, min(8, runtime.GOMAXPROCS(0))) }
+
+// acquire takes a free instance, waiting in the bounded queue if there is
+// none. A call made from inside this very module (it invoked itself, maybe
+// through other apps) gets a temporary extra instance instead of waiting:
+// its caller holds an instance that would otherwise never be released.
+func (p *pool) acquire(ctx context.Context, what string) (*instance, error) {
+	select {
+	case in := <-p.idle:
+		p.busy.Add(1)
+		return in, nil
+	default:
+	}
+	m := p.m
+	if inChain(ctx, m) {
+		return p.overflowInstance(ctx, what)
+	}
+	if int(p.waiting.Add(1)) > m.opts.MaxQueue {
+		p.waiting.Add(-1)
+		m.rejected.Add(1)
+		return nil, sdk.Errorf(sdk.Unavailable, "app %s is at capacity: all %d instances are busy and %d calls are queued; retry later (or raise --pool-size / --max-queue)",
+			m.id, p.size, m.opts.MaxQueue)
+	}
+	defer p.waiting.Add(-1)
+	start := time.Now()
+	select {
+	case in := <-p.idle:
+		p.busy.Add(1)
+		return in, nil
+	case <-ctx.Done():
+		code := sdk.CodeOf(ctx.Err())
+		return nil, sdk.Errorf(code, "%s %s: %v after waiting %s for a free instance (all %d busy)", m.id, what, ctx.Err(), time.Since(start).Round(time.Millisecond), p.size)
+	}
+}
+
+func (p *pool) overflowInstance(ctx context.Context, what string) (*instance, error) {
+	m := p.m
+	if int(p.overflow.Add(1)) > p.size {
+		p.overflow.Add(-1)
+		m.rejected.Add(1)
+		return nil, sdk.Errorf(sdk.Unavailable, "%s %s: too many re-entrant calls into app %s (it invokes itself, maybe through other apps) while all %d instances are busy", m.id, what, m.id, p.size)
+	}
+	in, err := p.instantiate(ctx, m.caps)
+	if err != nil {
+		p.overflow.Add(-1)
+		return nil, sdk.Errorf(sdk.Unavailable, "%s %s: no instance for a re-entrant call: %v", m.id, what, err)
+	}
+	in.overflow = true
+	p.busy.Add(1)
+	return in, nil
+}
+
+// release returns an instance after a call. One that trapped, timed out or
+// grew too large is closed and replaced in the background.
+func (p *pool) release(in *instance, keep bool) {
+	p.busy.Add(-1)
+	if in.overflow {
+		in.close()
+		p.overflow.Add(-1)
+		return
+	}
+	if keep {
+		p.idle <- in
+		return
+	}
+	in.close()
+	p.replace()
+}
+
+// replace creates an instance in place of a discarded one. The caller holds
+// a reference, so the pool cannot close before the replacement takes one.
+func (p *pool) replace() {
+	p.refs.Add(1)
+	go func() {
+		defer p.unref()
+		backoff := 50 * time.Millisecond
+		for {
+			ctx := context.Background()
+			in, err := p.instantiate(ctx, p.m.caps)
+			if err == nil {
+				p.idle <- in
+				return
+			}
+			if p.retired.Load() || p.m.rt.isClosed() {
+				return
+			}
+			p.m.log.Error("could not replace a discarded instance; retrying", "app", p.m.id, "err", err, "in", backoff)
+			time.Sleep(backoff)
+			backoff = min(2*backoff, 5*time.Second)
+		}
+	}()
+}
+
+// instance is one instantiation of a module: its own linear memory, its own
+// Go runtime. It runs one call at a time.
+type instance struct {
+	p      *pool
+	mod    api.Module
+	mem    api.Memory
+	alloc  api.Function
+	handle api.Function
+	man    abi.Manifest
+
+	stack [2]uint64
+	enc   []byte
+	// buf and bufLen are the buffer of the last roam_alloc.
+	buf, bufLen uint32
+	st          callState
+	stdout      *output
+	stderr      *output
+	// done is the current call's interruption signal, for nanosleep.
+	done     <-chan struct{}
+	overflow bool
+}
+
+// instantiate creates and sets up one instance: _initialize (the Go runtime
+// and package initialisation), then roam_init under c.
+func (p *pool) instantiate(ctx context.Context, c *caps) (*instance, error) {
+	m := p.m
+	ctx, cancel := context.WithTimeout(ctx, m.opts.InitTimeout)
+	defer cancel()
+	in := &instance{p: p, done: ctx.Done()}
+	logger := func() *slog.Logger {
+		if m.id != "" {
+			return m.log.With("app", m.id)
+		}
+		return m.log
+	}
+	in.stdout = newOutput("stdout", slog.LevelInfo, logger)
+	in.stderr = newOutput("stderr", slog.LevelWarn, logger)
+	cfg := wazero.NewModuleConfig().
+		WithName(""). // anonymous: one runtime holds any number of instances
+		WithStartFunctions("_initialize").
+		WithSysWalltime().WithSysNanotime().
+		WithNanosleep(in.nanosleep).
+		WithRandSource(rand.Reader).
+		WithStdout(in.stdout).WithStderr(in.stderr)
+	limit := uint64(m.opts.MemoryLimitPages) << 16
+	ictx := experimental.WithMemoryAllocator(ctx, experimental.MemoryAllocatorFunc(func(capacity, maxBytes uint64) experimental.LinearMemory {
+		return &limitedMemory{limit: min(limit, maxBytes)}
+	}))
+	mod, err := m.rt.rt.InstantiateModule(ictx, p.cm, cfg)
+	if err != nil {
+		msg := firstLine(err.Error())
+		if s := in.stderr.summary(3); s != "" {
+			msg += " (stderr: " + s + ")"
+		}
+		return nil, m.errorf("instantiating: %s", msg)
+	}
+	m.instantiations.Add(1)
+	in.mod = mod
+	in.mem = mod.Memory()
+	in.alloc = mod.ExportedFunction(abi.ExportAlloc)
+	in.handle = mod.ExportedFunction(abi.ExportHandle)
+
+	in.st = callState{ctx: ctx, caps: c, module: m}
+	cctx := context.WithValue(ctx, stateKey{}, &in.st)
+	if err := mod.ExportedFunction(abi.ExportInit).CallWithStack(cctx, in.stack[:]); err != nil {
+		in.close()
+		return nil, m.errorf("roam_init: %s", in.describe(err))
+	}
+	code, payload, ok := in.frame(in.stack[0])
+	if !ok {
+		in.close()
+		return nil, m.errorf("roam_init returned a frame outside the module's memory")
+	}
+	if code != abi.OK {
+		in.close()
+		return nil, m.errorf("app setup failed (%s): %s", code, payload)
+	}
+	man, err := abi.ReadManifest(payload)
+	if err != nil {
+		in.close()
+		return nil, m.errorf("roam_init returned a malformed manifest")
+	}
+	if err := sdk.ValidAppID(man.AppID); err != nil {
+		in.close()
+		return nil, m.errorf("roam_init: %v", err)
+	}
+	in.man = man
+	in.st.ctx = nil
+	return in, nil
+}
+
+// checkVersion compares the module's reported ABI major with the host's.
+func (in *instance) checkVersion(ctx context.Context) error {
+	if err := in.mod.ExportedFunction(abi.ExportABIVersion).CallWithStack(ctx, in.stack[:]); err != nil {
+		return in.p.m.errorf("roam_abi_version: %s", in.describe(err))
+	}
+	v := uint32(in.stack[0])
+	if major := v >> 16; major != abi.VersionMajor {
+		return in.p.m.errorf("module built for Roam ABI v%d.%d; this host speaks v%d — rebuild it with this roam version", major, v&0xffff, abi.VersionMajor)
+	}
+	return nil
+}
+
+// nanosleep is the instance's WASI sleep (poll_oneoff on a clock). It wakes
+// early when the current call is interrupted, so that a sleeping guest
+// cannot hold its instance past the deadline: the guest then resumes into
+// wazero's termination check.
+func (in *instance) nanosleep(ns int64) {
+	if ns <= 0 {
+		return
+	}
+	t := time.NewTimer(time.Duration(ns))
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-in.done:
+	}
+}
+
+func (in *instance) close() {
+	if in.mod != nil {
+		in.mod.Close(context.Background())
+	}
+}
+
+// frame reads the frame an export returned: a status byte, then the
+// payload. The payload is a view of guest memory: copy what is kept.
+func (in *instance) frame(v uint64) (abi.Code, []byte, bool) {
+	ptr, n := abi.UnpackFrame(v)
+	if n == 0 {
+		return 0, nil, false
+	}
+	b, ok := in.mem.Read(ptr, n)
+	if !ok {
+		return 0, nil, false
+	}
+	c := abi.Code(b[0])
+	if c != abi.OK && !c.Valid() {
+		c = abi.Internal
+	}
+	return c, b[1:], true
+}
+
+// call runs one call: roam_alloc, copy the encoded abi.Call in, roam_handle,
+// copy the reply out. keep reports whether the instance may serve again.
+func (in *instance) call(ctx context.Context, kind uint64, name string, body []byte) (out []byte, err error, keep bool) {
+	m := in.p.m
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(m.opts.Timeout)
+	}
+	if time.Until(deadline) <= 0 {
+		// wazero would close the instance on an expired context.
+		return nil, sdk.Errorf(sdk.DeadlineExceeded, "%s %s: deadline exceeded before the call started", m.id, name), true
+	}
+	in.enc = abi.AppendCall(in.enc[:0], abi.Call{Kind: kind, Name: name, RequestID: sdk.RequestID(ctx), DeadlineMs: uint64(deadline.UnixMilli()), Body: body})
+
+	// The guest learns the deadline and, given the grace, usually honours
+	// it itself; wazero interrupts it otherwise. The request's own
+	// cancellation (a client gone) does not interrupt: the guest cannot be
+	// told, and killing it would cost a new instance.
+	kctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline.Add(killGrace))
+	defer cancel()
+	st := &in.st
+	st.ctx, st.caps, st.module, st.result, st.imports = ctx, m.caps, m, nil, 0
+	defer func() {
+		st.ctx, st.result = nil, nil
+		if cap(st.scratch) > 64<<10 {
+			st.scratch = nil
+		}
+		if cap(in.enc) > 64<<10 {
+			in.enc = nil
+		}
+	}()
+	kctx = context.WithValue(kctx, stateKey{}, st)
+	in.done = kctx.Done()
+	in.stdout.reset()
+	in.stderr.reset()
+
+	// roam_alloc's buffer stays valid until the next roam_alloc (package
+	// abi), so a request that fits in the last one skips the export call:
+	// with interruption on, each export call costs about a microsecond.
+	if in.buf == 0 || len(in.enc) > int(in.bufLen) {
+		in.stack[0] = uint64(len(in.enc))
+		if err := in.alloc.CallWithStack(kctx, in.stack[:]); err != nil {
+			return nil, in.failed(name, err), false
+		}
+		in.buf, in.bufLen = uint32(in.stack[0]), uint32(len(in.enc))
+	}
+	if in.buf == 0 || !in.mem.Write(in.buf, in.enc) {
+		return nil, in.broken(name, fmt.Sprintf("roam_alloc(%d) returned %#x, outside its memory", in.bufLen, in.buf)), false
+	}
+	in.stack[0], in.stack[1] = uint64(in.buf), uint64(len(in.enc))
+	if err := in.handle.CallWithStack(kctx, in.stack[:]); err != nil {
+		return nil, in.failed(name, err), false
+	}
+	_, n := abi.UnpackFrame(in.stack[0])
+	if n > 0 && int(n-1) > m.opts.MaxResponseBytes {
+		return nil, sdk.Errorf(sdk.Internal, "%s %s: reply of %d bytes exceeds the module's limit of %d", m.id, name, n-1, m.opts.MaxResponseBytes), in.healthy()
+	}
+	code, payload, ok := in.frame(in.stack[0])
+	if !ok {
+		return nil, in.broken(name, "roam_handle returned a frame outside its memory"), false
+	}
+	if code != abi.OK {
+		return nil, &sdk.Error{Code: code, Message: string(payload)}, in.healthy()
+	}
+	if len(payload) > 0 {
+		out = bytes.Clone(payload)
+	}
+	return out, nil, in.healthy()
+}
+
+// healthy reports whether the instance may serve again after a normal call:
+// it may not once its memory grew past the recycle threshold, since linear
+// memory never shrinks.
+func (in *instance) healthy() bool {
+	if uint64(in.mem.Size()) > in.p.m.opts.RecycleBytes {
+		in.p.m.recycled.Add(1)
+		return false
+	}
+	return true
+}
+
+// failed maps an error of an export call. Whatever it is, the instance is
+// discarded: after a trap or an interruption its Go runtime is in an
+// undefined state (a lock held, a goroutine half-run).
+func (in *instance) failed(name string, err error) error {
+	m := in.p.m
+	var ee *sys.ExitError
+	if errors.As(err, &ee) {
+		switch ee.ExitCode() {
+		case sys.ExitCodeDeadlineExceeded:
+			m.timeouts.Add(1)
+			m.log.Warn("call interrupted at its deadline; instance discarded", "app", m.id, "call", name)
+			return sdk.Errorf(sdk.DeadlineExceeded, "%s %s: deadline exceeded: the call ran past its deadline and was stopped", m.id, name)
+		case sys.ExitCodeContextCanceled:
+			return sdk.Errorf(sdk.Unavailable, "%s %s: canceled: the host is shutting down", m.id, name)
+		}
+	}
+	m.traps.Add(1)
+	msg := in.describe(err)
+	m.log.Error("guest trapped; instance discarded", "app", m.id, "call", name, "err", err.Error(), "stderr", in.stderr.summary(20))
+	return sdk.Errorf(sdk.Internal, "%s %s: %s", m.id, name, msg)
+}
+
+// broken reports a guest that broke the protocol without trapping.
+func (in *instance) broken(name, what string) error {
+	m := in.p.m
+	m.traps.Add(1)
+	m.log.Error("guest broke the ABI; instance discarded", "app", m.id, "call", name, "err", what)
+	return sdk.Errorf(sdk.Internal, "%s %s: %s", m.id, name, what)
+}
+
+// describe turns an export call's error into one line for a caller, with
+// the start of what the guest wrote to stderr.
+func (in *instance) describe(err error) string {
+	var msg string
+	var ee *sys.ExitError
+	var t trap
+	switch {
+	case errors.As(err, &t):
+		msg = "the module broke the ABI: " + t.msg
+	case errors.As(err, &ee):
+		switch ee.ExitCode() {
+		case sys.ExitCodeDeadlineExceeded:
+			msg = "interrupted at its deadline"
+		case sys.ExitCodeContextCanceled:
+			msg = "canceled"
+		default:
+			msg = fmt.Sprintf("the module exited with code %d", ee.ExitCode())
+		}
+	default:
+		msg = "the module trapped: " + firstLine(err.Error())
+	}
+	if s := in.stderr.summary(3); s != "" {
+		msg += " (stderr: " + s + ")"
+	}
+	return msg
+}
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")
+	return s
+}

@@ -1,0 +1,433 @@
+package edge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+
+	"github.com/roam-dev/roam/abi"
+)
+
+// uninterruptible turns off interruption at deadlines, for the benchmark
+// that measures its cost. Never in production: see NewRuntime.
+var uninterruptible = false
+
+// interpreter selects wazero's interpreter, for the benchmark that compares
+// it with the compiler.
+var interpreter = false
+
+// RuntimeOptions configure a Runtime. Zero values take the defaults noted.
+type RuntimeOptions struct {
+	// CacheDir holds compiled code across restarts, in a subdirectory named
+	// after the wazero version (compiled code is only valid for the wazero
+	// that produced it). Empty keeps compiled code in memory only.
+	CacheDir string
+	// CacheMaxBytes bounds the cache directory (default 1 GiB; negative for
+	// no bound). Compiled code is about four times the module's size, and
+	// every rebuilt version adds an entry, so a day of hot reloads would
+	// otherwise fill a disk. The oldest entries go first.
+	CacheMaxBytes int64
+	// Logger receives the runtime's and the guests' logs.
+	Logger *slog.Logger
+	// Registerer receives the edge collectors (pass host.Metrics.Registry).
+	// Nil registers nothing.
+	Registerer prometheus.Registerer
+}
+
+// Runtime compiles and runs Roam wasm modules. It wraps one wazero runtime,
+// shared by every module and every instance: the compiled code, the WASI
+// functions and the roam_v1 host functions exist once per process.
+type Runtime struct {
+	rt       wazero.Runtime
+	cache    wazero.CompilationCache
+	dir      string
+	maxCache int64
+	log      *slog.Logger
+
+	mu      sync.Mutex
+	modules []*Module
+	closed  bool
+}
+
+// WazeroVersion is the wazero version this host was built with, as go.mod
+// resolved it ("unknown" when the binary carries no module information).
+func WazeroVersion() string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, d := range bi.Deps {
+			if d.Path == "github.com/tetratelabs/wazero" {
+				if d.Replace != nil && d.Replace.Version != "" {
+					return d.Replace.Version
+				}
+				return d.Version
+			}
+		}
+	}
+	return "unknown"
+}
+
+// NewRuntime starts a runtime. It uses wazero's optimizing compiler where
+// wazero supports one (amd64 and arm64) and its interpreter elsewhere.
+func NewRuntime(ctx context.Context, o RuntimeOptions) (*Runtime, error) {
+	r := &Runtime{log: o.Logger}
+	if r.log == nil {
+		r.log = slog.New(slog.DiscardHandler)
+	}
+	cfg := wazero.NewRuntimeConfig()
+	if interpreter {
+		cfg = wazero.NewRuntimeConfigInterpreter()
+	}
+	cfg = cfg.
+		// A deadline interrupts a looping guest. Without it a guest in an
+		// infinite loop would hold its thread for ever and, since compiled
+		// wasm cannot be preempted, stall every garbage collection of the
+		// host. The price is high in wazero v1.12: the compiler makes every
+		// loop back-edge exit to Go to check for interruption, which costs a
+		// Go guest 2 to 4 times its CPU time (see bench_test.go). Upstream
+		// work (wazero PRs 2524, 2533) makes the check inline.
+		WithCloseOnContextDone(!uninterruptible).
+		// Per-module caps are enforced by each instance's allocator (see
+		// limitedMemory); this is wazero's ceiling.
+		WithMemoryLimitPages(65536)
+	if o.CacheDir != "" {
+		r.dir = filepath.Join(o.CacheDir, "wazero-"+WazeroVersion())
+		r.maxCache = o.CacheMaxBytes
+		if r.maxCache == 0 {
+			r.maxCache = 1 << 30
+		}
+		r.pruneCache()
+		if err := os.MkdirAll(r.dir, 0o755); err != nil {
+			return nil, fmt.Errorf("compilation cache: %w", err)
+		}
+		c, err := wazero.NewCompilationCacheWithDir(r.dir)
+		if err != nil {
+			return nil, fmt.Errorf("compilation cache %s: %w", r.dir, err)
+		}
+		r.cache = c
+		cfg = cfg.WithCompilationCache(c)
+	}
+	r.rt = wazero.NewRuntimeWithConfig(ctx, cfg)
+	if _, err := wasi_snapshot_preview1.Instantiate(ctx, r.rt); err != nil {
+		r.Close(ctx)
+		return nil, err
+	}
+	if _, err := newHostModule(r.rt).Instantiate(ctx); err != nil {
+		r.Close(ctx)
+		return nil, err
+	}
+	if o.Registerer != nil {
+		if err := o.Registerer.Register(&collector{r}); err != nil {
+			r.Close(ctx)
+			return nil, fmt.Errorf("edge metrics: %w", err)
+		}
+	}
+	return r, nil
+}
+
+// pruneCache deletes the oldest files of the cache directory until it fits
+// in its bound. wazero rewrites an entry only when it compiles, so "oldest"
+// is by compilation; an evicted entry still in use is compiled again once.
+func (r *Runtime) pruneCache() {
+	if r.dir == "" || r.maxCache < 0 {
+		return
+	}
+	type entry struct {
+		path string
+		size int64
+		mod  time.Time
+	}
+	var files []entry
+	var total int64
+	filepath.WalkDir(r.dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return nil
+		}
+		if fi, err := d.Info(); err == nil {
+			files = append(files, entry{p, fi.Size(), fi.ModTime()})
+			total += fi.Size()
+		}
+		return nil
+	})
+	if total <= r.maxCache {
+		return
+	}
+	slices.SortFunc(files, func(a, b entry) int { return a.mod.Compare(b.mod) })
+	for _, f := range files {
+		if total <= r.maxCache {
+			break
+		}
+		if os.Remove(f.path) == nil {
+			total -= f.size
+			r.log.Info("compilation cache: evicted an old entry", "file", f.path, "bytes", f.size)
+		}
+	}
+}
+
+// CacheDir returns the directory of compiled code, or "".
+func (r *Runtime) CacheDir() string { return r.dir }
+
+// Close closes every module and the runtime. Calls in flight fail.
+func (r *Runtime) Close(ctx context.Context) error {
+	r.mu.Lock()
+	mods := slices.Clone(r.modules)
+	r.closed = true
+	r.mu.Unlock()
+	for _, m := range mods {
+		m.retire()
+	}
+	err := r.rt.Close(ctx)
+	if r.cache != nil {
+		err = errors.Join(err, r.cache.Close(ctx))
+	}
+	return err
+}
+
+func (r *Runtime) isClosed() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.closed
+}
+
+func (r *Runtime) register(m *Module) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return errors.New("edge: runtime is closed")
+	}
+	for _, x := range r.modules {
+		if x.id == m.id {
+			return m.errorf("app %s is already loaded in this runtime", m.id)
+		}
+	}
+	r.modules = append(r.modules, m)
+	return nil
+}
+
+func (r *Runtime) unregister(m *Module) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.modules = slices.DeleteFunc(r.modules, func(x *Module) bool { return x == m })
+}
+
+// compile compiles wasm (or loads it from the cache) and checks that it is
+// a Roam module of this ABI before anything of it runs.
+func (r *Runtime) compile(ctx context.Context, wasm []byte) (wazero.CompiledModule, error) {
+	// Refuse a module of another ABI before paying for its compilation
+	// (seconds for a Go module); checkABI below is the complete check.
+	if err := checkImportModules(wasm); err != nil {
+		return nil, err
+	}
+	cm, err := r.rt.CompileModule(ctx, wasm)
+	if err != nil {
+		return nil, fmt.Errorf("not a valid wasm module: %w", err)
+	}
+	if err := checkABI(cm); err != nil {
+		cm.Close(ctx)
+		return nil, err
+	}
+	return cm, nil
+}
+
+const buildHint = "build it with roam build --target wasm"
+
+// checkImport checks the module name of one import.
+func checkImport(mod, name string) error {
+	switch {
+	case mod == abi.ImportModule, mod == wasi_snapshot_preview1.ModuleName:
+		return nil
+	case strings.HasPrefix(mod, abi.ImportModulePrefix):
+		v := strings.TrimPrefix(mod, abi.ImportModulePrefix)
+		if _, err := strconv.Atoi(v); err != nil {
+			return fmt.Errorf("module imports %s.%s: %s is not a Roam ABI this host knows; %s", mod, name, mod, buildHint)
+		}
+		return fmt.Errorf("module built for Roam ABI v%s; this host speaks v%d — rebuild it with this roam version", v, abi.VersionMajor)
+	}
+	return fmt.Errorf("not a Roam module: it imports %s.%s, which no Roam host provides (%s)", mod, name, buildHint)
+}
+
+// checkImportModules reads the import section of a binary, without
+// compiling it, and checks each import's module name. Anything it does not
+// understand it leaves to the compiler and checkABI.
+func checkImportModules(wasm []byte) error {
+	if len(wasm) < 8 || string(wasm[:4]) != "\x00asm" {
+		return nil
+	}
+	r := abi.Reader{B: wasm[8:]}
+	for len(r.B) > 0 {
+		id := r.B[0]
+		r.B = r.B[1:]
+		body := r.Bytes()
+		if r.Err() != nil {
+			return nil
+		}
+		if id != 2 { // the import section
+			continue
+		}
+		s := abi.Reader{B: body}
+		n := s.Uvarint()
+		for i := uint64(0); i < n && s.Err() == nil; i++ {
+			mod, name := s.String(), s.String()
+			if s.Err() != nil {
+				return nil
+			}
+			if err := checkImport(mod, name); err != nil {
+				return err
+			}
+			if len(s.B) == 0 || s.B[0] != 0 { // only function imports are skipped over
+				return nil
+			}
+			s.B = s.B[1:]
+			s.Uvarint() // type index
+		}
+		return nil
+	}
+	return nil
+}
+
+// checkABI checks a compiled module's imports and exports against ABI v1.
+func checkABI(cm wazero.CompiledModule) error {
+	for _, f := range cm.ImportedFunctions() {
+		mod, name, _ := f.Import()
+		if err := checkImport(mod, name); err != nil {
+			return err
+		}
+		if mod == abi.ImportModule {
+			params, results, ok := importSignature(name)
+			if !ok {
+				return fmt.Errorf("module imports %s.%s, which this host does not provide: it was built for a newer Roam ABI v%d.x than this host's v%d.%d; upgrade roam or rebuild the module with this roam version",
+					mod, name, abi.VersionMajor, abi.VersionMajor, abi.VersionMinor)
+			}
+			if !slices.Equal(f.ParamTypes(), params) || !slices.Equal(f.ResultTypes(), results) {
+				return fmt.Errorf("module imports %s.%s with the wrong signature %s; %s", mod, name, signature(f.ParamTypes(), f.ResultTypes()), buildHint)
+			}
+		}
+	}
+	for _, m := range cm.ImportedMemories() {
+		mod, name, _ := m.Import()
+		return fmt.Errorf("not a Roam module: it imports its memory (%s.%s) instead of exporting one (%s)", mod, name, buildHint)
+	}
+	exports := cm.ExportedFunctions()
+	for _, e := range []struct {
+		name            string
+		params, results []api.ValueType
+	}{
+		{"_initialize", nil, nil},
+		{abi.ExportABIVersion, nil, []api.ValueType{api.ValueTypeI32}},
+		{abi.ExportAlloc, []api.ValueType{api.ValueTypeI32}, []api.ValueType{api.ValueTypeI32}},
+		{abi.ExportInit, nil, []api.ValueType{api.ValueTypeI64}},
+		{abi.ExportHandle, []api.ValueType{api.ValueTypeI32, api.ValueTypeI32}, []api.ValueType{api.ValueTypeI64}},
+	} {
+		f, ok := exports[e.name]
+		if !ok {
+			if e.name == "_initialize" {
+				if _, cmd := exports["_start"]; cmd {
+					return fmt.Errorf("not a Roam module: it is a wasip1 command (it exports _start, not _initialize); %s", buildHint)
+				}
+			}
+			return fmt.Errorf("not a Roam module: missing export %s (%s)", e.name, buildHint)
+		}
+		if !slices.Equal(f.ParamTypes(), e.params) || !slices.Equal(f.ResultTypes(), e.results) {
+			return fmt.Errorf("not a Roam module: export %s has the signature %s, want %s (%s)", e.name,
+				signature(f.ParamTypes(), f.ResultTypes()), signature(e.params, e.results), buildHint)
+		}
+	}
+	if _, ok := cm.ExportedMemories()["memory"]; !ok {
+		return fmt.Errorf("not a Roam module: it exports no memory named \"memory\" (%s)", buildHint)
+	}
+	return nil
+}
+
+func signature(params, results []api.ValueType) string {
+	name := func(ts []api.ValueType) string {
+		s := make([]string, len(ts))
+		for i, t := range ts {
+			s[i] = api.ValueTypeName(t)
+		}
+		return strings.Join(s, ", ")
+	}
+	return "(" + name(params) + ") -> (" + name(results) + ")"
+}
+
+// limitedMemory backs one instance's linear memory and refuses to grow it
+// past limit, so that the guest's memory.grow fails (the Go runtime then
+// exits with "out of memory", which the host treats as a trap). It is how a
+// per-module cap coexists with one wazero runtime, whose own limit is
+// runtime-wide.
+type limitedMemory struct {
+	buf   []byte
+	limit uint64
+}
+
+func (m *limitedMemory) Reallocate(size uint64) []byte {
+	if size > m.limit {
+		return nil
+	}
+	if size <= uint64(cap(m.buf)) {
+		m.buf = m.buf[:size]
+		return m.buf
+	}
+	// Grow the capacity geometrically, as append would: fresh pages are
+	// untouched (the Go allocator maps them zeroed), so the spare capacity
+	// costs address space, not memory.
+	c := max(size, uint64(cap(m.buf))+uint64(cap(m.buf))/2)
+	c = min(c, m.limit)
+	nb := make([]byte, size, c)
+	copy(nb, m.buf)
+	m.buf = nb
+	return nb
+}
+
+func (m *limitedMemory) Free() { m.buf = nil }
+
+// collector exports the edge metrics of every module of a runtime.
+type collector struct{ r *Runtime }
+
+var (
+	descIdle           = prometheus.NewDesc("roam_edge_instances_idle", "Wasm instances ready for a call, by app.", []string{"app"}, nil)
+	descBusy           = prometheus.NewDesc("roam_edge_instances_busy", "Wasm instances running a call, by app.", []string{"app"}, nil)
+	descInstantiations = prometheus.NewDesc("roam_edge_instantiations_total", "Wasm instances created (pre-warm, replacement, reload, re-entrant overflow), by app.", []string{"app"}, nil)
+	descTraps          = prometheus.NewDesc("roam_edge_traps_total", "Calls whose instance trapped or exited and was discarded, by app.", []string{"app"}, nil)
+	descTimeouts       = prometheus.NewDesc("roam_edge_timeouts_total", "Calls interrupted at their deadline, whose instance was discarded, by app.", []string{"app"}, nil)
+	descRejected       = prometheus.NewDesc("roam_edge_rejected_total", "Calls refused with Unavailable because every instance was busy and the queue full, by app.", []string{"app"}, nil)
+	descRecycled       = prometheus.NewDesc("roam_edge_recycled_total", "Healthy instances replaced because their memory grew past the recycle threshold, by app.", []string{"app"}, nil)
+	descReloads        = prometheus.NewDesc("roam_edge_reloads_total", "Hot reloads of a module, by app and result.", []string{"app", "result"}, nil)
+)
+
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descIdle, descBusy, descInstantiations, descTraps, descTimeouts, descRejected, descRecycled, descReloads} {
+		ch <- d
+	}
+}
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	c.r.mu.Lock()
+	mods := slices.Clone(c.r.modules)
+	c.r.mu.Unlock()
+	for _, m := range mods {
+		s := m.Stats()
+		id := m.ID()
+		ch <- prometheus.MustNewConstMetric(descIdle, prometheus.GaugeValue, float64(s.Idle), id)
+		ch <- prometheus.MustNewConstMetric(descBusy, prometheus.GaugeValue, float64(s.Busy), id)
+		ch <- prometheus.MustNewConstMetric(descInstantiations, prometheus.CounterValue, float64(s.Instantiations), id)
+		ch <- prometheus.MustNewConstMetric(descTraps, prometheus.CounterValue, float64(s.Traps), id)
+		ch <- prometheus.MustNewConstMetric(descTimeouts, prometheus.CounterValue, float64(s.Timeouts), id)
+		ch <- prometheus.MustNewConstMetric(descRejected, prometheus.CounterValue, float64(s.Rejected), id)
+		ch <- prometheus.MustNewConstMetric(descRecycled, prometheus.CounterValue, float64(s.Recycled), id)
+		ch <- prometheus.MustNewConstMetric(descReloads, prometheus.CounterValue, float64(s.Reloads), id, "ok")
+		ch <- prometheus.MustNewConstMetric(descReloads, prometheus.CounterValue, float64(s.ReloadFailures), id, "failed")
+	}
+}

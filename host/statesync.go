@@ -1,0 +1,235 @@
+package host
+
+// The state sync API: what a browser host (web/) uses to push the state
+// changes its apps made locally, offline or not, and to pull the server's.
+// It is served only with Options.StateAPI (roam run turns it on), because it
+// reads and writes an app's state without going through the app's methods.
+//
+//	POST /v1/apps/{app}/state/{store}/bulk      {"keys":[k...]}
+//	  200 {"items":[{"key","found","value","etag"}...]}    one per key, in order
+//	POST /v1/apps/{app}/state/{store}/transact  {"ops":[{"op":"set"|"delete","key","value","etag","if_absent","ttl_ms"}...]}
+//	  200 {"items":[...]}    the keys' items after the write, in op order
+//	  409 {"code":"Conflict","message":...,"conflicts":[item...]}
+//	                         nothing written; the server's current item of
+//	                         every key whose condition failed
+//	POST /v1/apps/{app}/publish/{pubsub}/{topic} {"type","datacontenttype","data_base64","metadata"}
+//	  204                    published as the app, with the backend's delivery
+//
+// Values travel base64-encoded (Go's JSON for []byte). A push is
+// conditional, key by key: a set with etag (or if_absent) and a delete with
+// etag apply only if the server's item is still the one the client last
+// saw, and either every op applies or none does. That is what makes a
+// concurrent change on the server a reported conflict instead of a silent
+// overwrite.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/roam-dev/roam/sdk"
+)
+
+// maxSyncKeys bounds the keys of one bulk or transact request.
+const maxSyncKeys = 1000
+
+// SyncItem is one key's item in the state sync API.
+type SyncItem struct {
+	Key   string `json:"key"`
+	Found bool   `json:"found"`
+	Value []byte `json:"value,omitempty"`
+	ETag  string `json:"etag,omitempty"`
+}
+
+// SyncOp is one write of a push.
+type SyncOp struct {
+	Op       string `json:"op"` // "set" or "delete"
+	Key      string `json:"key"`
+	Value    []byte `json:"value,omitempty"`
+	ETag     string `json:"etag,omitempty"`
+	IfAbsent bool   `json:"if_absent,omitempty"`
+	TTLMs    int64  `json:"ttl_ms,omitempty"`
+}
+
+type syncConflict struct {
+	ErrorBody
+	Conflicts []SyncItem `json:"conflicts"`
+}
+
+// syncRequest checks the app, reads and decodes the body into v, and
+// returns the context to run under; on failure it has written the reply.
+func (s *Server) syncRequest(w http.ResponseWriter, r *http.Request, v any) (context.Context, context.CancelFunc, bool) {
+	app := r.PathValue("app")
+	if _, ok := s.lookup(app); !ok {
+		writeError(w, http.StatusNotFound, s.unknownApp(app))
+		return nil, nil, false
+	}
+	body, err := readBody(r, s.opts.MaxBodyBytes)
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeError(w, http.StatusRequestEntityTooLarge, sdk.Errorf(sdk.InvalidArgument, "request body exceeds %d bytes", s.opts.MaxBodyBytes))
+			return nil, nil, false
+		}
+		writeError(w, http.StatusBadRequest, sdk.Errorf(sdk.InvalidArgument, "reading request body: %v", err))
+		return nil, nil, false
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		writeError(w, http.StatusBadRequest, sdk.Errorf(sdk.InvalidArgument, "%s: request body: %v", r.URL.Path, err))
+		return nil, nil, false
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.opts.RequestTimeout)
+	return ctx, cancel, true
+}
+
+func (s *Server) bulk(ctx context.Context, st sdk.State, keys []string) ([]SyncItem, error) {
+	items, err := st.BulkGet(ctx, keys)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]SyncItem, len(items))
+	for i, it := range items {
+		out[i] = SyncItem{Key: keys[i], Found: it.Found(), Value: it.Value, ETag: it.ETag}
+	}
+	return out, nil
+}
+
+func (s *Server) serveStateBulk(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Keys []string `json:"keys"`
+	}
+	ctx, cancel, ok := s.syncRequest(w, r, &req)
+	if !ok {
+		return
+	}
+	defer cancel()
+	if len(req.Keys) > maxSyncKeys {
+		writeError(w, http.StatusBadRequest, sdk.Errorf(sdk.InvalidArgument, "at most %d keys per request, got %d", maxSyncKeys, len(req.Keys)))
+		return
+	}
+	items, err := s.bulk(ctx, s.backend.State(r.PathValue("app"), r.PathValue("store")), req.Keys)
+	if err != nil {
+		writeError(w, HTTPStatus(sdk.CodeOf(err)), err)
+		return
+	}
+	b, _ := json.Marshal(map[string]any{"items": items})
+	writeJSON(w, http.StatusOK, b)
+}
+
+// conflicts returns the current item of every op whose condition cur
+// fails.
+func conflicts(ops []SyncOp, cur []SyncItem) []SyncItem {
+	out := []SyncItem{}
+	for i, op := range ops {
+		c := cur[i]
+		bad := op.ETag != "" && (!c.Found || c.ETag != op.ETag)
+		if op.Op == "set" && op.IfAbsent && c.Found {
+			bad = true
+		}
+		if bad {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func (s *Server) serveStateTransact(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Ops []SyncOp `json:"ops"`
+	}
+	ctx, cancel, ok := s.syncRequest(w, r, &req)
+	if !ok {
+		return
+	}
+	defer cancel()
+	if len(req.Ops) > maxSyncKeys {
+		writeError(w, http.StatusBadRequest, sdk.Errorf(sdk.InvalidArgument, "at most %d ops per request, got %d", maxSyncKeys, len(req.Ops)))
+		return
+	}
+	keys := make([]string, len(req.Ops))
+	ops := make([]sdk.Op, len(req.Ops))
+	for i, o := range req.Ops {
+		keys[i] = o.Key
+		wo := sdk.WriteOptions{ETag: o.ETag, IfAbsent: o.IfAbsent, TTL: time.Duration(o.TTLMs) * time.Millisecond}
+		switch o.Op {
+		case "set":
+			ops[i] = sdk.SetOp(o.Key, o.Value, wo)
+		case "delete":
+			ops[i] = sdk.DeleteOp(o.Key, wo)
+		default:
+			writeError(w, http.StatusBadRequest, sdk.Errorf(sdk.InvalidArgument, "op %d: %q: use set or delete", i, o.Op))
+			return
+		}
+	}
+	st := s.backend.State(r.PathValue("app"), r.PathValue("store"))
+	reply := func(err error) {
+		writeError(w, HTTPStatus(sdk.CodeOf(err)), err)
+	}
+	// Name every conflicting key, not only the first one Transact meets,
+	// so that the client can record them all and push the rest.
+	cur, err := s.bulk(ctx, st, keys)
+	if err != nil {
+		reply(err)
+		return
+	}
+	if cs := conflicts(req.Ops, cur); len(cs) > 0 {
+		writeConflicts(w, cs, len(ops))
+		return
+	}
+	if err := st.Transact(ctx, ops); err != nil {
+		if !sdk.IsCode(err, sdk.Conflict) {
+			reply(err)
+			return
+		}
+		// Someone wrote between the check and the transaction: report
+		// what is there now (maybe nothing, if it was undone).
+		if cur, err = s.bulk(ctx, st, keys); err != nil {
+			reply(err)
+			return
+		}
+		writeConflicts(w, conflicts(req.Ops, cur), len(ops))
+		return
+	}
+	after, err := s.bulk(ctx, st, keys)
+	if err != nil {
+		reply(err)
+		return
+	}
+	b, _ := json.Marshal(map[string]any{"items": after})
+	writeJSON(w, http.StatusOK, b)
+}
+
+func writeConflicts(w http.ResponseWriter, cs []SyncItem, n int) {
+	b, _ := json.Marshal(syncConflict{
+		ErrorBody: ErrorBody{Code: sdk.Conflict.String(), Message: fmt.Sprintf("%d of %d keys changed on the server since the client last read them; nothing was written", len(cs), n)},
+		Conflicts: cs,
+	})
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusConflict)
+	w.Write(b)
+}
+
+func (s *Server) servePublish(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Type            string            `json:"type"`
+		DataContentType string            `json:"datacontenttype"`
+		Data            []byte            `json:"data_base64"`
+		Metadata        map[string]string `json:"metadata"`
+	}
+	ctx, cancel, ok := s.syncRequest(w, r, &req)
+	if !ok {
+		return
+	}
+	defer cancel()
+	m := sdk.Message{PubSub: r.PathValue("pubsub"), Topic: r.PathValue("topic"), Data: req.Data,
+		ContentType: req.DataContentType, Type: req.Type, Metadata: req.Metadata}
+	if err := s.backend.Publisher(r.PathValue("app")).Publish(ctx, m); err != nil {
+		writeError(w, HTTPStatus(sdk.CodeOf(err)), err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
