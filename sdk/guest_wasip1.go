@@ -149,7 +149,7 @@ func exportHandle(ptr, n uint32) uint64 {
 	ctx := WithRequestID(context.Background(), c.RequestID)
 	if c.DeadlineMs > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, time.UnixMilli(int64(c.DeadlineMs)))
+		ctx, cancel = withLazyDeadline(ctx, time.UnixMilli(int64(c.DeadlineMs)))
 		defer cancel()
 	}
 	out, err := dispatch(ctx, c)

@@ -82,12 +82,17 @@ type req struct {
 	N int `json:"n"`
 }
 
-func TestHandleDecoding(t *testing.T) {
-	app := sdk.NewApp("sdk-test-handle", func(env sdk.Env, r *sdk.Router) error {
+// Apps register once per process, at init, like real ones.
+var (
+	doubler = sdk.NewApp("sdk-test-handle", func(env sdk.Env, r *sdk.Router) error {
 		sdk.Handle(r, "Double", func(ctx context.Context, q req) (req, error) { return req{q.N * 2}, nil })
 		return nil
 	})
-	r, err := app.Setup(nil)
+	emptyApp = sdk.NewApp("sdk-test-empty", func(env sdk.Env, r *sdk.Router) error { return nil })
+)
+
+func TestHandleDecoding(t *testing.T) {
+	r, err := doubler.Setup(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,8 +110,7 @@ func TestHandleDecoding(t *testing.T) {
 }
 
 func TestSetupWithoutHandlers(t *testing.T) {
-	app := sdk.NewApp("sdk-test-empty", func(env sdk.Env, r *sdk.Router) error { return nil })
-	if _, err := app.Setup(nil); sdk.CodeOf(err) != sdk.FailedPrecondition {
+	if _, err := emptyApp.Setup(nil); sdk.CodeOf(err) != sdk.FailedPrecondition {
 		t.Fatalf("got %v", err)
 	}
 }
