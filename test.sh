@@ -24,4 +24,22 @@ go test -count=1 -race -timeout 20m ./sdk/... ./host ./host/native ./backend/...
 step "fuzz: HTTP request decoding (short run)"
 go test ./host -run='^$' -fuzz=FuzzServeCall -fuzztime=20s
 
+# ---- browser --------------------------------------------------------------
+# The browser host (web/) in Debian's headless Chromium, driven through
+# playwright-core: the conformance vectors byte for byte against the native
+# host, the shop's offline/sync/conflict/reload scenarios, bad modules,
+# roam run's page, and the committed shop bundle's freshness. Installs what
+# is missing; a second run reuses it.
+step "browser: the JS host in headless Chromium"
+if ! command -v chromium >/dev/null; then
+	apt-get update -qq && apt-get install -y -qq chromium >/dev/null
+fi
+if ! command -v node >/dev/null; then
+	apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null
+fi
+if [ ! -f web/node_modules/.package-lock.json ] || [ web/package-lock.json -nt web/node_modules/.package-lock.json ]; then
+	(cd web && npm ci --no-audit --no-fund --loglevel=error)
+fi
+ROAM_BROWSER=1 go test -count=1 -timeout 15m ./web/...
+
 step "all tests passed"

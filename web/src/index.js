@@ -1,0 +1,353 @@
+// Roam's browser host: the page-side API.
+//
+//	import * as roam from '@roam/web';
+//	const orders = await roam.load('/web/modules/orders.wasm', { remote: 'http://127.0.0.1:8080' });
+//	const reply = await orders.call('Create', { customer: 'ada', sku: 'apple', quantity: 1 });
+//
+// A Host owns one Web Worker in which every module it loads runs, so that
+// apps in the same page invoke each other in-process, as on the native host.
+// State lives in IndexedDB (database options.db). With options.remote, the
+// host syncs that state with the server and forwards events no module here
+// subscribes to; see web/README.md for the protocol.
+
+import {
+  RoamError, Unavailable, FailedPrecondition, DeadlineExceeded, Internal, utf8, fromUTF8, base64, fromBase64, statusCode, errorBody,
+} from './wire.js';
+
+export { RoamError } from './wire.js';
+
+const empty = new Uint8Array(0);
+
+export class Host {
+  // options: db (IndexedDB name, default 'roam'), remote (the server's base
+  // URL), config ({key: value}), secrets ({store: {key: value}}), retry
+  // ({maxAttempts, initialBackoffMs, maxBackoffMs}), timeoutMs,
+  // maxBodyBytes, deadLetterTopic, workerURL.
+  constructor(options = {}) {
+    this.options = { db: 'roam', ...options };
+    this.remote = (options.remote ?? '').replace(/\/+$/, '');
+    this.listeners = new Map();
+    this.next = 0;
+    this.waiting = new Map();
+    this.syncing = null;
+    this.online = typeof navigator === 'undefined' ? true : navigator.onLine;
+    this.urls = []; // modules loaded, to load again into a new worker
+    this.loaded = new Map(); // url -> Promise<App>
+    this.ready = this.start();
+  }
+
+  async start() {
+    this.channel?.close();
+    const url = this.options.workerURL ?? new URL('./roam-worker.js', import.meta.url);
+    this.worker = new Worker(url, { type: 'module', name: 'roam' });
+    this.worker.onmessage = (e) => this.onMessage(e.data);
+    this.worker.onerror = (e) => {
+      const err = new RoamError(Internal, `roam worker failed: ${e.message ?? 'error'}`);
+      for (const w of this.waiting.values()) w.reject(err);
+      this.waiting.clear();
+      this.emit('error', err);
+    };
+    this.channel = new BroadcastChannel('roam:' + this.options.db);
+    this.channel.onmessage = (e) => {
+      if (e.data?.kind === 'commit') this.emit('change', { events: e.data.events, remote: true });
+    };
+    const { db, remote, config, secrets, retry, timeoutMs, maxBodyBytes, deadLetterTopic } = this.options;
+    await this.rpc('init', { db, remote, config, secrets, retry, timeoutMs, maxBodyBytes, deadLetterTopic });
+  }
+
+  onMessage(m) {
+    if (m.notify) {
+      this.emit('change', m.notify);
+      for (const e of m.notify.events ?? []) this.emit('event', e);
+      return;
+    }
+    const w = this.waiting.get(m.id);
+    if (!w) return;
+    this.waiting.delete(m.id);
+    if (m.ok) w.resolve(m.value);
+    else w.reject(new RoamError(m.error.code, m.error.message));
+  }
+
+  rpc(op, args, transfer = []) {
+    return new Promise((resolve, reject) => {
+      const id = ++this.next;
+      this.waiting.set(id, { resolve, reject });
+      this.worker.postMessage({ id, op, args }, transfer);
+    });
+  }
+
+  // on registers fn for 'change' (state committed here or in another tab),
+  // 'event' (an event published here), 'sync' (a sync finished, with its
+  // counts) or 'error'. It returns a function that removes it.
+  on(kind, fn) {
+    if (!this.listeners.has(kind)) this.listeners.set(kind, new Set());
+    this.listeners.get(kind).add(fn);
+    return () => this.listeners.get(kind).delete(fn);
+  }
+
+  emit(kind, v) {
+    for (const fn of this.listeners.get(kind) ?? []) {
+      try {
+        fn(v);
+      } catch (e) {
+        console.error(e);
+      }
+    }
+  }
+
+  // load fetches a module, sets its app up in the worker and returns it.
+  // Loading the same URL again returns the same App.
+  load(url) {
+    const abs = new URL(url, globalThis.location?.href).href;
+    let p = this.loaded.get(abs);
+    if (!p) {
+      // Not behind this.ready: the worker fetches and compiles the module
+      // while it opens IndexedDB.
+      p = this.rpc('load', { url: abs }).then((m) => {
+        this.urls.push(abs);
+        return new App(this, m);
+      });
+      p.catch(() => this.loaded.delete(abs));
+      this.loaded.set(abs, p);
+    }
+    return p;
+  }
+
+  // callRaw sends a request body (bytes or a string) and returns the
+  // status and body the host's HTTP API would answer.
+  //
+  // A guest that ignores its deadline (a loop that never returns) holds
+  // the worker's only thread, and nothing can interrupt wasm there. So a
+  // call unanswered a little after its deadline ends the worker: the call
+  // fails with DeadlineExceeded (504), calls queued behind it with
+  // Unavailable, and a new worker loads the same modules. Nothing
+  // acknowledged is lost: a call's writes are on disk before it answers.
+  async callRaw(app, method, body = empty) {
+    await this.ready;
+    if (typeof body === 'string') body = utf8(body);
+    const ms = (this.options.timeoutMs ?? 30000) + 1000;
+    let timer;
+    const expired = new Promise((resolve) => { timer = setTimeout(resolve, ms, null); });
+    const call = this.rpc('call', { app, method, body });
+    call.catch(() => {}); // rejected by restart() once abandoned
+    const r = await Promise.race([call, expired]).finally(() => clearTimeout(timer));
+    if (r) return r;
+    const msg = `${app}.${method}: no answer ${ms} ms after the call started; the worker running it was restarted`;
+    this.restart(msg);
+    return { status: 504, body: errorBody(DeadlineExceeded, msg) };
+  }
+
+  // restart replaces the worker and loads the same modules into the new one.
+  restart(why) {
+    this.worker.terminate();
+    const err = new RoamError(Unavailable, `the roam worker was restarted: ${why}`);
+    for (const w of this.waiting.values()) w.reject(err);
+    this.waiting.clear();
+    const urls = this.urls;
+    this.ready = this.start().then(async () => {
+      for (const url of urls) await this.rpc('load', { url });
+    });
+    this.ready.catch((e) => this.emit('error', e));
+    this.emit('restart', why);
+  }
+
+  // call sends req as JSON and returns the decoded reply, or throws a
+  // RoamError with the app's code and message.
+  async call(app, method, req) {
+    const r = await this.callRaw(app, method, req === undefined ? empty : utf8(JSON.stringify(req)));
+    const text = fromUTF8(r.body);
+    if (r.status >= 300) {
+      let eb;
+      try {
+        eb = JSON.parse(text);
+      } catch {
+        eb = { code: statusCode(r.status), message: text };
+      }
+      throw new RoamError(eb.code, eb.message, r.status);
+    }
+    return text === '' ? undefined : JSON.parse(text);
+  }
+
+  // status reports local changes not yet on the server (dirty keys and
+  // queued events) and unresolved conflicts.
+  async status() {
+    await this.ready;
+    return this.rpc('status');
+  }
+
+  // resolve ends a conflict: 'mine' pushes the local version at the next
+  // sync, 'theirs' takes the server's.
+  async resolve(app, store, key, choice) {
+    await this.ready;
+    await this.rpc('resolve', { app, store, key, choice });
+  }
+
+  // pull fetches keys of an app's store from the server into local state
+  // (unless changed locally) and returns the server's items.
+  async pull(app, store, keys) {
+    await this.ready;
+    const items = await this.fetchItems(app, store, keys);
+    await this.rpc('pulled', { app, store, items });
+    return items;
+  }
+
+  // sync pushes local changes, forwards queued events and refreshes every
+  // known key (plus options.pull: [{app, store, keys}]). Concurrent calls
+  // share one run. It throws a RoamError with .offline set when the server
+  // cannot be reached; local changes then stay queued.
+  sync(options = {}) {
+    if (!this.remote) return Promise.reject(new RoamError(FailedPrecondition, 'sync: no remote host configured'));
+    if (!this.syncing) {
+      this.syncing = this.ready.then(() => this.runSync(options)).finally(() => { this.syncing = null; });
+    }
+    return this.syncing;
+  }
+
+  async runSync({ pull = [] }) {
+    const out = await this.rpc('syncOut');
+    const res = { pushed: 0, conflicts: 0, pulled: 0, events: 0 };
+    try {
+      for (const s of out.stores) {
+        let ops = s.ops;
+        for (let round = 0; ops.length > 0 && round < 3; round++) {
+          const r = await this.post(`/v1/apps/${enc(s.app)}/state/${enc(s.store)}/transact`, { ops: ops.map(wireOp) });
+          if (r.ok) {
+            await this.rpc('pushed', { app: s.app, store: s.store, ops, items: r.body.items.map(fromWire) });
+            res.pushed += ops.length;
+            break;
+          }
+          if (r.status !== 409) throw r.error;
+          const cs = r.body.conflicts ?? [];
+          if (cs.length === 0) break; // raced with another writer: next sync
+          for (const c of cs) {
+            await this.rpc('conflict', { app: s.app, store: s.store, key: c.key, server: fromWire(c) });
+          }
+          res.conflicts += cs.length;
+          const bad = new Set(cs.map((c) => c.key));
+          ops = ops.filter((o) => !bad.has(o.key));
+        }
+      }
+      const sent = [];
+      for (const e of out.events) {
+        const r = await this.post(`/v1/apps/${enc(e.app)}/publish/${enc(e.rec.pubsubname)}/${enc(e.rec.topic)}`, {
+          type: e.rec.type, datacontenttype: e.rec.datacontenttype, data_base64: base64(e.rec.data), metadata: e.rec.metadata,
+        });
+        if (!r.ok) throw r.error;
+        sent.push(e.pos);
+      }
+      if (sent.length) await this.rpc('eventsSent', { positions: sent });
+      res.events = sent.length;
+      const want = new Map();
+      for (const s of [...out.stores, ...pull]) {
+        const k = JSON.stringify([s.app, s.store]);
+        if (!want.has(k)) want.set(k, { app: s.app, store: s.store, keys: new Set() });
+        for (const key of s.keys) want.get(k).keys.add(key);
+      }
+      for (const w of want.values()) {
+        if (w.keys.size === 0) continue;
+        const items = await this.fetchItems(w.app, w.store, [...w.keys]);
+        res.pulled += await this.rpc('pulled', { app: w.app, store: w.store, items });
+      }
+    } catch (e) {
+      this.emit('sync', { ...res, error: e });
+      throw e;
+    }
+    this.setOnline(true);
+    this.emit('sync', res);
+    return res;
+  }
+
+  async fetchItems(app, store, keys) {
+    const out = [];
+    for (let i = 0; i < keys.length; i += 500) {
+      const r = await this.post(`/v1/apps/${enc(app)}/state/${enc(store)}/bulk`, { keys: keys.slice(i, i + 500) });
+      if (!r.ok) throw r.error;
+      out.push(...r.body.items.map(fromWire));
+    }
+    return out;
+  }
+
+  async post(path, body) {
+    if (!this.remote) throw new RoamError(FailedPrecondition, 'no remote host configured');
+    let res;
+    try {
+      res = await fetch(this.remote + path, {
+        method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body),
+      });
+    } catch (e) {
+      this.setOnline(false);
+      const err = new RoamError(Unavailable, `${this.remote} is unreachable: ${e.message}`);
+      err.offline = true;
+      throw err;
+    }
+    const text = await res.text();
+    let parsed = null;
+    try {
+      parsed = text ? JSON.parse(text) : null;
+    } catch { /* not JSON */ }
+    if (res.ok) return { ok: true, status: res.status, body: parsed };
+    const error = new RoamError(parsed?.code ?? statusCode(res.status), parsed?.message ?? `HTTP ${res.status}: ${text.slice(0, 200)}`, res.status);
+    return { ok: false, status: res.status, body: parsed ?? {}, error };
+  }
+
+  setOnline(v) {
+    if (this.online === v) return;
+    this.online = v;
+    this.emit('online', v);
+  }
+
+  // bench runs n calls inside the worker and returns the mean ms per call.
+  async bench(app, method, req, n) {
+    await this.ready;
+    return this.rpc('bench', { app, method, body: utf8(JSON.stringify(req)), n });
+  }
+
+  close() {
+    this.worker?.terminate();
+    this.channel?.close();
+    for (const w of this.waiting.values()) w.reject(new RoamError(Unavailable, 'host closed'));
+    this.waiting.clear();
+  }
+}
+
+// App is a module loaded in a Host.
+export class App {
+  constructor(host, manifest) {
+    this.host = host;
+    this.id = manifest.app;
+    this.methods = manifest.methods;
+    this.subscriptions = manifest.subscriptions;
+  }
+  call(method, req) { return this.host.call(this.id, method, req); }
+  callRaw(method, body) { return this.host.callRaw(this.id, method, body); }
+}
+
+const hosts = new Map();
+
+// load loads a module into the host of options.db (created on first use)
+// and returns its App.
+export async function load(url, options = {}) {
+  let h = options.host ?? hosts.get(options.db ?? 'roam');
+  if (!h) {
+    h = new Host(options);
+    hosts.set(options.db ?? 'roam', h);
+  }
+  return h.load(url);
+}
+
+const enc = encodeURIComponent;
+
+// wireOp and fromWire convert to and from the state sync API's JSON, where
+// values are base64 (Go's encoding of []byte).
+function wireOp(o) {
+  const w = { op: o.op, key: o.key };
+  if (o.op === 'set') w.value = base64(o.value);
+  if (o.etag) w.etag = o.etag;
+  if (o.if_absent) w.if_absent = true;
+  if (o.ttl_ms) w.ttl_ms = o.ttl_ms;
+  return w;
+}
+
+function fromWire(it) {
+  return { key: it.key, found: !!it.found, etag: it.etag ?? '', value: it.value ? fromBase64(it.value) : empty };
+}

@@ -1,0 +1,702 @@
+// The worker side of the browser host: it loads Roam wasip1 modules, serves
+// their roam_v1 imports (see abi/wire.go and sdk/guest_wasip1.go), runs
+// calls, and delivers events. It mirrors host.Server (the HTTP transport's
+// checks and messages), the edge host's import decoding, and the embedded
+// backend's pub/sub rules (backend/internal/core/deliver.go), so that a call
+// answers here with the same bytes as on the native host.
+
+import { WASI, OpenFile, File, ConsoleStdout, WASIProcExit } from '@bjorn3/browser_wasi_shim';
+import {
+  Reader, Writer, RoamError, utf8, fromUTF8, goQuote, errorBody, httpStatus, validJSON, base64, parseCode, statusCode,
+  OK, InvalidArgument, NotFound, FailedPrecondition, Unavailable, DeadlineExceeded, Internal,
+} from './wire.js';
+
+export const ImportModule = 'roam_v1';
+const importPrefix = 'roam_v';
+const abiMajor = 1;
+const KindMethod = 1;
+const KindEvent = 2;
+const importNames = ['state_get', 'state_bulk_get', 'state_set', 'state_delete', 'state_transact',
+  'publish', 'invoke', 'config_get', 'secret_get', 'log', 'take_result'];
+const requiredExports = ['memory', 'roam_abi_version', 'roam_alloc', 'roam_init', 'roam_handle'];
+
+const empty = new Uint8Array(0);
+const pack = (code, n) => (BigInt(code) << 32n) | BigInt(n >>> 0);
+
+export const defaults = {
+  maxBodyBytes: 4 << 20, // host.Options.MaxBodyBytes
+  timeoutMs: 30000, // host.Options.RequestTimeout
+  retry: { maxAttempts: 5, initialBackoffMs: 200, maxBackoffMs: 2000 }, // backend.DefaultRetryPolicy
+  deadLetterTopic: 'deadletter',
+  config: {},
+  secrets: {},
+  remote: '',
+};
+
+// Trap is a guest that can no longer run: a wasm trap, proc_exit, or a
+// host error raised inside it. Its instance is discarded.
+class Trap extends Error {
+  constructor(inst, detail) {
+    super(detail);
+    this.inst = inst;
+  }
+}
+
+function describe(e) {
+  if (e instanceof WASIProcExit) return `exited with status ${e.code}`;
+  if (e instanceof Error) return `${e.name}: ${e.message}`;
+  return String(e);
+}
+
+const uuid = () => (crypto.randomUUID ? crypto.randomUUID() : ([1e7] + -1e3 + -4e3 + -8e3 + -1e11)
+  .replace(/[018]/g, (c) => (c ^ (crypto.getRandomValues(new Uint8Array(1))[0] & (15 >> (c / 4)))).toString(16)));
+
+function requestID() {
+  const b = crypto.getRandomValues(new Uint8Array(8));
+  return [...b].map((x) => x.toString(16).padStart(2, '0')).join('');
+}
+
+// isJSONType is the SDK's: which content types carry JSON data.
+function isJSONType(ct) {
+  if (!ct) return true;
+  ct = ct.split(';')[0];
+  return ct === 'application/json' || ct === 'text/json' || (ct.length > 5 && ct.endsWith('+json'));
+}
+
+// eventJSON is sdk.Event.MarshalJSON of the event a record delivers.
+export function eventJSON(r) {
+  let s = `{"specversion":"1.0","id":${JSON.stringify(r.id)},"source":${JSON.stringify(r.source)},"type":${JSON.stringify(r.type)}`;
+  if (r.time) s += `,"time":${JSON.stringify(r.time)}`;
+  if (r.datacontenttype) s += `,"datacontenttype":${JSON.stringify(r.datacontenttype)}`;
+  if (r.pubsubname) s += `,"pubsubname":${JSON.stringify(r.pubsubname)}`;
+  if (r.topic) s += `,"topic":${JSON.stringify(r.topic)}`;
+  if (r.data.length > 0) {
+    if (isJSONType(r.datacontenttype) && validJSON(r.data)) s += `,"data":${fromUTF8(r.data)}`;
+    else s += `,"data_base64":"${base64(r.data)}"`;
+  }
+  return utf8(s + '}');
+}
+
+// A Module is one loaded app: its compiled code and one instance, re-created
+// after a trap. The worker is single-threaded, so one instance serves every
+// call; a call that invokes its own app re-enters it, as wazero allows.
+class Module {
+  constructor(rt, compiled, name) {
+    this.rt = rt;
+    this.compiled = compiled;
+    this.name = name;
+    this.app = null;
+    this.manifest = null;
+    this.inst = null;
+    this.stderr = [];
+  }
+
+  label() { return this.app ?? this.name; }
+
+  // instantiate creates an instance, runs the Go runtime's start-up and the
+  // app's setup (roam_init), and returns the manifest.
+  instantiate() {
+    const tail = (line) => {
+      this.stderr.push(line);
+      if (this.stderr.length > 50) this.stderr.shift();
+    };
+    // fds 0-2 must exist: without them a Go panic, which writes to fd 2,
+    // recurses until the JS stack overflows.
+    const fds = [
+      new OpenFile(new File([])),
+      ConsoleStdout.lineBuffered((l) => console.log(`[${this.label()}] ${l}`)),
+      ConsoleStdout.lineBuffered((l) => { tail(l); console.warn(`[${this.label()}] ${l}`); }),
+    ];
+    const wasi = new WASI([this.name], [], fds, { debug: false });
+    const inst = { exports: null, memory: null, pending: null, depth: 0, dead: false };
+    const imports = { wasi_snapshot_preview1: wasi.wasiImport, [ImportModule]: this.rt.imports(this, inst) };
+    let frame;
+    this.stderr = [];
+    try {
+      const instance = new WebAssembly.Instance(this.compiled, imports);
+      inst.exports = instance.exports;
+      inst.memory = instance.exports.memory;
+      wasi.initialize(instance);
+      const v = inst.exports.roam_abi_version() >>> 0;
+      if (v >>> 16 !== abiMajor) {
+        throw new RoamError(FailedPrecondition, `${this.name} speaks ABI ${v >>> 16}.${v & 0xffff}; this host implements ${abiMajor}.x`);
+      }
+      frame = this.readFrame(inst, inst.exports.roam_init());
+    } catch (e) {
+      if (e instanceof RoamError) throw e;
+      throw new RoamError(FailedPrecondition, `${this.name}: starting the module failed: ${describe(e)}${this.stderrDetail()}`);
+    }
+    if (frame.code !== OK) {
+      throw new RoamError(frame.code, `${this.name}: app setup failed: ${fromUTF8(frame.payload)}`);
+    }
+    const r = new Reader(frame.payload);
+    const m = { app: r.string(), methods: [], subscriptions: [] };
+    for (let n = r.count(), i = 0; i < n; i++) m.methods.push(r.string());
+    for (let n = r.count(), i = 0; i < n; i++) m.subscriptions.push({ pubsub: r.string(), topic: r.string(), deadLetterTopic: r.string() });
+    if (!r.done()) throw new RoamError(FailedPrecondition, `${this.name}: roam_init returned a malformed manifest`);
+    if (this.app && m.app !== this.app) throw new RoamError(FailedPrecondition, `${this.name}: holds app ${m.app} now, ${this.app} before`);
+    this.inst = inst;
+    return m;
+  }
+
+  stderrDetail() {
+    const lines = this.stderr.filter((l) => l.trim() !== '').slice(0, 3);
+    return lines.length ? ': ' + lines.join(' | ') : '';
+  }
+
+  // readFrame copies out an export's reply frame. Views are made afresh:
+  // memory.buffer is replaced whenever the guest's memory grows.
+  readFrame(inst, v) {
+    const ptr = Number(BigInt.asUintN(64, v) >> 32n);
+    const n = Number(BigInt.asUintN(32, v));
+    const b = new Uint8Array(inst.memory.buffer, ptr, n).slice();
+    if (b.length === 0) return { code: Internal, payload: utf8('empty reply frame') };
+    return { code: b[0], payload: b.subarray(1) };
+  }
+
+  // handle runs one roam_handle call and returns {code, payload}. A trap
+  // discards the instance and is thrown as a Trap.
+  handle(kind, name, body, deadlineMs) {
+    let inst = this.inst;
+    if (!inst || inst.dead) {
+      this.inst = null;
+      this.instantiate();
+      inst = this.inst;
+    }
+    const call = new Writer(body.length + name.length + 48)
+      .uvarint(kind).string(name).string(requestID()).uvarint(deadlineMs).bytes(body).finish();
+    inst.depth++;
+    if (inst.depth === 1) this.stderr = [];
+    try {
+      const ptr = inst.exports.roam_alloc(call.length) >>> 0;
+      new Uint8Array(inst.memory.buffer, ptr, call.length).set(call);
+      return this.readFrame(inst, inst.exports.roam_handle(ptr, call.length));
+    } catch (e) {
+      inst.dead = true;
+      if (this.inst === inst) this.inst = null;
+      if (e instanceof Trap) throw e;
+      throw new Trap(inst, describe(e) + this.stderrDetail());
+    } finally {
+      inst.depth--;
+    }
+  }
+}
+
+// fetchModule fetches and compiles a module. It needs nothing else of the
+// host, so the worker starts it while IndexedDB is still opening.
+export async function fetchModule(url) {
+  const name = decodeURIComponent(new URL(url).pathname.split('/').pop() || url);
+  let res;
+  try {
+    res = await fetch(url);
+  } catch (e) {
+    throw new RoamError(Unavailable, `fetching module ${url}: ${e.message}`);
+  }
+  if (!res.ok) throw new RoamError(res.status === 404 ? NotFound : Unavailable, `fetching module ${url}: HTTP ${res.status}`);
+  let compiled;
+  try {
+    const ct = res.headers.get('Content-Type') ?? '';
+    compiled = ct.startsWith('application/wasm') ? await WebAssembly.compileStreaming(res) : await WebAssembly.compile(await res.arrayBuffer());
+  } catch (e) {
+    throw new RoamError(InvalidArgument, `${name} is not a valid WebAssembly module (${e.message})`);
+  }
+  return { compiled, name };
+}
+
+export class Runtime {
+  constructor(store, opts = {}) {
+    this.store = store;
+    const given = Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined && v !== null));
+    this.opts = { ...defaults, ...given, retry: { ...defaults.retry, ...(given.retry ?? {}) } };
+    this.modules = new Map(); // app id -> Module
+    this.subs = new Map(); // "pubsub\0topic" -> [subscription]
+    this.allSubs = [];
+    this.deadlines = []; // deadline of each call in progress, innermost last
+    this.published = []; // events published since the last commit
+    this.pos = 0; // last queue/outbox position
+    this.outbox = new Map(); // position -> {app, rec}: events for the server
+    this.pumpTimer = null;
+    this.pumpAt = Infinity;
+  }
+
+  async init() {
+    const tx = this.store.db.transaction(['meta', 'outbox'], 'readonly');
+    const [pos, keys, vals] = await Promise.all([
+      req(tx.objectStore('meta').get('pos')),
+      req(tx.objectStore('outbox').getAllKeys()),
+      req(tx.objectStore('outbox').getAll()),
+    ]);
+    this.pos = pos ?? 0;
+    keys.forEach((k, i) => this.outbox.set(k, vals[i]));
+  }
+
+  appIDs() { return [...this.modules.keys()].sort(); }
+
+  // load sets up a module fetched and compiled by fetchModule, registers
+  // its subscriptions, and returns its manifest. It fails with a message
+  // that names the problem: another ABI version, not a Roam module, setup.
+  async load({ compiled, name }) {
+    checkShape(compiled, name);
+    const mod = new Module(this, compiled, name);
+    const m = mod.instantiate();
+    if (this.modules.has(m.app)) throw new RoamError(FailedPrecondition, `app ${m.app} is already loaded here`);
+    mod.app = m.app;
+    mod.manifest = m;
+    await this.store.loadApp(m.app);
+    this.modules.set(m.app, mod);
+    await this.subscribe(mod);
+    return m;
+  }
+
+  // subscribe registers a module's subscriptions and reloads their queues.
+  async subscribe(mod) {
+    const tx = this.store.db.transaction(['queue'], 'readonly');
+    const range = IDBKeyRange.bound([mod.app], [mod.app, []]);
+    const [keys, vals] = await Promise.all([req(tx.objectStore('queue').getAllKeys(range)), req(tx.objectStore('queue').getAll(range))]);
+    for (const s of mod.manifest.subscriptions) {
+      const sub = {
+        app: mod.app, pubsub: s.pubsub, topic: s.topic,
+        dl: s.deadLetterTopic || this.opts.deadLetterTopic, queue: [], failures: 0, nextAt: 0,
+      };
+      keys.forEach((k, i) => { if (k[1] === s.pubsub && k[2] === s.topic) sub.queue.push({ key: k, rec: vals[i] }); });
+      const rk = s.pubsub + '\0' + s.topic;
+      this.subs.set(rk, [...(this.subs.get(rk) ?? []), sub]);
+      this.allSubs.push(sub);
+    }
+    // Events published before this subscriber was loaded wait in the
+    // outbox; take back those of its topics.
+    for (const [pos, o] of this.outbox) {
+      if (!o.sent && this.subs.has(o.rec.pubsubname + '\0' + o.rec.topic)) {
+        this.outbox.delete(pos);
+        this.store.stage('outbox', pos, undefined);
+        this.route(o.rec, o.app);
+      }
+    }
+    this.schedule(0);
+  }
+
+  // ---- calls ----
+
+  // callHTTP is host.Server.serveCall: it returns the status and body the
+  // HTTP transport would.
+  callHTTP(app, method, body) {
+    const mod = this.modules.get(app);
+    if (!mod) return reply(new RoamError(NotFound, `no app ${goQuote(app)} here; apps: ${this.appIDs().join(', ')}`));
+    if (body.length > this.opts.maxBodyBytes) {
+      return { status: 413, body: errorBody(InvalidArgument, `request body exceeds ${this.opts.maxBodyBytes} bytes`) };
+    }
+    if (body.length > 0 && !validJSON(body)) return reply(new RoamError(InvalidArgument, 'request body is not valid JSON'));
+    const r = this.call(mod, method, body);
+    if (r.code !== OK) return reply(new RoamError(r.code, r.message));
+    if (r.body.length === 0) return { status: 204, body: empty };
+    return { status: 200, body: r.body };
+  }
+
+  // call is host.Server.call: method lookup, deadline, and the guest call.
+  call(mod, method, body) {
+    if (!mod.manifest.methods.includes(method)) {
+      return { code: NotFound, message: `app ${goQuote(mod.app)} has no method ${goQuote(method)}; it has: ${mod.manifest.methods.join(', ')}` };
+    }
+    const outer = this.deadlines[this.deadlines.length - 1];
+    const deadline = outer ?? Date.now() + this.opts.timeoutMs;
+    const r = this.run(mod, KindMethod, method, body, deadline);
+    if (r.code !== OK && r.code !== DeadlineExceeded && Date.now() >= deadline) {
+      r.message = `${mod.app}.${method}: deadline exceeded: ${r.message}`;
+      r.code = DeadlineExceeded;
+    }
+    return r;
+  }
+
+  // run calls into a module and returns {code, body} or {code, message}.
+  // A trap of another instance than the caller's becomes an Internal error;
+  // one of the caller's own instance (re-entered) unwinds through it.
+  run(mod, kind, name, body, deadline, callerInst) {
+    this.deadlines.push(deadline);
+    try {
+      const f = mod.handle(kind, name, body, deadline);
+      if (f.code === OK) return { code: OK, body: f.payload };
+      return { code: f.code < 8 ? f.code : Internal, message: fromUTF8(f.payload) };
+    } catch (e) {
+      if (e instanceof RoamError) return { code: e.code, message: e.message }; // re-creating the instance failed
+      if (!(e instanceof Trap)) throw e;
+      if (callerInst && e.inst === callerInst) throw e;
+      const what = kind === KindMethod ? name : `event ${name}`;
+      console.error(`[${mod.label()}] ${what}: the module trapped (${e.message}); its instance was discarded`);
+      return { code: Internal, message: `${mod.label()} ${what}: the module trapped (${e.message}); its instance was discarded and will be re-created` };
+    } finally {
+      this.deadlines.pop();
+    }
+  }
+
+  // ---- imports ----
+
+  imports(mod, inst) {
+    const op = (name, fn) => (ptr, len) => this.dispatch(mod, inst, name, fn, ptr >>> 0, len >>> 0);
+    return {
+      state_get: op('state_get', this.opStateGet),
+      state_bulk_get: op('state_bulk_get', this.opStateBulkGet),
+      state_set: op('state_set', this.opStateSet),
+      state_delete: op('state_delete', this.opStateDelete),
+      state_transact: op('state_transact', this.opStateTransact),
+      publish: op('publish', this.opPublish),
+      invoke: op('invoke', this.opInvoke),
+      config_get: op('config_get', this.opConfigGet),
+      secret_get: op('secret_get', this.opSecretGet),
+      log: op('log', this.opLog),
+      take_result: (ptr) => {
+        const p = inst.pending;
+        inst.pending = null;
+        // Out of bounds throws a RangeError: the guest traps, as on wazero.
+        if (p && p.length) new Uint8Array(inst.memory.buffer).set(p, ptr >>> 0);
+      },
+    };
+  }
+
+  // dispatch runs one operation import: every failure becomes a code and a
+  // message for the guest, except traps, which must unwind it.
+  dispatch(mod, inst, name, fn, ptr, len) {
+    let out;
+    try {
+      if (ptr + len > inst.memory.buffer.byteLength) throw new RoamError(InvalidArgument, `${name}: request [${ptr}, +${len}) is outside the module's memory`);
+      const req = new Uint8Array(inst.memory.buffer, ptr, len).slice();
+      out = fn.call(this, mod, new Reader(req), inst, name) ?? empty;
+    } catch (e) {
+      if (e instanceof Trap || e instanceof WASIProcExit) throw e;
+      const err = e instanceof RoamError ? e : new RoamError(Internal, `${name}: host error: ${e?.message ?? e}`);
+      if (!(e instanceof RoamError)) console.error(e);
+      out = utf8(err.message);
+      inst.pending = out;
+      return pack(err.code, out.length);
+    }
+    inst.pending = out;
+    return pack(OK, out.length);
+  }
+
+  appOf(mod) {
+    if (!mod.app) {
+      throw new RoamError(FailedPrecondition, 'state, publish and invoke are not available while the host reads a module\'s manifest (during roam_init): use them from handlers, not from setup');
+    }
+    return mod.app;
+  }
+
+  opStateGet(mod, r, inst, name) {
+    const store = r.string(), key = r.string();
+    if (!r.done()) throw malformed(name);
+    const it = this.store.get(this.appOf(mod), store, key);
+    return new Writer(it.value.length + 16).bytes(it.value).string(it.etag).finish();
+  }
+
+  opStateBulkGet(mod, r, inst, name) {
+    const store = r.string();
+    const keys = [];
+    for (let n = r.count(), i = 0; i < n; i++) keys.push(r.string());
+    if (!r.done()) throw malformed(name);
+    const w = new Writer();
+    for (const it of this.store.bulkGet(this.appOf(mod), store, keys)) w.bytes(it.value).string(it.etag);
+    return w.finish();
+  }
+
+  opStateSet(mod, r, inst, name) {
+    const store = r.string(), key = r.string(), value = r.bytes();
+    const o = readOptions(r, name);
+    if (!r.done()) throw malformed(name);
+    this.store.set(this.appOf(mod), store, key, value, o);
+  }
+
+  opStateDelete(mod, r, inst, name) {
+    const store = r.string(), key = r.string();
+    const o = readOptions(r, name);
+    if (!r.done()) throw malformed(name);
+    this.store.delete(this.appOf(mod), store, key, o);
+  }
+
+  opStateTransact(mod, r, inst, name) {
+    const store = r.string();
+    const ops = [];
+    for (let n = r.count(), i = 0; i < n; i++) {
+      const kind = r.uvarint(), key = r.string(), value = r.bytes();
+      const o = readOptions(r, name);
+      if (kind !== 1 && kind !== 2) throw new RoamError(InvalidArgument, `state_transact: unknown op kind ${kind}`);
+      ops.push({ kind, key, value, ...o });
+    }
+    if (!r.done()) throw malformed(name);
+    this.store.transact(this.appOf(mod), store, ops);
+  }
+
+  opPublish(mod, r, inst, name) {
+    const m = { pubsub: r.string(), topic: r.string(), data: r.bytes(), contentType: r.string(), type: r.string(), metadata: {} };
+    for (let n = r.count(), i = 0; i < n; i++) m.metadata[r.string()] = r.string();
+    if (!r.done()) throw malformed(name);
+    this.publish(this.appOf(mod), m);
+  }
+
+  opInvoke(mod, r, inst, name) {
+    const app = r.string(), method = r.string(), data = r.bytes();
+    if (!r.done()) throw malformed(name);
+    const caller = this.appOf(mod);
+    const target = this.modules.get(app);
+    if (!target) return this.remoteInvoke(caller, app, method, data);
+    if (!target.manifest.methods.includes(method)) {
+      throw new RoamError(NotFound, `app ${goQuote(app)} has no method ${goQuote(method)}; it has: ${target.manifest.methods.join(', ')}`);
+    }
+    const deadline = this.deadlines[this.deadlines.length - 1] ?? Date.now() + this.opts.timeoutMs;
+    const res = this.run(target, KindMethod, method, data, deadline, inst);
+    if (res.code !== OK) throw new RoamError(res.code, res.message);
+    return res.body;
+  }
+
+  opConfigGet(mod, r, inst, name) {
+    const key = r.string();
+    if (!r.done()) throw malformed(name);
+    const v = this.opts.config[key];
+    if (typeof v !== 'string') throw new RoamError(NotFound, `config key ${goQuote(key)} is not set`);
+    return utf8(v);
+  }
+
+  opSecretGet(mod, r, inst, name) {
+    const store = r.string(), key = r.string();
+    if (!r.done()) throw malformed(name);
+    const st = this.opts.secrets[store];
+    if (!st) throw new RoamError(NotFound, `secret store ${goQuote(store)} does not exist`);
+    if (typeof st[key] !== 'string') throw new RoamError(NotFound, `secret ${goQuote(key)} not found in store ${goQuote(store)}`);
+    return utf8(st[key]);
+  }
+
+  opLog(mod, r, inst, name) {
+    const zz = r.uvarint();
+    const level = zz % 2 ? -(zz + 1) / 2 : zz / 2; // zigzag
+    const msg = r.string();
+    const attrs = {};
+    for (let n = r.count(), i = 0; i < n; i++) attrs[r.string()] = r.string();
+    if (!r.done()) throw malformed(name);
+    const line = `[${mod.label()}] ${msg}`;
+    if (level >= 8) console.error(line, attrs);
+    else if (level >= 4) console.warn(line, attrs);
+    else if (level >= 0) console.info(line, attrs);
+    else console.debug(line, attrs);
+  }
+
+  // remoteInvoke calls an app that is not loaded here on the remote host,
+  // synchronously (the guest is waiting inside its import call; workers may
+  // block on XMLHttpRequest).
+  remoteInvoke(caller, app, method, data) {
+    const remote = this.opts.remote;
+    if (!remote) throw new RoamError(Unavailable, `invoke ${app}.${method}: app ${app} is not loaded in this page and no remote host is configured`);
+    const url = `${remote.replace(/\/+$/, '')}/v1/apps/${encodeURIComponent(app)}/methods/${encodeURIComponent(method)}`;
+    const xhr = new XMLHttpRequest();
+    xhr.open('POST', url, false);
+    xhr.responseType = 'arraybuffer';
+    const left = (this.deadlines[this.deadlines.length - 1] ?? Date.now() + this.opts.timeoutMs) - Date.now();
+    xhr.timeout = Math.max(1, left);
+    xhr.setRequestHeader('Content-Type', 'application/json');
+    try {
+      xhr.send(data);
+    } catch (e) {
+      throw new RoamError(Unavailable, `invoke ${app}.${method}: app ${app} at ${remote} is unreachable: ${e.message}`);
+    }
+    const body = new Uint8Array(xhr.response ?? new ArrayBuffer(0));
+    if (xhr.status >= 200 && xhr.status < 300) return body;
+    try {
+      const eb = JSON.parse(fromUTF8(body));
+      if (eb.code) {
+        const c = parseCode(eb.code);
+        throw new RoamError(c === OK ? Internal : c, eb.message);
+      }
+    } catch (e) {
+      if (e instanceof RoamError) throw e;
+    }
+    throw new RoamError(statusCode(xhr.status), `invoke ${app}.${method}: HTTP ${xhr.status}: ${fromUTF8(body).slice(0, 200)}`);
+  }
+
+  // ---- pub/sub ----
+
+  // publish wraps a message in a CloudEvents record and routes it.
+  publish(app, m) {
+    if (!m.pubsub || !m.topic) {
+      throw new RoamError(InvalidArgument, `publish: pubsub and topic are required (got ${goQuote(m.pubsub)}/${goQuote(m.topic)})`);
+    }
+    if (m.pubsub.includes('\0')) throw new RoamError(InvalidArgument, `pubsub name ${goQuote(m.pubsub)} contains NUL`);
+    const rec = {
+      id: uuid(), source: app, type: m.type || 'roam.event', time: new Date().toISOString(),
+      datacontenttype: m.contentType || 'application/json', pubsubname: m.pubsub, topic: m.topic,
+      data: m.data.slice(), metadata: m.metadata ?? {},
+    };
+    this.route(rec, app);
+  }
+
+  // route appends rec to the queue of every subscription on its topic in
+  // this worker, or, when there is none, to the outbox the page forwards to
+  // the server. Both are written with the call's state, in one transaction.
+  route(rec, from) {
+    const subs = this.subs.get(rec.pubsubname + '\0' + rec.topic) ?? [];
+    for (const s of subs) {
+      const key = [s.app, s.pubsub, s.topic, this.nextPos()];
+      s.queue.push({ key, rec });
+      this.store.stage('queue', key, rec);
+    }
+    if (subs.length === 0) {
+      const pos = this.nextPos();
+      this.outbox.set(pos, { app: from, rec });
+      this.store.stage('outbox', pos, { app: from, rec });
+    }
+    this.published.push(rec);
+  }
+
+  nextPos() {
+    this.store.stage('meta', 'pos', ++this.pos);
+    return this.pos;
+  }
+
+  // schedule runs the delivery pump after ms, unless it is due sooner.
+  schedule(ms) {
+    const at = Date.now() + ms;
+    if (this.pumpTimer !== null && this.pumpAt <= at) return;
+    clearTimeout(this.pumpTimer);
+    this.pumpAt = at;
+    this.pumpTimer = setTimeout(() => {
+      this.pumpTimer = null;
+      this.pumpAt = Infinity;
+      this.pump();
+    }, ms);
+  }
+
+  // pump delivers the head of every subscription queue that is due, one
+  // event each, then commits. Calls from the page interleave between pumps.
+  // The rules are core.Loop's: an error retries with backoff, and after
+  // MaxAttempts, or at once for InvalidArgument, the event moves to the
+  // dead-letter topic (parked if it failed on that topic itself).
+  async pump() {
+    const now = Date.now();
+    let next = Infinity, delivered = false;
+    for (const s of this.allSubs) {
+      if (s.queue.length === 0) continue;
+      if (s.nextAt > now) {
+        next = Math.min(next, s.nextAt);
+        continue;
+      }
+      delivered = true;
+      const head = s.queue[0];
+      const mod = this.modules.get(s.app);
+      const r = this.run(mod, KindEvent, `${s.pubsub}/${s.topic}`, eventJSON(head.rec), Date.now() + this.opts.timeoutMs);
+      if (r.code === OK) {
+        this.ack(s);
+        continue;
+      }
+      s.failures++;
+      const p = this.opts.retry;
+      if (r.code === InvalidArgument || s.failures >= p.maxAttempts) {
+        console.warn(`[${s.app}] pubsub: dead-lettering event ${head.rec.id} of ${s.pubsub}/${s.topic} after ${s.failures} attempts: ${r.message}`);
+        if (s.dl === s.topic) {
+          const pos = this.nextPos();
+          this.store.stage('outbox', pos, { app: s.app, rec: head.rec, parked: true });
+        } else this.route({ ...head.rec, topic: s.dl }, s.app);
+        this.ack(s);
+        continue;
+      }
+      let d = p.initialBackoffMs;
+      for (let i = 1; i < s.failures && d < p.maxBackoffMs; i++) d *= 2;
+      s.nextAt = Date.now() + Math.min(d, p.maxBackoffMs);
+      next = Math.min(next, s.nextAt);
+    }
+    try {
+      await this.commit();
+    } catch (e) {
+      console.error('roam: saving deliveries failed', e);
+    }
+    if (delivered) this.schedule(0);
+    else if (next < Infinity) this.schedule(Math.max(0, next - Date.now()));
+  }
+
+  ack(s) {
+    const head = s.queue.shift();
+    s.failures = 0;
+    s.nextAt = 0;
+    this.store.stage('queue', head.key, undefined);
+  }
+
+  // commit makes the writes of the calls so far durable, tells the other
+  // tabs, and wakes the delivery pump for events they published.
+  async commit() {
+    const changed = this.store.takeChanged();
+    const published = this.published;
+    this.published = [];
+    await this.store.flush();
+    if (this.onCommit) this.onCommit(changed, published);
+    if (published.length) this.schedule(0);
+  }
+
+  // ---- sync support (the page does the network I/O) ----
+
+  // syncOut lists what to push and pull: every store's outgoing changes,
+  // its keys to refresh, and the events waiting for the server.
+  syncOut() {
+    const stores = [];
+    for (const app of this.appIDs()) {
+      for (const store of this.store.stores(app)) {
+        stores.push({ app, store, ops: this.store.outgoing(app, store), keys: this.store.keys(app, store) });
+      }
+    }
+    const events = [];
+    for (const [pos, o] of this.outbox) if (!o.parked) events.push({ pos, app: o.app, rec: o.rec });
+    return { stores, events };
+  }
+
+  eventsSent(positions) {
+    for (const pos of positions) {
+      this.outbox.delete(pos);
+      this.store.stage('outbox', pos, undefined);
+    }
+  }
+
+  status() {
+    const s = this.store.status();
+    s.events = [...this.outbox.values()].filter((o) => !o.parked).length;
+    s.apps = this.appIDs();
+    return s;
+  }
+}
+
+function reply(err) {
+  return { status: httpStatus(err.code), body: errorBody(err.code, err.message) };
+}
+
+function malformed(op) {
+  return new RoamError(InvalidArgument, `${op}: malformed request`);
+}
+
+// readOptions decodes WriteOptions: ETag, TTL in ms, flags.
+function readOptions(r, op) {
+  const etag = r.string(), ttlMs = r.uvarint(), flags = r.uvarint();
+  if (r.err) throw malformed(op);
+  if (flags & ~1) throw new RoamError(InvalidArgument, `${op}: unknown write flags 0x${flags.toString(16)} (a module built for a newer ABI?)`);
+  return { etag, ttlMs, ifAbsent: (flags & 1) !== 0 };
+}
+
+// checkShape reads a compiled module's imports and exports and names what
+// makes it unusable before anything runs.
+function checkShape(compiled, name) {
+  for (const imp of WebAssembly.Module.imports(compiled)) {
+    if (imp.module.startsWith(importPrefix) && imp.module !== ImportModule) {
+      throw new RoamError(FailedPrecondition, `${name} was built for ABI ${imp.module}, but this host implements ${ImportModule}: rebuild it with a roam of this host's version`);
+    }
+    if (imp.module === ImportModule && !importNames.includes(imp.name)) {
+      throw new RoamError(FailedPrecondition, `${name} imports ${ImportModule}.${imp.name}, which this host does not provide (built for a newer minor version?)`);
+    }
+    if (imp.module !== ImportModule && imp.module !== 'wasi_snapshot_preview1') {
+      throw new RoamError(FailedPrecondition, `${name} imports module ${imp.module}, which a Roam host does not provide`);
+    }
+  }
+  const exports = WebAssembly.Module.exports(compiled).map((e) => e.name);
+  for (const e of requiredExports) {
+    if (!exports.includes(e)) {
+      throw new RoamError(FailedPrecondition, `${name} is not a Roam module: it does not export ${e} (build it with roam build --target wasm)`);
+    }
+  }
+}
+
+function req(r) {
+  return new Promise((resolve, reject) => {
+    r.onsuccess = () => resolve(r.result);
+    r.onerror = () => reject(r.error);
+  });
+}

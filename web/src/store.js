@@ -1,0 +1,459 @@
+// State on IndexedDB, with the embedded backend's semantics
+// (backend/embedded/state.go and backend/internal/core): per (app, store)
+// key spaces, an ETag that is the store's next sequence number (so it changes
+// on every write and never repeats for a key), first-write-wins on ETags,
+// IfAbsent, TTL, all-or-nothing transactions, and the same error messages.
+//
+// The roam_v1 imports are synchronous: a guest waits for state_get's reply
+// inside one wasm call, and IndexedDB only answers asynchronously. So every
+// app's items live in memory (loaded when its module loads) and writes go to
+// IndexedDB behind them: a call's writes are committed in one IndexedDB
+// transaction after the call returns and before its reply is released
+// (flush), so an acknowledged write is on disk, and a call's writes land
+// together or not at all.
+//
+// Each item also carries what sync needs: base, the server ETag the local
+// copy derives from ('' when the server has never had it); dirty, whether it
+// changed locally since it was last pushed; tomb, a deleted item the server
+// still has; conflict, set when sync found both sides changed.
+
+import { RoamError, InvalidArgument, NotFound, Conflict, goQuote, utf8, sameBytes } from './wire.js';
+
+// Limits of the embedded backend, whose messages the vectors compare.
+const maxStoreName = 1 << 10;
+const maxKey = 16 << 10;
+
+const objectStores = ['items', 'seqs', 'queue', 'outbox', 'conflicts', 'meta'];
+
+export function openDB(name) {
+  return new Promise((resolve, reject) => {
+    const r = indexedDB.open(name, 1);
+    r.onupgradeneeded = () => {
+      for (const s of objectStores) r.result.createObjectStore(s);
+    };
+    r.onsuccess = () => resolve(r.result);
+    r.onerror = () => reject(r.error);
+    r.onblocked = () => reject(new Error(`IndexedDB ${name} is blocked by another tab upgrading it`));
+  });
+}
+
+function request(r) {
+  return new Promise((resolve, reject) => {
+    r.onsuccess = () => resolve(r.result);
+    r.onerror = () => reject(r.error);
+  });
+}
+
+// appRange selects the records of one app: keys [app, ...].
+const appRange = (app) => IDBKeyRange.bound([app], [app, []]);
+
+const ia = (m) => new RoamError(InvalidArgument, m);
+
+function checkStore(store) {
+  if (store === '') throw ia('state store name is empty');
+  if (utf8(store).length > maxStoreName) throw ia(`state store name is longer than ${maxStoreName} bytes`);
+}
+function checkKey(key) {
+  if (key === '') throw ia('state key is empty');
+}
+function checkKeyLen(key) {
+  if (key.length > maxKey / 3 && utf8(key).length > maxKey) throw ia(`state key is longer than ${maxKey} bytes`);
+}
+function checkSet(key, o) {
+  checkKey(key);
+  if (o.etag !== '' && o.ifAbsent) throw ia(`state ${goQuote(key)}: ETag and IfAbsent exclude each other`);
+}
+function checkDelete(key, o) {
+  checkKey(key);
+  if (o.ifAbsent) throw ia(`state ${goQuote(key)}: IfAbsent applies to Set only`);
+}
+
+// precondition is core.Precondition.
+function precondition(key, exists, cur, o) {
+  if (o.ifAbsent && exists) throw new RoamError(Conflict, `state ${goQuote(key)}: key already exists`);
+  if (o.etag !== '' && !exists) throw new RoamError(Conflict, `state ${goQuote(key)}: ETag ${o.etag} given but the key does not exist`);
+  if (o.etag !== '' && o.etag !== cur) throw new RoamError(Conflict, `state ${goQuote(key)}: ETag ${o.etag} is stale`);
+}
+
+export class Store {
+  constructor(db) {
+    this.db = db;
+    this.apps = new Map(); // app -> store name -> {seq, items: Map key -> record}
+    this.conflicts = new Map(); // JSON [app, store, key] -> conflict entry
+    this.pending = new Map(); // staged IndexedDB writes
+    this.flushing = Promise.resolve();
+    this.changed = []; // records changed since the last flush, for other tabs
+  }
+
+  // load reads an app's items, sequences and conflicts into memory.
+  async loadApp(app) {
+    if (this.apps.has(app)) return;
+    const tx = this.db.transaction(['items', 'seqs', 'conflicts'], 'readonly');
+    const [items, seqKeys, seqs, conflicts] = await Promise.all([
+      request(tx.objectStore('items').getAll(appRange(app))),
+      request(tx.objectStore('seqs').getAllKeys(appRange(app))),
+      request(tx.objectStore('seqs').getAll(appRange(app))),
+      request(tx.objectStore('conflicts').getAll(appRange(app))),
+    ]);
+    if (this.apps.has(app)) return;
+    this.apps.set(app, new Map());
+    seqKeys.forEach((k, i) => { this.space(app, k[1]).seq = seqs[i]; });
+    for (const r of items) {
+      const sp = this.space(app, r.store);
+      sp.items.set(r.key, r);
+      sp.seq = Math.max(sp.seq, r.seq);
+    }
+    for (const c of conflicts) this.conflicts.set(JSON.stringify([c.app, c.store, c.key]), c);
+  }
+
+  space(app, store) {
+    let a = this.apps.get(app);
+    if (!a) this.apps.set(app, (a = new Map()));
+    let s = a.get(store);
+    if (!s) a.set(store, (s = { seq: 0, items: new Map() }));
+    return s;
+  }
+
+  // live returns the present, unexpired item under key, or null.
+  live(sp, key, now) {
+    const r = sp.items.get(key);
+    if (!r || r.tomb || (r.expiry !== 0 && now >= r.expiry)) return null;
+    return r;
+  }
+
+  // ---- the sdk.State operations ----
+
+  get(app, store, key) {
+    checkKey(key);
+    checkStore(store);
+    const r = this.live(this.space(app, store), key, Date.now());
+    if (!r) throw new RoamError(NotFound, `state ${goQuote(key)} not found`);
+    return { value: r.value, etag: String(r.seq) };
+  }
+
+  bulkGet(app, store, keys) {
+    keys.forEach(checkKey);
+    checkStore(store);
+    const sp = this.space(app, store);
+    const now = Date.now();
+    return keys.map((k) => {
+      const r = this.live(sp, k, now);
+      return r ? { value: r.value, etag: String(r.seq) } : { value: new Uint8Array(0), etag: '' };
+    });
+  }
+
+  set(app, store, key, value, o) {
+    checkSet(key, o);
+    checkKeyLen(key);
+    checkStore(store);
+    const sp = this.space(app, store);
+    const now = Date.now();
+    const cur = this.live(sp, key, now);
+    precondition(key, !!cur, cur ? String(cur.seq) : '0', o);
+    this.put(app, store, sp, key, value, o.ttlMs, now);
+  }
+
+  delete(app, store, key, o) {
+    checkDelete(key, o);
+    checkKeyLen(key);
+    checkStore(store);
+    const sp = this.space(app, store);
+    const cur = this.live(sp, key, Date.now());
+    precondition(key, !!cur, cur ? String(cur.seq) : '0', o);
+    this.del(app, store, sp, key);
+  }
+
+  // transact is embedded's Transact: validate every op, check every
+  // precondition as if the earlier ops had been applied (core.CheckTransact),
+  // and only then apply them all.
+  transact(app, store, ops) {
+    ops.forEach((op, i) => {
+      if (op.kind === 1) checkSet(op.key, op);
+      else if (op.kind === 2) checkDelete(op.key, op);
+      else throw ia(`transaction op ${i}: unknown kind ${op.kind}`);
+    });
+    ops.forEach((op) => checkKeyLen(op.key));
+    checkStore(store);
+    if (ops.length === 0) return;
+    const sp = this.space(app, store);
+    const now = Date.now();
+    const overlay = new Map();
+    for (const op of ops) {
+      let v = overlay.get(op.key);
+      if (!v) {
+        const r = this.live(sp, op.key, now);
+        v = { exists: !!r, etag: r ? String(r.seq) : '0' };
+      }
+      precondition(op.key, v.exists, v.etag, op);
+      // A key written earlier in the transaction has an ETag nobody knows.
+      overlay.set(op.key, op.kind === 1 ? { exists: true, etag: '\0pending' } : { exists: false, etag: '' });
+    }
+    for (const op of ops) {
+      if (op.kind === 1) this.put(app, store, sp, op.key, op.value, op.ttlMs, now);
+      else this.del(app, store, sp, op.key);
+    }
+  }
+
+  // put stores value with a fresh ETag; the item becomes dirty for sync.
+  put(app, store, sp, key, value, ttlMs, now) {
+    const old = sp.items.get(key);
+    const r = {
+      app, store, key, value: value.slice(), seq: ++sp.seq, expiry: ttlMs > 0 ? now + ttlMs : 0,
+      base: old ? old.base : '', dirty: true, tomb: false, conflict: old ? old.conflict : false,
+    };
+    sp.items.set(key, r);
+    this.stageItem(r);
+    this.stage('seqs', [app, store], sp.seq);
+  }
+
+  // del removes key. An item the server has stays as a tombstone until the
+  // delete is pushed.
+  del(app, store, sp, key) {
+    const old = sp.items.get(key);
+    if (!old || old.tomb) return;
+    if (old.base === '' && !old.conflict) {
+      sp.items.delete(key);
+      this.stage('items', [app, store, key], undefined);
+      this.changed.push({ app, store, key, gone: true });
+      return;
+    }
+    const r = { ...old, value: new Uint8Array(0), expiry: 0, tomb: true, dirty: true };
+    sp.items.set(key, r);
+    this.stageItem(r);
+  }
+
+  // ---- persistence ----
+
+  stage(os, key, value) {
+    this.pending.set(os + '\0' + JSON.stringify(key), { os, key, value });
+  }
+
+  stageItem(r) {
+    this.stage('items', [r.app, r.store, r.key], r);
+    this.changed.push(r);
+  }
+
+  // flush commits every staged write in one IndexedDB transaction and
+  // resolves once it is durable. Flushes run one after the other.
+  flush() {
+    if (this.pending.size === 0) return this.flushing;
+    const batch = [...this.pending.values()];
+    this.pending = new Map();
+    this.flushing = this.flushing.then(() => new Promise((resolve, reject) => {
+      const tx = this.db.transaction(objectStores, 'readwrite', { durability: 'strict' });
+      for (const p of batch) {
+        const os = tx.objectStore(p.os);
+        if (p.value === undefined) os.delete(p.key);
+        else os.put(p.value, p.key);
+      }
+      tx.oncomplete = () => resolve();
+      tx.onerror = tx.onabort = () => reject(tx.error ?? new Error('IndexedDB transaction aborted'));
+    }));
+    return this.flushing;
+  }
+
+  takeChanged() {
+    const c = this.changed;
+    this.changed = [];
+    return c;
+  }
+
+  // applyRemote takes records another tab committed (through the
+  // BroadcastChannel) into memory, for the apps loaded here.
+  applyRemote(recs) {
+    for (const r of recs) {
+      if (!this.apps.has(r.app)) continue;
+      const sp = this.space(r.app, r.store);
+      if (r.gone) sp.items.delete(r.key);
+      else {
+        sp.items.set(r.key, r);
+        sp.seq = Math.max(sp.seq, r.seq);
+      }
+    }
+  }
+
+  // ---- sync ----
+
+  stores(app) {
+    return [...(this.apps.get(app)?.keys() ?? [])];
+  }
+
+  // outgoing lists the local changes of a store to push: each conditional
+  // on the server ETag the change was made from.
+  outgoing(app, store) {
+    const sp = this.space(app, store);
+    const now = Date.now();
+    const ops = [];
+    for (const r of sp.items.values()) {
+      if (!r.dirty || r.conflict) continue;
+      const expired = r.expiry !== 0 && now >= r.expiry;
+      if (r.tomb || expired) {
+        if (r.base !== '') ops.push({ key: r.key, op: 'delete', etag: r.base, seq: r.seq, tomb: true });
+        continue;
+      }
+      ops.push({
+        key: r.key, op: 'set', value: r.value, seq: r.seq, tomb: false,
+        etag: r.base, if_absent: r.base === '', ttl_ms: r.expiry ? Math.max(1, r.expiry - now) : 0,
+      });
+    }
+    return ops;
+  }
+
+  // pushed records the server's items after a successful push of ops.
+  pushed(app, store, ops, items) {
+    const sp = this.space(app, store);
+    ops.forEach((op, i) => {
+      const r = sp.items.get(op.key);
+      const srv = items[i];
+      if (!r) return;
+      const unchanged = r.seq === op.seq && r.tomb === op.tomb;
+      if (op.op === 'delete' && unchanged && !srv.found) {
+        sp.items.delete(op.key);
+        this.stage('items', [app, store, op.key], undefined);
+        return;
+      }
+      r.base = srv.found ? srv.etag : '';
+      if (unchanged) {
+        r.dirty = false;
+        // Someone wrote the key on the server right after us: theirs is
+        // the newer version, and we have no change of our own to keep.
+        if (srv.found && !sameBytes(srv.value, r.value)) this.adopt(sp, r, srv);
+      }
+      this.stageItem(r);
+    });
+  }
+
+  // adopt replaces the local item with the server's version.
+  adopt(sp, r, srv) {
+    r.value = srv.value;
+    r.seq = ++sp.seq;
+    r.expiry = 0;
+    r.tomb = false;
+    r.base = srv.etag;
+    r.dirty = false;
+    this.stage('seqs', [r.app, r.store], sp.seq);
+  }
+
+  // conflict records that key changed on both sides. Both versions are
+  // kept: the local one in place (the app goes on seeing it), the server's
+  // in the conflict entry, until someone resolves it.
+  conflict(app, store, key, srv) {
+    const sp = this.space(app, store);
+    let r = sp.items.get(key);
+    if (!r) return;
+    r.conflict = true;
+    this.stageItem(r);
+    const c = {
+      app, store, key, base: r.base, at: new Date().toISOString(),
+      local: { found: !r.tomb, value: r.value, etag: String(r.seq) },
+      server: { found: srv.found, value: srv.value, etag: srv.etag },
+    };
+    this.conflicts.set(JSON.stringify([app, store, key]), c);
+    this.stage('conflicts', [app, store, key], c);
+  }
+
+  // pulled applies the server's current items: an item with no local
+  // change takes the server's version; one changed on both sides becomes a
+  // conflict. It returns how many items changed locally.
+  pulled(app, store, items) {
+    const sp = this.space(app, store);
+    let n = 0;
+    for (const srv of items) {
+      const r = sp.items.get(srv.key);
+      if (r && r.conflict) {
+        const c = this.conflicts.get(JSON.stringify([app, store, srv.key]));
+        if (c) {
+          c.server = { found: srv.found, value: srv.value, etag: srv.etag };
+          this.stage('conflicts', [app, store, srv.key], c);
+        }
+        continue;
+      }
+      if (r && r.dirty) {
+        const changed = r.base === '' ? srv.found : !srv.found || srv.etag !== r.base;
+        if (changed) this.conflict(app, store, srv.key, srv);
+        continue;
+      }
+      if (!srv.found) {
+        if (r && r.base !== '') {
+          sp.items.delete(srv.key);
+          this.stage('items', [app, store, srv.key], undefined);
+          this.changed.push({ app, store, key: srv.key, gone: true });
+          n++;
+        }
+        continue;
+      }
+      if (r && !r.tomb && r.base === srv.etag) continue;
+      const nr = r ?? { app, store, key: srv.key, conflict: false };
+      this.adopt(sp, nr, srv);
+      sp.items.set(srv.key, nr);
+      this.stageItem(nr);
+      n++;
+    }
+    return n;
+  }
+
+  // resolve ends a conflict: 'mine' keeps the local version and pushes it
+  // over the server's at the next sync; 'theirs' takes the server's.
+  resolve(app, store, key, choice) {
+    const id = JSON.stringify([app, store, key]);
+    const c = this.conflicts.get(id);
+    if (!c) throw new RoamError(NotFound, `no conflict on ${app}/${store}/${key}`);
+    const sp = this.space(app, store);
+    let r = sp.items.get(key);
+    if (choice === 'theirs') {
+      if (!c.server.found) {
+        if (r) {
+          sp.items.delete(key);
+          this.stage('items', [app, store, key], undefined);
+          this.changed.push({ app, store, key, gone: true });
+        }
+      } else {
+        r = r ?? { app, store, key };
+        this.adopt(sp, r, c.server);
+        r.conflict = false;
+        sp.items.set(key, r);
+        this.stageItem(r);
+      }
+    } else if (choice === 'mine') {
+      if (r) {
+        r.base = c.server.found ? c.server.etag : '';
+        r.dirty = true;
+        r.conflict = false;
+        if (r.tomb && r.base === '') {
+          sp.items.delete(key);
+          this.stage('items', [app, store, key], undefined);
+        } else this.stageItem(r);
+      }
+    } else throw new RoamError(InvalidArgument, `resolve: choose 'mine' or 'theirs', not ${goQuote(String(choice))}`);
+    this.conflicts.delete(id);
+    this.stage('conflicts', [app, store, key], undefined);
+  }
+
+  // keys lists the keys of a store the server may have: those to pull.
+  keys(app, store) {
+    return [...this.space(app, store).items.values()].filter((r) => r.base !== '' || !r.dirty).map((r) => r.key);
+  }
+
+  status() {
+    const dirty = [];
+    for (const [app, stores] of this.apps) {
+      for (const [store, sp] of stores) {
+        for (const r of sp.items.values()) {
+          if (r.dirty && !r.conflict) dirty.push({ app, store, key: r.key, deleted: r.tomb });
+        }
+      }
+    }
+    // The local side is the item as it is now: the app may have changed it
+    // again since the conflict was found.
+    const conflicts = [...this.conflicts.values()].map((c) => {
+      const r = this.apps.get(c.app)?.get(c.store)?.items.get(c.key);
+      const live = r && !r.tomb;
+      return {
+        app: c.app, store: c.store, key: c.key, at: c.at,
+        local: { found: !!live, value: live ? r.value : new Uint8Array(0) },
+        server: { found: c.server.found, value: c.server.value, etag: c.server.etag },
+      };
+    });
+    return { dirty, conflicts };
+  }
+}

@@ -1,0 +1,227 @@
+// The ABI's wire encoding (package abi): unsigned varints and byte strings
+// as a varint length followed by the bytes, fields in a fixed order with no
+// tags. Plus the few Go formatting rules the host must reproduce byte for
+// byte: error code names, strconv.Quote (%q) and encoding/json strings.
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+export const utf8 = (s) => enc.encode(s);
+export const fromUTF8 = (b) => dec.decode(b);
+
+// Codes, numbered as in abi/abi.go. Their names are the JSON error codes.
+export const OK = 0, InvalidArgument = 1, NotFound = 2, Conflict = 3,
+  FailedPrecondition = 4, Unavailable = 5, DeadlineExceeded = 6, Internal = 7;
+export const codeNames = ['OK', 'InvalidArgument', 'NotFound', 'Conflict',
+  'FailedPrecondition', 'Unavailable', 'DeadlineExceeded', 'Internal'];
+
+export const codeName = (c) => codeNames[c] ?? 'Internal';
+export function parseCode(name) {
+  const i = codeNames.indexOf(name);
+  return i < 0 ? Internal : i;
+}
+
+// httpStatus is host.HTTPStatus.
+export function httpStatus(c) {
+  switch (c) {
+    case OK: return 200;
+    case InvalidArgument: case FailedPrecondition: return 400;
+    case NotFound: return 404;
+    case Conflict: return 409;
+    case Unavailable: return 503;
+    case DeadlineExceeded: return 504;
+  }
+  return 500;
+}
+
+// statusCode is host.StatusCode: a code for a reply without a JSON error body.
+export function statusCode(status) {
+  if (status < 300) return OK;
+  if (status === 404) return NotFound;
+  if (status === 409) return Conflict;
+  if (status === 412) return FailedPrecondition;
+  if (status === 502 || status === 503 || status === 429) return Unavailable;
+  if (status === 504 || status === 408) return DeadlineExceeded;
+  if (status < 500) return InvalidArgument;
+  return Internal;
+}
+
+// RoamError is an error with a portable code, like sdk.Error.
+export class RoamError extends Error {
+  constructor(code, message, status) {
+    super(message);
+    this.name = 'RoamError';
+    this.code = typeof code === 'string' ? parseCode(code) : code;
+    this.codeName = codeName(this.code);
+    this.status = status ?? httpStatus(this.code);
+  }
+}
+
+export class Writer {
+  constructor(size = 64) {
+    this.buf = new Uint8Array(size);
+    this.n = 0;
+  }
+  grow(k) {
+    if (this.n + k <= this.buf.length) return;
+    let c = this.buf.length * 2;
+    while (c < this.n + k) c *= 2;
+    const b = new Uint8Array(c);
+    b.set(this.buf.subarray(0, this.n));
+    this.buf = b;
+  }
+  uvarint(v) {
+    this.grow(10);
+    // Numbers, not BigInts: every value the ABI carries fits in 2^53.
+    while (v >= 0x80) {
+      this.buf[this.n++] = (v % 128) | 0x80;
+      v = Math.floor(v / 128);
+    }
+    this.buf[this.n++] = v;
+    return this;
+  }
+  bytes(b) {
+    this.uvarint(b.length);
+    this.grow(b.length);
+    this.buf.set(b, this.n);
+    this.n += b.length;
+    return this;
+  }
+  string(s) { return this.bytes(enc.encode(s)); }
+  finish() { return this.buf.subarray(0, this.n); }
+}
+
+// Reader never throws: the first error sticks, later reads return zero
+// values, and done() reports whether everything decoded exactly.
+export class Reader {
+  constructor(b) {
+    this.b = b;
+    this.i = 0;
+    this.err = false;
+  }
+  uvarint() {
+    if (this.err) return 0;
+    let v = 0, mul = 1;
+    for (let k = 0; k < 10; k++) {
+      if (this.i >= this.b.length) break;
+      const c = this.b[this.i++];
+      v += (c & 0x7f) * mul;
+      if (c < 0x80) return v;
+      mul *= 128;
+    }
+    this.fail();
+    return 0;
+  }
+  // count reads a length that must fit in what is left, as abi.Reader.Count.
+  count() {
+    const v = this.uvarint();
+    if (v > this.b.length - this.i) {
+      this.fail();
+      return 0;
+    }
+    return v;
+  }
+  bytes() {
+    const n = this.uvarint();
+    if (this.err) return new Uint8Array(0);
+    if (n > this.b.length - this.i) {
+      this.fail();
+      return new Uint8Array(0);
+    }
+    const v = this.b.subarray(this.i, this.i + n);
+    this.i += n;
+    return v;
+  }
+  string() { return dec.decode(this.bytes()); }
+  fail() {
+    this.err = true;
+    this.i = this.b.length;
+  }
+  done() { return !this.err && this.i === this.b.length; }
+}
+
+const hex = (c, w) => c.toString(16).padStart(w, '0');
+
+// goQuote is Go's strconv.Quote, as fmt's %q prints a string.
+export function goQuote(s) {
+  let out = '"';
+  for (const ch of s) {
+    const c = ch.codePointAt(0);
+    switch (ch) {
+      case '"': out += '\\"'; continue;
+      case '\\': out += '\\\\'; continue;
+      case '\x07': out += '\\a'; continue;
+      case '\b': out += '\\b'; continue;
+      case '\f': out += '\\f'; continue;
+      case '\n': out += '\\n'; continue;
+      case '\r': out += '\\r'; continue;
+      case '\t': out += '\\t'; continue;
+      case '\v': out += '\\v'; continue;
+    }
+    if (c < 0x20 || c === 0x7f) out += '\\x' + hex(c, 2);
+    else if (c >= 0x80 && c < 0xa0) out += '\\u' + hex(c, 4);
+    else if (c === 0xfffd) out += '\\ufffd'; // invalid UTF-8 decodes to U+FFFD
+    else out += ch;
+  }
+  return out + '"';
+}
+
+// goJSONString is a JSON string as encoding/json writes it: HTML-safe
+// escapes for <, > and &, and escapes for U+2028 and U+2029.
+export function goJSONString(s) {
+  let out = '"';
+  for (let i = 0; i < s.length; i++) {
+    const ch = s[i];
+    const c = s.charCodeAt(i);
+    switch (ch) {
+      case '"': out += '\\"'; continue;
+      case '\\': out += '\\\\'; continue;
+      case '\b': out += '\\b'; continue;
+      case '\f': out += '\\f'; continue;
+      case '\n': out += '\\n'; continue;
+      case '\r': out += '\\r'; continue;
+      case '\t': out += '\\t'; continue;
+      case '<': case '>': case '&': out += '\\u00' + hex(c, 2); continue;
+    }
+    if (c < 0x20 || c === 0x2028 || c === 0x2029) out += '\\u' + hex(c, 4);
+    else out += ch;
+  }
+  return out + '"';
+}
+
+// errorBody is host.EncodeError: {"code":...,"message":...}.
+export function errorBody(code, message) {
+  return utf8(`{"code":${goJSONString(codeName(code))},"message":${goJSONString(message)}}`);
+}
+
+export function base64(bytes) {
+  let s = '';
+  for (let i = 0; i < bytes.length; i += 0x8000) {
+    s += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+  }
+  return btoa(s);
+}
+
+export function fromBase64(s) {
+  const bin = atob(s);
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out;
+}
+
+// validJSON reports whether b is one JSON value, as json.Valid does.
+export function validJSON(b) {
+  try {
+    JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(b));
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export function sameBytes(a, b) {
+  if (a === b) return true;
+  if (!a || !b || a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
