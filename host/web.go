@@ -30,6 +30,20 @@ type WebAssets struct {
 	// Modules maps an app id to its wasm module, served at
 	// /web/modules/{app}.wasm with Content-Type application/wasm.
 	Modules map[string][]byte
+	// Lookup, when set, is asked before Modules: a host whose modules
+	// change at run time (the edge host's hot reload) serves the current
+	// bytes. A new slice is a new version.
+	Lookup func(app string) ([]byte, bool)
+}
+
+func (a *WebAssets) module(app string) ([]byte, bool) {
+	if a.Lookup != nil {
+		if b, ok := a.Lookup(app); ok {
+			return b, true
+		}
+	}
+	b, ok := a.Modules[app]
+	return b, ok && b != nil
 }
 
 // webRoutes registers the browser-facing routes the options ask for: the
@@ -209,6 +223,15 @@ func (st *static) moduleIDs() []string {
 	return ids
 }
 
+// moduleFor returns the module a path such as modules/orders.wasm names.
+func (st *static) moduleFor(name string) ([]byte, bool) {
+	id, ok := strings.CutPrefix(name, "modules/")
+	if !ok || !strings.HasSuffix(id, ".wasm") {
+		return nil, false
+	}
+	return st.assets.module(strings.TrimSuffix(id, ".wasm"))
+}
+
 // sameSlice reports whether a and b are the same bytes in memory: a
 // module's bytes never change, so its cache entry is found by identity.
 func sameSlice(a, b []byte) bool {
@@ -221,8 +244,8 @@ func (st *static) file(name string) (*staticFile, error) {
 	var raw []byte
 	var mod time.Time
 	var size int64
-	if id, ok := strings.CutPrefix(name, "modules/"); ok && strings.HasSuffix(id, ".wasm") && st.assets.Modules[strings.TrimSuffix(id, ".wasm")] != nil {
-		raw = st.assets.Modules[strings.TrimSuffix(id, ".wasm")]
+	if wasm, ok := st.moduleFor(name); ok {
+		raw = wasm
 		size = int64(len(raw))
 		st.mu.Lock()
 		f := st.files[name]

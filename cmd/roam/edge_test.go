@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"io"
 	"net/http"
@@ -104,6 +105,30 @@ func TestEdgeCommand(t *testing.T) {
 		if resp.StatusCode != 200 {
 			t.Errorf("%s: %d", path, resp.StatusCode)
 		}
+	}
+	// The module served to browsers is the one the host runs, gzipped.
+	wasm, err := os.ReadFile(filepath.Join(mods, "conf.wasm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodGet, url+"/web/modules/conformance.wasm", nil)
+	req.Header.Set("Accept-Encoding", "gzip")
+	resp, err = http.DefaultTransport.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gz, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/wasm" || resp.Header.Get("Content-Encoding") != "gzip" {
+		t.Fatalf("module: %d %q %q", resp.StatusCode, resp.Header.Get("Content-Type"), resp.Header.Get("Content-Encoding"))
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(gz))
+	if err != nil {
+		t.Fatal(err)
+	}
+	served, _ := io.ReadAll(zr)
+	if !bytes.Equal(served, wasm) || len(gz) >= len(wasm) {
+		t.Fatalf("served module: %d bytes gzipped to %d; want the %d bytes of conf.wasm, compressed", len(served), len(gz), len(wasm))
 	}
 	cancel()
 	select {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"sync/atomic"
 	"time"
 
 	"github.com/roam-dev/roam/backend"
@@ -116,10 +117,21 @@ func Run(ctx context.Context, c Config, stdout, stderr io.Writer) error {
 	if c.MemoryLimitMB > 0 {
 		mo.MemoryLimitPages = uint32(c.MemoryLimitMB) * 16
 	}
+	var byID atomic.Value // map[string]*Module, set once the modules load
+	byID.Store(map[string]*Module(nil))
 	srv := host.NewServer(b, host.Options{
 		MaxBodyBytes: c.MaxBodyBytes, RequestTimeout: c.RequestTimeout, Pprof: c.Pprof,
 		DefaultApp: c.DefaultApp, Logger: log, Metrics: metrics,
 		CORSOrigins: c.CORSOrigins, StateAPI: c.StateAPI,
+		// The very modules served here also run in browsers: serve their
+		// current bytes at /web/modules/{app}.wasm.
+		Web: &host.WebAssets{Lookup: func(app string) ([]byte, bool) {
+			m, ok := byID.Load().(map[string]*Module)[app]
+			if !ok {
+				return nil, false
+			}
+			return m.Wasm(), true
+		}},
 	})
 	fmt.Fprintf(stdout, "roam: edge runtime wazero %s, compiled code cached in %s\n", WazeroVersion(), rt.CacheDir())
 	mods, err := LoadFiles(ctx, rt, srv, b, files, mo, log, stdout)
@@ -129,9 +141,12 @@ func Run(ctx context.Context, c Config, stdout, stderr io.Writer) error {
 	// Open (and lock) the apps' data files now, as the native host does: a
 	// second host of an app on this data directory fails here.
 	ids := make([]string, len(mods))
+	served := map[string]*Module{}
 	for i, m := range mods {
 		ids[i] = m.ID()
+		served[m.ID()] = m
 	}
+	byID.Store(served)
 	if err := b.OpenApps(ids...); err != nil {
 		return err
 	}

@@ -141,6 +141,7 @@ type Module struct {
 	caps *caps
 	cur  atomic.Pointer[pool]
 	man  atomic.Pointer[abi.Manifest]
+	wasm atomic.Pointer[[]byte] // the current version's bytes
 
 	reloadMu sync.Mutex
 	closed   atomic.Bool
@@ -184,8 +185,13 @@ func (r *Runtime) Load(ctx context.Context, wasm []byte, o ModuleOptions, b Bind
 	m.cur.Store(p)
 	m.man.Store(&p.man)
 	m.versions.Store(p.version)
+	m.wasm.Store(&wasm)
 	return m, nil
 }
+
+// Wasm returns the bytes of the module's current version, which the host
+// also serves to browsers (the same module runs there).
+func (m *Module) Wasm() []byte { return *m.wasm.Load() }
 
 func (m *Module) errorf(format string, args ...any) error {
 	err := fmt.Errorf(format, args...)
@@ -311,6 +317,7 @@ func (m *Module) reload(ctx context.Context, wasm []byte) error {
 	}
 	m.man.Store(&p.man)
 	m.versions.Store(p.version)
+	m.wasm.Store(&wasm)
 	prev := m.cur.Swap(p)
 	if prev != nil {
 		prev.retire()
