@@ -11,7 +11,9 @@
 //
 // on the embedded backend (bbolt in a temporary directory, fsync on every
 // commit) and, for orientation, on the memory backend. Each has a serial and
-// a RunParallel variant.
+// a RunParallel variant. BenchmarkTransport and BenchmarkCodec isolate two
+// parts of a Get: the host's HTTP transport against bare net/http, and the
+// SDK's JSON codec on the shop's types.
 //
 //	go test ./bench -run '^$' -bench . -benchtime 1s -count 1
 package bench

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"slices"
 	"sync"
 	"time"
@@ -39,17 +40,25 @@ type loadResult struct {
 	P50, P99 time.Duration
 	// ServerCPU is the server's CPU time over the window; zero when unknown.
 	ServerCPU time.Duration
+	// ClientCPU is this process's CPU time over the window: the load
+	// generator's cost.
+	ClientCPU time.Duration
 }
 
 // RPS is the throughput of successful requests.
 func (r loadResult) RPS() float64 { return float64(r.Requests) / r.Window.Seconds() }
 
 // CPUPerRequest is the server's CPU time per successful request.
-func (r loadResult) CPUPerRequest() time.Duration {
-	if r.Requests == 0 || r.ServerCPU == 0 {
+func (r loadResult) CPUPerRequest() time.Duration { return perRequest(r.ServerCPU, r.Requests) }
+
+// ClientCPUPerRequest is the load generator's CPU time per request.
+func (r loadResult) ClientCPUPerRequest() time.Duration { return perRequest(r.ClientCPU, r.Requests) }
+
+func perRequest(d time.Duration, n int) time.Duration {
+	if n == 0 || d == 0 {
 		return 0
 	}
-	return r.ServerCPU / time.Duration(r.Requests)
+	return d / time.Duration(n)
 }
 
 // runLoad generates load as spec says. It refuses any host but 127.0.0.1.
@@ -81,19 +90,24 @@ func runLoad(ctx context.Context, spec loadSpec) (loadResult, error) {
 	ctx, cancel := context.WithDeadline(ctx, mEnd.Add(30*time.Second))
 	defer cancel()
 
-	var cpuStart, cpuEnd time.Duration
-	var cpuErr error
+	var cpuStart, cpuEnd, selfStart, selfEnd time.Duration
+	var cpuErr, selfErr error
 	var cpuWG sync.WaitGroup
-	if spec.CPU != nil {
-		cpuWG.Go(func() {
-			time.Sleep(time.Until(mStart))
+	cpuWG.Go(func() {
+		self := func() (time.Duration, error) { return cpuTime(os.Getpid()) }
+		time.Sleep(time.Until(mStart))
+		selfStart, selfErr = self()
+		if spec.CPU != nil {
 			cpuStart, cpuErr = spec.CPU()
-			time.Sleep(time.Until(mEnd))
-			if cpuErr == nil {
-				cpuEnd, cpuErr = spec.CPU()
-			}
-		})
-	}
+		}
+		time.Sleep(time.Until(mEnd))
+		if selfErr == nil {
+			selfEnd, selfErr = self()
+		}
+		if spec.CPU != nil && cpuErr == nil {
+			cpuEnd, cpuErr = spec.CPU()
+		}
+	})
 
 	type workerResult struct {
 		lat      []time.Duration
@@ -145,6 +159,9 @@ func runLoad(ctx context.Context, spec loadSpec) (loadResult, error) {
 	if spec.CPU != nil && cpuErr == nil {
 		out.ServerCPU = cpuEnd - cpuStart
 	}
+	if selfErr == nil {
+		out.ClientCPU = selfEnd - selfStart
+	}
 	return out, nil
 }
 
@@ -179,13 +196,17 @@ func percentile(d []time.Duration, p float64) time.Duration {
 	return d[max(0, min(rank, len(d)-1))]
 }
 
-// median returns the median of d (the lower middle for an even count),
-// without reordering d.
+// median returns the median of d (the mean of the two middle values for an
+// even count), without reordering d.
 func median[T int64 | time.Duration](d []T) T {
 	if len(d) == 0 {
 		return 0
 	}
 	s := slices.Clone(d)
 	slices.Sort(s)
-	return s[(len(s)-1)/2]
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
 }

@@ -78,10 +78,11 @@ type shop struct {
 }
 
 // startShop starts bin with --port 0 and a data directory, and returns once
-// /readyz has answered 200.
-func startShop(ctx context.Context, bin, dataDir, logFile string, extra ...string) (*shop, error) {
-	args := append([]string{"--port", "0", "--data-dir", dataDir}, extra...)
-	cmd := exec.Command(bin, args...)
+// /readyz has answered 200. A non-empty prefix runs the binary through a
+// command that execs it (taskset -c 1), keeping its process id.
+func startShop(ctx context.Context, prefix []string, bin, dataDir, logFile string, extra ...string) (*shop, error) {
+	argv := append(append(append([]string(nil), prefix...), bin, "--port", "0", "--data-dir", dataDir), extra...)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	logs, err := os.Create(logFile)
 	if err != nil {
 		return nil, err
@@ -264,6 +265,20 @@ func cpuTime(pid int) (time.Duration, error) {
 	return time.Duration(u+s) * clockTick, nil
 }
 
+// cpusAllowed returns the Cpus_allowed_list of a process ("0-1").
+func cpusAllowed(pid int) string {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "status"))
+	if err != nil {
+		return "?"
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "Cpus_allowed_list:"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "?"
+}
+
 // tail returns the last lines of a log file, for error messages.
 func tail(path string) string {
 	b, _ := os.ReadFile(path)
@@ -274,4 +289,29 @@ func tail(path string) string {
 		return "(empty)"
 	}
 	return "\n" + string(b)
+}
+
+// fsyncLatency writes 4 KiB and fdatasyncs it n times in dir, as a commit
+// does, and returns the median and 99th percentile: every durable write of
+// the embedded backend waits for this, and on a shared disk it varies a lot.
+func fsyncLatency(dir string, n int) (p50, p99 time.Duration, err error) {
+	f, err := os.CreateTemp(dir, "fsync-probe-")
+	if err != nil {
+		return 0, 0, err
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	buf := make([]byte, 4096)
+	d := make([]time.Duration, 0, n)
+	for i := range n {
+		if _, err := f.WriteAt(buf, int64(i%16)*4096); err != nil {
+			return 0, 0, err
+		}
+		t := time.Now()
+		if err := syscall.Fdatasync(int(f.Fd())); err != nil {
+			return 0, 0, err
+		}
+		d = append(d, time.Since(t))
+	}
+	return percentile(d, 50), percentile(d, 99), nil
 }

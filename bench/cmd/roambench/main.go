@@ -1,0 +1,524 @@
+// Command roambench measures a release build of the shop example as a user
+// runs it, and prints the figures as a markdown table beside the targets:
+//
+//   - the size of the static, stripped binary `roam build` produces;
+//   - start-to-ready: from exec to the first 200 from /readyz, with
+//     --port 0 and a fresh data directory, median over -runs starts (and the
+//     process's own "ready in" figure);
+//   - idle RSS about a second after ready, median over -rss-runs starts;
+//   - orders.Get and orders.Create over loopback HTTP from a closed-loop Go
+//     load generator (keep-alive, -c connections, -warmup then -duration per
+//     case), against the shop and against a bare net/http server returning
+//     the same bytes; with the server's CPU time per request; and, when wrk is
+//     installed, wrk's figures for orders.Get.
+//
+// Run it from anywhere inside the repository:
+//
+//	go run ./bench/cmd/roambench
+//	go run ./bench/cmd/roambench -pprof-dir /tmp/prof   # also CPU profiles of the shop under load
+//
+// It only ever connects to 127.0.0.1.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "roambench:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+// Targets of the foundation issue.
+const (
+	targetBinary   = 15_000_000 // bytes (15 MB)
+	targetRSS      = 12_000_000 // bytes (12 MB)
+	targetReady    = 30 * time.Millisecond
+	targetGetRatio = 0.70
+)
+
+type config struct {
+	repo, bin, pprofDir, bareServer string
+	serverCPUs                      string
+	runs, rssRuns, conc             int
+	rssDelay, warmup, duration      time.Duration
+	noWrk, noHot                    bool
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var c config
+	fs := flag.NewFlagSet("roambench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.repo, "repo", "", "root of the roam repository (default: found from the working directory)")
+	fs.StringVar(&c.bin, "bin", "", "measure this shop binary instead of building one")
+	fs.IntVar(&c.runs, "runs", 10, "starts for the start-to-ready median")
+	fs.IntVar(&c.rssRuns, "rss-runs", 5, "starts for the idle RSS median (the first ones of -runs)")
+	fs.DurationVar(&c.rssDelay, "rss-delay", time.Second, "wait after ready before reading idle RSS")
+	fs.IntVar(&c.conc, "c", 32, "concurrent connections of the load generator")
+	fs.DurationVar(&c.warmup, "warmup", time.Second, "uncounted warm-up of each load case")
+	fs.DurationVar(&c.duration, "duration", 5*time.Second, "counted duration of each load case")
+	fs.BoolVar(&c.noWrk, "no-wrk", false, "skip wrk even when it is installed")
+	fs.BoolVar(&c.noHot, "no-hot", false, "skip the one-hot-SKU orders.Create case")
+	fs.StringVar(&c.serverCPUs, "server-cpus", "", "CPU `list` for the servers under load, through taskset -c (e.g. 1; then start roambench itself under taskset -c 0)")
+	fs.StringVar(&c.pprofDir, "pprof-dir", "", "run the shop with --pprof and save CPU profiles of it under load here")
+	fs.StringVar(&c.bareServer, "bare-server", "", "internal: serve as the bare net/http baseline with the replies in this directory")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if c.bareServer != "" {
+		return serveBare(ctx, c.bareServer, stdout)
+	}
+	if c.runs < 1 || c.conc < 1 || c.duration < time.Second {
+		return errors.New("-runs and -c must be at least 1, -duration at least 1s")
+	}
+	c.rssRuns = min(c.rssRuns, c.runs)
+	return measure(ctx, c, os.Args, stdout, stderr)
+}
+
+// report is everything one run measured.
+type report struct {
+	date     time.Time
+	cmdline  string
+	machine  string
+	bin      string
+	buildCmd string
+	build    time.Duration
+	binInfo  binaryInfo
+
+	ready, line, readyIn []time.Duration
+	rss                  []memory
+
+	loads     []loadCase
+	wrks      []wrkCase
+	wrkCmd    string
+	wrkNote   string
+	cpus      string
+	afterLoad memory
+	profiles  []string
+	shopLog   string
+	logErrors int
+	loadavg   [2]string           // /proc/loadavg at start and end
+	fsync     [2][2]time.Duration // fdatasync p50, p99 at start and end
+	startCPUs string              // affinity of the start-up runs
+	dataBytes int64               // the load run's data directory at the end
+}
+
+type loadCase struct {
+	op, server string
+	res        loadResult
+}
+
+type wrkCase struct {
+	server    string
+	res       wrkResult
+	serverCPU time.Duration // over the whole wrk run
+}
+
+func measure(ctx context.Context, c config, argv []string, stdout, stderr io.Writer) error {
+	prog := filepath.Base(argv[0])
+	if strings.Contains(argv[0], "go-build") { // go run's temporary binary
+		prog = "go run ./bench/cmd/roambench"
+	}
+	rep := &report{date: time.Now().UTC(), cmdline: strings.Join(append([]string{prog}, argv[1:]...), " "), machine: machine(ctx)}
+	rep.loadavg[0] = loadavg()
+	progress := func(format string, args ...any) { fmt.Fprintf(stderr, "roambench: "+format+"\n", args...) }
+
+	tmp, err := os.MkdirTemp("", "roambench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	if rep.fsync[0][0], rep.fsync[0][1], err = fsyncLatency(tmp, 100); err != nil {
+		return err
+	}
+
+	// 1. The binary.
+	rep.bin = c.bin
+	if rep.bin == "" {
+		repo := c.repo
+		if repo == "" {
+			if repo, err = findRepo(); err != nil {
+				return err
+			}
+		}
+		rep.bin = filepath.Join(tmp, "shop")
+		rep.buildCmd = "go run ./cmd/roam build -o " + rep.bin + " ./examples/shop"
+		progress("building: %s", rep.buildCmd)
+		if rep.build, err = buildShop(ctx, repo, rep.bin, stderr); err != nil {
+			return err
+		}
+	}
+	if rep.binInfo, err = inspectBinary(rep.bin); err != nil {
+		return err
+	}
+
+	// 2. Start to ready, and idle RSS. The shop inherits this process's CPU
+	// affinity here; -server-cpus applies to the load phase only.
+	rep.startCPUs = cpusAllowed(os.Getpid())
+	progress("starting the shop %d times (idle RSS on the first %d, %s after ready)", c.runs, c.rssRuns, c.rssDelay)
+	for i := range c.runs {
+		dir := filepath.Join(tmp, "start-"+strconv.Itoa(i))
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			return err
+		}
+		s, err := startShop(ctx, nil, rep.bin, filepath.Join(dir, "data"), filepath.Join(dir, "stderr.log"))
+		if err != nil {
+			return err
+		}
+		rep.ready = append(rep.ready, s.ExecToReady)
+		rep.line = append(rep.line, s.ExecToLine)
+		rep.readyIn = append(rep.readyIn, s.ReadyIn)
+		if i < c.rssRuns {
+			time.Sleep(c.rssDelay)
+			m, err := readMemory(s.Pid())
+			if err != nil {
+				s.Stop()
+				return err
+			}
+			rep.rss = append(rep.rss, m)
+		}
+		if err := s.Stop(); err != nil {
+			return fmt.Errorf("stopping the shop: %w (log: %s)", err, tail(s.logs))
+		}
+	}
+
+	// 3. Load.
+	if err := measureLoad(ctx, c, rep, tmp, progress); err != nil {
+		return err
+	}
+	rep.loadavg[1] = loadavg()
+	if rep.fsync[1][0], rep.fsync[1][1], err = fsyncLatency(tmp, 100); err != nil {
+		return err
+	}
+	rep.print(stdout, c)
+	return nil
+}
+
+// dirSize returns the total size of the regular files under dir.
+func dirSize(dir string) int64 {
+	var n int64
+	filepath.WalkDir(dir, func(_ string, d os.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			if fi, err := d.Info(); err == nil {
+				n += fi.Size()
+			}
+		}
+		return nil
+	})
+	return n
+}
+
+// loadavg returns the 1, 5 and 15 minute load averages: other work on the
+// machine skews every figure here.
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) >= 3 {
+		return strings.Join(f[:3], " ")
+	}
+	return "?"
+}
+
+func measureLoad(ctx context.Context, c config, rep *report, tmp string, progress func(string, ...any)) error {
+	var extra []string
+	if c.pprofDir != "" {
+		if err := os.MkdirAll(c.pprofDir, 0o755); err != nil {
+			return err
+		}
+		extra = append(extra, "--pprof")
+	}
+	var prefix []string
+	if c.serverCPUs != "" {
+		ts, err := exec.LookPath("taskset")
+		if err != nil {
+			return fmt.Errorf("-server-cpus: %w", err)
+		}
+		prefix = []string{ts, "-c", c.serverCPUs}
+	}
+	rep.shopLog = filepath.Join(tmp, "load-stderr.log")
+	s, err := startShop(ctx, prefix, rep.bin, filepath.Join(tmp, "load-data"), rep.shopLog, extra...)
+	if err != nil {
+		return err
+	}
+	defer s.Stop()
+	progress("shop under load at %s (pid %d)", s.URL, s.Pid())
+
+	// Stock: one SKU per load-generator worker, so that Creates do not
+	// contend on one stock level, and one shared "hot" SKU.
+	setup := &http.Client{Timeout: 30 * time.Second}
+	skus := []string{"hot"}
+	for w := range c.conc {
+		skus = append(skus, "sku-"+strconv.Itoa(w))
+	}
+	for _, sku := range skus {
+		body := fmt.Appendf(nil, `{"sku":%q,"quantity":1000000}`, sku)
+		if _, err := postOK(ctx, setup, s.URL+"/v1/apps/inventory/methods/Restock", body); err != nil {
+			return fmt.Errorf("restock %s: %w", sku, err)
+		}
+	}
+	createReply, err := postOK(ctx, setup, s.URL+createPath, []byte(`{"customer":"bench","sku":"sku-0","quantity":1}`))
+	if err != nil {
+		return fmt.Errorf("create the order to Get: %w", err)
+	}
+	orderID, err := orderIDOf(createReply)
+	if err != nil {
+		return err
+	}
+	getBody := []byte(`{"id":"` + orderID + `"}`)
+	getReply, err := postOK(ctx, setup, s.URL+getPath, getBody)
+	if err != nil {
+		return fmt.Errorf("get order %s: %w", orderID, err)
+	}
+	if again, err := postOK(ctx, setup, s.URL+getPath, getBody); err != nil || !bytes.Equal(again, getReply) {
+		return fmt.Errorf("orders.Get of %s is not stable (%v): %s then %s", orderID, err, getReply, again)
+	}
+	setup.CloseIdleConnections()
+
+	bareDir := filepath.Join(tmp, "bare")
+	if err := os.Mkdir(bareDir, 0o755); err != nil {
+		return err
+	}
+	b, err := startBare(prefix, bareDir, getReply, createReply)
+	if err != nil {
+		return err
+	}
+	defer b.Stop()
+	rep.cpus = fmt.Sprintf("load generator on CPUs %s, shop on %s, bare server on %s",
+		cpusAllowed(os.Getpid()), cpusAllowed(s.Pid()), cpusAllowed(b.Pid()))
+
+	getBodyFn := func(w, n int) []byte { return getBody }
+	// Every Create has a customer of its own (tag, worker, sequence): the
+	// customer index is rewritten on each Create, so reusing customers
+	// would make the cost grow with the run.
+	createFn := func(tag string, sku func(w int) string) func(w, n int) []byte {
+		return func(w, n int) []byte {
+			return fmt.Appendf(nil, `{"customer":"%s%d-%d","sku":%q,"quantity":1}`, tag, w, n, sku(w))
+		}
+	}
+	perWorker := createFn("w", func(w int) string { return "sku-" + strconv.Itoa(w) })
+	hot := createFn("h", func(int) string { return "hot" })
+
+	type target struct {
+		name string
+		url  string
+		pid  int
+	}
+	shopT := target{"roam shop", s.URL, s.Pid()}
+	bareT := target{"bare net/http", b.URL, b.Pid()}
+	cases := []struct {
+		op      string
+		t       target
+		path    string
+		body    func(w, n int) []byte
+		profile string
+	}{
+		{"orders.Get", shopT, getPath, getBodyFn, "get"},
+		{"orders.Get", bareT, getPath, getBodyFn, ""},
+		{"orders.Create (SKU per worker)", shopT, createPath, perWorker, "create"},
+		{"orders.Create", bareT, createPath, perWorker, ""},
+	}
+	if !c.noHot {
+		cases = append(cases, struct {
+			op      string
+			t       target
+			path    string
+			body    func(w, n int) []byte
+			profile string
+		}{"orders.Create (one hot SKU)", shopT, createPath, hot, ""})
+	}
+	for _, lc := range cases {
+		progress("load: %s on %s, %d connections, %s + %s", lc.op, lc.t.name, c.conc, c.warmup, c.duration)
+		pid := lc.t.pid
+		var prof sync.WaitGroup
+		var profErr error
+		if c.pprofDir != "" && lc.profile != "" {
+			out := filepath.Join(c.pprofDir, lc.profile+".pprof")
+			rep.profiles = append(rep.profiles, out)
+			prof.Go(func() {
+				time.Sleep(c.warmup)
+				profErr = fetchProfile(ctx, lc.t.url, int(c.duration.Seconds()), out)
+			})
+		}
+		res, err := runLoad(ctx, loadSpec{
+			URL: lc.t.url + lc.path, Concurrency: c.conc, Warmup: c.warmup, Duration: c.duration,
+			Body: lc.body, CPU: func() (time.Duration, error) { return cpuTime(pid) },
+		})
+		prof.Wait()
+		if err != nil {
+			return err
+		}
+		if profErr != nil {
+			return fmt.Errorf("CPU profile: %w", profErr)
+		}
+		rep.loads = append(rep.loads, loadCase{lc.op, lc.t.name, res})
+	}
+
+	if c.noWrk {
+		rep.wrkNote = "skipped (-no-wrk)"
+	} else if wrk, err := exec.LookPath("wrk"); err != nil {
+		rep.wrkNote = "wrk is not installed (apt-get install -y wrk)"
+	} else {
+		script := filepath.Join(tmp, "orders_get.lua")
+		if err := os.WriteFile(script, wrkGetScript, 0o644); err != nil {
+			return err
+		}
+		for _, t := range []target{shopT, bareT} {
+			progress("wrk: orders.Get on %s", t.name)
+			cpu0, err0 := cpuTime(t.pid)
+			r, line, err := runWrk(ctx, wrk, script, t.url+getPath, orderID, 2, c.conc, c.duration)
+			if err != nil {
+				return err
+			}
+			cpu1, err1 := cpuTime(t.pid)
+			var cpu time.Duration
+			if err0 == nil && err1 == nil {
+				cpu = cpu1 - cpu0
+			}
+			rep.wrkCmd = strings.Replace(line, script, "bench/cmd/roambench/orders_get.lua", 1)
+			rep.wrks = append(rep.wrks, wrkCase{t.name, r, cpu})
+		}
+	}
+
+	if rep.afterLoad, err = readMemory(s.Pid()); err != nil {
+		return err
+	}
+	rep.dataBytes = dirSize(filepath.Join(tmp, "load-data"))
+	if logs, err := os.ReadFile(rep.shopLog); err == nil {
+		rep.logErrors = bytes.Count(logs, []byte("level=ERROR"))
+	}
+	return nil
+}
+
+func postOK(ctx context.Context, c *http.Client, url string, body []byte) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	out, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("HTTP %d: %s", resp.StatusCode, out)
+	}
+	return out, nil
+}
+
+// orderIDOf reads order.id from an OrderReply without a JSON library, to
+// keep this command free of assumptions about field order: it looks for
+// "id":"...".
+func orderIDOf(reply []byte) (string, error) {
+	_, rest, ok := bytes.Cut(reply, []byte(`"id":"`))
+	if !ok {
+		return "", fmt.Errorf("no order id in %s", reply)
+	}
+	id, _, ok := bytes.Cut(rest, []byte(`"`))
+	if !ok || len(id) == 0 {
+		return "", fmt.Errorf("no order id in %s", reply)
+	}
+	return string(id), nil
+}
+
+func fetchProfile(ctx context.Context, base string, seconds int, out string) error {
+	c := &http.Client{Timeout: time.Duration(seconds+30) * time.Second}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/debug/pprof/profile?seconds="+strconv.Itoa(seconds), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s/debug/pprof/profile: HTTP %d", base, resp.StatusCode)
+	}
+	f, err := os.Create(out)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// findRepo walks up from the working directory to the roam module's root.
+func findRepo() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil && bytes.Contains(b, []byte("module github.com/roam-dev/roam\n")) {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("not inside the roam repository: run from it or pass -repo")
+		}
+		dir = parent
+	}
+}
+
+// machine describes the host: CPUs online, CPU model, kernel and Go
+// version. The CPU count is the machine's, not this process's affinity.
+func machine(ctx context.Context) string {
+	model, cpus := "unknown CPU", 0
+	if f, err := os.Open("/proc/cpuinfo"); err == nil {
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			k, v, ok := strings.Cut(sc.Text(), ":")
+			switch k = strings.TrimSpace(k); {
+			case !ok:
+			case k == "processor":
+				cpus++
+			case k == "model name" && model == "unknown CPU":
+				model = strings.TrimSpace(v)
+			}
+		}
+		f.Close()
+	}
+	if cpus == 0 {
+		cpus = runtime.NumCPU()
+	}
+	kernel, _ := os.ReadFile("/proc/sys/kernel/osrelease")
+	gover := runtime.Version() + " " + runtime.GOOS + "/" + runtime.GOARCH
+	if out, err := exec.CommandContext(ctx, "go", "version").Output(); err == nil {
+		gover = strings.TrimPrefix(strings.TrimSpace(string(out)), "go version ")
+	}
+	return fmt.Sprintf("%d CPUs (%s), Linux %s, %s", cpus, model, strings.TrimSpace(string(kernel)), gover)
+}

@@ -1,0 +1,161 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseReadyLine(t *testing.T) {
+	url, in, ok := parseReadyLine("roam: ready on http://127.0.0.1:40123 in 2.913ms (metrics http://127.0.0.1:40123/metrics)")
+	if !ok || url != "http://127.0.0.1:40123" || in != 2913*time.Microsecond {
+		t.Fatalf("got %q %v %v", url, in, ok)
+	}
+	if _, _, ok := parseReadyLine("roam: ready on http://127.0.0.1:1 in 812µs (metrics x)"); !ok {
+		t.Fatal("µs duration not parsed")
+	}
+	for _, bad := range []string{"roam: backend embedded, data in /x", "roam: ready on http://x soon", ""} {
+		if _, _, ok := parseReadyLine(bad); ok {
+			t.Errorf("parsed %q", bad)
+		}
+	}
+}
+
+const wrkOutput = `Running 5s test @ http://127.0.0.1:43871/v1/apps/orders/methods/Get
+  2 threads and 32 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency   812.34us    1.20ms  30.00ms   95.00%
+    Req/Sec    24.10k     1.00k   26.00k    70.00%
+  Latency Distribution
+     50%  630.00us
+     75%    1.00ms
+     90%    1.50ms
+     99%    9.78ms
+  241000 requests in 5.00s, 60.00MB read
+  Socket errors: connect 0, read 1, write 0, timeout 0
+  Non-2xx or 3xx responses: 3
+Requests/sec:  48200.50
+Transfer/sec:     12.00MB
+`
+
+func TestParseWrk(t *testing.T) {
+	r, err := parseWrk(wrkOutput)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := wrkResult{RPS: 48200.50, Requests: 241000, P50: 630 * time.Microsecond, P99: 9780 * time.Microsecond, Non2xx: 3, SockErrs: "connect 0, read 1, write 0, timeout 0"}
+	if r != want {
+		t.Fatalf("got %+v, want %+v", r, want)
+	}
+	if _, err := parseWrk("unable to connect"); err == nil {
+		t.Fatal("no error without Requests/sec")
+	}
+	if d, err := parseWrkDuration("1.50m"); err != nil || d != 90*time.Second {
+		t.Fatalf("1.50m: %v %v", d, err)
+	}
+}
+
+func TestPercentileMedian(t *testing.T) {
+	var d []time.Duration
+	for i := 100; i >= 1; i-- {
+		d = append(d, time.Duration(i))
+	}
+	if p := percentile(d, 50); p != 50 {
+		t.Errorf("p50 = %v", p)
+	}
+	if p := percentile(d, 99); p != 99 {
+		t.Errorf("p99 = %v", p)
+	}
+	if p := percentile(nil, 99); p != 0 {
+		t.Errorf("p99 of nothing = %v", p)
+	}
+	if m := median([]int64{5, 1, 3}); m != 3 {
+		t.Errorf("median = %v", m)
+	}
+	if m := median([]time.Duration{4, 1, 3, 2}); m != 2 { // (2+3)/2 in integers
+		t.Errorf("median = %v", m)
+	}
+}
+
+func TestOrderIDOf(t *testing.T) {
+	id, err := orderIDOf([]byte(`{"order":{"id":"abc123","customer":"c"},"etag":"7"}`))
+	if err != nil || id != "abc123" {
+		t.Fatalf("got %q, %v", id, err)
+	}
+	if _, err := orderIDOf([]byte(`{"code":"not_found"}`)); err == nil {
+		t.Fatal("no error without an id")
+	}
+}
+
+func TestProcReaders(t *testing.T) {
+	m, err := readMemory(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.RSS <= 0 || m.HWM < m.RSS {
+		t.Fatalf("implausible %+v", m)
+	}
+	if _, err := cpuTime(os.Getpid()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestLoadAgainstBare runs the load generator briefly against the bare
+// handler and checks what it counted, not how fast it was.
+func TestLoadAgainstBare(t *testing.T) {
+	get, create := []byte(`{"order":{"id":"x"},"etag":"1"}`), []byte(`{"order":{"id":"y"},"etag":"2"}`)
+	ts := httptest.NewServer(bareHandler(get, create))
+	defer ts.Close()
+
+	// The bare handler serves the fixed bytes, and only to POST.
+	resp, err := http.Post(ts.URL+createPath, "application/json", strings.NewReader(`{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !bytes.Equal(body, create) || resp.Header.Get("Content-Type") != "application/json" {
+		t.Fatalf("POST Create: %d %s %q", resp.StatusCode, body, resp.Header.Get("Content-Type"))
+	}
+	resp, err = http.Get(ts.URL + getPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Fatalf("GET Get: %d", resp.StatusCode)
+	}
+
+	res, err := runLoad(context.Background(), loadSpec{
+		URL: ts.URL + getPath, Concurrency: 4, Warmup: 50 * time.Millisecond, Duration: 300 * time.Millisecond,
+		Body: func(w, n int) []byte { return []byte(`{"id":"x"}`) },
+		CPU:  func() (time.Duration, error) { return cpuTime(os.Getpid()) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Requests == 0 || res.Errors != 0 || res.P50 <= 0 || res.P99 < res.P50 || res.Window != 300*time.Millisecond {
+		t.Fatalf("implausible %+v", res)
+	}
+
+	res, err = runLoad(context.Background(), loadSpec{
+		URL: ts.URL + "/no-such-path", Concurrency: 2, Duration: 100 * time.Millisecond,
+		Body: func(w, n int) []byte { return nil },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Requests != 0 || res.Errors == 0 || !strings.Contains(res.FirstErr, "404") {
+		t.Fatalf("errors not counted: %+v", res)
+	}
+
+	if _, err := runLoad(context.Background(), loadSpec{URL: "http://192.0.2.1:80/", Concurrency: 1, Duration: time.Second}); err == nil {
+		t.Fatal("a target other than 127.0.0.1 was accepted")
+	}
+}
