@@ -148,6 +148,12 @@ type Options struct {
 	// waits for more to share its commit (bbolt's DB.MaxBatchDelay); zero
 	// means 2ms. A lone writer never waits.
 	MaxBatchDelay time.Duration
+	// UnroutedLimit bounds each topic's unrouted log (events published while
+	// no subscription exists): past it the oldest are dropped, logged and
+	// counted (Backend.UnroutedDropped). Zero means 10,000; negative means
+	// no bound. Without a bound a topic nobody subscribes to, such as the
+	// shop's order.created, would grow the publisher's file forever.
+	UnroutedLimit int
 	// CloseGrace is how long Close waits for in-flight deliveries before
 	// cancelling their context; zero means 5 seconds.
 	CloseGrace time.Duration
@@ -155,15 +161,17 @@ type Options struct {
 
 // Backend is the embedded backend. Create it with Open.
 type Backend struct {
-	opts    Options
-	dir     string
-	regDir  string
-	policy  backend.RetryPolicy
-	dlTopic string
-	log     *slog.Logger
-	client  *http.Client
-	config  core.Config
-	secrets core.Secrets
+	opts Options
+
+	unroutedDropped atomic.Uint64
+	dir             string
+	regDir          string
+	policy          backend.RetryPolicy
+	dlTopic         string
+	log             *slog.Logger
+	client          *http.Client
+	config          core.Config
+	secrets         core.Secrets
 
 	mu     sync.Mutex
 	closed bool
@@ -244,6 +252,9 @@ func Open(opts Options) (*Backend, error) {
 	}
 	if opts.MaxBatchDelay <= 0 {
 		opts.MaxBatchDelay = 2 * time.Millisecond
+	}
+	if opts.UnroutedLimit == 0 {
+		opts.UnroutedLimit = 10_000
 	}
 	if opts.CloseGrace <= 0 {
 		opts.CloseGrace = 5 * time.Second

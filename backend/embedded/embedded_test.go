@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -501,5 +502,44 @@ func TestInvokeStaleAndUnreachable(t *testing.T) {
 	withdraw()
 	if _, err := os.Stat(filepath.Join(b.RegistryDir(), "shared.json")); err != nil {
 		t.Fatalf("withdraw removed another process's entry: %v", err)
+	}
+}
+
+func TestUnroutedLimit(t *testing.T) {
+	b, err := Open(Options{Dir: t.TempDir(), UnroutedLimit: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	pub := b.Publisher("pub")
+	for i := 0; i < 8; i++ {
+		if err := pub.Publish(ctx, sdk.Message{PubSub: "ps", Topic: "nobody", Data: []byte(strconv.Itoa(i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := b.UnroutedDropped(); got != 3 {
+		t.Fatalf("dropped %d, want 3", got)
+	}
+	// A subscription that appears later gets the newest five, in order.
+	got := make(chan string, 8)
+	if err := b.Subscribe([]backend.Subscription{{AppID: "sub", PubSub: "ps", Topic: "nobody"}},
+		func(ctx context.Context, _ backend.Subscription, e *sdk.Event) error { got <- string(e.Data); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.OpenApps("pub", "sub"); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"3", "4", "5", "6", "7"} {
+		select {
+		case g := <-got:
+			if g != want {
+				t.Fatalf("got event %s, want %s", g, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("event %s never delivered", want)
+		}
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
 	}
 }
