@@ -13,11 +13,14 @@ func newEdgeCmd(stdout, stderr io.Writer) *cobra.Command {
 	var hf hostFlags
 	c := edge.Config{}
 	cmd := &cobra.Command{
-		Use:   "edge FILE.wasm|DIR ...",
+		Use:   "edge FILE.wasm|DIR|MANIFEST.json ...",
 		Short: "Run wasm modules (roam build --target wasm) on the edge host, with the embedded backend",
 		Long: `edge runs Roam apps built as wasip1 modules on wazero, served over the same
 HTTP API as roam run, with state and events in --data-dir. A directory means
-every *.wasm in it. Each module gets a pool of instances (--pool-size); a call
+every *.wasm in it. A .json manifest lists modules with their own pool, memory
+and timeout settings, and is the only way to grant a module environment
+variables or directories: by default a guest sees no environment, no files and
+no sockets. Each module gets a pool of instances (--pool-size); a call
 that finds none free waits in a queue (--max-queue) and is refused with 503
 when the queue is full. Compiled code is cached in --cache-dir, so a restart
 does not recompile. With --watch (the default) a module whose file changes is

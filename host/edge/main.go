@@ -20,7 +20,8 @@ import (
 // Config is the edge host's configuration: the native host's flags plus
 // the pool's and the runtime's.
 type Config struct {
-	// Paths are .wasm files, or directories whose *.wasm files are loaded.
+	// Paths are .wasm files, directories whose *.wasm files are loaded, or
+	// .json manifests (see Manifest).
 	Paths          []string
 	Addr           string
 	Port           int
@@ -67,10 +68,6 @@ func Run(ctx context.Context, c Config, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer logs.Close()
-	files, err := ModuleFiles(c.Paths)
-	if err != nil {
-		return err
-	}
 	if err := host.CheckCORSOrigins(c.CORSOrigins); err != nil {
 		return fmt.Errorf("--cors-origins: %w", err)
 	}
@@ -134,7 +131,11 @@ func Run(ctx context.Context, c Config, stdout, stderr io.Writer) error {
 		}},
 	})
 	fmt.Fprintf(stdout, "roam: edge runtime wazero %s, compiled code cached in %s\n", WazeroVersion(), rt.CacheDir())
-	mods, err := LoadFiles(ctx, rt, srv, b, files, mo, log, stdout)
+	specs, err := ModuleSpecs(c.Paths, mo)
+	if err != nil {
+		return err
+	}
+	mods, err := LoadFiles(ctx, rt, srv, b, specs, log, stdout)
 	if err != nil {
 		return err
 	}
@@ -166,8 +167,8 @@ func Run(ctx context.Context, c Config, stdout, stderr io.Writer) error {
 			interval = 500 * time.Millisecond
 		}
 		w := &Watcher{Interval: interval, Logger: log, Stdout: stdout}
-		for i, f := range files {
-			w.Add(f, mods[i])
+		for i, sp := range specs {
+			w.Add(sp.Path, mods[i])
 		}
 		go w.Run(wctx)
 	}
@@ -205,18 +206,19 @@ func ModuleFiles(paths []string) ([]string, error) {
 	return out, nil
 }
 
-// LoadFiles loads each file as a module bound to b through srv and adds it
-// to srv. It prints one line per module to stdout.
-func LoadFiles(ctx context.Context, rt *Runtime, srv *host.Server, b backend.Backend, files []string, mo ModuleOptions, log *slog.Logger, stdout io.Writer) ([]*Module, error) {
+// LoadFiles loads each spec's file as a module bound to b through srv and
+// adds it to srv. It prints one line per module to stdout.
+func LoadFiles(ctx context.Context, rt *Runtime, srv *host.Server, b backend.Backend, specs []Spec, log *slog.Logger, stdout io.Writer) ([]*Module, error) {
 	bind := Binding{Backend: b, Invoker: srv.Invoker, Logger: log}
 	var mods []*Module
-	for _, f := range files {
+	for _, sp := range specs {
+		f := sp.Path
 		t := time.Now()
 		wasm, err := os.ReadFile(f)
 		if err != nil {
 			return nil, err
 		}
-		o := mo
+		o := sp.Options
 		o.Name = filepath.Base(f)
 		m, err := rt.Load(ctx, wasm, o, bind)
 		if err != nil {

@@ -94,6 +94,10 @@ type ModuleOptions struct {
 	// InitTimeout bounds creating one instance: the Go runtime's start-up
 	// and the app's setup (default 10s).
 	InitTimeout time.Duration
+	// Env and Mounts are grants (see Manifest): by default a guest sees no
+	// environment and no file system.
+	Env    map[string]string
+	Mounts []Mount
 }
 
 func (o ModuleOptions) withDefaults() ModuleOptions {

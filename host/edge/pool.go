@@ -325,6 +325,20 @@ func (p *pool) instantiate(ctx context.Context, c *caps) (*instance, error) {
 		WithNanosleep(in.nanosleep).
 		WithRandSource(rand.Reader).
 		WithStdout(in.stdout).WithStderr(in.stderr)
+	for k, v := range m.opts.Env {
+		cfg = cfg.WithEnv(k, v)
+	}
+	if len(m.opts.Mounts) > 0 {
+		fsc := wazero.NewFSConfig()
+		for _, mt := range m.opts.Mounts {
+			if mt.ReadOnly {
+				fsc = fsc.WithReadOnlyDirMount(mt.Host, mt.Guest)
+			} else {
+				fsc = fsc.WithDirMount(mt.Host, mt.Guest)
+			}
+		}
+		cfg = cfg.WithFSConfig(fsc)
+	}
 	limit := uint64(m.opts.MemoryLimitPages) << 16
 	ictx := experimental.WithMemoryAllocator(ctx, experimental.MemoryAllocatorFunc(func(capacity, maxBytes uint64) experimental.LinearMemory {
 		return &limitedMemory{limit: min(limit, maxBytes)}
