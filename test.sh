@@ -15,6 +15,16 @@ GOOS=wasip1 GOARCH=wasm go build ./sdk/... ./abi/... ./examples/... ./conformanc
 GOOS=js GOARCH=wasm go build ./sdk/... ./abi/... ./examples/... ./conformance/testapp/...
 GOOS=linux GOARCH=arm64 CGO_ENABLED=0 go build ./...
 
+# ---- Dapr -----------------------------------------------------------------
+# The Dapr backend's tests run against a real daprd and a real Redis, never a
+# mock: Debian's redis-server, and daprd built from Dapr's Go module by
+# tools/daprd, cached by version (only the first run on a machine pays the
+# build, about ten minutes). A failed install or build fails the run.
+step "Dapr test infrastructure: redis-server and daprd"
+command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server >/dev/null)
+ROAM_DAPRD="$(./tools/daprd/build.sh)"
+export ROAM_DAPRD
+
 step "unit, conformance and end-to-end tests"
 go test -count=1 -timeout 20m ./...
 

@@ -9,6 +9,7 @@ package backend
 
 import (
 	"context"
+	"net/http"
 	"time"
 
 	"github.com/roam-dev/roam/sdk"
@@ -56,6 +57,15 @@ type Deliverer func(ctx context.Context, sub Subscription, e *sdk.Event) error
 // A host announces the apps it serves and the base URL that reaches them.
 type Announcer interface {
 	Announce(appIDs []string, baseURL string) (withdraw func(), err error)
+}
+
+// AppChannel is implemented by backends whose engine calls into the host:
+// a Dapr sidecar invokes methods and delivers events over the host's port.
+// The host serves its routes through AppHandler, which adds the engine's
+// routes (and its authentication) in front of the host's own, and accepts
+// HTTP/2 without TLS (h2c) beside HTTP/1.1, for engines that call over gRPC.
+type AppChannel interface {
+	AppHandler(next http.Handler) http.Handler
 }
 
 // RetryPolicy governs redelivery of events whose handler fails.

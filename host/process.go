@@ -99,8 +99,7 @@ func ServeUntilDone(ctx context.Context, srv *Server, b backend.Backend, ln net.
 		defer withdraw()
 	}
 
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	errc := srv.Start(ln)
 
 	fmt.Fprintf(o.Stdout, "roam: backend %s, data in %s\n", b.Name(), o.DataDir)
 	for _, id := range srv.AppIDs() {

@@ -93,6 +93,10 @@ func NewServer(b backend.Backend, opts Options) *Server {
 	s := &Server{opts: opts, backend: b, log: opts.Logger, metrics: opts.Metrics, apps: map[string]*entry{}}
 	s.mux = s.routes()
 	s.handler = s.withCORS(s.mux)
+	if ac, ok := b.(backend.AppChannel); ok {
+		// A sidecar calls in on this port too (Dapr's app channel).
+		s.handler = ac.AppHandler(s.handler)
+	}
 	return s
 }
 
@@ -375,7 +379,13 @@ func newRequestID() string {
 }
 
 // Serve serves HTTP on ln until Shutdown. It marks the server ready first.
-func (s *Server) Serve(ln net.Listener) error {
+func (s *Server) Serve(ln net.Listener) error { return <-s.Start(ln) }
+
+// Start marks the server ready and serves HTTP on ln in the background until
+// Shutdown; the channel receives Serve's result. Readiness is set before
+// Start returns: the listener is bound, so a caller that announces the host
+// next can never be answered 503 by /readyz.
+func (s *Server) Start(ln net.Listener) <-chan error {
 	s.mu.Lock()
 	s.http = &http.Server{
 		Handler:           s.handler,
@@ -385,14 +395,25 @@ func (s *Server) Serve(ln net.Listener) error {
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
+	if _, ok := s.backend.(backend.AppChannel); ok {
+		// The sidecar's app channel may speak gRPC: accept h2c as well.
+		p := new(http.Protocols)
+		p.SetHTTP1(true)
+		p.SetUnencryptedHTTP2(true)
+		s.http.Protocols = p
+	}
 	srv := s.http
 	s.mu.Unlock()
 	s.ready.Store(true)
-	err := srv.Serve(ln)
-	if errors.Is(err, http.ErrServerClosed) {
-		return nil
-	}
-	return err
+	errc := make(chan error, 1)
+	go func() {
+		err := srv.Serve(ln)
+		if errors.Is(err, http.ErrServerClosed) {
+			err = nil
+		}
+		errc <- err
+	}()
+	return errc
 }
 
 // Shutdown stops accepting requests and waits for those in flight, up to

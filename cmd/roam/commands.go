@@ -18,6 +18,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/roam-dev/roam/host/hostbackend"
 	"github.com/roam-dev/roam/internal/build"
 )
 
@@ -33,7 +34,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newRunCmd(stdout, stderr), newBuildCmd(stdout, stderr), newEdgeCmd(stdout, stderr), newVersionCmd(stdout))
+	root.AddCommand(newRunCmd(stdout, stderr), newBuildCmd(stdout, stderr), newEdgeCmd(stdout, stderr), newDistCmd(stdout, stderr), newVersionCmd(stdout))
 	return root
 }
 
@@ -82,6 +83,7 @@ func (h *hostFlags) args() []string {
 func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
 	var hf hostFlags
 	var web bool
+	var backendName string
 	c := &cobra.Command{
 		Use:   "run [packages or directories]",
 		Short: "Build the apps found under the given directories and run them on the embedded backend",
@@ -103,17 +105,24 @@ and CORS open to http://127.0.0.1:* (--web=false, --state-api=false and
 				cache = os.TempDir()
 			}
 			wd, _ := os.Getwd()
-			key := sha256.Sum256([]byte(wd + "\x00" + strings.Join(args, "\x00")))
+			// The Dapr backend is linked only when it may be used.
+			backends := []string{"embedded"}
+			if name, _, err := hostbackend.Choose(backendName, os.Getenv); err != nil {
+				return err
+			} else if name == "dapr" {
+				backends = append(backends, "dapr")
+			}
+			key := sha256.Sum256([]byte(wd + "\x00" + strings.Join(args, "\x00") + "\x00" + strings.Join(backends, ",")))
 			bin := filepath.Join(cache, "roam", "run", hex.EncodeToString(key[:8]), "host")
 			if err := os.MkdirAll(filepath.Dir(bin), 0o755); err != nil {
 				return err
 			}
 			fmt.Fprintf(stderr, "roam: building %s\n", strings.Join(args, " "))
-			pkgs, err := build.Native(cmd.Context(), build.Options{Patterns: args, Out: bin, Stdout: stderr})
+			pkgs, err := build.Native(cmd.Context(), build.Options{Patterns: args, Out: bin, Stdout: stderr, Backends: backends})
 			if err != nil {
 				return err
 			}
-			hostArgs := hf.args()
+			hostArgs := append(hf.args(), "--backend", backendName)
 			if web {
 				hostArgs = append(hostArgs, webArgs(cmd.Context(), stderr, args, pkgs, filepath.Join(filepath.Dir(bin), "modules"))...)
 			}
@@ -127,6 +136,7 @@ and CORS open to http://127.0.0.1:* (--web=false, --state-api=false and
 	hf.corsOrigins, hf.stateAPI = "http://127.0.0.1:*", true
 	c.Flags().Lookup("cors-origins").DefValue = hf.corsOrigins
 	c.Flags().Lookup("state-api").DefValue = "true"
+	c.Flags().StringVar(&backendName, "backend", "auto", "auto (dapr when DAPR_GRPC_PORT or DAPR_HTTP_PORT is set, else embedded), embedded or dapr")
 	c.Flags().BoolVar(&web, "web", true, "build the apps' wasm modules and serve them, and the page in a web/ directory beside the apps, to browsers under /web/")
 	return c
 }
@@ -184,7 +194,7 @@ func webArgs(ctx context.Context, stderr io.Writer, args []string, pkgs []build.
 }
 
 func newBuildCmd(stdout, stderr io.Writer) *cobra.Command {
-	var out, target string
+	var out, target, backendList string
 	c := &cobra.Command{
 		Use:   "build [packages or directories]",
 		Short: "Build the apps into a static native binary, or one app into a wasip1 module (--target wasm)",
@@ -216,15 +226,22 @@ func newBuildCmd(stdout, stderr io.Writer) *cobra.Command {
 					out = "app"
 				}
 			}
+			backends, err := build.ParseBackends(backendList)
+			if err != nil {
+				return err
+			}
 			pkgs, err := build.Native(cmd.Context(), build.Options{
 				Patterns: args, Out: out, Release: true, Target: build.Target{GOOS: goos, GOARCH: goarch},
-				Version: versionString(), Stdout: stderr,
+				Version: versionString(), Stdout: stderr, Backends: backends,
 			})
 			if err != nil {
 				return err
 			}
 			var ids []string
 			for _, p := range pkgs {
+				if len(p.AppIDs) == 0 { // ids given as constants: name the package
+					ids = append(ids, p.ImportPath)
+				}
 				ids = append(ids, p.AppIDs...)
 			}
 			fmt.Fprintf(stdout, "built %s (%s/%s) with apps: %s\n", out, goos, goarch, strings.Join(ids, ", "))
@@ -232,6 +249,7 @@ func newBuildCmd(stdout, stderr io.Writer) *cobra.Command {
 		},
 	}
 	c.Flags().StringVarP(&out, "output", "o", "", "output file (default: the directory's name)")
+	c.Flags().StringVar(&backendList, "backends", "embedded,dapr", "backends the native binary links: embedded is always there; dapr (go-sdk and gRPC: about 5 MB) runs it beside a Dapr sidecar")
 	c.Flags().StringVar(&target, "target", "native", "native, wasm (a wasip1 module of one app), or GOOS/GOARCH such as linux/arm64")
 	return c
 }

@@ -6,6 +6,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	// roam edge runs modules beside a Dapr sidecar too.
+	_ "github.com/roam-dev/roam/backend/dapr/register"
 	"github.com/roam-dev/roam/host/edge"
 )
 
@@ -14,7 +16,7 @@ func newEdgeCmd(stdout, stderr io.Writer) *cobra.Command {
 	c := edge.Config{}
 	cmd := &cobra.Command{
 		Use:   "edge FILE.wasm|DIR|MANIFEST.json ...",
-		Short: "Run wasm modules (roam build --target wasm) on the edge host, with the embedded backend",
+		Short: "Run wasm modules (roam build --target wasm) on the edge host, on the embedded backend or beside a Dapr sidecar",
 		Long: `edge runs Roam apps built as wasip1 modules on wazero, served over the same
 HTTP API as roam run, with state and events in --data-dir. A directory means
 every *.wasm in it. A .json manifest lists modules with their own pool, memory
@@ -48,5 +50,6 @@ reloaded without dropping a request.`,
 	f.StringVar(&c.CacheDir, "cache-dir", edge.DefaultCacheDir(), "directory of compiled modules")
 	f.BoolVar(&c.Watch, "watch", true, "reload a module when its file changes")
 	f.StringVar(&c.DefaultApp, "app-id", "", "app that receives Dapr app-channel calls (/{method}); default: the only app")
+	f.StringVar(&c.Backend, "backend", "auto", "auto (dapr when DAPR_GRPC_PORT or DAPR_HTTP_PORT is set, else embedded), embedded or dapr")
 	return cmd
 }

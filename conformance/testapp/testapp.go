@@ -25,6 +25,8 @@ import (
 	"github.com/roam-dev/roam/sdk"
 )
 
+//go:generate go run github.com/roam-dev/roam/cmd/roam-jsongen -type Value,putReq,empty,keyReq,keysReq,items,txReq,counter,pubReq,Received,receivedState,topicReq,invokeReq,valueReply,secretReq,failReq,sleepReq
+
 // ID is the conformance app's id.
 const ID = "conformance"
 

@@ -15,6 +15,7 @@ import (
 	"github.com/roam-dev/roam/backend"
 	"github.com/roam-dev/roam/backend/embedded"
 	"github.com/roam-dev/roam/host"
+	"github.com/roam-dev/roam/host/hostbackend"
 )
 
 // Config is the edge host's configuration: the native host's flags plus
@@ -47,6 +48,9 @@ type Config struct {
 	// Watch reloads a module when its file changes.
 	Watch         bool
 	WatchInterval time.Duration // default 500ms
+	// Backend is auto (dapr beside a sidecar, else embedded), embedded or
+	// dapr; see package hostbackend.
+	Backend string
 }
 
 // DefaultCacheDir is where compiled modules are cached by default.
@@ -58,7 +62,7 @@ func DefaultCacheDir() string {
 	return filepath.Join(d, "roam", "edge")
 }
 
-// Run loads the modules and serves them on the embedded backend until ctx
+// Run loads the modules and serves them on the chosen backend until ctx
 // is done. It writes the human-facing start-up lines to stdout and logs to
 // stderr.
 func Run(ctx context.Context, c Config, stdout, stderr io.Writer) error {
@@ -94,8 +98,8 @@ func Run(ctx context.Context, c Config, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer rt.Close(context.Background())
-	b, err := embedded.Open(embedded.Options{
-		Dir: dataDir, Config: cfg, Secrets: secrets, Logger: log,
+	b, err := hostbackend.Open(ctx, hostbackend.Config{
+		Backend: c.Backend, DataDir: dataDir, Config: cfg, Secrets: secrets, Logger: log,
 		OnDeliver: func(sub backend.Subscription, outcome string) {
 			if outcome == "deadletter" {
 				metrics.Delivered(sub, outcome)
@@ -148,8 +152,10 @@ func Run(ctx context.Context, c Config, stdout, stderr io.Writer) error {
 		served[m.ID()] = m
 	}
 	byID.Store(served)
-	if err := b.OpenApps(ids...); err != nil {
-		return err
+	if eb, ok := b.(*embedded.Backend); ok {
+		if err := eb.OpenApps(ids...); err != nil {
+			return err
+		}
 	}
 	if err := srv.StartDeliveries(); err != nil {
 		return err

@@ -55,12 +55,16 @@ type Spec struct {
 }
 
 // ModuleSpecs expands paths into module specs: a .wasm file is a module with
-// the defaults, a directory stands for its *.wasm files, and a .json file is
-// a manifest.
+// the defaults, a directory stands for its *.wasm files, a .json file is a
+// manifest, and oci://REF is a wasm artifact in a registry.
 func ModuleSpecs(paths []string, defaults ModuleOptions) ([]Spec, error) {
 	var plain []string
 	var out []Spec
 	for _, p := range paths {
+		p, err := resolveOCI(p) // oci://REF: the module pulled from a registry (oci.go)
+		if err != nil {
+			return nil, err
+		}
 		if strings.HasSuffix(p, ".json") {
 			specs, err := readManifest(p, defaults)
 			if err != nil {

@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/roam-dev/roam/backend"
-	"github.com/roam-dev/roam/backend/embedded"
 	"github.com/roam-dev/roam/host"
+	"github.com/roam-dev/roam/host/hostbackend"
 	"github.com/roam-dev/roam/sdk"
 )
 
@@ -47,6 +47,7 @@ type Config struct {
 	ShutdownGrace  time.Duration
 	DefaultApp     string
 	Apps           string
+	Backend        string
 	// Browser hosts (web/): see host.Options.
 	CORSOrigins string // comma-separated
 	StateAPI    bool
@@ -70,6 +71,7 @@ func ParseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", 10*time.Second, "how long in-flight requests get to finish on SIGTERM")
 	fs.StringVar(&c.DefaultApp, "app-id", "", "app that receives Dapr app-channel calls (/{method}); default: the only app")
 	fs.StringVar(&c.Apps, "apps", "", "comma-separated app ids to run (default: all registered)")
+	fs.StringVar(&c.Backend, "backend", "auto", "auto (dapr when DAPR_GRPC_PORT or DAPR_HTTP_PORT is set, else embedded), embedded or dapr")
 	fs.StringVar(&c.CORSOrigins, "cors-origins", "", "comma-separated origins whose pages may call this host (e.g. http://127.0.0.1:* or https://shop.example); default none")
 	fs.BoolVar(&c.StateAPI, "state-api", false, "serve the state sync API that browser hosts push to and pull from (/v1/apps/{app}/state/...)")
 	fs.StringVar(&c.WebDir, "web-dir", "", "directory of a web page to serve under /web/ (the browser host's page)")
@@ -151,8 +153,12 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	metrics := host.NewMetrics(logs.Dropped)
-	b, err := embedded.Open(embedded.Options{
-		Dir: dataDir, Config: cfg, Secrets: secrets, Logger: log,
+	ids := make([]string, len(apps))
+	for i, a := range apps {
+		ids[i] = a.ID()
+	}
+	b, err := hostbackend.Open(ctx, hostbackend.Config{
+		Backend: c.Backend, DataDir: dataDir, Config: cfg, Secrets: secrets, AppIDs: ids, Logger: log,
 		OnDeliver: func(sub backend.Subscription, outcome string) {
 			if outcome == "deadletter" {
 				metrics.Delivered(sub, outcome)
@@ -163,15 +169,13 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer b.Close()
-	// Open (and lock) the apps' data files now: a second host of the same
-	// app on this data directory must fail here, not report ready, announce
-	// itself in the registry and then fail every call on the lock.
-	ids := make([]string, len(apps))
-	for i, a := range apps {
-		ids[i] = a.ID()
-	}
-	if err := b.OpenApps(ids...); err != nil {
-		return err
+	if sc, ok := b.(interface{ SidecarAppID() string }); ok && c.DefaultApp == "" {
+		// The sidecar's app channel reaches the app it is named after.
+		for _, id := range ids {
+			if id == sc.SidecarAppID() {
+				c.DefaultApp = id
+			}
+		}
 	}
 
 	web, err := c.webAssets()

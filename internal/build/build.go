@@ -182,6 +182,33 @@ type Options struct {
 	Commit   string
 	Stdout   io.Writer
 	Stderr   io.Writer
+	// Backends lists the backends a native binary links; the embedded
+	// backend is always there, "dapr" adds the Dapr backend (go-sdk and
+	// gRPC: about 5 MB stripped). Empty means embedded only.
+	Backends []string
+}
+
+// BackendPackages are the packages whose import links a backend into a
+// native binary, by backend name.
+var BackendPackages = map[string]string{
+	"embedded": "",
+	"dapr":     "github.com/roam-dev/roam/backend/dapr/register",
+}
+
+// ParseBackends splits a --backends list and checks its names.
+func ParseBackends(list string) ([]string, error) {
+	var out []string
+	for _, b := range strings.Split(list, ",") {
+		b = strings.TrimSpace(b)
+		if b == "" {
+			continue
+		}
+		if _, ok := BackendPackages[b]; !ok {
+			return nil, fmt.Errorf("--backends: unknown backend %q (known: embedded, dapr)", b)
+		}
+		out = append(out, b)
+	}
+	return out, nil
 }
 
 // Native builds the apps matched by o.Patterns, with the native host, into
@@ -196,6 +223,15 @@ func Native(ctx context.Context, o Options) ([]Package, error) {
 	fmt.Fprintf(&src, "\tnative %q\n\n", NativeMain)
 	for _, p := range pkgs {
 		fmt.Fprintf(&src, "\t_ %q\n", p.ImportPath)
+	}
+	for _, b := range o.Backends {
+		imp, ok := BackendPackages[b]
+		if !ok {
+			return nil, fmt.Errorf("unknown backend %q (known: embedded, dapr)", b)
+		}
+		if imp != "" {
+			fmt.Fprintf(&src, "\t_ %q\n", imp)
+		}
 	}
 	src.WriteString(")\n\nfunc main() { native.Main() }\n")
 	return pkgs, goBuild(ctx, o, modRoot, genParent(modRoot, pkgs), src.Bytes(), nil)

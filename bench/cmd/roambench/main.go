@@ -10,7 +10,13 @@
 //     load generator (keep-alive, -c connections, -warmup then -duration per
 //     case), against the shop and against a bare net/http server returning
 //     the same bytes; with the server's CPU time per request; and, when wrk is
-//     installed, wrk's figures for orders.Get.
+//     installed, wrk's figures for orders.Get;
+//   - unless -no-edge: the shop's apps built as wasm modules
+//     (roam build --target wasm) on `roam edge`, measured in the same run:
+//     orders.Get and orders.Create under the same load beside the native
+//     shop (the edge/native ratio), start-up to the first 200 from a module
+//     with the compilation cache warm and cold, and idle RSS per pooled
+//     instance (see edge.go).
 //
 // Run it from anywhere inside the repository:
 //
@@ -62,11 +68,12 @@ const (
 )
 
 type config struct {
-	repo, bin, pprofDir, bareServer string
-	serverCPUs                      string
-	runs, rssRuns, conc             int
-	rssDelay, warmup, duration      time.Duration
-	noWrk, noHot                    bool
+	repo, bin, roam, pprofDir, bareServer string
+	serverCPUs                            string
+	runs, rssRuns, conc                   int
+	edgeRuns, edgeColdRuns                int
+	rssDelay, warmup, duration            time.Duration
+	noWrk, noHot, noEdge                  bool
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -75,6 +82,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.repo, "repo", "", "root of the roam repository (default: found from the working directory)")
 	fs.StringVar(&c.bin, "bin", "", "measure this shop binary instead of building one")
+	fs.StringVar(&c.roam, "roam", "", "use this roam binary instead of building one (go build ./cmd/roam)")
+	fs.BoolVar(&c.noEdge, "no-edge", false, "skip the edge host (roam edge with the shop as wasm modules)")
+	fs.IntVar(&c.edgeRuns, "edge-runs", 10, "warm starts of roam edge per pool size (compilation cache filled)")
+	fs.IntVar(&c.edgeColdRuns, "edge-cold-runs", 3, "cold starts of roam edge per pool size (fresh compilation cache; seconds each)")
 	fs.IntVar(&c.runs, "runs", 10, "starts for the start-to-ready median")
 	fs.IntVar(&c.rssRuns, "rss-runs", 5, "starts for the idle RSS median (the first ones of -runs)")
 	fs.DurationVar(&c.rssDelay, "rss-delay", time.Second, "wait after ready before reading idle RSS")
@@ -98,6 +109,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if c.runs < 1 || c.conc < 1 || c.duration < time.Second {
 		return errors.New("-runs and -c must be at least 1, -duration at least 1s")
 	}
+	if !c.noEdge && (c.edgeRuns < 1 || c.edgeColdRuns < 0) {
+		return errors.New("-edge-runs must be at least 1 and -edge-cold-runs at least 0 (or -no-edge)")
+	}
 	c.rssRuns = min(c.rssRuns, c.runs)
 	return measure(ctx, c, os.Args, stdout, stderr)
 }
@@ -108,6 +122,8 @@ type report struct {
 	cmdline  string
 	machine  string
 	bin      string
+	roam     string // the roam binary: builds the shop and its modules, runs roam edge
+	roamCmd  string // how roam was built
 	buildCmd string
 	build    time.Duration
 	binInfo  binaryInfo
@@ -128,7 +144,15 @@ type report struct {
 	fsync     [2][2]time.Duration // fdatasync p50, p99 at start and end
 	startCPUs string              // affinity of the start-up runs
 	dataBytes int64               // the load run's data directory at the end
+	edge      *edgeReport         // nil with -no-edge
 }
+
+// The servers under load.
+const (
+	serverShop = "roam shop"
+	serverBare = "bare net/http"
+	serverEdge = "roam edge"
+)
 
 type loadCase struct {
 	op, server string
@@ -159,24 +183,49 @@ func measure(ctx context.Context, c config, argv []string, stdout, stderr io.Wri
 		return err
 	}
 
-	// 1. The binary.
+	// 1. The binaries: roam, built once, builds the shop (and, for the
+	// edge part, its apps as wasm modules).
+	repo := c.repo
+	if (c.bin == "" || !c.noEdge) && repo == "" {
+		if repo, err = findRepo(); err != nil {
+			return err
+		}
+	}
+	rep.roam = c.roam
+	roamCmd := "-roam " + c.roam
+	if rep.roam == "" && (c.bin == "" || !c.noEdge) {
+		rep.roam = filepath.Join(tmp, "roam")
+		roamCmd = "go build -o " + rep.roam + " ./cmd/roam"
+		progress("building: %s", roamCmd)
+		d, err := buildRoam(ctx, repo, rep.roam, stderr)
+		if err != nil {
+			return err
+		}
+		roamCmd += fmt.Sprintf("; %s", d.Round(100*time.Millisecond))
+	}
+	rep.roamCmd = roamCmd
 	rep.bin = c.bin
 	if rep.bin == "" {
-		repo := c.repo
-		if repo == "" {
-			if repo, err = findRepo(); err != nil {
-				return err
-			}
-		}
 		rep.bin = filepath.Join(tmp, "shop")
-		rep.buildCmd = "go run ./cmd/roam build -o " + rep.bin + " ./examples/shop"
+		rep.buildCmd = "roam build -o " + rep.bin + " ./examples/shop"
 		progress("building: %s", rep.buildCmd)
-		if rep.build, err = buildShop(ctx, repo, rep.bin, stderr); err != nil {
+		if rep.build, err = buildShop(ctx, repo, rep.roam, rep.bin, stderr); err != nil {
 			return err
 		}
 	}
 	if rep.binInfo, err = inspectBinary(rep.bin); err != nil {
 		return err
+	}
+	var modDir string
+	edgeCache := filepath.Join(tmp, "edge-cache")
+	if !c.noEdge {
+		rep.edge = &edgeReport{roamBuild: roamCmd}
+		if fi, err := os.Stat(rep.roam); err == nil {
+			rep.edge.roamSize = fi.Size()
+		}
+		if modDir, err = prepareEdge(ctx, repo, rep.roam, tmp, rep.edge, stderr, progress); err != nil {
+			return err
+		}
 	}
 
 	// 2. Start to ready, and idle RSS. The shop inherits this process's CPU
@@ -209,8 +258,15 @@ func measure(ctx context.Context, c config, argv []string, stdout, stderr io.Wri
 		}
 	}
 
-	// 3. Load.
-	if err := measureLoad(ctx, c, rep, tmp, progress); err != nil {
+	// 3. Edge start-up and idle memory.
+	if rep.edge != nil {
+		if err := measureEdgeStarts(ctx, c, rep, tmp, modDir, edgeCache, progress); err != nil {
+			return err
+		}
+	}
+
+	// 4. Load.
+	if err := measureLoad(ctx, c, rep, tmp, modDir, edgeCache, progress); err != nil {
 		return err
 	}
 	rep.loadavg[1] = loadavg()
@@ -245,7 +301,48 @@ func loadavg() string {
 	return "?"
 }
 
-func measureLoad(ctx context.Context, c config, rep *report, tmp string, progress func(string, ...any)) error {
+// shopState is what setupShop prepared on a server: stock and one order.
+type shopState struct {
+	orderID                        string
+	getBody, getReply, createReply []byte
+}
+
+// setupShop restocks one SKU per load-generator worker, so that Creates do
+// not contend on one stock level, and one shared "hot" SKU, then creates the
+// order that Get reads and checks that reading it is stable.
+func setupShop(ctx context.Context, base string, conc int) (shopState, error) {
+	var st shopState
+	setup := &http.Client{Timeout: 30 * time.Second}
+	defer setup.CloseIdleConnections()
+	skus := []string{"hot"}
+	for w := range conc {
+		skus = append(skus, "sku-"+strconv.Itoa(w))
+	}
+	for _, sku := range skus {
+		body := fmt.Appendf(nil, `{"sku":%q,"quantity":1000000}`, sku)
+		if _, err := postOK(ctx, setup, base+"/v1/apps/inventory/methods/Restock", body); err != nil {
+			return st, fmt.Errorf("restock %s: %w", sku, err)
+		}
+	}
+	var err error
+	st.createReply, err = postOK(ctx, setup, base+createPath, []byte(`{"customer":"bench","sku":"sku-0","quantity":1}`))
+	if err != nil {
+		return st, fmt.Errorf("create the order to Get: %w", err)
+	}
+	if st.orderID, err = orderIDOf(st.createReply); err != nil {
+		return st, err
+	}
+	st.getBody = []byte(`{"id":"` + st.orderID + `"}`)
+	if st.getReply, err = postOK(ctx, setup, base+getPath, st.getBody); err != nil {
+		return st, fmt.Errorf("get order %s: %w", st.orderID, err)
+	}
+	if again, err := postOK(ctx, setup, base+getPath, st.getBody); err != nil || !bytes.Equal(again, st.getReply) {
+		return st, fmt.Errorf("orders.Get of %s is not stable (%v): %s then %s", st.orderID, err, st.getReply, again)
+	}
+	return st, nil
+}
+
+func measureLoad(ctx context.Context, c config, rep *report, tmp, modDir, edgeCache string, progress func(string, ...any)) error {
 	var extra []string
 	if c.pprofDir != "" {
 		if err := os.MkdirAll(c.pprofDir, 0o755); err != nil {
@@ -268,43 +365,16 @@ func measureLoad(ctx context.Context, c config, rep *report, tmp string, progres
 	}
 	defer s.Stop()
 	progress("shop under load at %s (pid %d)", s.URL, s.Pid())
-
-	// Stock: one SKU per load-generator worker, so that Creates do not
-	// contend on one stock level, and one shared "hot" SKU.
-	setup := &http.Client{Timeout: 30 * time.Second}
-	skus := []string{"hot"}
-	for w := range c.conc {
-		skus = append(skus, "sku-"+strconv.Itoa(w))
-	}
-	for _, sku := range skus {
-		body := fmt.Appendf(nil, `{"sku":%q,"quantity":1000000}`, sku)
-		if _, err := postOK(ctx, setup, s.URL+"/v1/apps/inventory/methods/Restock", body); err != nil {
-			return fmt.Errorf("restock %s: %w", sku, err)
-		}
-	}
-	createReply, err := postOK(ctx, setup, s.URL+createPath, []byte(`{"customer":"bench","sku":"sku-0","quantity":1}`))
-	if err != nil {
-		return fmt.Errorf("create the order to Get: %w", err)
-	}
-	orderID, err := orderIDOf(createReply)
+	shopSt, err := setupShop(ctx, s.URL, c.conc)
 	if err != nil {
 		return err
 	}
-	getBody := []byte(`{"id":"` + orderID + `"}`)
-	getReply, err := postOK(ctx, setup, s.URL+getPath, getBody)
-	if err != nil {
-		return fmt.Errorf("get order %s: %w", orderID, err)
-	}
-	if again, err := postOK(ctx, setup, s.URL+getPath, getBody); err != nil || !bytes.Equal(again, getReply) {
-		return fmt.Errorf("orders.Get of %s is not stable (%v): %s then %s", orderID, err, getReply, again)
-	}
-	setup.CloseIdleConnections()
 
 	bareDir := filepath.Join(tmp, "bare")
 	if err := os.Mkdir(bareDir, 0o755); err != nil {
 		return err
 	}
-	b, err := startBare(prefix, bareDir, getReply, createReply)
+	b, err := startBare(prefix, bareDir, shopSt.getReply, shopSt.createReply)
 	if err != nil {
 		return err
 	}
@@ -312,7 +382,24 @@ func measureLoad(ctx context.Context, c config, rep *report, tmp string, progres
 	rep.cpus = fmt.Sprintf("load generator on CPUs %s, shop on %s, bare server on %s",
 		cpusAllowed(os.Getpid()), cpusAllowed(s.Pid()), cpusAllowed(b.Pid()))
 
-	getBodyFn := func(w, n int) []byte { return getBody }
+	// The edge host: the same apps as wasm modules, its own data directory,
+	// the compilation cache the start-up runs filled, the default pool.
+	var e *shop
+	var edgeState shopState
+	edgeLog := filepath.Join(tmp, "edge-load-stderr.log")
+	if rep.edge != nil {
+		argv := edgeHostArgs(prefix, rep.roam, modDir, filepath.Join(tmp, "edge-load-data"), edgeCache, 0, extra...)
+		if e, _, err = startEdge(ctx, argv, edgeLog); err != nil {
+			return err
+		}
+		defer e.Stop()
+		progress("roam edge under load at %s (pid %d)", e.URL, e.Pid())
+		if edgeState, err = setupShop(ctx, e.URL, c.conc); err != nil {
+			return fmt.Errorf("roam edge: %w", err)
+		}
+		rep.cpus += ", roam edge on " + cpusAllowed(e.Pid())
+	}
+
 	// Every Create has a customer of its own (tag, worker, sequence): the
 	// customer index is rewritten on each Create, so reusing customers
 	// would make the cost grow with the run.
@@ -325,32 +412,38 @@ func measureLoad(ctx context.Context, c config, rep *report, tmp string, progres
 	hot := createFn("h", func(int) string { return "hot" })
 
 	type target struct {
-		name string
-		url  string
-		pid  int
+		name    string
+		url     string
+		pid     int
+		orderID string
 	}
-	shopT := target{"roam shop", s.URL, s.Pid()}
-	bareT := target{"bare net/http", b.URL, b.Pid()}
-	cases := []struct {
+	type loadCaseSpec struct {
 		op      string
 		t       target
 		path    string
 		body    func(w, n int) []byte
 		profile string
-	}{
-		{"orders.Get", shopT, getPath, getBodyFn, "get"},
-		{"orders.Get", bareT, getPath, getBodyFn, ""},
-		{"orders.Create (SKU per worker)", shopT, createPath, perWorker, "create"},
-		{"orders.Create", bareT, createPath, perWorker, ""},
+	}
+	getOf := func(st shopState) func(w, n int) []byte { return func(w, n int) []byte { return st.getBody } }
+	shopT := target{serverShop, s.URL, s.Pid(), shopSt.orderID}
+	bareT := target{serverBare, b.URL, b.Pid(), shopSt.orderID}
+	var cases []loadCaseSpec
+	cases = append(cases,
+		loadCaseSpec{"orders.Get", shopT, getPath, getOf(shopSt), "get"},
+		loadCaseSpec{"orders.Get", bareT, getPath, getOf(shopSt), ""})
+	var edgeT target
+	if e != nil {
+		edgeT = target{serverEdge, e.URL, e.Pid(), edgeState.orderID}
+		cases = append(cases, loadCaseSpec{"orders.Get", edgeT, getPath, getOf(edgeState), "edge-get"})
+	}
+	cases = append(cases,
+		loadCaseSpec{"orders.Create (SKU per worker)", shopT, createPath, perWorker, "create"},
+		loadCaseSpec{"orders.Create", bareT, createPath, perWorker, ""})
+	if e != nil {
+		cases = append(cases, loadCaseSpec{"orders.Create (SKU per worker)", edgeT, createPath, perWorker, "edge-create"})
 	}
 	if !c.noHot {
-		cases = append(cases, struct {
-			op      string
-			t       target
-			path    string
-			body    func(w, n int) []byte
-			profile string
-		}{"orders.Create (one hot SKU)", shopT, createPath, hot, ""})
+		cases = append(cases, loadCaseSpec{"orders.Create (one hot SKU)", shopT, createPath, hot, ""})
 	}
 	for _, lc := range cases {
 		progress("load: %s on %s, %d connections, %s + %s", lc.op, lc.t.name, c.conc, c.warmup, c.duration)
@@ -388,10 +481,14 @@ func measureLoad(ctx context.Context, c config, rep *report, tmp string, progres
 		if err := os.WriteFile(script, wrkGetScript, 0o644); err != nil {
 			return err
 		}
-		for _, t := range []target{shopT, bareT} {
+		targets := []target{shopT, bareT}
+		if e != nil {
+			targets = append(targets, edgeT)
+		}
+		for _, t := range targets {
 			progress("wrk: orders.Get on %s", t.name)
 			cpu0, err0 := cpuTime(t.pid)
-			r, line, err := runWrk(ctx, wrk, script, t.url+getPath, orderID, 2, c.conc, c.duration)
+			r, line, err := runWrk(ctx, wrk, script, t.url+getPath, t.orderID, 2, c.conc, c.duration)
 			if err != nil {
 				return err
 			}
@@ -411,6 +508,15 @@ func measureLoad(ctx context.Context, c config, rep *report, tmp string, progres
 	rep.dataBytes = dirSize(filepath.Join(tmp, "load-data"))
 	if logs, err := os.ReadFile(rep.shopLog); err == nil {
 		rep.logErrors = bytes.Count(logs, []byte("level=ERROR"))
+	}
+	if e != nil {
+		if rep.edge.afterLoad, err = readMemory(e.Pid()); err != nil {
+			return err
+		}
+		rep.edge.stats = edgeMetrics(ctx, e.URL)
+		if logs, err := os.ReadFile(edgeLog); err == nil {
+			rep.edge.logErrors = bytes.Count(logs, []byte("level=ERROR"))
+		}
 	}
 	return nil
 }

@@ -18,12 +18,27 @@ import (
 	"time"
 )
 
-// buildShop builds the shop exactly as a user would for release
-// (`go run ./cmd/roam build -o OUT ./examples/shop`) and returns how long
-// the build took.
-func buildShop(ctx context.Context, repo, out string, stderr io.Writer) (time.Duration, error) {
+// buildRoam builds the roam command once (`go build -o OUT ./cmd/roam`);
+// roambench then builds the shop and its wasm modules with it, as a user
+// would with an installed roam.
+func buildRoam(ctx context.Context, repo, out string, stderr io.Writer) (time.Duration, error) {
 	start := time.Now()
-	cmd := exec.CommandContext(ctx, "go", "run", "./cmd/roam", "build", "-o", out, "./examples/shop")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "./cmd/roam")
+	cmd.Dir = repo
+	cmd.Stdout = stderr
+	cmd.Stderr = stderr
+	if err := cmd.Run(); err != nil {
+		return 0, fmt.Errorf("build roam: %w", err)
+	}
+	return time.Since(start), nil
+}
+
+// buildShop builds the shop exactly as a user would for release
+// (`roam build -o OUT ./examples/shop`, run from the repository) and returns
+// how long the build took.
+func buildShop(ctx context.Context, repo, roam, out string, stderr io.Writer) (time.Duration, error) {
+	start := time.Now()
+	cmd := exec.CommandContext(ctx, roam, "build", "-o", out, "./examples/shop")
 	cmd.Dir = repo
 	cmd.Stdout = stderr
 	cmd.Stderr = stderr
@@ -61,20 +76,29 @@ func inspectBinary(path string) (binaryInfo, error) {
 	return bi, nil
 }
 
-// shop is a running shop binary.
+// shop is a running server process: the shop binary, or roam edge.
 type shop struct {
 	cmd  *exec.Cmd
 	URL  string
 	done chan struct{} // closed once stdout is drained
 	logs string        // its stderr, a file
 
-	// ExecToReady runs from just before exec to the first 200 from /readyz.
+	// ExecToReady runs from just before exec to the first 200 from the
+	// readiness probe (/readyz for the shop).
 	ExecToReady time.Duration
 	// ExecToLine runs from just before exec to the "ready" line on stdout.
 	ExecToLine time.Duration
 	// ReadyIn is the process's own "ready in X", measured from the start
 	// of native.Run (after runtime and package initialisation).
 	ReadyIn time.Duration
+	// Lines are the stdout lines up to the ready line, with the time since
+	// exec at which each was read.
+	Lines []stampedLine
+}
+
+type stampedLine struct {
+	Text string
+	At   time.Duration // since exec
 }
 
 // startShop starts bin with --port 0 and a data directory, and returns once
@@ -82,7 +106,40 @@ type shop struct {
 // command that execs it (taskset -c 1), keeping its process id.
 func startShop(ctx context.Context, prefix []string, bin, dataDir, logFile string, extra ...string) (*shop, error) {
 	argv := append(append(append([]string(nil), prefix...), bin, "--port", "0", "--data-dir", dataDir), extra...)
+	return startProcess(ctx, argv, logFile, 15*time.Second, probeReadyz)
+}
+
+// hostEnv is the servers' environment: this process's, without the
+// variables that make a Roam host pick the Dapr backend (backend "auto"), so
+// that every figure is on the embedded backend.
+func hostEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "DAPR_GRPC_PORT=") && !strings.HasPrefix(kv, "DAPR_HTTP_PORT=") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+// probeReadyz is startShop's readiness probe: GET /readyz.
+func probeReadyz(c *http.Client, base string) bool {
+	resp, err := c.Get(base + "/readyz")
+	if err != nil {
+		return false
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+// startProcess runs argv, waits for the host's "ready on" line (which gives
+// the port) and then polls probe on fresh connections every 100 µs until it
+// succeeds; ExecToReady is the time of that success. It gives up after
+// timeout.
+func startProcess(ctx context.Context, argv []string, logFile string, timeout time.Duration, probe func(c *http.Client, base string) bool) (*shop, error) {
 	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = hostEnv()
 	logs, err := os.Create(logFile)
 	if err != nil {
 		return nil, err
@@ -95,11 +152,13 @@ func startShop(ctx context.Context, prefix []string, bin, dataDir, logFile strin
 	}
 	s := &shop{cmd: cmd, done: make(chan struct{}), logs: logFile}
 	type readyLine struct {
-		url string
-		in  time.Duration
-		at  time.Time
+		url   string
+		in    time.Duration
+		at    time.Duration
+		lines []stampedLine
 	}
 	lines := make(chan readyLine, 1)
+	bin := filepath.Base(argv[0])
 
 	t0 := time.Now()
 	if err := cmd.Start(); err != nil {
@@ -109,52 +168,50 @@ func startShop(ctx context.Context, prefix []string, bin, dataDir, logFile strin
 		defer close(s.done)
 		sc := bufio.NewScanner(stdout)
 		sent := false
+		var seen []stampedLine
 		for sc.Scan() {
 			if sent {
 				continue
 			}
+			at := time.Since(t0)
+			seen = append(seen, stampedLine{sc.Text(), at})
 			if url, in, ok := parseReadyLine(sc.Text()); ok {
-				lines <- readyLine{url, in, time.Now()}
+				lines <- readyLine{url, in, at, seen}
 				sent = true
 			}
 		}
 		io.Copy(io.Discard, stdout)
 	}()
 
-	timeout := time.NewTimer(15 * time.Second)
-	defer timeout.Stop()
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
 	var rl readyLine
 	select {
 	case rl = <-lines:
 	case <-s.done:
 		s.Stop()
 		return nil, fmt.Errorf("%s exited before it was ready; its log: %s", bin, tail(logFile))
-	case <-timeout.C:
+	case <-timer.C:
 		s.Stop()
-		return nil, fmt.Errorf("%s printed no ready line within 15s; its log: %s", bin, tail(logFile))
+		return nil, fmt.Errorf("%s printed no ready line within %s; its log: %s", bin, timeout, tail(logFile))
 	case <-ctx.Done():
 		s.Stop()
 		return nil, ctx.Err()
 	}
-	s.URL, s.ReadyIn, s.ExecToLine = rl.url, rl.in, rl.at.Sub(t0)
+	s.URL, s.ReadyIn, s.ExecToLine, s.Lines = rl.url, rl.in, rl.at, rl.lines
 
-	// First 200 from /readyz, on a fresh connection.
+	// The first success of the probe, each try on a fresh connection.
 	tr := &http.Transport{DisableKeepAlives: true}
 	defer tr.CloseIdleConnections()
 	c := &http.Client{Transport: tr, Timeout: 2 * time.Second}
 	for {
-		resp, err := c.Get(s.URL + "/readyz")
-		if err == nil {
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				s.ExecToReady = time.Since(t0)
-				return s, nil
-			}
+		if probe(c, s.URL) {
+			s.ExecToReady = time.Since(t0)
+			return s, nil
 		}
-		if time.Since(t0) > 15*time.Second {
+		if time.Since(t0) > timeout || ctx.Err() != nil {
 			s.Stop()
-			return nil, fmt.Errorf("%s: /readyz not 200 within 15s (last error %v)", bin, err)
+			return nil, fmt.Errorf("%s: readiness probe not answered within %s", bin, timeout)
 		}
 		time.Sleep(100 * time.Microsecond)
 	}

@@ -17,7 +17,7 @@ func (r *report) print(w io.Writer, c config) {
 	p("- fdatasync of 4 KiB in the temp dir, p50/p99 of 100: at start %s / %s; at end %s / %s",
 		ms(r.fsync[0][0]), ms(r.fsync[0][1]), ms(r.fsync[1][0]), ms(r.fsync[1][1]))
 	if r.buildCmd != "" {
-		p("- binary: `%s` (%s)", r.buildCmd, r.build.Round(100*time.Millisecond))
+		p("- binary: `%s` (%s), with roam from `%s`", r.buildCmd, r.build.Round(100*time.Millisecond), r.roamBuildText())
 	} else {
 		p("- binary: %s", r.bin)
 	}
@@ -61,10 +61,12 @@ func (r *report) print(w io.Writer, c config) {
 				100*ratio, us(bc), us(gc), met(ratio >= targetGetRatio))
 		}
 	}
-	if len(r.wrks) == 2 {
-		ratio := r.wrks[0].res.RPS / r.wrks[1].res.RPS
-		p("| orders.Get req/s, Roam / bare net/http (wrk) | %.0f%% (%.0f / %.0f) | ≥ 70%% | %s |",
-			100*ratio, r.wrks[0].res.RPS, r.wrks[1].res.RPS, met(ratio >= targetGetRatio))
+	if shop, ok := r.wrkRPS(serverShop); ok {
+		if bare, ok := r.wrkRPS(serverBare); ok {
+			ratio := shop / bare
+			p("| orders.Get req/s, Roam / bare net/http (wrk) | %.0f%% (%.0f / %.0f) | ≥ 70%% | %s |",
+				100*ratio, shop, bare, met(ratio >= targetGetRatio))
+		}
 	}
 	p("")
 
@@ -102,7 +104,15 @@ func (r *report) print(w io.Writer, c config) {
 	for _, f := range r.profiles {
 		p("CPU profile: %s (`go tool pprof -top %s`)", f, f)
 	}
+	if r.edge != nil {
+		r.printEdge(p, c)
+	} else {
+		p("")
+		p("Edge host: skipped (-no-edge).")
+	}
 }
+
+func (r *report) roamBuildText() string { return r.roamCmd }
 
 // pair returns the shop's and the bare server's results for op.
 func (r *report) pair(op string) (shop, bare loadResult, ok bool) {
@@ -112,9 +122,9 @@ func (r *report) pair(op string) (shop, bare loadResult, ok bool) {
 			continue
 		}
 		switch l.server {
-		case "roam shop":
+		case serverShop:
 			shop, n = l.res, n+1
-		case "bare net/http":
+		case serverBare:
 			bare, n = l.res, n+1
 		}
 	}

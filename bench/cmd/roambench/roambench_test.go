@@ -159,3 +159,104 @@ func TestLoadAgainstBare(t *testing.T) {
 		t.Fatal("a target other than 127.0.0.1 was accepted")
 	}
 }
+
+func TestParseModuleLine(t *testing.T) {
+	m, ok := parseModuleLine("roam: module orders.wasm: app orders, 8 instances, 4.2 MB, loaded in 176ms")
+	want := moduleLoad{File: "orders.wasm", App: "orders", Instances: 8, LoadedIn: 176 * time.Millisecond}
+	if !ok || m != want {
+		t.Fatalf("got %+v %v, want %+v", m, ok, want)
+	}
+	if m, ok := parseModuleLine("roam: module inventory.wasm: app inventory, 1 instances, 4.1 MB, loaded in 2.145s"); !ok || m.LoadedIn != 2145*time.Millisecond || m.Instances != 1 {
+		t.Fatalf("got %+v %v", m, ok)
+	}
+	for _, bad := range []string{
+		"roam: edge runtime wazero v1.12.0, compiled code cached in x",
+		"roam: module x.wasm: app x, many instances, 1 MB, loaded in 1ms",
+		"roam: module x.wasm: app x, 1 instances, 1 MB, loaded in soon",
+		"roam: module x.wasm",
+	} {
+		if _, ok := parseModuleLine(bad); ok {
+			t.Errorf("parsed %q", bad)
+		}
+	}
+}
+
+func TestEdgeHostArgs(t *testing.T) {
+	got := strings.Join(edgeHostArgs([]string{"taskset", "-c", "1"}, "roam", "mods", "data", "cache", 8, "--pprof"), " ")
+	if want := "taskset -c 1 roam edge mods --port 0 --data-dir data --cache-dir cache --pool-size 8 --pprof"; got != want {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+	if got := strings.Join(edgeHostArgs(nil, "roam", "mods", "d", "c", 0), " "); strings.Contains(got, "pool-size") {
+		t.Fatalf("default pool passed a size: %q", got)
+	}
+}
+
+func TestProbeList(t *testing.T) {
+	status, reply := http.StatusServiceUnavailable, `{}`
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost || r.URL.Path != listPath {
+			http.NotFound(w, r)
+			return
+		}
+		b, _ := io.ReadAll(r.Body)
+		if string(b) != listBody {
+			http.Error(w, "bad body", http.StatusBadRequest)
+			return
+		}
+		w.WriteHeader(status)
+		io.WriteString(w, reply)
+	}))
+	defer ts.Close()
+	if probeList(ts.Client(), ts.URL) {
+		t.Fatal("a 503 passed")
+	}
+	status = http.StatusOK
+	if probeList(ts.Client(), ts.URL) {
+		t.Fatal("a 200 without the empty list passed")
+	}
+	reply = `{"orders":[]}`
+	if !probeList(ts.Client(), ts.URL) {
+		t.Fatal("the empty list did not pass")
+	}
+}
+
+func TestEdgeSetFigures(t *testing.T) {
+	s := &edgeSet{Pool: 1, Starts: []edgeStart{
+		{ToOK: 3 * time.Millisecond, Modules: []moduleLoad{{App: "orders", Instances: 1, LoadedIn: 2 * time.Millisecond}}, Mem: memory{RSS: 10}},
+		{ToOK: 1 * time.Millisecond, Modules: []moduleLoad{{App: "orders", Instances: 1, LoadedIn: 4 * time.Millisecond}}},
+		{ToOK: 2 * time.Millisecond, Modules: []moduleLoad{{App: "orders", Instances: 1, LoadedIn: 6 * time.Millisecond}}, Mem: memory{RSS: 30}},
+	}}
+	if d := s.median(func(st edgeStart) time.Duration { return st.ToOK }); d != 2*time.Millisecond {
+		t.Errorf("median = %v", d)
+	}
+	if d := s.median(func(st edgeStart) time.Duration { return st.loadedIn("orders") }); d != 4*time.Millisecond {
+		t.Errorf("median load = %v", d)
+	}
+	if rss, _, _, _ := s.rss(); len(rss) != 2 {
+		t.Errorf("rss of starts without a reading: %v", rss)
+	}
+	if s.label() != "cache warm, --pool-size 1" || (&edgeSet{Cold: true}).label() != "fresh cache dir, default pool" {
+		t.Errorf("labels: %q", s.label())
+	}
+}
+
+func TestParseAnonExecRSS(t *testing.T) {
+	smaps := `00400000-00b49000 r-xp 00000000 fd:00 123 /usr/bin/roam
+Rss:                6500 kB
+7f25aefdb000-7f25b0000000 r-xp 00000000 00:00 0 
+Size:              16532 kB
+Rss:               16532 kB
+7f25c44fc000-7f25c54a8000 r-xp 00000000 00:00 0 
+Rss:               16048 kB
+2ce8eec00000-2ce8f2c00000 rw-p 00000000 00:00 0 
+Rss:               47524 kB
+7ffe12ab2000-7ffe12ad3000 rw-p 00000000 00:00 0                          [stack]
+Rss:                 132 kB
+`
+	if got, want := parseAnonExecRSS(smaps), int64(16532+16048)<<10; got != want {
+		t.Fatalf("got %d, want %d", got, want)
+	}
+	if n := anonExecRSS(os.Getpid()); n < 0 {
+		t.Fatalf("own anonymous executable RSS %d", n)
+	}
+}

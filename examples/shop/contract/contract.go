@@ -15,6 +15,8 @@ import (
 	"github.com/roam-dev/roam/sdk"
 )
 
+//go:generate go run github.com/roam-dev/roam/cmd/roam-jsongen -type Order,CreateOrder,OrderRef,OrderReply,CustomerRef,OrderList,OrderEvent,SKURef,Restock,Reserve,Release,StockLevel
+
 // The shop's pub/sub component, topics and state store.
 const (
 	PubSub         = "pubsub"

@@ -13,6 +13,8 @@ import (
 	"github.com/roam-dev/roam/sdk"
 )
 
+//go:generate go run github.com/roam-dev/roam/cmd/roam-jsongen -type level,reservation
+
 // App registers the inventory app.
 var App = sdk.NewApp(contract.InventoryApp, func(env sdk.Env, r *sdk.Router) error {
 	svc := &Service{state: env.State(contract.Store), env: env}

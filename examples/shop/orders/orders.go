@@ -14,6 +14,8 @@ import (
 	"github.com/roam-dev/roam/sdk"
 )
 
+//go:generate go run github.com/roam-dev/roam/cmd/roam-jsongen -type customerIndex
+
 // App registers the orders app.
 var App = sdk.NewApp(contract.OrdersApp, func(env sdk.Env, r *sdk.Router) error {
 	inventoryID := contract.InventoryApp

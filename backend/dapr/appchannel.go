@@ -1,0 +1,247 @@
+package dapr
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/emptypb"
+
+	commonv1pb "github.com/dapr/dapr/pkg/proto/common/v1"
+	runtimev1pb "github.com/dapr/dapr/pkg/proto/runtime/v1"
+
+	"github.com/roam-dev/roam/abi"
+	"github.com/roam-dev/roam/sdk"
+)
+
+// The app channel: what the sidecar calls on the host's port.
+//
+// Over HTTP (--app-protocol http, the default):
+//
+//	GET  /dapr/subscribe            the programmatic subscriptions
+//	POST /dapr/roam/events/{ps}/{t} a CloudEvent; replies {"status": SUCCESS|RETRY|DROP}
+//	POST /{method}                  an invocation, served by the host (its default app)
+//
+// Over gRPC (--app-protocol grpc) the same port speaks h2c, and Dapr's
+// AppCallback service answers ListTopicSubscriptions, OnTopicEvent and
+// OnInvoke; OnInvoke runs the method through the host's HTTP handler, so an
+// invocation takes the same path (limits, validation, metrics) either way.
+//
+// With Options.AppAPIToken set, every call of the app channel must carry it
+// (header or metadata dapr-api-token): over HTTP a call without it gets 401,
+// over gRPC Unauthenticated. The host's own API (/v1/apps/..., /healthz,
+// /readyz, /metrics) is not the app channel and stays as it is, unless a
+// request carries a token, which must then be the right one.
+
+// AppHandler wraps the host's handler with the app channel.
+func (b *Backend) AppHandler(next http.Handler) http.Handler {
+	h := &appChannel{b: b, next: next}
+	h.grpc = grpc.NewServer(grpc.UnaryInterceptor(h.authUnary))
+	runtimev1pb.RegisterAppCallbackServer(h.grpc, &appCallback{h: h})
+	return h
+}
+
+type appChannel struct {
+	b    *Backend
+	next http.Handler
+	grpc *grpc.Server
+}
+
+func (h *appChannel) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
+		h.grpc.ServeHTTP(w, r)
+		return
+	}
+	p := r.URL.Path
+	channel := strings.HasPrefix(p, "/dapr/") ||
+		strings.Count(p, "/") == 1 && !(r.Method == http.MethodGet && (p == "/healthz" || p == "/readyz" || p == "/metrics"))
+	if tok := h.b.opts.AppAPIToken; tok != "" {
+		got := r.Header.Get(apiTokenHeader)
+		if (channel || got != "") && !tokenOK(got, tok) {
+			writeJSON(w, http.StatusUnauthorized, errorBody(sdk.FailedPrecondition,
+				"unauthorized: the dapr-api-token header is missing or does not match APP_API_TOKEN"))
+			return
+		}
+	}
+	switch {
+	case p == "/dapr/subscribe" && r.Method == http.MethodGet:
+		h.serveSubscribe(w)
+	case strings.HasPrefix(p, eventsPrefix):
+		h.serveEvent(w, r)
+	default:
+		h.next.ServeHTTP(w, r)
+	}
+}
+
+func tokenOK(got, want string) bool {
+	return subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1
+}
+
+type subscriptionJSON struct {
+	PubSubName      string            `json:"pubsubname"`
+	Topic           string            `json:"topic"`
+	Route           string            `json:"route"`
+	DeadLetterTopic string            `json:"deadLetterTopic,omitempty"`
+	Metadata        map[string]string `json:"metadata,omitempty"`
+}
+
+func (h *appChannel) serveSubscribe(w http.ResponseWriter) {
+	out := []subscriptionJSON{}
+	for _, r := range h.b.programmatic() {
+		out = append(out, subscriptionJSON{PubSubName: r.key.pubsub, Topic: r.key.topic, Route: r.path, DeadLetterTopic: r.dl})
+	}
+	b, _ := json.Marshal(out)
+	writeJSON(w, http.StatusOK, b)
+}
+
+func (h *appChannel) serveEvent(w http.ResponseWriter, r *http.Request) {
+	rt := h.b.routeByPath(r.URL.Path)
+	if rt == nil {
+		// Not a subscription of this host (any more): Dapr drops on 404.
+		writeJSON(w, http.StatusNotFound, errorBody(sdk.NotFound, "no subscription at "+r.URL.Path))
+		return
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, 64<<20))
+	if err != nil {
+		writeStatus(w, statusRetry)
+		return
+	}
+	ev := new(sdk.Event)
+	if err := json.Unmarshal(body, ev); err != nil {
+		h.b.log.Error("dapr: delivery is not a CloudEvent; dropping it to the dead-letter topic", "path", r.URL.Path, "err", err)
+		writeStatus(w, statusDrop)
+		return
+	}
+	writeStatus(w, h.b.deliver(r.Context(), rt, ev))
+}
+
+func writeStatus(w http.ResponseWriter, s string) {
+	writeJSON(w, http.StatusOK, []byte(`{"status":"`+s+`"}`))
+}
+
+func writeJSON(w http.ResponseWriter, status int, b []byte) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	w.Write(b)
+}
+
+func errorBody(c sdk.Code, msg string) []byte {
+	b, _ := json.Marshal(struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	}{c.String(), msg})
+	return b
+}
+
+// authUnary checks APP_API_TOKEN on every gRPC call from the sidecar.
+func (h *appChannel) authUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if tok := h.b.opts.AppAPIToken; tok != "" {
+		md, _ := metadata.FromIncomingContext(ctx)
+		if v := md.Get(apiTokenHeader); len(v) == 0 || !tokenOK(v[0], tok) {
+			return nil, status.Error(codes.Unauthenticated, "the dapr-api-token metadata is missing or does not match APP_API_TOKEN")
+		}
+	}
+	return handler(ctx, req)
+}
+
+// appCallback is Dapr's AppCallback service.
+type appCallback struct {
+	runtimev1pb.UnimplementedAppCallbackServer
+	h *appChannel
+}
+
+func (a *appCallback) ListTopicSubscriptions(ctx context.Context, _ *emptypb.Empty) (*runtimev1pb.ListTopicSubscriptionsResponse, error) {
+	out := &runtimev1pb.ListTopicSubscriptionsResponse{}
+	for _, r := range a.h.b.programmatic() {
+		out.Subscriptions = append(out.Subscriptions, &runtimev1pb.TopicSubscription{
+			PubsubName:      r.key.pubsub,
+			Topic:           r.key.topic,
+			Routes:          &runtimev1pb.TopicRoutes{Default: r.path},
+			DeadLetterTopic: r.dl,
+		})
+	}
+	return out, nil
+}
+
+func (a *appCallback) OnTopicEvent(ctx context.Context, in *runtimev1pb.TopicEventRequest) (*runtimev1pb.TopicEventResponse, error) {
+	rt := a.h.b.routeByPath(in.GetPath())
+	if rt == nil {
+		rt = a.h.b.routeByName(in.GetPubsubName(), in.GetTopic())
+	}
+	if rt == nil {
+		return nil, status.Errorf(codes.NotFound, "no subscription to %s/%s here", in.GetPubsubName(), in.GetTopic())
+	}
+	st := a.h.b.deliver(ctx, rt, eventFromProto(in))
+	return &runtimev1pb.TopicEventResponse{Status: protoStatus(st)}, nil
+}
+
+func (a *appCallback) ListInputBindings(context.Context, *emptypb.Empty) (*runtimev1pb.ListInputBindingsResponse, error) {
+	return &runtimev1pb.ListInputBindingsResponse{}, nil
+}
+
+// OnInvoke runs POST /{method} through the host's handler and returns its
+// reply, or its error as a status whose code maps back to the SDK's code.
+func (a *appCallback) OnInvoke(ctx context.Context, in *commonv1pb.InvokeRequest) (*commonv1pb.InvokeResponse, error) {
+	method := strings.TrimPrefix(in.GetMethod(), "/")
+	if method == "" {
+		return nil, status.Error(codes.InvalidArgument, "method is empty")
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "/"+method, bytes.NewReader(in.GetData().GetValue()))
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "method %q: %v", method, err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if md, ok := metadata.FromIncomingContext(ctx); ok {
+		if v := md.Get("x-request-id"); len(v) > 0 {
+			req.Header.Set("X-Request-Id", v[0])
+		}
+	}
+	rec := &recorder{hdr: http.Header{}, status: http.StatusOK}
+	a.h.next.ServeHTTP(rec, req)
+	if rec.status < 300 {
+		return &commonv1pb.InvokeResponse{ContentType: "application/json", Data: &anypb.Any{Value: rec.body.Bytes()}}, nil
+	}
+	return nil, statusErr(decodeReply(rec.status, rec.body.Bytes()))
+}
+
+// decodeReply turns a host's error reply back into an *sdk.Error.
+func decodeReply(st int, body []byte) error {
+	var eb struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	}
+	if json.Unmarshal(body, &eb) == nil && eb.Code != "" {
+		if c, ok := abi.ParseCode(eb.Code); ok && c != abi.OK {
+			return &sdk.Error{Code: c, Message: eb.Message}
+		}
+	}
+	return sdk.Errorf(codeOfHTTP(st), "HTTP %d: %s", st, strings.TrimSpace(string(body)))
+}
+
+// recorder is a minimal in-memory ResponseWriter.
+type recorder struct {
+	hdr    http.Header
+	status int
+	wrote  bool
+	body   bytes.Buffer
+}
+
+func (r *recorder) Header() http.Header { return r.hdr }
+func (r *recorder) WriteHeader(s int) {
+	if !r.wrote {
+		r.status, r.wrote = s, true
+	}
+}
+func (r *recorder) Write(b []byte) (int, error) {
+	r.wrote = true
+	return r.body.Write(b)
+}

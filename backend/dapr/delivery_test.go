@@ -1,0 +1,106 @@
+package dapr_test
+
+import (
+	"context"
+	"encoding/json"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/roam-dev/roam/internal/daprtest"
+	"github.com/roam-dev/roam/sdk"
+)
+
+// alo records the deliveries of the at-least-once app, by event label.
+var alo = struct {
+	sync.Mutex
+	attempts map[string]int
+	dead     map[string]*sdk.Event
+	ok       map[string]bool
+}{attempts: map[string]int{}, dead: map[string]*sdk.Event{}, ok: map[string]bool{}}
+
+type aloData struct {
+	Label string `json:"label"`
+	Fail  int    `json:"fail"` // fail this many deliveries; -1: always
+	Bad   bool   `json:"bad"`  // reject as undeliverable
+}
+
+// aloApp fails deliveries on purpose: see aloData.
+var aloApp = sdk.NewApp("alo", func(env sdk.Env, r *sdk.Router) error {
+	sdk.SubscribeJSON(r, "pubsub", "alo.events", func(ctx context.Context, e *sdk.Event, d aloData) error {
+		alo.Lock()
+		alo.attempts[d.Label]++
+		n := alo.attempts[d.Label]
+		alo.Unlock()
+		switch {
+		case d.Bad:
+			return sdk.NewError(sdk.InvalidArgument, "never deliverable")
+		case d.Fail < 0 || n <= d.Fail:
+			return sdk.Errorf(sdk.Unavailable, "failing delivery %d on purpose", n)
+		}
+		alo.Lock()
+		alo.ok[d.Label] = true
+		alo.Unlock()
+		return nil
+	}, sdk.DeadLetter("alo.dead"))
+	sdk.Subscribe(r, "pubsub", "alo.dead", func(ctx context.Context, e *sdk.Event) error {
+		var d aloData
+		json.Unmarshal(e.Data, &d)
+		alo.Lock()
+		alo.dead[d.Label] = e
+		alo.Unlock()
+		return nil
+	})
+	r.HandleRaw("Ping", func(ctx context.Context, b []byte) ([]byte, error) { return b, nil })
+	return nil
+})
+
+// At-least-once through a real sidecar and Redis streams: a handler that
+// fails is called again, up to the Resiliency policy's attempts (4 here),
+// after which the event lands on the dead-letter topic, unchanged; one that
+// rejects an event (InvalidArgument, DROP) sends it there at once.
+func TestAtLeastOnce(t *testing.T) {
+	r := daprtest.StartRedis(t)
+	const attempts = 4
+	res := daprtest.WriteResources(t, r, daprtest.ResourceOptions{MaxAttempts: attempts, RetryInterval: 20 * time.Millisecond})
+	h := startHost(t, hostOptions{appID: "alo", res: res}, aloApp)
+	ctx := ctxT(t)
+	pub := h.Backend.Publisher("alo")
+	for _, d := range []aloData{{Label: "twice", Fail: 2}, {Label: "always", Fail: -1}, {Label: "bad", Bad: true}, {Label: "fine"}} {
+		if err := pub.Publish(ctx, sdk.Message{PubSub: "pubsub", Topic: "alo.events", Data: mustJSON(d), Type: "alo.test"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		alo.Lock()
+		done := alo.ok["twice"] && alo.ok["fine"] && alo.dead["always"] != nil && alo.dead["bad"] != nil
+		alo.Unlock()
+		if done {
+			break
+		}
+		if time.Now().After(deadline) {
+			alo.Lock()
+			t.Fatalf("timed out: attempts %v, ok %v, dead %v", alo.attempts, alo.ok, alo.dead)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond) // a stray redelivery would show now
+	alo.Lock()
+	defer alo.Unlock()
+	want := map[string]int{"twice": 3, "always": attempts, "bad": 1, "fine": 1}
+	for l, n := range want {
+		if alo.attempts[l] != n {
+			t.Errorf("%s delivered %d times, want %d", l, alo.attempts[l], n)
+		}
+	}
+	if alo.dead["twice"] != nil || alo.dead["fine"] != nil {
+		t.Errorf("succeeded events reached the dead-letter topic")
+	}
+	for _, l := range []string{"always", "bad"} {
+		e := alo.dead[l]
+		if e.Type != "alo.test" || e.Source != "alo" || e.Topic != "alo.dead" || e.PubSub != "pubsub" || e.ID == "" {
+			t.Errorf("dead-lettered %s = %+v, want the original type and source on pubsub/alo.dead", l, e)
+		}
+	}
+}

@@ -1,0 +1,248 @@
+package dapr
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/roam-dev/roam/abi"
+	"github.com/roam-dev/roam/sdk"
+)
+
+// Every error that crosses the sidecar is mapped onto the SDK's codes here,
+// and only here: gRPC statuses from the sidecar's API, HTTP statuses and
+// bodies from its HTTP API and from invoked apps, and the status replies of
+// the app channel.
+
+// grpcCode is the gRPC code an app-channel error is sent with, so that a
+// caller going through the sidecar's HTTP API (which turns a gRPC app's
+// status into {"code": <int>, "message"}) gets the original code back. The
+// mapping is one-to-one on the SDK's codes.
+func grpcCode(c sdk.Code) codes.Code {
+	switch c {
+	case sdk.OK:
+		return codes.OK
+	case sdk.InvalidArgument:
+		return codes.InvalidArgument
+	case sdk.NotFound:
+		return codes.NotFound
+	case sdk.Conflict:
+		return codes.Aborted
+	case sdk.FailedPrecondition:
+		return codes.FailedPrecondition
+	case sdk.Unavailable:
+		return codes.Unavailable
+	case sdk.DeadlineExceeded:
+		return codes.DeadlineExceeded
+	}
+	return codes.Internal
+}
+
+// codeOfGRPC is the inverse of grpcCode, extended to every gRPC code.
+func codeOfGRPC(c codes.Code) sdk.Code {
+	switch c {
+	case codes.OK:
+		return sdk.OK
+	case codes.InvalidArgument, codes.OutOfRange:
+		return sdk.InvalidArgument
+	case codes.NotFound:
+		return sdk.NotFound
+	case codes.Aborted, codes.AlreadyExists:
+		return sdk.Conflict
+	case codes.FailedPrecondition, codes.PermissionDenied, codes.Unauthenticated, codes.Unimplemented:
+		return sdk.FailedPrecondition
+	case codes.Unavailable, codes.Canceled, codes.ResourceExhausted:
+		return sdk.Unavailable
+	case codes.DeadlineExceeded:
+		return sdk.DeadlineExceeded
+	}
+	return sdk.Internal
+}
+
+// unreachable reports whether a sidecar error message says that the engine
+// behind it (Redis, say) could not be reached. Dapr reports those as
+// internal errors with the driver's message; Roam reports them as
+// Unavailable, as it does for the sidecar itself.
+func unreachable(msg string) bool {
+	m := strings.ToLower(msg)
+	for _, s := range []string{"connection refused", "connect: ", "dial tcp", "i/o timeout", "connection reset",
+		"broken pipe", "eof", "no route to host", "connection pool timeout", "closed network connection", "loading dataset"} {
+		if strings.Contains(m, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// etagMismatch reports whether a sidecar error message is a failed
+// concurrency check: an ETag mismatch of a single write, or the failed
+// write of a Redis transaction (which Dapr reports as a plain error).
+func etagMismatch(msg string) bool {
+	m := strings.ToLower(msg)
+	return strings.Contains(m, "etag mismatch") || strings.Contains(m, "failed to set key") ||
+		strings.Contains(m, "failed to delete") || strings.Contains(m, "etag") && strings.Contains(m, "mismatch")
+}
+
+// apiErr maps an error from the sidecar's gRPC API. what names the
+// operation for the message ("state get statestore/k").
+func (b *Backend) grpcErr(ctx context.Context, what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if cerr := ctx.Err(); cerr != nil {
+		return sdk.Errorf(sdk.CodeOf(cerr), "dapr %s: %v", what, cerr)
+	}
+	var se *sdk.Error
+	if errors.As(err, &se) {
+		return err
+	}
+	st, ok := status.FromError(err)
+	if !ok {
+		return sdk.Errorf(sdk.Unavailable, "dapr %s: sidecar at %s is unreachable: %v", what, b.grpcAddr, err)
+	}
+	msg := st.Message()
+	switch st.Code() {
+	case codes.Unavailable:
+		return sdk.Errorf(sdk.Unavailable, "dapr %s: sidecar at %s is unavailable: %s", what, b.grpcAddr, msg)
+	case codes.Canceled:
+		return sdk.Errorf(sdk.Unavailable, "dapr %s: cancelled: %s", what, msg)
+	case codes.Unauthenticated:
+		return sdk.Errorf(sdk.FailedPrecondition, "dapr %s: the sidecar rejected the API token (DAPR_API_TOKEN): %s", what, msg)
+	}
+	return b.classify(what, codeOfGRPC(st.Code()), msg)
+}
+
+// classify refines a code from the sidecar with what its message says.
+func (b *Backend) classify(what string, c sdk.Code, msg string) error {
+	switch {
+	case etagMismatch(msg) && (c == sdk.Conflict || c == sdk.Internal || c == sdk.InvalidArgument):
+		return sdk.Errorf(sdk.Conflict, "dapr %s: %s", what, msg)
+	case unreachable(msg) && (c == sdk.Internal || c == sdk.Unavailable):
+		return sdk.Errorf(sdk.Unavailable, "dapr %s: the component behind the sidecar is unreachable: %s", what, msg)
+	}
+	return sdk.Errorf(c, "dapr %s: %s", what, msg)
+}
+
+// daprErrorBody is the body of an error reply from the sidecar's HTTP API.
+type daprErrorBody struct {
+	ErrorCode string `json:"errorCode"`
+	Message   string `json:"message"`
+}
+
+// httpAPIErr maps an error reply from the sidecar's HTTP API.
+func (b *Backend) httpAPIErr(what string, statusCode int, body []byte) error {
+	var eb daprErrorBody
+	msg := strings.TrimSpace(string(body))
+	if json.Unmarshal(body, &eb) == nil && eb.Message != "" {
+		msg = eb.Message
+		if eb.ErrorCode != "" {
+			msg = eb.ErrorCode + ": " + eb.Message
+		}
+	}
+	if len(msg) > 512 {
+		msg = msg[:512] + "..."
+	}
+	switch statusCode {
+	case http.StatusUnauthorized:
+		return sdk.Errorf(sdk.FailedPrecondition, "dapr %s: the sidecar rejected the API token (DAPR_API_TOKEN): %s", what, msg)
+	case http.StatusConflict:
+		return sdk.Errorf(sdk.Conflict, "dapr %s: %s", what, msg)
+	}
+	return b.classify(what, codeOfHTTP(statusCode), msg)
+}
+
+// transportErr maps a failure to reach the sidecar over HTTP.
+func (b *Backend) transportErr(ctx context.Context, what string, err error) error {
+	if cerr := ctx.Err(); cerr != nil {
+		return sdk.Errorf(sdk.CodeOf(cerr), "dapr %s: %v", what, cerr)
+	}
+	return sdk.Errorf(sdk.Unavailable, "dapr %s: sidecar at %s is unreachable: %v", what, b.httpBase, err)
+}
+
+// codeOfHTTP maps an HTTP status to a code, as the host's transport does.
+func codeOfHTTP(status int) sdk.Code {
+	switch {
+	case status < 300:
+		return sdk.OK
+	case status == http.StatusNotFound:
+		return sdk.NotFound
+	case status == http.StatusConflict:
+		return sdk.Conflict
+	case status == http.StatusPreconditionFailed:
+		return sdk.FailedPrecondition
+	case status == http.StatusBadGateway, status == http.StatusServiceUnavailable, status == http.StatusTooManyRequests:
+		return sdk.Unavailable
+	case status == http.StatusGatewayTimeout, status == http.StatusRequestTimeout:
+		return sdk.DeadlineExceeded
+	case status == http.StatusUnauthorized, status == http.StatusForbidden:
+		return sdk.FailedPrecondition
+	case status < 500:
+		return sdk.InvalidArgument
+	}
+	return sdk.Internal
+}
+
+// invokeReplyErr turns the error reply of an invocation through the
+// sidecar's HTTP API back into the callee's error:
+//
+//   - Roam's own {"code": "Conflict", "message"}, which an HTTP app (a Roam
+//     host) replies with and the sidecar passes through unchanged;
+//   - the sidecar's rendering of a gRPC app's status, {"code": 10,
+//     "message"}, whose gRPC code maps back one-to-one (grpcCode);
+//   - the sidecar's own errors ({"errorCode": "ERR_DIRECT_INVOKE"}), which
+//     mean the callee could not be reached: Unavailable;
+//   - anything else by HTTP status.
+func invokeReplyErr(target, method string, statusCode int, body []byte) error {
+	var roam struct {
+		Code    json.RawMessage `json:"code"`
+		Message string          `json:"message"`
+	}
+	if json.Unmarshal(body, &roam) == nil && len(roam.Code) > 0 {
+		var name string
+		var num int
+		switch {
+		case json.Unmarshal(roam.Code, &name) == nil:
+			c, ok := abi.ParseCode(name)
+			if !ok || c == abi.OK {
+				c = abi.Internal
+			}
+			return &sdk.Error{Code: c, Message: roam.Message}
+		case json.Unmarshal(roam.Code, &num) == nil && num > 0 && num <= int(codes.Unauthenticated):
+			return &sdk.Error{Code: codeOfGRPC(codes.Code(num)), Message: roam.Message}
+		}
+	}
+	var eb daprErrorBody
+	if json.Unmarshal(body, &eb) == nil && eb.ErrorCode != "" {
+		c := sdk.Unavailable
+		switch {
+		case statusCode == http.StatusUnauthorized || statusCode == http.StatusForbidden:
+			c = sdk.FailedPrecondition
+		case statusCode == http.StatusGatewayTimeout || strings.Contains(strings.ToLower(eb.Message), "deadline exceeded"):
+			c = sdk.DeadlineExceeded
+		}
+		return sdk.Errorf(c, "invoke %s.%s through dapr: %s: %s", target, method, eb.ErrorCode, eb.Message)
+	}
+	msg := strings.TrimSpace(string(body))
+	if len(msg) > 200 {
+		msg = msg[:200] + "..."
+	}
+	if msg == "" {
+		msg = http.StatusText(statusCode)
+	}
+	return sdk.Errorf(codeOfHTTP(statusCode), "invoke %s.%s through dapr: HTTP %d: %s", target, method, statusCode, msg)
+}
+
+// statusErr renders err as the gRPC status an app-channel call fails with.
+func statusErr(err error) error {
+	return status.Error(grpcCode(sdk.CodeOf(err)), err.Error())
+}
+
+func errorf(c sdk.Code, format string, args ...any) error {
+	return &sdk.Error{Code: c, Message: fmt.Sprintf(format, args...)}
+}

@@ -1,0 +1,260 @@
+package dapr_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/roam-dev/roam/backend/dapr"
+	"github.com/roam-dev/roam/examples/shop/contract"
+	"github.com/roam-dev/roam/examples/shop/inventory"
+	"github.com/roam-dev/roam/internal/daprtest"
+	"github.com/roam-dev/roam/sdk"
+)
+
+// load calls inventory.Stock from 8 goroutines until stop, recording every
+// reply's status and how long the slowest took.
+type load struct {
+	mu      sync.Mutex
+	counts  map[int]int
+	bodies  map[int]string
+	slowest time.Duration
+	stop    chan struct{}
+	wg      sync.WaitGroup
+}
+
+func startLoad(t *testing.T, base, sku string) *load {
+	l := &load{counts: map[int]int{}, bodies: map[int]string{}, stop: make(chan struct{})}
+	for i := 0; i < 8; i++ {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			for {
+				select {
+				case <-l.stop:
+					return
+				default:
+				}
+				start := time.Now()
+				st, b, err := call(context.Background(), base, "inventory", "Stock", mustJSON(contract.SKURef{SKU: sku}))
+				el := time.Since(start)
+				if err != nil {
+					st = -1
+					b = []byte(err.Error())
+				}
+				l.mu.Lock()
+				l.counts[st]++
+				l.bodies[st] = string(b)
+				l.slowest = max(l.slowest, el)
+				l.mu.Unlock()
+				time.Sleep(5 * time.Millisecond)
+			}
+		}()
+	}
+	return l
+}
+
+func (l *load) snapshot() (map[int]int, map[int]string, time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	c := map[int]int{}
+	for k, v := range l.counts {
+		c[k] = v
+	}
+	b := map[int]string{}
+	for k, v := range l.bodies {
+		b[k] = v
+	}
+	s := l.slowest
+	clear(l.counts)
+	l.slowest = 0
+	return c, b, s
+}
+
+func (l *load) end() { close(l.stop); l.wg.Wait() }
+
+// waitStatus polls until a Stock call returns want.
+func waitStatus(t *testing.T, base, sku string, want int, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		st, b, err := call(context.Background(), base, "inventory", "Stock", mustJSON(contract.SKURef{SKU: sku}))
+		if err == nil && st == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Stock did not return %d within %v: last %d %s %v", want, within, st, b, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Faults: the sidecar killed mid-load, then Redis. Requests fail fast with
+// 503 Unavailable and a message that says what is down, never hang, and
+// succeed again once it is back.
+func TestFaults(t *testing.T) {
+	r := daprtest.StartRedis(t)
+	res := daprtest.WriteResources(t, r, daprtest.ResourceOptions{})
+	h := startHost(t, hostOptions{appID: "inventory", res: res}, inventory.App)
+	sku := "fault-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	mustCall(t, appDriver{"inventory": h.URL}, "inventory", "Restock", contract.Restock{SKU: sku, Quantity: 5}, http.StatusOK)
+
+	t.Run("sidecar killed", func(t *testing.T) {
+		l := startLoad(t, h.URL, sku)
+		defer l.end()
+		time.Sleep(300 * time.Millisecond)
+		if c, b, _ := l.snapshot(); c[http.StatusOK] == 0 || len(c) != 1 {
+			t.Fatalf("before the kill: statuses %v %v", c, b)
+		}
+		h.Sidecar.Kill()
+		time.Sleep(time.Second)
+		c, b, slow := l.snapshot()
+		if c[http.StatusServiceUnavailable] == 0 || slow > 5*time.Second {
+			t.Fatalf("with the sidecar down: statuses %v (slowest %v), want 503s, fast", c, slow)
+		}
+		var eb struct{ Code, Message string }
+		json.Unmarshal([]byte(b[http.StatusServiceUnavailable]), &eb)
+		if eb.Code != "Unavailable" || !strings.Contains(eb.Message, "sidecar") {
+			t.Fatalf("503 body %s: want code Unavailable and a message naming the sidecar", b[http.StatusServiceUnavailable])
+		}
+		t.Logf("sidecar down: %v in 1s, slowest %v: %s", c, slow, eb.Message)
+		if err := h.Sidecar.Start(); err != nil {
+			t.Fatal(err)
+		}
+		waitStatus(t, h.URL, sku, http.StatusOK, 15*time.Second)
+		l.snapshot()
+		time.Sleep(300 * time.Millisecond)
+		if c, b, _ := l.snapshot(); c[http.StatusOK] == 0 || len(c) != 1 {
+			t.Fatalf("after the sidecar came back: statuses %v %v", c, b)
+		}
+	})
+
+	t.Run("redis killed", func(t *testing.T) {
+		l := startLoad(t, h.URL, sku)
+		defer l.end()
+		time.Sleep(300 * time.Millisecond)
+		if c, b, _ := l.snapshot(); c[http.StatusOK] == 0 || len(c) != 1 {
+			t.Fatalf("before the kill: statuses %v %v", c, b)
+		}
+		r.Kill()
+		// With Redis refusing connections, Dapr's Redis client retries a
+		// read for about 3s (go-redis: 3 retries with backoff, on HGETALL
+		// and then GET) before it answers with the error.
+		time.Sleep(5 * time.Second)
+		c, b, slow := l.snapshot()
+		if c[http.StatusServiceUnavailable] == 0 || slow > 10*time.Second {
+			t.Fatalf("with Redis down: statuses %v (slowest %v) %v, want 503s", c, slow, b)
+		}
+		var eb struct{ Code, Message string }
+		json.Unmarshal([]byte(b[http.StatusServiceUnavailable]), &eb)
+		if eb.Code != "Unavailable" || !strings.Contains(eb.Message, "unreachable") {
+			t.Fatalf("503 body %s: want code Unavailable and a message saying the store is unreachable", b[http.StatusServiceUnavailable])
+		}
+		t.Logf("redis down: %v in 5s, slowest %v: %s", c, slow, eb.Message)
+		if err := r.Start(); err != nil {
+			t.Fatal(err)
+		}
+		// Redis kept nothing (no persistence here): the sku is unknown now,
+		// which is an answer from the store again.
+		waitStatus(t, h.URL, sku, http.StatusNotFound, 20*time.Second)
+	})
+}
+
+// APP_API_TOKEN: the host refuses app-channel calls without the sidecar's
+// token (401 over HTTP, Unauthenticated over gRPC, which the sidecar's HTTP
+// API turns into 401 for the caller). DAPR_API_TOKEN: the backend sends it,
+// and a sidecar that wants it refuses a backend without it, clearly.
+func TestTokens(t *testing.T) {
+	r := daprtest.StartRedis(t)
+	res := daprtest.WriteResources(t, r, daprtest.ResourceOptions{})
+	for _, proto := range []string{"http", "grpc"} {
+		t.Run("app token "+proto, func(t *testing.T) {
+			right := startHost(t, hostOptions{appID: "tokapp-" + proto, appProtocol: proto, res: res,
+				sidecarEnv: []string{"APP_API_TOKEN=s3cret"}, backendEnv: []string{"APP_API_TOKEN=s3cret"}}, aloApp)
+			st, b := post(t, "http://"+right.Sidecar.HTTPAddr()+"/v1.0/invoke/tokapp-"+proto+"/method/Ping", `{"p":1}`, nil)
+			if st != http.StatusOK || string(b) != `{"p":1}` {
+				t.Fatalf("invoke with the right token: %d %s", st, b)
+			}
+			wrong := startHost(t, hostOptions{appID: "tokwrong-" + proto, appProtocol: proto, res: res, noWait: true,
+				sidecarEnv: []string{"APP_API_TOKEN=guess"}, backendEnv: []string{"APP_API_TOKEN=s3cret"}}, aloApp)
+			deadline := time.Now().Add(20 * time.Second)
+			for {
+				st, b = post(t, "http://"+wrong.Sidecar.HTTPAddr()+"/v1.0/invoke/tokwrong-"+proto+"/method/Ping", `{}`, nil)
+				if st == http.StatusUnauthorized || time.Now().After(deadline) {
+					break
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			if st != http.StatusUnauthorized {
+				t.Fatalf("invoke through a sidecar with the wrong token: %d %s, want 401", st, b)
+			}
+			if proto == "http" {
+				for _, c := range []struct{ method, path, token string }{
+					{"POST", "/Ping", ""}, {"POST", "/Ping", "guess"}, {"GET", "/dapr/subscribe", ""},
+					{"POST", "/dapr/roam/events/pubsub/alo.events", "guess"},
+				} {
+					st, b := do(t, c.method, wrong.URL+c.path, `{}`, map[string]string{"dapr-api-token": c.token})
+					if st != http.StatusUnauthorized {
+						t.Errorf("%s %s with token %q: %d %s, want 401", c.method, c.path, c.token, st, b)
+					}
+				}
+				if st, b := do(t, "POST", wrong.URL+"/Ping", `{}`, map[string]string{"dapr-api-token": "s3cret"}); st != http.StatusOK {
+					t.Errorf("POST /Ping with the right token: %d %s", st, b)
+				}
+				if st, _ := do(t, "GET", wrong.URL+"/healthz", ``, nil); st != http.StatusOK {
+					t.Errorf("GET /healthz without a token: %d, want 200 (not the app channel)", st)
+				}
+			}
+		})
+	}
+
+	t.Run("DAPR_API_TOKEN", func(t *testing.T) {
+		sc := daprtest.StartSidecar(t, daprtest.SidecarOptions{AppID: "tokapi", Resources: res, Env: []string{"DAPR_API_TOKEN=api-s3cret"}})
+		b := open(t, sc, "DAPR_API_TOKEN=api-s3cret")
+		defer b.Close()
+		ctx := ctxT(t)
+		st := b.State("tokapi", "statestore")
+		if err := st.Set(ctx, "k", []byte(`1`), sdk.WriteOptions{}); err != nil {
+			t.Fatalf("Set with the API token: %v", err)
+		}
+		o := dapr.OptionsFromEnv(sc.Getenv())
+		o.StartTimeout = 5 * time.Second
+		start := time.Now()
+		_, err := dapr.Open(ctx, o)
+		if !sdk.IsCode(err, sdk.FailedPrecondition) || !strings.Contains(err.Error(), "DAPR_API_TOKEN") || time.Since(start) > 4*time.Second {
+			t.Fatalf("Open without the API token: %v (code %v) after %v, want a prompt FailedPrecondition naming DAPR_API_TOKEN", err, sdk.CodeOf(err), time.Since(start))
+		}
+	})
+}
+
+func post(t *testing.T, url, body string, hdr map[string]string) (int, []byte) {
+	return do(t, http.MethodPost, url, body, hdr)
+}
+
+func do(t *testing.T, method, url, body string, hdr map[string]string) (int, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, bytes.NewReader([]byte(body)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	for k, v := range hdr {
+		if v != "" {
+			req.Header.Set(k, v)
+		}
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var buf bytes.Buffer
+	buf.ReadFrom(resp.Body)
+	return resp.StatusCode, buf.Bytes()
+}
