@@ -101,7 +101,11 @@ func ServeUntilDone(ctx context.Context, srv *Server, b backend.Backend, ln net.
 
 	errc := srv.Start(ln)
 
-	fmt.Fprintf(o.Stdout, "roam: backend %s, data in %s\n", b.Name(), o.DataDir)
+	if b.Name() == "embedded" {
+		fmt.Fprintf(o.Stdout, "roam: backend %s, data in %s\n", b.Name(), o.DataDir)
+	} else {
+		fmt.Fprintf(o.Stdout, "roam: backend %s\n", b.Name()) // its data lives behind the sidecar
+	}
 	for _, id := range srv.AppIDs() {
 		fmt.Fprintf(o.Stdout, "roam: app %-10s %s/v1/apps/%s/methods/{method}\n", id, baseURL, id)
 	}
