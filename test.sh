@@ -25,6 +25,11 @@ command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y 
 ROAM_DAPRD="$(./tools/daprd/build.sh)"
 export ROAM_DAPRD
 
+# ---- ship -----------------------------------------------------------------
+# roam dist's OCI layouts are read back with Debian's skopeo (internal/dist).
+step "ship test infrastructure: skopeo"
+command -v skopeo >/dev/null || (apt-get update -qq && apt-get install -y -qq skopeo >/dev/null)
+
 step "unit, conformance and end-to-end tests"
 go test -count=1 -timeout 20m ./...
 

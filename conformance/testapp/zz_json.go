@@ -34,24 +34,30 @@ func jsonxDecodeValue(d *jsonx.Decoder, v *Value) {
 	if d.Object("testapp.Value") != jsonx.Open {
 		return
 	}
-	for first := true; ; {
-		key, ok := d.Member(&first)
-		if !ok {
-			return
-		}
+	next := 0
+	for first := true; ; first = false {
 		var f int
-		switch string(key) {
-		case "key":
-			f = 1
-		case "value":
-			f = 2
-		case "etag":
-			f = 3
-		case "found":
-			f = 4
-		default:
-			f = jsonx.Fold(key, jsonxNamesValue)
+		if next < 4 && d.Key(jsonxKeysValue[next], first) {
+			f = next + 1
+		} else {
+			key, ok := d.Member(&first)
+			if !ok {
+				return
+			}
+			switch string(key) {
+			case "key":
+				f = 1
+			case "value":
+				f = 2
+			case "etag":
+				f = 3
+			case "found":
+				f = 4
+			default:
+				f = jsonx.Fold(key, jsonxNamesValue[:])
+			}
 		}
+		next = f
 		switch f {
 		case 1:
 			n := d.Enter("Value", "key")
@@ -81,7 +87,9 @@ func jsonxDecodeValue(d *jsonx.Decoder, v *Value) {
 	}
 }
 
-var jsonxNamesValue = []string{"key", "value", "etag", "found"}
+var jsonxNamesValue = [...]string{"key", "value", "etag", "found"}
+
+var jsonxKeysValue = [...]string{",\"key\":", ",\"value\":", ",\"etag\":", ",\"found\":"}
 
 func jsonxAppendputReq(b []byte, v *putReq) ([]byte, error) {
 	var err error
@@ -107,26 +115,32 @@ func jsonxDecodeputReq(d *jsonx.Decoder, v *putReq) {
 	if d.Object("testapp.putReq") != jsonx.Open {
 		return
 	}
-	for first := true; ; {
-		key, ok := d.Member(&first)
-		if !ok {
-			return
-		}
+	next := 0
+	for first := true; ; first = false {
 		var f int
-		switch string(key) {
-		case "key":
-			f = 1
-		case "value":
-			f = 2
-		case "etag":
-			f = 3
-		case "ttl_ms":
-			f = 4
-		case "if_absent":
-			f = 5
-		default:
-			f = jsonx.Fold(key, jsonxNamesputReq)
+		if next < 5 && d.Key(jsonxKeysputReq[next], first) {
+			f = next + 1
+		} else {
+			key, ok := d.Member(&first)
+			if !ok {
+				return
+			}
+			switch string(key) {
+			case "key":
+				f = 1
+			case "value":
+				f = 2
+			case "etag":
+				f = 3
+			case "ttl_ms":
+				f = 4
+			case "if_absent":
+				f = 5
+			default:
+				f = jsonx.Fold(key, jsonxNamesputReq[:])
+			}
 		}
+		next = f
 		switch f {
 		case 1:
 			n := d.Enter("putReq", "key")
@@ -162,7 +176,9 @@ func jsonxDecodeputReq(d *jsonx.Decoder, v *putReq) {
 	}
 }
 
-var jsonxNamesputReq = []string{"key", "value", "etag", "ttl_ms", "if_absent"}
+var jsonxNamesputReq = [...]string{"key", "value", "etag", "ttl_ms", "if_absent"}
+
+var jsonxKeysputReq = [...]string{",\"key\":", ",\"value\":", ",\"etag\":", ",\"ttl_ms\":", ",\"if_absent\":"}
 
 func jsonxAppendempty(b []byte, v *empty) ([]byte, error) {
 	b = append(b, '{')
@@ -196,20 +212,26 @@ func jsonxDecodekeyReq(d *jsonx.Decoder, v *keyReq) {
 	if d.Object("testapp.keyReq") != jsonx.Open {
 		return
 	}
-	for first := true; ; {
-		key, ok := d.Member(&first)
-		if !ok {
-			return
-		}
+	next := 0
+	for first := true; ; first = false {
 		var f int
-		switch string(key) {
-		case "key":
-			f = 1
-		case "etag":
-			f = 2
-		default:
-			f = jsonx.Fold(key, jsonxNameskeyReq)
+		if next < 2 && d.Key(jsonxKeyskeyReq[next], first) {
+			f = next + 1
+		} else {
+			key, ok := d.Member(&first)
+			if !ok {
+				return
+			}
+			switch string(key) {
+			case "key":
+				f = 1
+			case "etag":
+				f = 2
+			default:
+				f = jsonx.Fold(key, jsonxNameskeyReq[:])
+			}
 		}
+		next = f
 		switch f {
 		case 1:
 			n := d.Enter("keyReq", "key")
@@ -229,7 +251,9 @@ func jsonxDecodekeyReq(d *jsonx.Decoder, v *keyReq) {
 	}
 }
 
-var jsonxNameskeyReq = []string{"key", "etag"}
+var jsonxNameskeyReq = [...]string{"key", "etag"}
+
+var jsonxKeyskeyReq = [...]string{",\"key\":", ",\"etag\":"}
 
 func jsonxAppendkeysReq(b []byte, v *keysReq) ([]byte, error) {
 	b = append(b, '{')
@@ -254,18 +278,24 @@ func jsonxDecodekeysReq(d *jsonx.Decoder, v *keysReq) {
 	if d.Object("testapp.keysReq") != jsonx.Open {
 		return
 	}
-	for first := true; ; {
-		key, ok := d.Member(&first)
-		if !ok {
-			return
-		}
+	next := 0
+	for first := true; ; first = false {
 		var f int
-		switch string(key) {
-		case "keys":
-			f = 1
-		default:
-			f = jsonx.Fold(key, jsonxNameskeysReq)
+		if next < 1 && d.Key(jsonxKeyskeysReq[next], first) {
+			f = next + 1
+		} else {
+			key, ok := d.Member(&first)
+			if !ok {
+				return
+			}
+			switch string(key) {
+			case "keys":
+				f = 1
+			default:
+				f = jsonx.Fold(key, jsonxNameskeysReq[:])
+			}
 		}
+		next = f
 		switch f {
 		case 1:
 			n := d.Enter("keysReq", "keys")
@@ -299,7 +329,9 @@ func jsonxDecodekeysReq(d *jsonx.Decoder, v *keysReq) {
 	}
 }
 
-var jsonxNameskeysReq = []string{"keys"}
+var jsonxNameskeysReq = [...]string{"keys"}
+
+var jsonxKeyskeysReq = [...]string{",\"keys\":"}
 
 func jsonxAppenditems(b []byte, v *items) ([]byte, error) {
 	var err error
@@ -328,18 +360,24 @@ func jsonxDecodeitems(d *jsonx.Decoder, v *items) {
 	if d.Object("testapp.items") != jsonx.Open {
 		return
 	}
-	for first := true; ; {
-		key, ok := d.Member(&first)
-		if !ok {
-			return
-		}
+	next := 0
+	for first := true; ; first = false {
 		var f int
-		switch string(key) {
-		case "items":
-			f = 1
-		default:
-			f = jsonx.Fold(key, jsonxNamesitems)
+		if next < 1 && d.Key(jsonxKeysitems[next], first) {
+			f = next + 1
+		} else {
+			key, ok := d.Member(&first)
+			if !ok {
+				return
+			}
+			switch string(key) {
+			case "items":
+				f = 1
+			default:
+				f = jsonx.Fold(key, jsonxNamesitems[:])
+			}
 		}
+		next = f
 		switch f {
 		case 1:
 			n := d.Enter("items", "items")
@@ -371,7 +409,9 @@ func jsonxDecodeitems(d *jsonx.Decoder, v *items) {
 	}
 }
 
-var jsonxNamesitems = []string{"items"}
+var jsonxNamesitems = [...]string{"items"}
+
+var jsonxKeysitems = [...]string{",\"items\":"}
 
 func jsonxAppendtxReq(b []byte, v *txReq) ([]byte, error) {
 	var err error
@@ -400,18 +440,24 @@ func jsonxDecodetxReq(d *jsonx.Decoder, v *txReq) {
 	if d.Object("testapp.txReq") != jsonx.Open {
 		return
 	}
-	for first := true; ; {
-		key, ok := d.Member(&first)
-		if !ok {
-			return
-		}
+	next := 0
+	for first := true; ; first = false {
 		var f int
-		switch string(key) {
-		case "ops":
-			f = 1
-		default:
-			f = jsonx.Fold(key, jsonxNamestxReq)
+		if next < 1 && d.Key(jsonxKeystxReq[next], first) {
+			f = next + 1
+		} else {
+			key, ok := d.Member(&first)
+			if !ok {
+				return
+			}
+			switch string(key) {
+			case "ops":
+				f = 1
+			default:
+				f = jsonx.Fold(key, jsonxNamestxReq[:])
+			}
 		}
+		next = f
 		switch f {
 		case 1:
 			n := d.Enter("txReq", "ops")
@@ -449,7 +495,9 @@ func jsonxDecodetxReq(d *jsonx.Decoder, v *txReq) {
 	}
 }
 
-var jsonxNamestxReq = []string{"ops"}
+var jsonxNamestxReq = [...]string{"ops"}
+
+var jsonxKeystxReq = [...]string{",\"ops\":"}
 
 func jsonxAppendcounter(b []byte, v *counter) ([]byte, error) {
 	b = append(b, '{')
@@ -463,18 +511,24 @@ func jsonxDecodecounter(d *jsonx.Decoder, v *counter) {
 	if d.Object("testapp.counter") != jsonx.Open {
 		return
 	}
-	for first := true; ; {
-		key, ok := d.Member(&first)
-		if !ok {
-			return
-		}
+	next := 0
+	for first := true; ; first = false {
 		var f int
-		switch string(key) {
-		case "n":
-			f = 1
-		default:
-			f = jsonx.Fold(key, jsonxNamescounter)
+		if next < 1 && d.Key(jsonxKeyscounter[next], first) {
+			f = next + 1
+		} else {
+			key, ok := d.Member(&first)
+			if !ok {
+				return
+			}
+			switch string(key) {
+			case "n":
+				f = 1
+			default:
+				f = jsonx.Fold(key, jsonxNamescounter[:])
+			}
 		}
+		next = f
 		switch f {
 		case 1:
 			n := d.Enter("counter", "n")
@@ -488,7 +542,9 @@ func jsonxDecodecounter(d *jsonx.Decoder, v *counter) {
 	}
 }
 
-var jsonxNamescounter = []string{"n"}
+var jsonxNamescounter = [...]string{"n"}
+
+var jsonxKeyscounter = [...]string{",\"n\":"}
 
 func jsonxAppendpubReq(b []byte, v *pubReq) ([]byte, error) {
 	var err error
@@ -508,20 +564,26 @@ func jsonxDecodepubReq(d *jsonx.Decoder, v *pubReq) {
 	if d.Object("testapp.pubReq") != jsonx.Open {
 		return
 	}
-	for first := true; ; {
-		key, ok := d.Member(&first)
-		if !ok {
-			return
-		}
+	next := 0
+	for first := true; ; first = false {
 		var f int
-		switch string(key) {
-		case "topic":
-			f = 1
-		case "data":
-			f = 2
-		default:
-			f = jsonx.Fold(key, jsonxNamespubReq)
+		if next < 2 && d.Key(jsonxKeyspubReq[next], first) {
+			f = next + 1
+		} else {
+			key, ok := d.Member(&first)
+			if !ok {
+				return
+			}
+			switch string(key) {
+			case "topic":
+				f = 1
+			case "data":
+				f = 2
+			default:
+				f = jsonx.Fold(key, jsonxNamespubReq[:])
+			}
 		}
+		next = f
 		switch f {
 		case 1:
 			n := d.Enter("pubReq", "topic")
@@ -539,7 +601,9 @@ func jsonxDecodepubReq(d *jsonx.Decoder, v *pubReq) {
 	}
 }
 
-var jsonxNamespubReq = []string{"topic", "data"}
+var jsonxNamespubReq = [...]string{"topic", "data"}
+
+var jsonxKeyspubReq = [...]string{",\"topic\":", ",\"data\":"}
 
 func jsonxAppendReceived(b []byte, v *Received) ([]byte, error) {
 	var err error
@@ -568,18 +632,24 @@ func jsonxDecodeReceived(d *jsonx.Decoder, v *Received) {
 	if d.Object("testapp.Received") != jsonx.Open {
 		return
 	}
-	for first := true; ; {
-		key, ok := d.Member(&first)
-		if !ok {
-			return
-		}
+	next := 0
+	for first := true; ; first = false {
 		var f int
-		switch string(key) {
-		case "events":
-			f = 1
-		default:
-			f = jsonx.Fold(key, jsonxNamesReceived)
+		if next < 1 && d.Key(jsonxKeysReceived[next], first) {
+			f = next + 1
+		} else {
+			key, ok := d.Member(&first)
+			if !ok {
+				return
+			}
+			switch string(key) {
+			case "events":
+				f = 1
+			default:
+				f = jsonx.Fold(key, jsonxNamesReceived[:])
+			}
 		}
+		next = f
 		switch f {
 		case 1:
 			n := d.Enter("Received", "events")
@@ -611,7 +681,9 @@ func jsonxDecodeReceived(d *jsonx.Decoder, v *Received) {
 	}
 }
 
-var jsonxNamesReceived = []string{"events"}
+var jsonxNamesReceived = [...]string{"events"}
+
+var jsonxKeysReceived = [...]string{",\"events\":"}
 
 func jsonxAppendreceivedState(b []byte, v *receivedState) ([]byte, error) {
 	var err error
@@ -653,20 +725,26 @@ func jsonxDecodereceivedState(d *jsonx.Decoder, v *receivedState) {
 	if d.Object("testapp.receivedState") != jsonx.Open {
 		return
 	}
-	for first := true; ; {
-		key, ok := d.Member(&first)
-		if !ok {
-			return
-		}
+	next := 0
+	for first := true; ; first = false {
 		var f int
-		switch string(key) {
-		case "events":
-			f = 1
-		case "ids":
-			f = 2
-		default:
-			f = jsonx.Fold(key, jsonxNamesreceivedState)
+		if next < 2 && d.Key(jsonxKeysreceivedState[next], first) {
+			f = next + 1
+		} else {
+			key, ok := d.Member(&first)
+			if !ok {
+				return
+			}
+			switch string(key) {
+			case "events":
+				f = 1
+			case "ids":
+				f = 2
+			default:
+				f = jsonx.Fold(key, jsonxNamesreceivedState[:])
+			}
 		}
+		next = f
 		switch f {
 		case 1:
 			n := d.Enter("receivedState", "events")
@@ -724,7 +802,9 @@ func jsonxDecodereceivedState(d *jsonx.Decoder, v *receivedState) {
 	}
 }
 
-var jsonxNamesreceivedState = []string{"events", "ids"}
+var jsonxNamesreceivedState = [...]string{"events", "ids"}
+
+var jsonxKeysreceivedState = [...]string{",\"events\":", ",\"ids\":"}
 
 func jsonxAppendtopicReq(b []byte, v *topicReq) ([]byte, error) {
 	b = append(b, '{')
@@ -740,20 +820,26 @@ func jsonxDecodetopicReq(d *jsonx.Decoder, v *topicReq) {
 	if d.Object("testapp.topicReq") != jsonx.Open {
 		return
 	}
-	for first := true; ; {
-		key, ok := d.Member(&first)
-		if !ok {
-			return
-		}
+	next := 0
+	for first := true; ; first = false {
 		var f int
-		switch string(key) {
-		case "topic":
-			f = 1
-		case "match":
-			f = 2
-		default:
-			f = jsonx.Fold(key, jsonxNamestopicReq)
+		if next < 2 && d.Key(jsonxKeystopicReq[next], first) {
+			f = next + 1
+		} else {
+			key, ok := d.Member(&first)
+			if !ok {
+				return
+			}
+			switch string(key) {
+			case "topic":
+				f = 1
+			case "match":
+				f = 2
+			default:
+				f = jsonx.Fold(key, jsonxNamestopicReq[:])
+			}
 		}
+		next = f
 		switch f {
 		case 1:
 			n := d.Enter("topicReq", "topic")
@@ -773,7 +859,9 @@ func jsonxDecodetopicReq(d *jsonx.Decoder, v *topicReq) {
 	}
 }
 
-var jsonxNamestopicReq = []string{"topic", "match"}
+var jsonxNamestopicReq = [...]string{"topic", "match"}
+
+var jsonxKeystopicReq = [...]string{",\"topic\":", ",\"match\":"}
 
 func jsonxAppendinvokeReq(b []byte, v *invokeReq) ([]byte, error) {
 	var err error
@@ -795,22 +883,28 @@ func jsonxDecodeinvokeReq(d *jsonx.Decoder, v *invokeReq) {
 	if d.Object("testapp.invokeReq") != jsonx.Open {
 		return
 	}
-	for first := true; ; {
-		key, ok := d.Member(&first)
-		if !ok {
-			return
-		}
+	next := 0
+	for first := true; ; first = false {
 		var f int
-		switch string(key) {
-		case "app":
-			f = 1
-		case "method":
-			f = 2
-		case "body":
-			f = 3
-		default:
-			f = jsonx.Fold(key, jsonxNamesinvokeReq)
+		if next < 3 && d.Key(jsonxKeysinvokeReq[next], first) {
+			f = next + 1
+		} else {
+			key, ok := d.Member(&first)
+			if !ok {
+				return
+			}
+			switch string(key) {
+			case "app":
+				f = 1
+			case "method":
+				f = 2
+			case "body":
+				f = 3
+			default:
+				f = jsonx.Fold(key, jsonxNamesinvokeReq[:])
+			}
 		}
+		next = f
 		switch f {
 		case 1:
 			n := d.Enter("invokeReq", "app")
@@ -834,7 +928,9 @@ func jsonxDecodeinvokeReq(d *jsonx.Decoder, v *invokeReq) {
 	}
 }
 
-var jsonxNamesinvokeReq = []string{"app", "method", "body"}
+var jsonxNamesinvokeReq = [...]string{"app", "method", "body"}
+
+var jsonxKeysinvokeReq = [...]string{",\"app\":", ",\"method\":", ",\"body\":"}
 
 func jsonxAppendvalueReply(b []byte, v *valueReply) ([]byte, error) {
 	b = append(b, '{')
@@ -848,18 +944,24 @@ func jsonxDecodevalueReply(d *jsonx.Decoder, v *valueReply) {
 	if d.Object("testapp.valueReply") != jsonx.Open {
 		return
 	}
-	for first := true; ; {
-		key, ok := d.Member(&first)
-		if !ok {
-			return
-		}
+	next := 0
+	for first := true; ; first = false {
 		var f int
-		switch string(key) {
-		case "value":
-			f = 1
-		default:
-			f = jsonx.Fold(key, jsonxNamesvalueReply)
+		if next < 1 && d.Key(jsonxKeysvalueReply[next], first) {
+			f = next + 1
+		} else {
+			key, ok := d.Member(&first)
+			if !ok {
+				return
+			}
+			switch string(key) {
+			case "value":
+				f = 1
+			default:
+				f = jsonx.Fold(key, jsonxNamesvalueReply[:])
+			}
 		}
+		next = f
 		switch f {
 		case 1:
 			n := d.Enter("valueReply", "value")
@@ -873,7 +975,9 @@ func jsonxDecodevalueReply(d *jsonx.Decoder, v *valueReply) {
 	}
 }
 
-var jsonxNamesvalueReply = []string{"value"}
+var jsonxNamesvalueReply = [...]string{"value"}
+
+var jsonxKeysvalueReply = [...]string{",\"value\":"}
 
 func jsonxAppendsecretReq(b []byte, v *secretReq) ([]byte, error) {
 	b = append(b, '{')
@@ -889,20 +993,26 @@ func jsonxDecodesecretReq(d *jsonx.Decoder, v *secretReq) {
 	if d.Object("testapp.secretReq") != jsonx.Open {
 		return
 	}
-	for first := true; ; {
-		key, ok := d.Member(&first)
-		if !ok {
-			return
-		}
+	next := 0
+	for first := true; ; first = false {
 		var f int
-		switch string(key) {
-		case "store":
-			f = 1
-		case "key":
-			f = 2
-		default:
-			f = jsonx.Fold(key, jsonxNamessecretReq)
+		if next < 2 && d.Key(jsonxKeyssecretReq[next], first) {
+			f = next + 1
+		} else {
+			key, ok := d.Member(&first)
+			if !ok {
+				return
+			}
+			switch string(key) {
+			case "store":
+				f = 1
+			case "key":
+				f = 2
+			default:
+				f = jsonx.Fold(key, jsonxNamessecretReq[:])
+			}
 		}
+		next = f
 		switch f {
 		case 1:
 			n := d.Enter("secretReq", "store")
@@ -922,7 +1032,9 @@ func jsonxDecodesecretReq(d *jsonx.Decoder, v *secretReq) {
 	}
 }
 
-var jsonxNamessecretReq = []string{"store", "key"}
+var jsonxNamessecretReq = [...]string{"store", "key"}
+
+var jsonxKeyssecretReq = [...]string{",\"store\":", ",\"key\":"}
 
 func jsonxAppendfailReq(b []byte, v *failReq) ([]byte, error) {
 	b = append(b, '{')
@@ -938,20 +1050,26 @@ func jsonxDecodefailReq(d *jsonx.Decoder, v *failReq) {
 	if d.Object("testapp.failReq") != jsonx.Open {
 		return
 	}
-	for first := true; ; {
-		key, ok := d.Member(&first)
-		if !ok {
-			return
-		}
+	next := 0
+	for first := true; ; first = false {
 		var f int
-		switch string(key) {
-		case "code":
-			f = 1
-		case "message":
-			f = 2
-		default:
-			f = jsonx.Fold(key, jsonxNamesfailReq)
+		if next < 2 && d.Key(jsonxKeysfailReq[next], first) {
+			f = next + 1
+		} else {
+			key, ok := d.Member(&first)
+			if !ok {
+				return
+			}
+			switch string(key) {
+			case "code":
+				f = 1
+			case "message":
+				f = 2
+			default:
+				f = jsonx.Fold(key, jsonxNamesfailReq[:])
+			}
 		}
+		next = f
 		switch f {
 		case 1:
 			n := d.Enter("failReq", "code")
@@ -971,7 +1089,9 @@ func jsonxDecodefailReq(d *jsonx.Decoder, v *failReq) {
 	}
 }
 
-var jsonxNamesfailReq = []string{"code", "message"}
+var jsonxNamesfailReq = [...]string{"code", "message"}
+
+var jsonxKeysfailReq = [...]string{",\"code\":", ",\"message\":"}
 
 func jsonxAppendsleepReq(b []byte, v *sleepReq) ([]byte, error) {
 	b = append(b, '{')
@@ -985,18 +1105,24 @@ func jsonxDecodesleepReq(d *jsonx.Decoder, v *sleepReq) {
 	if d.Object("testapp.sleepReq") != jsonx.Open {
 		return
 	}
-	for first := true; ; {
-		key, ok := d.Member(&first)
-		if !ok {
-			return
-		}
+	next := 0
+	for first := true; ; first = false {
 		var f int
-		switch string(key) {
-		case "ms":
-			f = 1
-		default:
-			f = jsonx.Fold(key, jsonxNamessleepReq)
+		if next < 1 && d.Key(jsonxKeyssleepReq[next], first) {
+			f = next + 1
+		} else {
+			key, ok := d.Member(&first)
+			if !ok {
+				return
+			}
+			switch string(key) {
+			case "ms":
+				f = 1
+			default:
+				f = jsonx.Fold(key, jsonxNamessleepReq[:])
+			}
 		}
+		next = f
 		switch f {
 		case 1:
 			n := d.Enter("sleepReq", "ms")
@@ -1010,7 +1136,9 @@ func jsonxDecodesleepReq(d *jsonx.Decoder, v *sleepReq) {
 	}
 }
 
-var jsonxNamessleepReq = []string{"ms"}
+var jsonxNamessleepReq = [...]string{"ms"}
+
+var jsonxKeyssleepReq = [...]string{",\"ms\":"}
 
 func jsonxAppendAnon1(b []byte, v *struct {
 	Op string "json:\"op\""
@@ -1044,28 +1172,34 @@ func jsonxDecodeAnon1(d *jsonx.Decoder, v *struct {
 	if d.Object("struct { Op string \"json:\\\"op\\\"\"; testapp.putReq }") != jsonx.Open {
 		return
 	}
-	for first := true; ; {
-		key, ok := d.Member(&first)
-		if !ok {
-			return
-		}
+	next := 0
+	for first := true; ; first = false {
 		var f int
-		switch string(key) {
-		case "op":
-			f = 1
-		case "key":
-			f = 2
-		case "value":
-			f = 3
-		case "etag":
-			f = 4
-		case "ttl_ms":
-			f = 5
-		case "if_absent":
-			f = 6
-		default:
-			f = jsonx.Fold(key, jsonxNamesAnon1)
+		if next < 6 && d.Key(jsonxKeysAnon1[next], first) {
+			f = next + 1
+		} else {
+			key, ok := d.Member(&first)
+			if !ok {
+				return
+			}
+			switch string(key) {
+			case "op":
+				f = 1
+			case "key":
+				f = 2
+			case "value":
+				f = 3
+			case "etag":
+				f = 4
+			case "ttl_ms":
+				f = 5
+			case "if_absent":
+				f = 6
+			default:
+				f = jsonx.Fold(key, jsonxNamesAnon1[:])
+			}
 		}
+		next = f
 		switch f {
 		case 1:
 			n := d.Enter("", "op")
@@ -1112,7 +1246,9 @@ func jsonxDecodeAnon1(d *jsonx.Decoder, v *struct {
 	}
 }
 
-var jsonxNamesAnon1 = []string{"op", "key", "value", "etag", "ttl_ms", "if_absent"}
+var jsonxNamesAnon1 = [...]string{"op", "key", "value", "etag", "ttl_ms", "if_absent"}
+
+var jsonxKeysAnon1 = [...]string{",\"op\":", ",\"key\":", ",\"value\":", ",\"etag\":", ",\"ttl_ms\":", ",\"if_absent\":"}
 
 // AppendJSON appends the JSON encoding of v to b, byte for byte what
 // json.Marshal writes, without reflection.

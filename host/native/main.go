@@ -47,6 +47,7 @@ type Config struct {
 	ShutdownGrace  time.Duration
 	DefaultApp     string
 	Apps           string
+	PrintVersion   bool
 	Backend        string
 	// Browser hosts (web/): see host.Options.
 	CORSOrigins string // comma-separated
@@ -71,6 +72,7 @@ func ParseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", 10*time.Second, "how long in-flight requests get to finish on SIGTERM")
 	fs.StringVar(&c.DefaultApp, "app-id", "", "app that receives Dapr app-channel calls (/{method}); default: the only app")
 	fs.StringVar(&c.Apps, "apps", "", "comma-separated app ids to run (default: all registered)")
+	fs.BoolVar(&c.PrintVersion, "version", false, "print the version and commit this binary was built from, and exit")
 	fs.StringVar(&c.Backend, "backend", "auto", "auto (dapr when DAPR_GRPC_PORT or DAPR_HTTP_PORT is set, else embedded), embedded or dapr")
 	fs.StringVar(&c.CORSOrigins, "cors-origins", "", "comma-separated origins whose pages may call this host (e.g. http://127.0.0.1:* or https://shop.example); default none")
 	fs.BoolVar(&c.StateAPI, "state-api", false, "serve the state sync API that browser hosts push to and pull from (/v1/apps/{app}/state/...)")
@@ -133,6 +135,10 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	c, err := ParseFlags(args, stderr)
 	if err != nil {
 		return err
+	}
+	if c.PrintVersion {
+		fmt.Fprintf(stdout, "%s %s %s\n", filepath.Base(os.Args[0]), Version, Commit)
+		return nil
 	}
 	log, logs, err := host.NewLogger(c.LogLevel, c.LogFormat, stderr)
 	if err != nil {

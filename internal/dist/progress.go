@@ -9,17 +9,19 @@ import (
 
 	"github.com/vbauerster/mpb/v8"
 	"github.com/vbauerster/mpb/v8/decor"
+	"golang.org/x/term"
 )
 
 // IsTerminal reports whether w is a terminal, where progress is drawn as
 // live lines rather than printed as events.
 func IsTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
-	if !ok {
+	if !ok || !term.IsTerminal(int(f.Fd())) {
 		return false
 	}
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+	// A terminal of no width (a pty nobody sized) cannot show the lines.
+	cols, _, err := term.GetSize(int(f.Fd()))
+	return err == nil && cols > 0
 }
 
 // reporter shows the targets' progress: on a terminal a live line per
@@ -62,7 +64,7 @@ type tracker struct {
 func (r *reporter) add(name string) *tracker {
 	t := &tracker{r: r, name: name}
 	if r.live != nil {
-		t.bar = r.live.New(1, mpb.SpinnerStyle(),
+		t.bar = r.live.New(1, mpb.SpinnerStyle(), mpb.BarFillerOnComplete("✓"),
 			mpb.PrependDecorators(decor.Name(name, decor.WCSyncSpaceR)),
 			mpb.AppendDecorators(decor.Any(t.status)))
 	}

@@ -345,11 +345,15 @@ func (g *gen) emitDecode(w *bytes.Buffer, s *structInfo) error {
 	if len(s.fields) == 0 {
 		body.WriteString("for first := true; ; {\nif _, ok := d.Member(&first); !ok {\nreturn\n}\nd.Skip()\n}\n")
 	} else {
-		body.WriteString("for first := true; ; {\nkey, ok := d.Member(&first)\nif !ok {\nreturn\n}\nvar f int\nswitch string(key) {\n")
+		// The members are expected in declaration order (next), as a Go
+		// struct writes them; Key checks for that cheaply, Member and the
+		// switch handle the rest.
+		fmt.Fprintf(&body, "next := 0\nfor first := true; ; first = false {\nvar f int\nif next < %d && d.Key(jsonxKeys%s[next], first) {\nf = next + 1\n} else {\n", len(s.fields), s.suffix)
+		body.WriteString("key, ok := d.Member(&first)\nif !ok {\nreturn\n}\nswitch string(key) {\n")
 		for i, f := range s.fields {
 			fmt.Fprintf(&body, "case %s:\nf = %d\n", strconv.Quote(f.name), i+1)
 		}
-		fmt.Fprintf(&body, "default:\nf = jsonx.Fold(key, jsonxNames%s)\n}\nswitch f {\n", s.suffix)
+		fmt.Fprintf(&body, "default:\nf = jsonx.Fold(key, jsonxNames%s[:])\n}\n}\nnext = f\nswitch f {\n", s.suffix)
 		for i, f := range s.fields {
 			fmt.Fprintf(&body, "case %d:\n", i+1)
 			for j, v := range f.path[:len(f.path)-1] {
@@ -376,10 +380,13 @@ func (g *gen) emitDecode(w *bytes.Buffer, s *structInfo) error {
 	w.WriteString("}\n\n")
 	if len(s.fields) > 0 {
 		names := make([]string, len(s.fields))
+		keys := make([]string, len(s.fields))
 		for i, f := range s.fields {
 			names[i] = strconv.Quote(f.name)
+			keys[i] = strconv.Quote(",\"" + f.name + "\":")
 		}
-		fmt.Fprintf(w, "var jsonxNames%s = []string{%s}\n\n", s.suffix, strings.Join(names, ", "))
+		fmt.Fprintf(w, "var jsonxNames%s = [...]string{%s}\n\n", s.suffix, strings.Join(names, ", "))
+		fmt.Fprintf(w, "var jsonxKeys%s = [...]string{%s}\n\n", s.suffix, strings.Join(keys, ", "))
 	}
 	return nil
 }
@@ -476,7 +483,7 @@ func (g *gen) dec(w *bytes.Buffer, x string, t types.Type) error {
 		first, k, ks, e := g.newVar("first"), g.newVar("k"), g.newVar("ks"), g.newVar("e")
 		fmt.Fprintf(w, "switch d.Object(%q) {\ncase jsonx.Null:\n%s = nil\ncase jsonx.Open:\n", rs, x)
 		fmt.Fprintf(w, "if %s == nil {\n%s = make(%s)\n}\n", x, x, g.typeExpr(t))
-		fmt.Fprintf(w, "for %s := true; ; {\n%s, ok := d.Member(&%s)\nif !ok {\nbreak\n}\n%s := string(%s)\nvar %s %s\n",
+		fmt.Fprintf(w, "for %s := true; ; {\n%s, ok := d.Member(&%s)\nif !ok {\nbreak\n}\n%s := d.MapKey(%s)\nvar %s %s\n",
 			first, k, first, ks, k, e, g.typeExpr(u.Elem()))
 		if err := g.dec(w, e, u.Elem()); err != nil {
 			return err

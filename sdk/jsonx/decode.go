@@ -32,6 +32,7 @@ type Decoder struct {
 	abort bool  // stop is not a syntax error: the rest of the input is unchecked
 	saved error // first type mismatch
 	buf   []byte
+	arena string // a copy of data that decoded strings share (see str)
 	nctx  int
 	ctx   [8]fieldCtx
 	more  []fieldCtx
@@ -45,7 +46,27 @@ type fieldCtx struct{ st, f string }
 func (d *Decoder) Init(data []byte) {
 	d.data, d.pos, d.depth = data, 0, 0
 	d.stop, d.abort, d.saved = nil, false, nil
-	d.nctx = 0
+	d.nctx, d.arena = 0, ""
+}
+
+// arenaMax is the largest input whose strings share one copy of it: one
+// allocation for all of a small document's strings instead of one each (an
+// allocation is the costliest thing a wasm guest does here), at the price
+// of the strings keeping the whole copy alive.
+const arenaMax = 4 << 10
+
+// str returns data[start:end], which needs no unescaping, as a string.
+func (d *Decoder) str(start, end int) string {
+	if start == end {
+		return ""
+	}
+	if len(d.data) > arenaMax {
+		return string(d.data[start:end])
+	}
+	if d.arena == "" {
+		d.arena = string(d.data)
+	}
+	return d.arena[start:end]
 }
 
 // Finish checks that only white space follows the decoded value and returns
@@ -262,6 +283,15 @@ func (d *Decoder) Object(typ string) int { return d.open('{', typ) }
 func (d *Decoder) Array(typ string) int { return d.open('[', typ) }
 
 func (d *Decoder) open(want byte, typ string) int {
+	if i := d.pos; i < len(d.data) && d.data[i] == want && d.stop == nil && d.depth < maxDepth {
+		d.pos = i + 1
+		d.depth++
+		return Open
+	}
+	return d.openSlow(want, typ)
+}
+
+func (d *Decoder) openSlow(want byte, typ string) int {
 	c := d.begin()
 	switch c {
 	case want:
@@ -290,6 +320,71 @@ func (d *Decoder) open(want byte, typ string) int {
 // call. At the end of the object (or when decoding stopped) it returns false.
 // The key is unquoted; it is valid until the next call on d.
 func (d *Decoder) Member(first *bool) ([]byte, bool) {
+	// Fast path: compact JSON and a plain ASCII key, checked eight bytes at a
+	// time. Anything else takes the slow path from the start.
+	data, i := d.data, d.pos
+	if d.stop == nil && i+10 <= len(data) {
+		c := data[i]
+		if c == ',' && !*first {
+			i++
+			c = data[i]
+		}
+		if c == '"' && (i > d.pos) != *first {
+			j := i + 1
+			m := decodeMask(load64(data, j))
+			for m == 0 && j+16 <= len(data) {
+				j += 8
+				m = decodeMask(load64(data, j))
+			}
+			if m != 0 {
+				j += firstFlagged(m)
+				if data[j] == '"' && j+1 < len(data) && data[j+1] == ':' {
+					*first = false
+					d.pos = j + 2
+					return data[i+1 : j], true
+				}
+			}
+		}
+	}
+	return d.member(first)
+}
+
+// Key consumes lit, a member's key as compact JSON writes it with the comma
+// before it (`,"name":`), when it comes next; for the first member (first
+// is true) without the comma. It is the generated code's fast path for JSON
+// written by a Go struct of the same type: compact, members in declaration
+// order. When Key reports false, nothing was consumed: use Member.
+func (d *Decoder) Key(lit string, first bool) bool {
+	if first {
+		lit = lit[1:]
+	}
+	i := d.pos
+	if len(d.data)-i < len(lit) || d.stop != nil || !equalLit(d.data[i:i+len(lit)], lit) {
+		return false
+	}
+	d.pos = i + len(lit)
+	return true
+}
+
+// equalLit reports whether b == s, for len(b) == len(s) >= 4, a word at a
+// time.
+func equalLit(b []byte, s string) bool {
+	n := len(s)
+	if n >= 8 {
+		for i := 0; i+8 < n; i += 8 {
+			if load64(b, i) != load64s(s, i) {
+				return false
+			}
+		}
+		return load64(b, n-8) == load64s(s, n-8)
+	}
+	if n >= 4 {
+		return load32(b, 0) == load32s(s, 0) && load32(b, n-4) == load32s(s, n-4)
+	}
+	return string(b) == s
+}
+
+func (d *Decoder) member(first *bool) ([]byte, bool) {
 	if d.stop != nil {
 		return nil, false
 	}
@@ -385,16 +480,49 @@ func (d *Decoder) IsNull() bool {
 // String decodes a string into a value of a string type typ. ok is false
 // when there is nothing to store: null, a mismatch (recorded) or a stop.
 func (d *Decoder) String(typ string) (s string, ok bool) {
+	// Fast path: no white space before the string, and nothing to unescape.
+	data, i := d.data, d.pos
+	if d.stop == nil && i+9 <= len(data) && data[i] == '"' {
+		j := i + 1
+		m := decodeMask(load64(data, j))
+		for m == 0 && j+16 <= len(data) {
+			j += 8
+			m = decodeMask(load64(data, j))
+		}
+		if m != 0 {
+			j += firstFlagged(m)
+			if data[j] == '"' {
+				d.pos = j + 1
+				return d.str(i+1, j), true
+			}
+		}
+	}
 	c := d.begin()
 	if c == '"' {
+		start := d.pos + 1
 		b, ok := d.readString()
 		if !ok {
 			return "", false
+		}
+		if len(b) > 0 && &b[0] == &d.data[start] {
+			return d.str(start, start+len(b)), true
 		}
 		return string(b), true
 	}
 	d.other(c, typ)
 	return "", false
+}
+
+// MapKey returns a map key Member returned as a string.
+func (d *Decoder) MapKey(key []byte) string {
+	if len(key) > 0 && d.pos > 0 && len(d.data) <= arenaMax {
+		// A key aliasing the input shares the arena.
+		start := int(uintptr(unsafe.Pointer(&key[0])) - uintptr(unsafe.Pointer(&d.data[0])))
+		if start >= 0 && start+len(key) <= len(d.data) && &d.data[start] == &key[0] {
+			return d.str(start, start+len(key))
+		}
+	}
+	return string(key)
 }
 
 // Bool decodes true or false into a value of a bool type typ.
@@ -413,6 +541,26 @@ func (d *Decoder) Bool(typ string) (v bool, ok bool) {
 // Int decodes a number into a value of a signed integer type typ of the
 // given size in bits (0 means int's).
 func (d *Decoder) Int(bits int, typ string) (int64, bool) {
+	// Fast path: up to 18 digits, no white space, no sign, fraction or
+	// exponent, no leading zero.
+	data, i := d.data, d.pos
+	if d.stop == nil && i < len(data) && '1' <= data[i] && data[i] <= '9' {
+		var n int64
+		j := i
+		for j < len(data) && j-i < 18 && '0' <= data[j] && data[j] <= '9' {
+			n = n*10 + int64(data[j]-'0')
+			j++
+		}
+		if j < len(data) && data[j] != '.' && data[j] != 'e' && data[j] != 'E' && (data[j] < '0' || data[j] > '9') {
+			if bits == 0 {
+				bits = strconv.IntSize
+			}
+			if n < 1<<(bits-1) {
+				d.pos = j
+				return n, true
+			}
+		}
+	}
 	c := d.begin()
 	if c != '-' && (c < '0' || c > '9') {
 		d.other(c, typ)

@@ -15,21 +15,25 @@ const hexDigits = "0123456789abcdef"
 // escapes it: HTML characters and U+2028/U+2029 as \u escapes, invalid UTF-8
 // as \ufffd.
 func AppendString(b []byte, s string) []byte {
-	b = append(b, '"')
-	i := 0
-	for i+8 <= len(s) {
-		if m := encodeMask(load64s(s, i)); m != 0 {
-			return appendStringSlow(b, s, i+firstFlagged(m))
+	// Check the string eight bytes at a time, the last (partial) word
+	// overlapping the one before, or padded when s is short.
+	var m uint64
+	if n := len(s); n >= 8 {
+		for i := 0; i+8 < n && m == 0; i += 8 {
+			m = encodeMask(load64s(s, i))
 		}
-		i += 8
+		m |= encodeMask(load64s(s, n-8))
+	} else {
+		w := [8]byte{'a', 'a', 'a', 'a', 'a', 'a', 'a', 'a'}
+		copy(w[:], s)
+		m = encodeMask(load64(w[:], 0))
 	}
-	for ; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c >= utf8.RuneSelf || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			return appendStringSlow(b, s, i)
-		}
+	if m == 0 {
+		b = append(b, '"')
+		b = append(b, s...)
+		return append(b, '"')
 	}
-	b = append(b, s...)
-	return append(b, '"')
+	return appendStringSlow(append(b, '"'), s, 0)
 }
 
 // appendStringSlow is encoding/json's appendString from i on, where s[:i]

@@ -26,26 +26,32 @@ func jsonxDecodeOrder(d *jsonx.Decoder, v *Order) {
 	if d.Object("contract.Order") != jsonx.Open {
 		return
 	}
-	for first := true; ; {
-		key, ok := d.Member(&first)
-		if !ok {
-			return
-		}
+	next := 0
+	for first := true; ; first = false {
 		var f int
-		switch string(key) {
-		case "id":
-			f = 1
-		case "customer":
-			f = 2
-		case "sku":
-			f = 3
-		case "quantity":
-			f = 4
-		case "status":
-			f = 5
-		default:
-			f = jsonx.Fold(key, jsonxNamesOrder)
+		if next < 5 && d.Key(jsonxKeysOrder[next], first) {
+			f = next + 1
+		} else {
+			key, ok := d.Member(&first)
+			if !ok {
+				return
+			}
+			switch string(key) {
+			case "id":
+				f = 1
+			case "customer":
+				f = 2
+			case "sku":
+				f = 3
+			case "quantity":
+				f = 4
+			case "status":
+				f = 5
+			default:
+				f = jsonx.Fold(key, jsonxNamesOrder[:])
+			}
 		}
+		next = f
 		switch f {
 		case 1:
 			n := d.Enter("Order", "id")
@@ -83,7 +89,9 @@ func jsonxDecodeOrder(d *jsonx.Decoder, v *Order) {
 	}
 }
 
-var jsonxNamesOrder = []string{"id", "customer", "sku", "quantity", "status"}
+var jsonxNamesOrder = [...]string{"id", "customer", "sku", "quantity", "status"}
+
+var jsonxKeysOrder = [...]string{",\"id\":", ",\"customer\":", ",\"sku\":", ",\"quantity\":", ",\"status\":"}
 
 func jsonxAppendCreateOrder(b []byte, v *CreateOrder) ([]byte, error) {
 	b = append(b, '{')
@@ -101,22 +109,28 @@ func jsonxDecodeCreateOrder(d *jsonx.Decoder, v *CreateOrder) {
 	if d.Object("contract.CreateOrder") != jsonx.Open {
 		return
 	}
-	for first := true; ; {
-		key, ok := d.Member(&first)
-		if !ok {
-			return
-		}
+	next := 0
+	for first := true; ; first = false {
 		var f int
-		switch string(key) {
-		case "customer":
-			f = 1
-		case "sku":
-			f = 2
-		case "quantity":
-			f = 3
-		default:
-			f = jsonx.Fold(key, jsonxNamesCreateOrder)
+		if next < 3 && d.Key(jsonxKeysCreateOrder[next], first) {
+			f = next + 1
+		} else {
+			key, ok := d.Member(&first)
+			if !ok {
+				return
+			}
+			switch string(key) {
+			case "customer":
+				f = 1
+			case "sku":
+				f = 2
+			case "quantity":
+				f = 3
+			default:
+				f = jsonx.Fold(key, jsonxNamesCreateOrder[:])
+			}
 		}
+		next = f
 		switch f {
 		case 1:
 			n := d.Enter("CreateOrder", "customer")
@@ -142,7 +156,9 @@ func jsonxDecodeCreateOrder(d *jsonx.Decoder, v *CreateOrder) {
 	}
 }
 
-var jsonxNamesCreateOrder = []string{"customer", "sku", "quantity"}
+var jsonxNamesCreateOrder = [...]string{"customer", "sku", "quantity"}
+
+var jsonxKeysCreateOrder = [...]string{",\"customer\":", ",\"sku\":", ",\"quantity\":"}
 
 func jsonxAppendOrderRef(b []byte, v *OrderRef) ([]byte, error) {
 	b = append(b, '{')
@@ -160,20 +176,26 @@ func jsonxDecodeOrderRef(d *jsonx.Decoder, v *OrderRef) {
 	if d.Object("contract.OrderRef") != jsonx.Open {
 		return
 	}
-	for first := true; ; {
-		key, ok := d.Member(&first)
-		if !ok {
-			return
-		}
+	next := 0
+	for first := true; ; first = false {
 		var f int
-		switch string(key) {
-		case "id":
-			f = 1
-		case "etag":
-			f = 2
-		default:
-			f = jsonx.Fold(key, jsonxNamesOrderRef)
+		if next < 2 && d.Key(jsonxKeysOrderRef[next], first) {
+			f = next + 1
+		} else {
+			key, ok := d.Member(&first)
+			if !ok {
+				return
+			}
+			switch string(key) {
+			case "id":
+				f = 1
+			case "etag":
+				f = 2
+			default:
+				f = jsonx.Fold(key, jsonxNamesOrderRef[:])
+			}
 		}
+		next = f
 		switch f {
 		case 1:
 			n := d.Enter("OrderRef", "id")
@@ -193,7 +215,9 @@ func jsonxDecodeOrderRef(d *jsonx.Decoder, v *OrderRef) {
 	}
 }
 
-var jsonxNamesOrderRef = []string{"id", "etag"}
+var jsonxNamesOrderRef = [...]string{"id", "etag"}
+
+var jsonxKeysOrderRef = [...]string{",\"id\":", ",\"etag\":"}
 
 func jsonxAppendOrderReply(b []byte, v *OrderReply) ([]byte, error) {
 	var err error
@@ -213,20 +237,26 @@ func jsonxDecodeOrderReply(d *jsonx.Decoder, v *OrderReply) {
 	if d.Object("contract.OrderReply") != jsonx.Open {
 		return
 	}
-	for first := true; ; {
-		key, ok := d.Member(&first)
-		if !ok {
-			return
-		}
+	next := 0
+	for first := true; ; first = false {
 		var f int
-		switch string(key) {
-		case "order":
-			f = 1
-		case "etag":
-			f = 2
-		default:
-			f = jsonx.Fold(key, jsonxNamesOrderReply)
+		if next < 2 && d.Key(jsonxKeysOrderReply[next], first) {
+			f = next + 1
+		} else {
+			key, ok := d.Member(&first)
+			if !ok {
+				return
+			}
+			switch string(key) {
+			case "order":
+				f = 1
+			case "etag":
+				f = 2
+			default:
+				f = jsonx.Fold(key, jsonxNamesOrderReply[:])
+			}
 		}
+		next = f
 		switch f {
 		case 1:
 			n := d.Enter("OrderReply", "order")
@@ -244,7 +274,9 @@ func jsonxDecodeOrderReply(d *jsonx.Decoder, v *OrderReply) {
 	}
 }
 
-var jsonxNamesOrderReply = []string{"order", "etag"}
+var jsonxNamesOrderReply = [...]string{"order", "etag"}
+
+var jsonxKeysOrderReply = [...]string{",\"order\":", ",\"etag\":"}
 
 func jsonxAppendCustomerRef(b []byte, v *CustomerRef) ([]byte, error) {
 	b = append(b, '{')
@@ -258,18 +290,24 @@ func jsonxDecodeCustomerRef(d *jsonx.Decoder, v *CustomerRef) {
 	if d.Object("contract.CustomerRef") != jsonx.Open {
 		return
 	}
-	for first := true; ; {
-		key, ok := d.Member(&first)
-		if !ok {
-			return
-		}
+	next := 0
+	for first := true; ; first = false {
 		var f int
-		switch string(key) {
-		case "customer":
-			f = 1
-		default:
-			f = jsonx.Fold(key, jsonxNamesCustomerRef)
+		if next < 1 && d.Key(jsonxKeysCustomerRef[next], first) {
+			f = next + 1
+		} else {
+			key, ok := d.Member(&first)
+			if !ok {
+				return
+			}
+			switch string(key) {
+			case "customer":
+				f = 1
+			default:
+				f = jsonx.Fold(key, jsonxNamesCustomerRef[:])
+			}
 		}
+		next = f
 		switch f {
 		case 1:
 			n := d.Enter("CustomerRef", "customer")
@@ -283,7 +321,9 @@ func jsonxDecodeCustomerRef(d *jsonx.Decoder, v *CustomerRef) {
 	}
 }
 
-var jsonxNamesCustomerRef = []string{"customer"}
+var jsonxNamesCustomerRef = [...]string{"customer"}
+
+var jsonxKeysCustomerRef = [...]string{",\"customer\":"}
 
 func jsonxAppendOrderList(b []byte, v *OrderList) ([]byte, error) {
 	var err error
@@ -312,18 +352,24 @@ func jsonxDecodeOrderList(d *jsonx.Decoder, v *OrderList) {
 	if d.Object("contract.OrderList") != jsonx.Open {
 		return
 	}
-	for first := true; ; {
-		key, ok := d.Member(&first)
-		if !ok {
-			return
-		}
+	next := 0
+	for first := true; ; first = false {
 		var f int
-		switch string(key) {
-		case "orders":
-			f = 1
-		default:
-			f = jsonx.Fold(key, jsonxNamesOrderList)
+		if next < 1 && d.Key(jsonxKeysOrderList[next], first) {
+			f = next + 1
+		} else {
+			key, ok := d.Member(&first)
+			if !ok {
+				return
+			}
+			switch string(key) {
+			case "orders":
+				f = 1
+			default:
+				f = jsonx.Fold(key, jsonxNamesOrderList[:])
+			}
 		}
+		next = f
 		switch f {
 		case 1:
 			n := d.Enter("OrderList", "orders")
@@ -355,7 +401,9 @@ func jsonxDecodeOrderList(d *jsonx.Decoder, v *OrderList) {
 	}
 }
 
-var jsonxNamesOrderList = []string{"orders"}
+var jsonxNamesOrderList = [...]string{"orders"}
+
+var jsonxKeysOrderList = [...]string{",\"orders\":"}
 
 func jsonxAppendOrderEvent(b []byte, v *OrderEvent) ([]byte, error) {
 	b = append(b, '{')
@@ -375,24 +423,30 @@ func jsonxDecodeOrderEvent(d *jsonx.Decoder, v *OrderEvent) {
 	if d.Object("contract.OrderEvent") != jsonx.Open {
 		return
 	}
-	for first := true; ; {
-		key, ok := d.Member(&first)
-		if !ok {
-			return
-		}
+	next := 0
+	for first := true; ; first = false {
 		var f int
-		switch string(key) {
-		case "order_id":
-			f = 1
-		case "customer":
-			f = 2
-		case "sku":
-			f = 3
-		case "quantity":
-			f = 4
-		default:
-			f = jsonx.Fold(key, jsonxNamesOrderEvent)
+		if next < 4 && d.Key(jsonxKeysOrderEvent[next], first) {
+			f = next + 1
+		} else {
+			key, ok := d.Member(&first)
+			if !ok {
+				return
+			}
+			switch string(key) {
+			case "order_id":
+				f = 1
+			case "customer":
+				f = 2
+			case "sku":
+				f = 3
+			case "quantity":
+				f = 4
+			default:
+				f = jsonx.Fold(key, jsonxNamesOrderEvent[:])
+			}
 		}
+		next = f
 		switch f {
 		case 1:
 			n := d.Enter("OrderEvent", "order_id")
@@ -424,7 +478,9 @@ func jsonxDecodeOrderEvent(d *jsonx.Decoder, v *OrderEvent) {
 	}
 }
 
-var jsonxNamesOrderEvent = []string{"order_id", "customer", "sku", "quantity"}
+var jsonxNamesOrderEvent = [...]string{"order_id", "customer", "sku", "quantity"}
+
+var jsonxKeysOrderEvent = [...]string{",\"order_id\":", ",\"customer\":", ",\"sku\":", ",\"quantity\":"}
 
 func jsonxAppendSKURef(b []byte, v *SKURef) ([]byte, error) {
 	b = append(b, '{')
@@ -438,18 +494,24 @@ func jsonxDecodeSKURef(d *jsonx.Decoder, v *SKURef) {
 	if d.Object("contract.SKURef") != jsonx.Open {
 		return
 	}
-	for first := true; ; {
-		key, ok := d.Member(&first)
-		if !ok {
-			return
-		}
+	next := 0
+	for first := true; ; first = false {
 		var f int
-		switch string(key) {
-		case "sku":
-			f = 1
-		default:
-			f = jsonx.Fold(key, jsonxNamesSKURef)
+		if next < 1 && d.Key(jsonxKeysSKURef[next], first) {
+			f = next + 1
+		} else {
+			key, ok := d.Member(&first)
+			if !ok {
+				return
+			}
+			switch string(key) {
+			case "sku":
+				f = 1
+			default:
+				f = jsonx.Fold(key, jsonxNamesSKURef[:])
+			}
 		}
+		next = f
 		switch f {
 		case 1:
 			n := d.Enter("SKURef", "sku")
@@ -463,7 +525,9 @@ func jsonxDecodeSKURef(d *jsonx.Decoder, v *SKURef) {
 	}
 }
 
-var jsonxNamesSKURef = []string{"sku"}
+var jsonxNamesSKURef = [...]string{"sku"}
+
+var jsonxKeysSKURef = [...]string{",\"sku\":"}
 
 func jsonxAppendRestock(b []byte, v *Restock) ([]byte, error) {
 	b = append(b, '{')
@@ -479,20 +543,26 @@ func jsonxDecodeRestock(d *jsonx.Decoder, v *Restock) {
 	if d.Object("contract.Restock") != jsonx.Open {
 		return
 	}
-	for first := true; ; {
-		key, ok := d.Member(&first)
-		if !ok {
-			return
-		}
+	next := 0
+	for first := true; ; first = false {
 		var f int
-		switch string(key) {
-		case "sku":
-			f = 1
-		case "quantity":
-			f = 2
-		default:
-			f = jsonx.Fold(key, jsonxNamesRestock)
+		if next < 2 && d.Key(jsonxKeysRestock[next], first) {
+			f = next + 1
+		} else {
+			key, ok := d.Member(&first)
+			if !ok {
+				return
+			}
+			switch string(key) {
+			case "sku":
+				f = 1
+			case "quantity":
+				f = 2
+			default:
+				f = jsonx.Fold(key, jsonxNamesRestock[:])
+			}
 		}
+		next = f
 		switch f {
 		case 1:
 			n := d.Enter("Restock", "sku")
@@ -512,7 +582,9 @@ func jsonxDecodeRestock(d *jsonx.Decoder, v *Restock) {
 	}
 }
 
-var jsonxNamesRestock = []string{"sku", "quantity"}
+var jsonxNamesRestock = [...]string{"sku", "quantity"}
+
+var jsonxKeysRestock = [...]string{",\"sku\":", ",\"quantity\":"}
 
 func jsonxAppendReserve(b []byte, v *Reserve) ([]byte, error) {
 	b = append(b, '{')
@@ -530,22 +602,28 @@ func jsonxDecodeReserve(d *jsonx.Decoder, v *Reserve) {
 	if d.Object("contract.Reserve") != jsonx.Open {
 		return
 	}
-	for first := true; ; {
-		key, ok := d.Member(&first)
-		if !ok {
-			return
-		}
+	next := 0
+	for first := true; ; first = false {
 		var f int
-		switch string(key) {
-		case "order_id":
-			f = 1
-		case "sku":
-			f = 2
-		case "quantity":
-			f = 3
-		default:
-			f = jsonx.Fold(key, jsonxNamesReserve)
+		if next < 3 && d.Key(jsonxKeysReserve[next], first) {
+			f = next + 1
+		} else {
+			key, ok := d.Member(&first)
+			if !ok {
+				return
+			}
+			switch string(key) {
+			case "order_id":
+				f = 1
+			case "sku":
+				f = 2
+			case "quantity":
+				f = 3
+			default:
+				f = jsonx.Fold(key, jsonxNamesReserve[:])
+			}
 		}
+		next = f
 		switch f {
 		case 1:
 			n := d.Enter("Reserve", "order_id")
@@ -571,7 +649,9 @@ func jsonxDecodeReserve(d *jsonx.Decoder, v *Reserve) {
 	}
 }
 
-var jsonxNamesReserve = []string{"order_id", "sku", "quantity"}
+var jsonxNamesReserve = [...]string{"order_id", "sku", "quantity"}
+
+var jsonxKeysReserve = [...]string{",\"order_id\":", ",\"sku\":", ",\"quantity\":"}
 
 func jsonxAppendRelease(b []byte, v *Release) ([]byte, error) {
 	b = append(b, '{')
@@ -585,18 +665,24 @@ func jsonxDecodeRelease(d *jsonx.Decoder, v *Release) {
 	if d.Object("contract.Release") != jsonx.Open {
 		return
 	}
-	for first := true; ; {
-		key, ok := d.Member(&first)
-		if !ok {
-			return
-		}
+	next := 0
+	for first := true; ; first = false {
 		var f int
-		switch string(key) {
-		case "order_id":
-			f = 1
-		default:
-			f = jsonx.Fold(key, jsonxNamesRelease)
+		if next < 1 && d.Key(jsonxKeysRelease[next], first) {
+			f = next + 1
+		} else {
+			key, ok := d.Member(&first)
+			if !ok {
+				return
+			}
+			switch string(key) {
+			case "order_id":
+				f = 1
+			default:
+				f = jsonx.Fold(key, jsonxNamesRelease[:])
+			}
 		}
+		next = f
 		switch f {
 		case 1:
 			n := d.Enter("Release", "order_id")
@@ -610,7 +696,9 @@ func jsonxDecodeRelease(d *jsonx.Decoder, v *Release) {
 	}
 }
 
-var jsonxNamesRelease = []string{"order_id"}
+var jsonxNamesRelease = [...]string{"order_id"}
+
+var jsonxKeysRelease = [...]string{",\"order_id\":"}
 
 func jsonxAppendStockLevel(b []byte, v *StockLevel) ([]byte, error) {
 	b = append(b, '{')
@@ -626,20 +714,26 @@ func jsonxDecodeStockLevel(d *jsonx.Decoder, v *StockLevel) {
 	if d.Object("contract.StockLevel") != jsonx.Open {
 		return
 	}
-	for first := true; ; {
-		key, ok := d.Member(&first)
-		if !ok {
-			return
-		}
+	next := 0
+	for first := true; ; first = false {
 		var f int
-		switch string(key) {
-		case "sku":
-			f = 1
-		case "available":
-			f = 2
-		default:
-			f = jsonx.Fold(key, jsonxNamesStockLevel)
+		if next < 2 && d.Key(jsonxKeysStockLevel[next], first) {
+			f = next + 1
+		} else {
+			key, ok := d.Member(&first)
+			if !ok {
+				return
+			}
+			switch string(key) {
+			case "sku":
+				f = 1
+			case "available":
+				f = 2
+			default:
+				f = jsonx.Fold(key, jsonxNamesStockLevel[:])
+			}
 		}
+		next = f
 		switch f {
 		case 1:
 			n := d.Enter("StockLevel", "sku")
@@ -659,7 +753,9 @@ func jsonxDecodeStockLevel(d *jsonx.Decoder, v *StockLevel) {
 	}
 }
 
-var jsonxNamesStockLevel = []string{"sku", "available"}
+var jsonxNamesStockLevel = [...]string{"sku", "available"}
+
+var jsonxKeysStockLevel = [...]string{",\"sku\":", ",\"available\":"}
 
 // AppendJSON appends the JSON encoding of v to b, byte for byte what
 // json.Marshal writes, without reflection.

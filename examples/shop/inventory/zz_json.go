@@ -18,18 +18,24 @@ func jsonxDecodelevel(d *jsonx.Decoder, v *level) {
 	if d.Object("inventory.level") != jsonx.Open {
 		return
 	}
-	for first := true; ; {
-		key, ok := d.Member(&first)
-		if !ok {
-			return
-		}
+	next := 0
+	for first := true; ; first = false {
 		var f int
-		switch string(key) {
-		case "available":
-			f = 1
-		default:
-			f = jsonx.Fold(key, jsonxNameslevel)
+		if next < 1 && d.Key(jsonxKeyslevel[next], first) {
+			f = next + 1
+		} else {
+			key, ok := d.Member(&first)
+			if !ok {
+				return
+			}
+			switch string(key) {
+			case "available":
+				f = 1
+			default:
+				f = jsonx.Fold(key, jsonxNameslevel[:])
+			}
 		}
+		next = f
 		switch f {
 		case 1:
 			n := d.Enter("level", "available")
@@ -43,7 +49,9 @@ func jsonxDecodelevel(d *jsonx.Decoder, v *level) {
 	}
 }
 
-var jsonxNameslevel = []string{"available"}
+var jsonxNameslevel = [...]string{"available"}
+
+var jsonxKeyslevel = [...]string{",\"available\":"}
 
 func jsonxAppendreservation(b []byte, v *reservation) ([]byte, error) {
 	b = append(b, '{')
@@ -59,20 +67,26 @@ func jsonxDecodereservation(d *jsonx.Decoder, v *reservation) {
 	if d.Object("inventory.reservation") != jsonx.Open {
 		return
 	}
-	for first := true; ; {
-		key, ok := d.Member(&first)
-		if !ok {
-			return
-		}
+	next := 0
+	for first := true; ; first = false {
 		var f int
-		switch string(key) {
-		case "sku":
-			f = 1
-		case "quantity":
-			f = 2
-		default:
-			f = jsonx.Fold(key, jsonxNamesreservation)
+		if next < 2 && d.Key(jsonxKeysreservation[next], first) {
+			f = next + 1
+		} else {
+			key, ok := d.Member(&first)
+			if !ok {
+				return
+			}
+			switch string(key) {
+			case "sku":
+				f = 1
+			case "quantity":
+				f = 2
+			default:
+				f = jsonx.Fold(key, jsonxNamesreservation[:])
+			}
 		}
+		next = f
 		switch f {
 		case 1:
 			n := d.Enter("reservation", "sku")
@@ -92,7 +106,9 @@ func jsonxDecodereservation(d *jsonx.Decoder, v *reservation) {
 	}
 }
 
-var jsonxNamesreservation = []string{"sku", "quantity"}
+var jsonxNamesreservation = [...]string{"sku", "quantity"}
+
+var jsonxKeysreservation = [...]string{",\"sku\":", ",\"quantity\":"}
 
 // AppendJSON appends the JSON encoding of v to b, byte for byte what
 // json.Marshal writes, without reflection.

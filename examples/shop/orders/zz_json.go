@@ -29,18 +29,24 @@ func jsonxDecodecustomerIndex(d *jsonx.Decoder, v *customerIndex) {
 	if d.Object("orders.customerIndex") != jsonx.Open {
 		return
 	}
-	for first := true; ; {
-		key, ok := d.Member(&first)
-		if !ok {
-			return
-		}
+	next := 0
+	for first := true; ; first = false {
 		var f int
-		switch string(key) {
-		case "ids":
-			f = 1
-		default:
-			f = jsonx.Fold(key, jsonxNamescustomerIndex)
+		if next < 1 && d.Key(jsonxKeyscustomerIndex[next], first) {
+			f = next + 1
+		} else {
+			key, ok := d.Member(&first)
+			if !ok {
+				return
+			}
+			switch string(key) {
+			case "ids":
+				f = 1
+			default:
+				f = jsonx.Fold(key, jsonxNamescustomerIndex[:])
+			}
 		}
+		next = f
 		switch f {
 		case 1:
 			n := d.Enter("customerIndex", "ids")
@@ -74,7 +80,9 @@ func jsonxDecodecustomerIndex(d *jsonx.Decoder, v *customerIndex) {
 	}
 }
 
-var jsonxNamescustomerIndex = []string{"ids"}
+var jsonxNamescustomerIndex = [...]string{"ids"}
+
+var jsonxKeyscustomerIndex = [...]string{",\"ids\":"}
 
 // AppendJSON appends the JSON encoding of v to b, byte for byte what
 // json.Marshal writes, without reflection.

@@ -22,22 +22,28 @@ func jsonxDecoderunReq(d *jsonx.Decoder, v *runReq) {
 	if d.Object("app.runReq") != jsonx.Open {
 		return
 	}
-	for first := true; ; {
-		key, ok := d.Member(&first)
-		if !ok {
-			return
-		}
+	next := 0
+	for first := true; ; first = false {
 		var f int
-		switch string(key) {
-		case "op":
-			f = 1
-		case "codec":
-			f = 2
-		case "n":
-			f = 3
-		default:
-			f = jsonx.Fold(key, jsonxNamesrunReq)
+		if next < 3 && d.Key(jsonxKeysrunReq[next], first) {
+			f = next + 1
+		} else {
+			key, ok := d.Member(&first)
+			if !ok {
+				return
+			}
+			switch string(key) {
+			case "op":
+				f = 1
+			case "codec":
+				f = 2
+			case "n":
+				f = 3
+			default:
+				f = jsonx.Fold(key, jsonxNamesrunReq[:])
+			}
 		}
+		next = f
 		switch f {
 		case 1:
 			n := d.Enter("runReq", "op")
@@ -63,7 +69,9 @@ func jsonxDecoderunReq(d *jsonx.Decoder, v *runReq) {
 	}
 }
 
-var jsonxNamesrunReq = []string{"op", "codec", "n"}
+var jsonxNamesrunReq = [...]string{"op", "codec", "n"}
+
+var jsonxKeysrunReq = [...]string{",\"op\":", ",\"codec\":", ",\"n\":"}
 
 func jsonxAppendrunReply(b []byte, v *runReply) ([]byte, error) {
 	b = append(b, '{')
@@ -77,18 +85,24 @@ func jsonxDecoderunReply(d *jsonx.Decoder, v *runReply) {
 	if d.Object("app.runReply") != jsonx.Open {
 		return
 	}
-	for first := true; ; {
-		key, ok := d.Member(&first)
-		if !ok {
-			return
-		}
+	next := 0
+	for first := true; ; first = false {
 		var f int
-		switch string(key) {
-		case "ns_per_op":
-			f = 1
-		default:
-			f = jsonx.Fold(key, jsonxNamesrunReply)
+		if next < 1 && d.Key(jsonxKeysrunReply[next], first) {
+			f = next + 1
+		} else {
+			key, ok := d.Member(&first)
+			if !ok {
+				return
+			}
+			switch string(key) {
+			case "ns_per_op":
+				f = 1
+			default:
+				f = jsonx.Fold(key, jsonxNamesrunReply[:])
+			}
 		}
+		next = f
 		switch f {
 		case 1:
 			n := d.Enter("runReply", "ns_per_op")
@@ -102,7 +116,9 @@ func jsonxDecoderunReply(d *jsonx.Decoder, v *runReply) {
 	}
 }
 
-var jsonxNamesrunReply = []string{"ns_per_op"}
+var jsonxNamesrunReply = [...]string{"ns_per_op"}
+
+var jsonxKeysrunReply = [...]string{",\"ns_per_op\":"}
 
 // AppendJSON appends the JSON encoding of v to b, byte for byte what
 // json.Marshal writes, without reflection.

@@ -124,72 +124,78 @@ func jsonxDecodeBasic(d *jsonx.Decoder, v *Basic) {
 	if d.Object("jsongentest.Basic") != jsonx.Open {
 		return
 	}
-	for first := true; ; {
-		key, ok := d.Member(&first)
-		if !ok {
-			return
-		}
+	next := 0
+	for first := true; ; first = false {
 		var f int
-		switch string(key) {
-		case "s":
-			f = 1
-		case "b":
-			f = 2
-		case "i":
-			f = 3
-		case "i8":
-			f = 4
-		case "I16":
-			f = 5
-		case "i32":
-			f = 6
-		case "i64":
-			f = 7
-		case "u":
-			f = 8
-		case "u8":
-			f = 9
-		case "u16":
-			f = 10
-		case "u32":
-			f = 11
-		case "u64":
-			f = 12
-		case "f32":
-			f = 13
-		case "f64":
-			f = 14
-		case "name":
-			f = 15
-		case "bytes":
-			f = 16
-		case "blob":
-			f = 17
-		case "raw":
-			f = 18
-		case "raw_null":
-			f = 19
-		case "t":
-			f = 20
-		case "tz":
-			f = 21
-		case "pt":
-			f = 22
-		case "-":
-			f = 23
-		case "<&>":
-			f = 24
-		case "a b":
-			f = 25
-		case "Invalid":
-			f = 26
-		case "ünï":
-			f = 27
-		case "Opts":
-			f = 28
-		default:
-			f = jsonx.Fold(key, jsonxNamesBasic)
+		if next < 28 && d.Key(jsonxKeysBasic[next], first) {
+			f = next + 1
+		} else {
+			key, ok := d.Member(&first)
+			if !ok {
+				return
+			}
+			switch string(key) {
+			case "s":
+				f = 1
+			case "b":
+				f = 2
+			case "i":
+				f = 3
+			case "i8":
+				f = 4
+			case "I16":
+				f = 5
+			case "i32":
+				f = 6
+			case "i64":
+				f = 7
+			case "u":
+				f = 8
+			case "u8":
+				f = 9
+			case "u16":
+				f = 10
+			case "u32":
+				f = 11
+			case "u64":
+				f = 12
+			case "f32":
+				f = 13
+			case "f64":
+				f = 14
+			case "name":
+				f = 15
+			case "bytes":
+				f = 16
+			case "blob":
+				f = 17
+			case "raw":
+				f = 18
+			case "raw_null":
+				f = 19
+			case "t":
+				f = 20
+			case "tz":
+				f = 21
+			case "pt":
+				f = 22
+			case "-":
+				f = 23
+			case "<&>":
+				f = 24
+			case "a b":
+				f = 25
+			case "Invalid":
+				f = 26
+			case "ünï":
+				f = 27
+			case "Opts":
+				f = 28
+			default:
+				f = jsonx.Fold(key, jsonxNamesBasic[:])
+			}
 		}
+		next = f
 		switch f {
 		case 1:
 			n := d.Enter("Basic", "s")
@@ -370,7 +376,9 @@ func jsonxDecodeBasic(d *jsonx.Decoder, v *Basic) {
 	}
 }
 
-var jsonxNamesBasic = []string{"s", "b", "i", "i8", "I16", "i32", "i64", "u", "u8", "u16", "u32", "u64", "f32", "f64", "name", "bytes", "blob", "raw", "raw_null", "t", "tz", "pt", "-", "<&>", "a b", "Invalid", "ünï", "Opts"}
+var jsonxNamesBasic = [...]string{"s", "b", "i", "i8", "I16", "i32", "i64", "u", "u8", "u16", "u32", "u64", "f32", "f64", "name", "bytes", "blob", "raw", "raw_null", "t", "tz", "pt", "-", "<&>", "a b", "Invalid", "ünï", "Opts"}
+
+var jsonxKeysBasic = [...]string{",\"s\":", ",\"b\":", ",\"i\":", ",\"i8\":", ",\"I16\":", ",\"i32\":", ",\"i64\":", ",\"u\":", ",\"u8\":", ",\"u16\":", ",\"u32\":", ",\"u64\":", ",\"f32\":", ",\"f64\":", ",\"name\":", ",\"bytes\":", ",\"blob\":", ",\"raw\":", ",\"raw_null\":", ",\"t\":", ",\"tz\":", ",\"pt\":", ",\"-\":", ",\"<&>\":", ",\"a b\":", ",\"Invalid\":", ",\"ünï\":", ",\"Opts\":"}
 
 func jsonxAppendComposite(b []byte, v *Composite) ([]byte, error) {
 	var err error
@@ -862,92 +870,98 @@ func jsonxDecodeComposite(d *jsonx.Decoder, v *Composite) {
 	if d.Object("jsongentest.Composite") != jsonx.Open {
 		return
 	}
-	for first := true; ; {
-		key, ok := d.Member(&first)
-		if !ok {
-			return
-		}
+	next := 0
+	for first := true; ; first = false {
 		var f int
-		switch string(key) {
-		case "ints":
-			f = 1
-		case "strs":
-			f = 2
-		case "nested":
-			f = 3
-		case "ptrs":
-			f = 4
-		case "arr":
-			f = 5
-		case "arrs":
-			f = 6
-		case "arr0":
-			f = 7
-		case "m":
-			f = 8
-		case "ms":
-			f = 9
-		case "mi":
-			f = 10
-		case "mu8":
-			f = 11
-		case "mi16":
-			f = 12
-		case "MM":
-			f = 13
-		case "p":
-			f = 14
-		case "pp":
-			f = 15
-		case "ps":
-			f = 16
-		case "raws":
-			f = 17
-		case "praw":
-			f = 18
-		case "anon":
-			f = 19
-		case "z":
-			f = 20
-		case "zp":
-			f = 21
-		case "zm":
-			f = 22
-		case "zs":
-			f = 23
-		case "za":
-			f = 24
-		case "zb":
-			f = 25
-		case "other":
-			f = 26
-		case "other_p":
-			f = 27
-		case "plain":
-			f = 28
-		case "mar":
-			f = 29
-		case "pmar":
-			f = 30
-		case "mars":
-			f = 31
-		case "zeroer":
-			f = 32
-		case "pz":
-			f = 33
-		case "pzp":
-			f = 34
-		case "both":
-			f = 35
-		case "empty":
-			f = 36
-		case "rec":
-			f = 37
-		case "Times":
-			f = 38
-		default:
-			f = jsonx.Fold(key, jsonxNamesComposite)
+		if next < 38 && d.Key(jsonxKeysComposite[next], first) {
+			f = next + 1
+		} else {
+			key, ok := d.Member(&first)
+			if !ok {
+				return
+			}
+			switch string(key) {
+			case "ints":
+				f = 1
+			case "strs":
+				f = 2
+			case "nested":
+				f = 3
+			case "ptrs":
+				f = 4
+			case "arr":
+				f = 5
+			case "arrs":
+				f = 6
+			case "arr0":
+				f = 7
+			case "m":
+				f = 8
+			case "ms":
+				f = 9
+			case "mi":
+				f = 10
+			case "mu8":
+				f = 11
+			case "mi16":
+				f = 12
+			case "MM":
+				f = 13
+			case "p":
+				f = 14
+			case "pp":
+				f = 15
+			case "ps":
+				f = 16
+			case "raws":
+				f = 17
+			case "praw":
+				f = 18
+			case "anon":
+				f = 19
+			case "z":
+				f = 20
+			case "zp":
+				f = 21
+			case "zm":
+				f = 22
+			case "zs":
+				f = 23
+			case "za":
+				f = 24
+			case "zb":
+				f = 25
+			case "other":
+				f = 26
+			case "other_p":
+				f = 27
+			case "plain":
+				f = 28
+			case "mar":
+				f = 29
+			case "pmar":
+				f = 30
+			case "mars":
+				f = 31
+			case "zeroer":
+				f = 32
+			case "pz":
+				f = 33
+			case "pzp":
+				f = 34
+			case "both":
+				f = 35
+			case "empty":
+				f = 36
+			case "rec":
+				f = 37
+			case "Times":
+				f = 38
+			default:
+				f = jsonx.Fold(key, jsonxNamesComposite[:])
+			}
 		}
+		next = f
 		switch f {
 		case 1:
 			n := d.Enter("Composite", "ints")
@@ -1122,7 +1136,7 @@ func jsonxDecodeComposite(d *jsonx.Decoder, v *Composite) {
 					if !ok {
 						break
 					}
-					ks25 := string(k24)
+					ks25 := d.MapKey(k24)
 					var e26 int
 					if x27, ok := d.Int(0, "int"); ok {
 						e26 = int(x27)
@@ -1145,7 +1159,7 @@ func jsonxDecodeComposite(d *jsonx.Decoder, v *Composite) {
 					if !ok {
 						break
 					}
-					ks30 := string(k29)
+					ks30 := d.MapKey(k29)
 					var e31 Small
 					jsonxDecodeSmall(d, &e31)
 					v.MS[Name(ks30)] = e31
@@ -1166,7 +1180,7 @@ func jsonxDecodeComposite(d *jsonx.Decoder, v *Composite) {
 					if !ok {
 						break
 					}
-					ks34 := string(k33)
+					ks34 := d.MapKey(k33)
 					var e35 string
 					if x36, ok := d.String("string"); ok {
 						e35 = x36
@@ -1191,7 +1205,7 @@ func jsonxDecodeComposite(d *jsonx.Decoder, v *Composite) {
 					if !ok {
 						break
 					}
-					ks39 := string(k38)
+					ks39 := d.MapKey(k38)
 					var e40 bool
 					if x41, ok := d.Bool("bool"); ok {
 						e40 = x41
@@ -1216,7 +1230,7 @@ func jsonxDecodeComposite(d *jsonx.Decoder, v *Composite) {
 					if !ok {
 						break
 					}
-					ks44 := string(k43)
+					ks44 := d.MapKey(k43)
 					var e45 []int
 					switch d.Array("[]int") {
 					case jsonx.Null:
@@ -1261,7 +1275,7 @@ func jsonxDecodeComposite(d *jsonx.Decoder, v *Composite) {
 					if !ok {
 						break
 					}
-					ks52 := string(k51)
+					ks52 := d.MapKey(k51)
 					var e53 map[string]*Small
 					switch d.Object("map[string]*jsongentest.Small") {
 					case jsonx.Null:
@@ -1275,7 +1289,7 @@ func jsonxDecodeComposite(d *jsonx.Decoder, v *Composite) {
 							if !ok {
 								break
 							}
-							ks56 := string(k55)
+							ks56 := d.MapKey(k55)
 							var e57 *Small
 							if d.IsNull() {
 								e57 = nil
@@ -1404,7 +1418,7 @@ func jsonxDecodeComposite(d *jsonx.Decoder, v *Composite) {
 					if !ok {
 						break
 					}
-					ks65 := string(k64)
+					ks65 := d.MapKey(k64)
 					var e66 int
 					if x67, ok := d.Int(0, "int"); ok {
 						e66 = int(x67)
@@ -1592,7 +1606,7 @@ func jsonxDecodeComposite(d *jsonx.Decoder, v *Composite) {
 					if !ok {
 						break
 					}
-					ks83 := string(k82)
+					ks83 := d.MapKey(k82)
 					var e84 time.Time
 					if r85, ok := d.Value(); ok {
 						if err := e84.UnmarshalJSON(r85); err != nil {
@@ -1609,7 +1623,9 @@ func jsonxDecodeComposite(d *jsonx.Decoder, v *Composite) {
 	}
 }
 
-var jsonxNamesComposite = []string{"ints", "strs", "nested", "ptrs", "arr", "arrs", "arr0", "m", "ms", "mi", "mu8", "mi16", "MM", "p", "pp", "ps", "raws", "praw", "anon", "z", "zp", "zm", "zs", "za", "zb", "other", "other_p", "plain", "mar", "pmar", "mars", "zeroer", "pz", "pzp", "both", "empty", "rec", "Times"}
+var jsonxNamesComposite = [...]string{"ints", "strs", "nested", "ptrs", "arr", "arrs", "arr0", "m", "ms", "mi", "mu8", "mi16", "MM", "p", "pp", "ps", "raws", "praw", "anon", "z", "zp", "zm", "zs", "za", "zb", "other", "other_p", "plain", "mar", "pmar", "mars", "zeroer", "pz", "pzp", "both", "empty", "rec", "Times"}
+
+var jsonxKeysComposite = [...]string{",\"ints\":", ",\"strs\":", ",\"nested\":", ",\"ptrs\":", ",\"arr\":", ",\"arrs\":", ",\"arr0\":", ",\"m\":", ",\"ms\":", ",\"mi\":", ",\"mu8\":", ",\"mi16\":", ",\"MM\":", ",\"p\":", ",\"pp\":", ",\"ps\":", ",\"raws\":", ",\"praw\":", ",\"anon\":", ",\"z\":", ",\"zp\":", ",\"zm\":", ",\"zs\":", ",\"za\":", ",\"zb\":", ",\"other\":", ",\"other_p\":", ",\"plain\":", ",\"mar\":", ",\"pmar\":", ",\"mars\":", ",\"zeroer\":", ",\"pz\":", ",\"pzp\":", ",\"both\":", ",\"empty\":", ",\"rec\":", ",\"Times\":"}
 
 func jsonxAppendEmbedded(b []byte, v *Embedded) ([]byte, error) {
 	var err error
@@ -1639,30 +1655,36 @@ func jsonxDecodeEmbedded(d *jsonx.Decoder, v *Embedded) {
 	if d.Object("jsongentest.Embedded") != jsonx.Open {
 		return
 	}
-	for first := true; ; {
-		key, ok := d.Member(&first)
-		if !ok {
-			return
-		}
+	next := 0
+	for first := true; ; first = false {
 		var f int
-		switch string(key) {
-		case "y":
-			f = 1
-		case "LOWER":
-			f = 2
-		case "tagged":
-			f = 3
-		case "x":
-			f = 4
-		case "w":
-			f = 5
-		case "z":
-			f = 6
-		case "lower":
-			f = 7
-		default:
-			f = jsonx.Fold(key, jsonxNamesEmbedded)
+		if next < 7 && d.Key(jsonxKeysEmbedded[next], first) {
+			f = next + 1
+		} else {
+			key, ok := d.Member(&first)
+			if !ok {
+				return
+			}
+			switch string(key) {
+			case "y":
+				f = 1
+			case "LOWER":
+				f = 2
+			case "tagged":
+				f = 3
+			case "x":
+				f = 4
+			case "w":
+				f = 5
+			case "z":
+				f = 6
+			case "lower":
+				f = 7
+			default:
+				f = jsonx.Fold(key, jsonxNamesEmbedded[:])
+			}
 		}
+		next = f
 		switch f {
 		case 1:
 			n := d.Enter("Embedded", "Inner")
@@ -1715,7 +1737,9 @@ func jsonxDecodeEmbedded(d *jsonx.Decoder, v *Embedded) {
 	}
 }
 
-var jsonxNamesEmbedded = []string{"y", "LOWER", "tagged", "x", "w", "z", "lower"}
+var jsonxNamesEmbedded = [...]string{"y", "LOWER", "tagged", "x", "w", "z", "lower"}
+
+var jsonxKeysEmbedded = [...]string{",\"y\":", ",\"LOWER\":", ",\"tagged\":", ",\"x\":", ",\"w\":", ",\"z\":", ",\"lower\":"}
 
 func jsonxAppendTx(b []byte, v *Tx) ([]byte, error) {
 	var err error
@@ -1744,18 +1768,24 @@ func jsonxDecodeTx(d *jsonx.Decoder, v *Tx) {
 	if d.Object("jsongentest.Tx") != jsonx.Open {
 		return
 	}
-	for first := true; ; {
-		key, ok := d.Member(&first)
-		if !ok {
-			return
-		}
+	next := 0
+	for first := true; ; first = false {
 		var f int
-		switch string(key) {
-		case "ops":
-			f = 1
-		default:
-			f = jsonx.Fold(key, jsonxNamesTx)
+		if next < 1 && d.Key(jsonxKeysTx[next], first) {
+			f = next + 1
+		} else {
+			key, ok := d.Member(&first)
+			if !ok {
+				return
+			}
+			switch string(key) {
+			case "ops":
+				f = 1
+			default:
+				f = jsonx.Fold(key, jsonxNamesTx[:])
+			}
 		}
+		next = f
 		switch f {
 		case 1:
 			n := d.Enter("Tx", "ops")
@@ -1793,7 +1823,9 @@ func jsonxDecodeTx(d *jsonx.Decoder, v *Tx) {
 	}
 }
 
-var jsonxNamesTx = []string{"ops"}
+var jsonxNamesTx = [...]string{"ops"}
+
+var jsonxKeysTx = [...]string{",\"ops\":"}
 
 func jsonxAppendEmpty(b []byte, v *Empty) ([]byte, error) {
 	b = append(b, '{')
@@ -1857,22 +1889,28 @@ func jsonxDecodeNode(d *jsonx.Decoder, v *Node) {
 	if d.Object("jsongentest.Node") != jsonx.Open {
 		return
 	}
-	for first := true; ; {
-		key, ok := d.Member(&first)
-		if !ok {
-			return
-		}
+	next := 0
+	for first := true; ; first = false {
 		var f int
-		switch string(key) {
-		case "name":
-			f = 1
-		case "kids":
-			f = 2
-		case "next":
-			f = 3
-		default:
-			f = jsonx.Fold(key, jsonxNamesNode)
+		if next < 3 && d.Key(jsonxKeysNode[next], first) {
+			f = next + 1
+		} else {
+			key, ok := d.Member(&first)
+			if !ok {
+				return
+			}
+			switch string(key) {
+			case "name":
+				f = 1
+			case "kids":
+				f = 2
+			case "next":
+				f = 3
+			default:
+				f = jsonx.Fold(key, jsonxNamesNode[:])
+			}
 		}
+		next = f
 		switch f {
 		case 1:
 			n := d.Enter("Node", "name")
@@ -1928,7 +1966,9 @@ func jsonxDecodeNode(d *jsonx.Decoder, v *Node) {
 	}
 }
 
-var jsonxNamesNode = []string{"name", "kids", "next"}
+var jsonxNamesNode = [...]string{"name", "kids", "next"}
+
+var jsonxKeysNode = [...]string{",\"name\":", ",\"kids\":", ",\"next\":"}
 
 func jsonxAppendSmall(b []byte, v *Small) ([]byte, error) {
 	b = append(b, '{')
@@ -1946,20 +1986,26 @@ func jsonxDecodeSmall(d *jsonx.Decoder, v *Small) {
 	if d.Object("jsongentest.Small") != jsonx.Open {
 		return
 	}
-	for first := true; ; {
-		key, ok := d.Member(&first)
-		if !ok {
-			return
-		}
+	next := 0
+	for first := true; ; first = false {
 		var f int
-		switch string(key) {
-		case "a":
-			f = 1
-		case "b":
-			f = 2
-		default:
-			f = jsonx.Fold(key, jsonxNamesSmall)
+		if next < 2 && d.Key(jsonxKeysSmall[next], first) {
+			f = next + 1
+		} else {
+			key, ok := d.Member(&first)
+			if !ok {
+				return
+			}
+			switch string(key) {
+			case "a":
+				f = 1
+			case "b":
+				f = 2
+			default:
+				f = jsonx.Fold(key, jsonxNamesSmall[:])
+			}
 		}
+		next = f
 		switch f {
 		case 1:
 			n := d.Enter("Small", "a")
@@ -1979,7 +2025,9 @@ func jsonxDecodeSmall(d *jsonx.Decoder, v *Small) {
 	}
 }
 
-var jsonxNamesSmall = []string{"a", "b"}
+var jsonxNamesSmall = [...]string{"a", "b"}
+
+var jsonxKeysSmall = [...]string{",\"a\":", ",\"b\":"}
 
 func jsonxAppendAnon1(b []byte, v *struct {
 	A int "json:\"a\""
@@ -2012,20 +2060,26 @@ func jsonxDecodeAnon1(d *jsonx.Decoder, v *struct {
 	if d.Object("struct { A int \"json:\\\"a\\\"\"; B []string }") != jsonx.Open {
 		return
 	}
-	for first := true; ; {
-		key, ok := d.Member(&first)
-		if !ok {
-			return
-		}
+	next := 0
+	for first := true; ; first = false {
 		var f int
-		switch string(key) {
-		case "a":
-			f = 1
-		case "B":
-			f = 2
-		default:
-			f = jsonx.Fold(key, jsonxNamesAnon1)
+		if next < 2 && d.Key(jsonxKeysAnon1[next], first) {
+			f = next + 1
+		} else {
+			key, ok := d.Member(&first)
+			if !ok {
+				return
+			}
+			switch string(key) {
+			case "a":
+				f = 1
+			case "B":
+				f = 2
+			default:
+				f = jsonx.Fold(key, jsonxNamesAnon1[:])
+			}
 		}
+		next = f
 		switch f {
 		case 1:
 			n := d.Enter("", "a")
@@ -2065,7 +2119,9 @@ func jsonxDecodeAnon1(d *jsonx.Decoder, v *struct {
 	}
 }
 
-var jsonxNamesAnon1 = []string{"a", "B"}
+var jsonxNamesAnon1 = [...]string{"a", "B"}
+
+var jsonxKeysAnon1 = [...]string{",\"a\":", ",\"B\":"}
 
 func jsonxAppend_other_Plain(b []byte, v *other.Plain) ([]byte, error) {
 	var err error
@@ -2101,22 +2157,28 @@ func jsonxDecode_other_Plain(d *jsonx.Decoder, v *other.Plain) {
 	if d.Object("other.Plain") != jsonx.Open {
 		return
 	}
-	for first := true; ; {
-		key, ok := d.Member(&first)
-		if !ok {
-			return
-		}
+	next := 0
+	for first := true; ; first = false {
 		var f int
-		switch string(key) {
-		case "a":
-			f = 1
-		case "B":
-			f = 2
-		case "nested":
-			f = 3
-		default:
-			f = jsonx.Fold(key, jsonxNames_other_Plain)
+		if next < 3 && d.Key(jsonxKeys_other_Plain[next], first) {
+			f = next + 1
+		} else {
+			key, ok := d.Member(&first)
+			if !ok {
+				return
+			}
+			switch string(key) {
+			case "a":
+				f = 1
+			case "B":
+				f = 2
+			case "nested":
+				f = 3
+			default:
+				f = jsonx.Fold(key, jsonxNames_other_Plain[:])
+			}
 		}
+		next = f
 		switch f {
 		case 1:
 			n := d.Enter("Plain", "a")
@@ -2158,7 +2220,9 @@ func jsonxDecode_other_Plain(d *jsonx.Decoder, v *other.Plain) {
 	}
 }
 
-var jsonxNames_other_Plain = []string{"a", "B", "nested"}
+var jsonxNames_other_Plain = [...]string{"a", "B", "nested"}
+
+var jsonxKeys_other_Plain = [...]string{",\"a\":", ",\"B\":", ",\"nested\":"}
 
 func jsonxAppendZeroer(b []byte, v *Zeroer) ([]byte, error) {
 	b = append(b, '{')
@@ -2172,18 +2236,24 @@ func jsonxDecodeZeroer(d *jsonx.Decoder, v *Zeroer) {
 	if d.Object("jsongentest.Zeroer") != jsonx.Open {
 		return
 	}
-	for first := true; ; {
-		key, ok := d.Member(&first)
-		if !ok {
-			return
-		}
+	next := 0
+	for first := true; ; first = false {
 		var f int
-		switch string(key) {
-		case "n":
-			f = 1
-		default:
-			f = jsonx.Fold(key, jsonxNamesZeroer)
+		if next < 1 && d.Key(jsonxKeysZeroer[next], first) {
+			f = next + 1
+		} else {
+			key, ok := d.Member(&first)
+			if !ok {
+				return
+			}
+			switch string(key) {
+			case "n":
+				f = 1
+			default:
+				f = jsonx.Fold(key, jsonxNamesZeroer[:])
+			}
 		}
+		next = f
 		switch f {
 		case 1:
 			n := d.Enter("Zeroer", "n")
@@ -2197,7 +2267,9 @@ func jsonxDecodeZeroer(d *jsonx.Decoder, v *Zeroer) {
 	}
 }
 
-var jsonxNamesZeroer = []string{"n"}
+var jsonxNamesZeroer = [...]string{"n"}
+
+var jsonxKeysZeroer = [...]string{",\"n\":"}
 
 func jsonxAppendPtrZeroer(b []byte, v *PtrZeroer) ([]byte, error) {
 	b = append(b, '{')
@@ -2211,18 +2283,24 @@ func jsonxDecodePtrZeroer(d *jsonx.Decoder, v *PtrZeroer) {
 	if d.Object("jsongentest.PtrZeroer") != jsonx.Open {
 		return
 	}
-	for first := true; ; {
-		key, ok := d.Member(&first)
-		if !ok {
-			return
-		}
+	next := 0
+	for first := true; ; first = false {
 		var f int
-		switch string(key) {
-		case "n":
-			f = 1
-		default:
-			f = jsonx.Fold(key, jsonxNamesPtrZeroer)
+		if next < 1 && d.Key(jsonxKeysPtrZeroer[next], first) {
+			f = next + 1
+		} else {
+			key, ok := d.Member(&first)
+			if !ok {
+				return
+			}
+			switch string(key) {
+			case "n":
+				f = 1
+			default:
+				f = jsonx.Fold(key, jsonxNamesPtrZeroer[:])
+			}
 		}
+		next = f
 		switch f {
 		case 1:
 			n := d.Enter("PtrZeroer", "n")
@@ -2236,7 +2314,9 @@ func jsonxDecodePtrZeroer(d *jsonx.Decoder, v *PtrZeroer) {
 	}
 }
 
-var jsonxNamesPtrZeroer = []string{"n"}
+var jsonxNamesPtrZeroer = [...]string{"n"}
+
+var jsonxKeysPtrZeroer = [...]string{",\"n\":"}
 
 func jsonxAppendAnon2(b []byte, v *struct{}) ([]byte, error) {
 	b = append(b, '{')
@@ -2274,24 +2354,30 @@ func jsonxDecodeInner(d *jsonx.Decoder, v *Inner) {
 	if d.Object("jsongentest.Inner") != jsonx.Open {
 		return
 	}
-	for first := true; ; {
-		key, ok := d.Member(&first)
-		if !ok {
-			return
-		}
+	next := 0
+	for first := true; ; first = false {
 		var f int
-		switch string(key) {
-		case "x":
-			f = 1
-		case "y":
-			f = 2
-		case "z":
-			f = 3
-		case "LOWER":
-			f = 4
-		default:
-			f = jsonx.Fold(key, jsonxNamesInner)
+		if next < 4 && d.Key(jsonxKeysInner[next], first) {
+			f = next + 1
+		} else {
+			key, ok := d.Member(&first)
+			if !ok {
+				return
+			}
+			switch string(key) {
+			case "x":
+				f = 1
+			case "y":
+				f = 2
+			case "z":
+				f = 3
+			case "LOWER":
+				f = 4
+			default:
+				f = jsonx.Fold(key, jsonxNamesInner[:])
+			}
 		}
+		next = f
 		switch f {
 		case 1:
 			n := d.Enter("Inner", "x")
@@ -2325,7 +2411,9 @@ func jsonxDecodeInner(d *jsonx.Decoder, v *Inner) {
 	}
 }
 
-var jsonxNamesInner = []string{"x", "y", "z", "LOWER"}
+var jsonxNamesInner = [...]string{"x", "y", "z", "LOWER"}
+
+var jsonxKeysInner = [...]string{",\"x\":", ",\"y\":", ",\"z\":", ",\"LOWER\":"}
 
 func jsonxAppendAnon3(b []byte, v *struct {
 	Op string "json:\"op\""
@@ -2359,28 +2447,34 @@ func jsonxDecodeAnon3(d *jsonx.Decoder, v *struct {
 	if d.Object("struct { Op string \"json:\\\"op\\\"\"; jsongentest.putReq }") != jsonx.Open {
 		return
 	}
-	for first := true; ; {
-		key, ok := d.Member(&first)
-		if !ok {
-			return
-		}
+	next := 0
+	for first := true; ; first = false {
 		var f int
-		switch string(key) {
-		case "op":
-			f = 1
-		case "key":
-			f = 2
-		case "value":
-			f = 3
-		case "etag":
-			f = 4
-		case "ttl_ms":
-			f = 5
-		case "if_absent":
-			f = 6
-		default:
-			f = jsonx.Fold(key, jsonxNamesAnon3)
+		if next < 6 && d.Key(jsonxKeysAnon3[next], first) {
+			f = next + 1
+		} else {
+			key, ok := d.Member(&first)
+			if !ok {
+				return
+			}
+			switch string(key) {
+			case "op":
+				f = 1
+			case "key":
+				f = 2
+			case "value":
+				f = 3
+			case "etag":
+				f = 4
+			case "ttl_ms":
+				f = 5
+			case "if_absent":
+				f = 6
+			default:
+				f = jsonx.Fold(key, jsonxNamesAnon3[:])
+			}
 		}
+		next = f
 		switch f {
 		case 1:
 			n := d.Enter("", "op")
@@ -2427,7 +2521,9 @@ func jsonxDecodeAnon3(d *jsonx.Decoder, v *struct {
 	}
 }
 
-var jsonxNamesAnon3 = []string{"op", "key", "value", "etag", "ttl_ms", "if_absent"}
+var jsonxNamesAnon3 = [...]string{"op", "key", "value", "etag", "ttl_ms", "if_absent"}
+
+var jsonxKeysAnon3 = [...]string{",\"op\":", ",\"key\":", ",\"value\":", ",\"etag\":", ",\"ttl_ms\":", ",\"if_absent\":"}
 
 func jsonxAppendAnon4(b []byte, v *struct {
 	C string "json:\"c\""
@@ -2445,18 +2541,24 @@ func jsonxDecodeAnon4(d *jsonx.Decoder, v *struct {
 	if d.Object("struct { C string \"json:\\\"c\\\"\" }") != jsonx.Open {
 		return
 	}
-	for first := true; ; {
-		key, ok := d.Member(&first)
-		if !ok {
-			return
-		}
+	next := 0
+	for first := true; ; first = false {
 		var f int
-		switch string(key) {
-		case "c":
-			f = 1
-		default:
-			f = jsonx.Fold(key, jsonxNamesAnon4)
+		if next < 1 && d.Key(jsonxKeysAnon4[next], first) {
+			f = next + 1
+		} else {
+			key, ok := d.Member(&first)
+			if !ok {
+				return
+			}
+			switch string(key) {
+			case "c":
+				f = 1
+			default:
+				f = jsonx.Fold(key, jsonxNamesAnon4[:])
+			}
 		}
+		next = f
 		switch f {
 		case 1:
 			n := d.Enter("", "c")
@@ -2470,7 +2572,9 @@ func jsonxDecodeAnon4(d *jsonx.Decoder, v *struct {
 	}
 }
 
-var jsonxNamesAnon4 = []string{"c"}
+var jsonxNamesAnon4 = [...]string{"c"}
+
+var jsonxKeysAnon4 = [...]string{",\"c\":"}
 
 // AppendJSON appends the JSON encoding of v to b, byte for byte what
 // json.Marshal writes, without reflection.

@@ -55,24 +55,30 @@ func jsonxDecodeGen(d *jsonx.Decoder, v *Gen) {
 	if d.Object("other.Gen") != jsonx.Open {
 		return
 	}
-	for first := true; ; {
-		key, ok := d.Member(&first)
-		if !ok {
-			return
-		}
+	next := 0
+	for first := true; ; first = false {
 		var f int
-		switch string(key) {
-		case "name":
-			f = 1
-		case "tags":
-			f = 2
-		case "score":
-			f = 3
-		case "attrs":
-			f = 4
-		default:
-			f = jsonx.Fold(key, jsonxNamesGen)
+		if next < 4 && d.Key(jsonxKeysGen[next], first) {
+			f = next + 1
+		} else {
+			key, ok := d.Member(&first)
+			if !ok {
+				return
+			}
+			switch string(key) {
+			case "name":
+				f = 1
+			case "tags":
+				f = 2
+			case "score":
+				f = 3
+			case "attrs":
+				f = 4
+			default:
+				f = jsonx.Fold(key, jsonxNamesGen[:])
+			}
 		}
+		next = f
 		switch f {
 		case 1:
 			n := d.Enter("Gen", "name")
@@ -126,7 +132,7 @@ func jsonxDecodeGen(d *jsonx.Decoder, v *Gen) {
 					if !ok {
 						break
 					}
-					ks9 := string(k8)
+					ks9 := d.MapKey(k8)
 					var e10 int
 					if x11, ok := d.Int(0, "int"); ok {
 						e10 = int(x11)
@@ -141,7 +147,9 @@ func jsonxDecodeGen(d *jsonx.Decoder, v *Gen) {
 	}
 }
 
-var jsonxNamesGen = []string{"name", "tags", "score", "attrs"}
+var jsonxNamesGen = [...]string{"name", "tags", "score", "attrs"}
+
+var jsonxKeysGen = [...]string{",\"name\":", ",\"tags\":", ",\"score\":", ",\"attrs\":"}
 
 // AppendJSON appends the JSON encoding of v to b, byte for byte what
 // json.Marshal writes, without reflection.
