@@ -10,9 +10,7 @@ import (
 
 func jsonxAppendValue(b []byte, v *Value) ([]byte, error) {
 	var err error
-	b = append(b, '{')
-	b = append(b, "\"key\":"...)
-	b = jsonx.AppendString(b, v.Key)
+	b = jsonx.AppendStringField(b, "{\"key\":", v.Key)
 	if !(len(v.Value) == 0) {
 		b = append(b, ",\"value\":"...)
 		b, err = jsonx.AppendRaw(b, v.Value)
@@ -21,11 +19,9 @@ func jsonxAppendValue(b []byte, v *Value) ([]byte, error) {
 		}
 	}
 	if !(len(v.ETag) == 0) {
-		b = append(b, ",\"etag\":"...)
-		b = jsonx.AppendString(b, v.ETag)
+		b = jsonx.AppendStringField(b, ",\"etag\":", v.ETag)
 	}
-	b = append(b, ",\"found\":"...)
-	b = jsonx.AppendBool(b, v.Found)
+	b = jsonx.AppendBoolField(b, ",\"found\":", v.Found)
 	b = append(b, '}')
 	return b, nil
 }
@@ -34,12 +30,36 @@ func jsonxDecodeValue(d *jsonx.Decoder, v *Value) {
 	if d.Object("testapp.Value") != jsonx.Open {
 		return
 	}
-	next := 0
+	next := 1
 	for first := true; ; first = false {
 		var f int
-		if next < 4 && d.Key(jsonxKeysValue[next], first) {
-			f = next + 1
-		} else {
+		switch next {
+		case 1:
+			if d.KeyString(jsonxKeysValue[0], first, &v.Key) {
+				next = 2
+				continue
+			}
+		case 2:
+			if d.Key(jsonxKeysValue[1], first) {
+				f = 2
+			}
+		case 3:
+			if d.KeyString(jsonxKeysValue[2], first, &v.ETag) {
+				next = 4
+				continue
+			}
+		case 4:
+			if x, ok := d.KeyBool(jsonxKeysValue[3], first); ok {
+				v.Found = bool(x)
+				next = 5
+				continue
+			}
+		case 5:
+			if d.End() {
+				return
+			}
+		}
+		if f == 0 {
 			key, ok := d.Member(&first)
 			if !ok {
 				return
@@ -57,7 +77,7 @@ func jsonxDecodeValue(d *jsonx.Decoder, v *Value) {
 				f = jsonx.Fold(key, jsonxNamesValue[:])
 			}
 		}
-		next = f
+		next = f + 1
 		switch f {
 		case 1:
 			n := d.Enter("Value", "key")
@@ -93,20 +113,15 @@ var jsonxKeysValue = [...]string{",\"key\":", ",\"value\":", ",\"etag\":", ",\"f
 
 func jsonxAppendputReq(b []byte, v *putReq) ([]byte, error) {
 	var err error
-	b = append(b, '{')
-	b = append(b, "\"key\":"...)
-	b = jsonx.AppendString(b, v.Key)
+	b = jsonx.AppendStringField(b, "{\"key\":", v.Key)
 	b = append(b, ",\"value\":"...)
 	b, err = jsonx.AppendRaw(b, v.Value)
 	if err != nil {
 		return nil, err
 	}
-	b = append(b, ",\"etag\":"...)
-	b = jsonx.AppendString(b, v.ETag)
-	b = append(b, ",\"ttl_ms\":"...)
-	b = jsonx.AppendInt(b, int64(v.TTLMs))
-	b = append(b, ",\"if_absent\":"...)
-	b = jsonx.AppendBool(b, v.IfAbsent)
+	b = jsonx.AppendStringField(b, ",\"etag\":", v.ETag)
+	b = jsonx.AppendIntField(b, ",\"ttl_ms\":", int64(v.TTLMs))
+	b = jsonx.AppendBoolField(b, ",\"if_absent\":", v.IfAbsent)
 	b = append(b, '}')
 	return b, nil
 }
@@ -115,12 +130,42 @@ func jsonxDecodeputReq(d *jsonx.Decoder, v *putReq) {
 	if d.Object("testapp.putReq") != jsonx.Open {
 		return
 	}
-	next := 0
+	next := 1
 	for first := true; ; first = false {
 		var f int
-		if next < 5 && d.Key(jsonxKeysputReq[next], first) {
-			f = next + 1
-		} else {
+		switch next {
+		case 1:
+			if d.KeyString(jsonxKeysputReq[0], first, &v.Key) {
+				next = 2
+				continue
+			}
+		case 2:
+			if d.Key(jsonxKeysputReq[1], first) {
+				f = 2
+			}
+		case 3:
+			if d.KeyString(jsonxKeysputReq[2], first, &v.ETag) {
+				next = 4
+				continue
+			}
+		case 4:
+			if x, ok := d.KeyUint(jsonxKeysputReq[3], first, jsonx.MaxInt); ok {
+				v.TTLMs = int(x)
+				next = 5
+				continue
+			}
+		case 5:
+			if x, ok := d.KeyBool(jsonxKeysputReq[4], first); ok {
+				v.IfAbsent = bool(x)
+				next = 6
+				continue
+			}
+		case 6:
+			if d.End() {
+				return
+			}
+		}
+		if f == 0 {
 			key, ok := d.Member(&first)
 			if !ok {
 				return
@@ -140,7 +185,7 @@ func jsonxDecodeputReq(d *jsonx.Decoder, v *putReq) {
 				f = jsonx.Fold(key, jsonxNamesputReq[:])
 			}
 		}
-		next = f
+		next = f + 1
 		switch f {
 		case 1:
 			n := d.Enter("putReq", "key")
@@ -199,11 +244,8 @@ func jsonxDecodeempty(d *jsonx.Decoder, v *empty) {
 }
 
 func jsonxAppendkeyReq(b []byte, v *keyReq) ([]byte, error) {
-	b = append(b, '{')
-	b = append(b, "\"key\":"...)
-	b = jsonx.AppendString(b, v.Key)
-	b = append(b, ",\"etag\":"...)
-	b = jsonx.AppendString(b, v.ETag)
+	b = jsonx.AppendStringField(b, "{\"key\":", v.Key)
+	b = jsonx.AppendStringField(b, ",\"etag\":", v.ETag)
 	b = append(b, '}')
 	return b, nil
 }
@@ -212,12 +254,26 @@ func jsonxDecodekeyReq(d *jsonx.Decoder, v *keyReq) {
 	if d.Object("testapp.keyReq") != jsonx.Open {
 		return
 	}
-	next := 0
+	next := 1
 	for first := true; ; first = false {
 		var f int
-		if next < 2 && d.Key(jsonxKeyskeyReq[next], first) {
-			f = next + 1
-		} else {
+		switch next {
+		case 1:
+			if d.KeyString(jsonxKeyskeyReq[0], first, &v.Key) {
+				next = 2
+				continue
+			}
+		case 2:
+			if d.KeyString(jsonxKeyskeyReq[1], first, &v.ETag) {
+				next = 3
+				continue
+			}
+		case 3:
+			if d.End() {
+				return
+			}
+		}
+		if f == 0 {
 			key, ok := d.Member(&first)
 			if !ok {
 				return
@@ -231,7 +287,7 @@ func jsonxDecodekeyReq(d *jsonx.Decoder, v *keyReq) {
 				f = jsonx.Fold(key, jsonxNameskeyReq[:])
 			}
 		}
-		next = f
+		next = f + 1
 		switch f {
 		case 1:
 			n := d.Enter("keyReq", "key")
@@ -256,8 +312,7 @@ var jsonxNameskeyReq = [...]string{"key", "etag"}
 var jsonxKeyskeyReq = [...]string{",\"key\":", ",\"etag\":"}
 
 func jsonxAppendkeysReq(b []byte, v *keysReq) ([]byte, error) {
-	b = append(b, '{')
-	b = append(b, "\"keys\":"...)
+	b = append(b, "{\"keys\":"...)
 	if v.Keys == nil {
 		b = append(b, "null"...)
 	} else {
@@ -278,12 +333,20 @@ func jsonxDecodekeysReq(d *jsonx.Decoder, v *keysReq) {
 	if d.Object("testapp.keysReq") != jsonx.Open {
 		return
 	}
-	next := 0
+	next := 1
 	for first := true; ; first = false {
 		var f int
-		if next < 1 && d.Key(jsonxKeyskeysReq[next], first) {
-			f = next + 1
-		} else {
+		switch next {
+		case 1:
+			if d.Key(jsonxKeyskeysReq[0], first) {
+				f = 1
+			}
+		case 2:
+			if d.End() {
+				return
+			}
+		}
+		if f == 0 {
 			key, ok := d.Member(&first)
 			if !ok {
 				return
@@ -295,7 +358,7 @@ func jsonxDecodekeysReq(d *jsonx.Decoder, v *keysReq) {
 				f = jsonx.Fold(key, jsonxNameskeysReq[:])
 			}
 		}
-		next = f
+		next = f + 1
 		switch f {
 		case 1:
 			n := d.Enter("keysReq", "keys")
@@ -335,8 +398,7 @@ var jsonxKeyskeysReq = [...]string{",\"keys\":"}
 
 func jsonxAppenditems(b []byte, v *items) ([]byte, error) {
 	var err error
-	b = append(b, '{')
-	b = append(b, "\"items\":"...)
+	b = append(b, "{\"items\":"...)
 	if v.Items == nil {
 		b = append(b, "null"...)
 	} else {
@@ -360,12 +422,20 @@ func jsonxDecodeitems(d *jsonx.Decoder, v *items) {
 	if d.Object("testapp.items") != jsonx.Open {
 		return
 	}
-	next := 0
+	next := 1
 	for first := true; ; first = false {
 		var f int
-		if next < 1 && d.Key(jsonxKeysitems[next], first) {
-			f = next + 1
-		} else {
+		switch next {
+		case 1:
+			if d.Key(jsonxKeysitems[0], first) {
+				f = 1
+			}
+		case 2:
+			if d.End() {
+				return
+			}
+		}
+		if f == 0 {
 			key, ok := d.Member(&first)
 			if !ok {
 				return
@@ -377,7 +447,7 @@ func jsonxDecodeitems(d *jsonx.Decoder, v *items) {
 				f = jsonx.Fold(key, jsonxNamesitems[:])
 			}
 		}
-		next = f
+		next = f + 1
 		switch f {
 		case 1:
 			n := d.Enter("items", "items")
@@ -415,8 +485,7 @@ var jsonxKeysitems = [...]string{",\"items\":"}
 
 func jsonxAppendtxReq(b []byte, v *txReq) ([]byte, error) {
 	var err error
-	b = append(b, '{')
-	b = append(b, "\"ops\":"...)
+	b = append(b, "{\"ops\":"...)
 	if v.Ops == nil {
 		b = append(b, "null"...)
 	} else {
@@ -440,12 +509,20 @@ func jsonxDecodetxReq(d *jsonx.Decoder, v *txReq) {
 	if d.Object("testapp.txReq") != jsonx.Open {
 		return
 	}
-	next := 0
+	next := 1
 	for first := true; ; first = false {
 		var f int
-		if next < 1 && d.Key(jsonxKeystxReq[next], first) {
-			f = next + 1
-		} else {
+		switch next {
+		case 1:
+			if d.Key(jsonxKeystxReq[0], first) {
+				f = 1
+			}
+		case 2:
+			if d.End() {
+				return
+			}
+		}
+		if f == 0 {
 			key, ok := d.Member(&first)
 			if !ok {
 				return
@@ -457,7 +534,7 @@ func jsonxDecodetxReq(d *jsonx.Decoder, v *txReq) {
 				f = jsonx.Fold(key, jsonxNamestxReq[:])
 			}
 		}
-		next = f
+		next = f + 1
 		switch f {
 		case 1:
 			n := d.Enter("txReq", "ops")
@@ -500,9 +577,7 @@ var jsonxNamestxReq = [...]string{"ops"}
 var jsonxKeystxReq = [...]string{",\"ops\":"}
 
 func jsonxAppendcounter(b []byte, v *counter) ([]byte, error) {
-	b = append(b, '{')
-	b = append(b, "\"n\":"...)
-	b = jsonx.AppendInt(b, int64(v.N))
+	b = jsonx.AppendIntField(b, "{\"n\":", int64(v.N))
 	b = append(b, '}')
 	return b, nil
 }
@@ -511,12 +586,22 @@ func jsonxDecodecounter(d *jsonx.Decoder, v *counter) {
 	if d.Object("testapp.counter") != jsonx.Open {
 		return
 	}
-	next := 0
+	next := 1
 	for first := true; ; first = false {
 		var f int
-		if next < 1 && d.Key(jsonxKeyscounter[next], first) {
-			f = next + 1
-		} else {
+		switch next {
+		case 1:
+			if x, ok := d.KeyUint(jsonxKeyscounter[0], first, jsonx.MaxInt); ok {
+				v.N = int(x)
+				next = 2
+				continue
+			}
+		case 2:
+			if d.End() {
+				return
+			}
+		}
+		if f == 0 {
 			key, ok := d.Member(&first)
 			if !ok {
 				return
@@ -528,7 +613,7 @@ func jsonxDecodecounter(d *jsonx.Decoder, v *counter) {
 				f = jsonx.Fold(key, jsonxNamescounter[:])
 			}
 		}
-		next = f
+		next = f + 1
 		switch f {
 		case 1:
 			n := d.Enter("counter", "n")
@@ -548,9 +633,7 @@ var jsonxKeyscounter = [...]string{",\"n\":"}
 
 func jsonxAppendpubReq(b []byte, v *pubReq) ([]byte, error) {
 	var err error
-	b = append(b, '{')
-	b = append(b, "\"topic\":"...)
-	b = jsonx.AppendString(b, v.Topic)
+	b = jsonx.AppendStringField(b, "{\"topic\":", v.Topic)
 	b = append(b, ",\"data\":"...)
 	b, err = jsonx.AppendRaw(b, v.Data)
 	if err != nil {
@@ -564,12 +647,25 @@ func jsonxDecodepubReq(d *jsonx.Decoder, v *pubReq) {
 	if d.Object("testapp.pubReq") != jsonx.Open {
 		return
 	}
-	next := 0
+	next := 1
 	for first := true; ; first = false {
 		var f int
-		if next < 2 && d.Key(jsonxKeyspubReq[next], first) {
-			f = next + 1
-		} else {
+		switch next {
+		case 1:
+			if d.KeyString(jsonxKeyspubReq[0], first, &v.Topic) {
+				next = 2
+				continue
+			}
+		case 2:
+			if d.Key(jsonxKeyspubReq[1], first) {
+				f = 2
+			}
+		case 3:
+			if d.End() {
+				return
+			}
+		}
+		if f == 0 {
 			key, ok := d.Member(&first)
 			if !ok {
 				return
@@ -583,7 +679,7 @@ func jsonxDecodepubReq(d *jsonx.Decoder, v *pubReq) {
 				f = jsonx.Fold(key, jsonxNamespubReq[:])
 			}
 		}
-		next = f
+		next = f + 1
 		switch f {
 		case 1:
 			n := d.Enter("pubReq", "topic")
@@ -607,8 +703,7 @@ var jsonxKeyspubReq = [...]string{",\"topic\":", ",\"data\":"}
 
 func jsonxAppendReceived(b []byte, v *Received) ([]byte, error) {
 	var err error
-	b = append(b, '{')
-	b = append(b, "\"events\":"...)
+	b = append(b, "{\"events\":"...)
 	if v.Events == nil {
 		b = append(b, "null"...)
 	} else {
@@ -632,12 +727,20 @@ func jsonxDecodeReceived(d *jsonx.Decoder, v *Received) {
 	if d.Object("testapp.Received") != jsonx.Open {
 		return
 	}
-	next := 0
+	next := 1
 	for first := true; ; first = false {
 		var f int
-		if next < 1 && d.Key(jsonxKeysReceived[next], first) {
-			f = next + 1
-		} else {
+		switch next {
+		case 1:
+			if d.Key(jsonxKeysReceived[0], first) {
+				f = 1
+			}
+		case 2:
+			if d.End() {
+				return
+			}
+		}
+		if f == 0 {
 			key, ok := d.Member(&first)
 			if !ok {
 				return
@@ -649,7 +752,7 @@ func jsonxDecodeReceived(d *jsonx.Decoder, v *Received) {
 				f = jsonx.Fold(key, jsonxNamesReceived[:])
 			}
 		}
-		next = f
+		next = f + 1
 		switch f {
 		case 1:
 			n := d.Enter("Received", "events")
@@ -687,8 +790,7 @@ var jsonxKeysReceived = [...]string{",\"events\":"}
 
 func jsonxAppendreceivedState(b []byte, v *receivedState) ([]byte, error) {
 	var err error
-	b = append(b, '{')
-	b = append(b, "\"events\":"...)
+	b = append(b, "{\"events\":"...)
 	if v.Events == nil {
 		b = append(b, "null"...)
 	} else {
@@ -725,12 +827,24 @@ func jsonxDecodereceivedState(d *jsonx.Decoder, v *receivedState) {
 	if d.Object("testapp.receivedState") != jsonx.Open {
 		return
 	}
-	next := 0
+	next := 1
 	for first := true; ; first = false {
 		var f int
-		if next < 2 && d.Key(jsonxKeysreceivedState[next], first) {
-			f = next + 1
-		} else {
+		switch next {
+		case 1:
+			if d.Key(jsonxKeysreceivedState[0], first) {
+				f = 1
+			}
+		case 2:
+			if d.Key(jsonxKeysreceivedState[1], first) {
+				f = 2
+			}
+		case 3:
+			if d.End() {
+				return
+			}
+		}
+		if f == 0 {
 			key, ok := d.Member(&first)
 			if !ok {
 				return
@@ -744,7 +858,7 @@ func jsonxDecodereceivedState(d *jsonx.Decoder, v *receivedState) {
 				f = jsonx.Fold(key, jsonxNamesreceivedState[:])
 			}
 		}
-		next = f
+		next = f + 1
 		switch f {
 		case 1:
 			n := d.Enter("receivedState", "events")
@@ -807,11 +921,8 @@ var jsonxNamesreceivedState = [...]string{"events", "ids"}
 var jsonxKeysreceivedState = [...]string{",\"events\":", ",\"ids\":"}
 
 func jsonxAppendtopicReq(b []byte, v *topicReq) ([]byte, error) {
-	b = append(b, '{')
-	b = append(b, "\"topic\":"...)
-	b = jsonx.AppendString(b, v.Topic)
-	b = append(b, ",\"match\":"...)
-	b = jsonx.AppendString(b, v.Match)
+	b = jsonx.AppendStringField(b, "{\"topic\":", v.Topic)
+	b = jsonx.AppendStringField(b, ",\"match\":", v.Match)
 	b = append(b, '}')
 	return b, nil
 }
@@ -820,12 +931,26 @@ func jsonxDecodetopicReq(d *jsonx.Decoder, v *topicReq) {
 	if d.Object("testapp.topicReq") != jsonx.Open {
 		return
 	}
-	next := 0
+	next := 1
 	for first := true; ; first = false {
 		var f int
-		if next < 2 && d.Key(jsonxKeystopicReq[next], first) {
-			f = next + 1
-		} else {
+		switch next {
+		case 1:
+			if d.KeyString(jsonxKeystopicReq[0], first, &v.Topic) {
+				next = 2
+				continue
+			}
+		case 2:
+			if d.KeyString(jsonxKeystopicReq[1], first, &v.Match) {
+				next = 3
+				continue
+			}
+		case 3:
+			if d.End() {
+				return
+			}
+		}
+		if f == 0 {
 			key, ok := d.Member(&first)
 			if !ok {
 				return
@@ -839,7 +964,7 @@ func jsonxDecodetopicReq(d *jsonx.Decoder, v *topicReq) {
 				f = jsonx.Fold(key, jsonxNamestopicReq[:])
 			}
 		}
-		next = f
+		next = f + 1
 		switch f {
 		case 1:
 			n := d.Enter("topicReq", "topic")
@@ -865,11 +990,8 @@ var jsonxKeystopicReq = [...]string{",\"topic\":", ",\"match\":"}
 
 func jsonxAppendinvokeReq(b []byte, v *invokeReq) ([]byte, error) {
 	var err error
-	b = append(b, '{')
-	b = append(b, "\"app\":"...)
-	b = jsonx.AppendString(b, v.App)
-	b = append(b, ",\"method\":"...)
-	b = jsonx.AppendString(b, v.Method)
+	b = jsonx.AppendStringField(b, "{\"app\":", v.App)
+	b = jsonx.AppendStringField(b, ",\"method\":", v.Method)
 	b = append(b, ",\"body\":"...)
 	b, err = jsonx.AppendRaw(b, v.Body)
 	if err != nil {
@@ -883,12 +1005,30 @@ func jsonxDecodeinvokeReq(d *jsonx.Decoder, v *invokeReq) {
 	if d.Object("testapp.invokeReq") != jsonx.Open {
 		return
 	}
-	next := 0
+	next := 1
 	for first := true; ; first = false {
 		var f int
-		if next < 3 && d.Key(jsonxKeysinvokeReq[next], first) {
-			f = next + 1
-		} else {
+		switch next {
+		case 1:
+			if d.KeyString(jsonxKeysinvokeReq[0], first, &v.App) {
+				next = 2
+				continue
+			}
+		case 2:
+			if d.KeyString(jsonxKeysinvokeReq[1], first, &v.Method) {
+				next = 3
+				continue
+			}
+		case 3:
+			if d.Key(jsonxKeysinvokeReq[2], first) {
+				f = 3
+			}
+		case 4:
+			if d.End() {
+				return
+			}
+		}
+		if f == 0 {
 			key, ok := d.Member(&first)
 			if !ok {
 				return
@@ -904,7 +1044,7 @@ func jsonxDecodeinvokeReq(d *jsonx.Decoder, v *invokeReq) {
 				f = jsonx.Fold(key, jsonxNamesinvokeReq[:])
 			}
 		}
-		next = f
+		next = f + 1
 		switch f {
 		case 1:
 			n := d.Enter("invokeReq", "app")
@@ -933,9 +1073,7 @@ var jsonxNamesinvokeReq = [...]string{"app", "method", "body"}
 var jsonxKeysinvokeReq = [...]string{",\"app\":", ",\"method\":", ",\"body\":"}
 
 func jsonxAppendvalueReply(b []byte, v *valueReply) ([]byte, error) {
-	b = append(b, '{')
-	b = append(b, "\"value\":"...)
-	b = jsonx.AppendString(b, v.Value)
+	b = jsonx.AppendStringField(b, "{\"value\":", v.Value)
 	b = append(b, '}')
 	return b, nil
 }
@@ -944,12 +1082,21 @@ func jsonxDecodevalueReply(d *jsonx.Decoder, v *valueReply) {
 	if d.Object("testapp.valueReply") != jsonx.Open {
 		return
 	}
-	next := 0
+	next := 1
 	for first := true; ; first = false {
 		var f int
-		if next < 1 && d.Key(jsonxKeysvalueReply[next], first) {
-			f = next + 1
-		} else {
+		switch next {
+		case 1:
+			if d.KeyString(jsonxKeysvalueReply[0], first, &v.Value) {
+				next = 2
+				continue
+			}
+		case 2:
+			if d.End() {
+				return
+			}
+		}
+		if f == 0 {
 			key, ok := d.Member(&first)
 			if !ok {
 				return
@@ -961,7 +1108,7 @@ func jsonxDecodevalueReply(d *jsonx.Decoder, v *valueReply) {
 				f = jsonx.Fold(key, jsonxNamesvalueReply[:])
 			}
 		}
-		next = f
+		next = f + 1
 		switch f {
 		case 1:
 			n := d.Enter("valueReply", "value")
@@ -980,11 +1127,8 @@ var jsonxNamesvalueReply = [...]string{"value"}
 var jsonxKeysvalueReply = [...]string{",\"value\":"}
 
 func jsonxAppendsecretReq(b []byte, v *secretReq) ([]byte, error) {
-	b = append(b, '{')
-	b = append(b, "\"store\":"...)
-	b = jsonx.AppendString(b, v.Store)
-	b = append(b, ",\"key\":"...)
-	b = jsonx.AppendString(b, v.Key)
+	b = jsonx.AppendStringField(b, "{\"store\":", v.Store)
+	b = jsonx.AppendStringField(b, ",\"key\":", v.Key)
 	b = append(b, '}')
 	return b, nil
 }
@@ -993,12 +1137,26 @@ func jsonxDecodesecretReq(d *jsonx.Decoder, v *secretReq) {
 	if d.Object("testapp.secretReq") != jsonx.Open {
 		return
 	}
-	next := 0
+	next := 1
 	for first := true; ; first = false {
 		var f int
-		if next < 2 && d.Key(jsonxKeyssecretReq[next], first) {
-			f = next + 1
-		} else {
+		switch next {
+		case 1:
+			if d.KeyString(jsonxKeyssecretReq[0], first, &v.Store) {
+				next = 2
+				continue
+			}
+		case 2:
+			if d.KeyString(jsonxKeyssecretReq[1], first, &v.Key) {
+				next = 3
+				continue
+			}
+		case 3:
+			if d.End() {
+				return
+			}
+		}
+		if f == 0 {
 			key, ok := d.Member(&first)
 			if !ok {
 				return
@@ -1012,7 +1170,7 @@ func jsonxDecodesecretReq(d *jsonx.Decoder, v *secretReq) {
 				f = jsonx.Fold(key, jsonxNamessecretReq[:])
 			}
 		}
-		next = f
+		next = f + 1
 		switch f {
 		case 1:
 			n := d.Enter("secretReq", "store")
@@ -1037,11 +1195,8 @@ var jsonxNamessecretReq = [...]string{"store", "key"}
 var jsonxKeyssecretReq = [...]string{",\"store\":", ",\"key\":"}
 
 func jsonxAppendfailReq(b []byte, v *failReq) ([]byte, error) {
-	b = append(b, '{')
-	b = append(b, "\"code\":"...)
-	b = jsonx.AppendString(b, v.Code)
-	b = append(b, ",\"message\":"...)
-	b = jsonx.AppendString(b, v.Message)
+	b = jsonx.AppendStringField(b, "{\"code\":", v.Code)
+	b = jsonx.AppendStringField(b, ",\"message\":", v.Message)
 	b = append(b, '}')
 	return b, nil
 }
@@ -1050,12 +1205,26 @@ func jsonxDecodefailReq(d *jsonx.Decoder, v *failReq) {
 	if d.Object("testapp.failReq") != jsonx.Open {
 		return
 	}
-	next := 0
+	next := 1
 	for first := true; ; first = false {
 		var f int
-		if next < 2 && d.Key(jsonxKeysfailReq[next], first) {
-			f = next + 1
-		} else {
+		switch next {
+		case 1:
+			if d.KeyString(jsonxKeysfailReq[0], first, &v.Code) {
+				next = 2
+				continue
+			}
+		case 2:
+			if d.KeyString(jsonxKeysfailReq[1], first, &v.Message) {
+				next = 3
+				continue
+			}
+		case 3:
+			if d.End() {
+				return
+			}
+		}
+		if f == 0 {
 			key, ok := d.Member(&first)
 			if !ok {
 				return
@@ -1069,7 +1238,7 @@ func jsonxDecodefailReq(d *jsonx.Decoder, v *failReq) {
 				f = jsonx.Fold(key, jsonxNamesfailReq[:])
 			}
 		}
-		next = f
+		next = f + 1
 		switch f {
 		case 1:
 			n := d.Enter("failReq", "code")
@@ -1094,9 +1263,7 @@ var jsonxNamesfailReq = [...]string{"code", "message"}
 var jsonxKeysfailReq = [...]string{",\"code\":", ",\"message\":"}
 
 func jsonxAppendsleepReq(b []byte, v *sleepReq) ([]byte, error) {
-	b = append(b, '{')
-	b = append(b, "\"ms\":"...)
-	b = jsonx.AppendInt(b, int64(v.Ms))
+	b = jsonx.AppendIntField(b, "{\"ms\":", int64(v.Ms))
 	b = append(b, '}')
 	return b, nil
 }
@@ -1105,12 +1272,22 @@ func jsonxDecodesleepReq(d *jsonx.Decoder, v *sleepReq) {
 	if d.Object("testapp.sleepReq") != jsonx.Open {
 		return
 	}
-	next := 0
+	next := 1
 	for first := true; ; first = false {
 		var f int
-		if next < 1 && d.Key(jsonxKeyssleepReq[next], first) {
-			f = next + 1
-		} else {
+		switch next {
+		case 1:
+			if x, ok := d.KeyUint(jsonxKeyssleepReq[0], first, jsonx.MaxInt); ok {
+				v.Ms = int(x)
+				next = 2
+				continue
+			}
+		case 2:
+			if d.End() {
+				return
+			}
+		}
+		if f == 0 {
 			key, ok := d.Member(&first)
 			if !ok {
 				return
@@ -1122,7 +1299,7 @@ func jsonxDecodesleepReq(d *jsonx.Decoder, v *sleepReq) {
 				f = jsonx.Fold(key, jsonxNamessleepReq[:])
 			}
 		}
-		next = f
+		next = f + 1
 		switch f {
 		case 1:
 			n := d.Enter("sleepReq", "ms")
@@ -1145,22 +1322,16 @@ func jsonxAppendAnon1(b []byte, v *struct {
 	putReq
 }) ([]byte, error) {
 	var err error
-	b = append(b, '{')
-	b = append(b, "\"op\":"...)
-	b = jsonx.AppendString(b, v.Op)
-	b = append(b, ",\"key\":"...)
-	b = jsonx.AppendString(b, v.putReq.Key)
+	b = jsonx.AppendStringField(b, "{\"op\":", v.Op)
+	b = jsonx.AppendStringField(b, ",\"key\":", v.putReq.Key)
 	b = append(b, ",\"value\":"...)
 	b, err = jsonx.AppendRaw(b, v.putReq.Value)
 	if err != nil {
 		return nil, err
 	}
-	b = append(b, ",\"etag\":"...)
-	b = jsonx.AppendString(b, v.putReq.ETag)
-	b = append(b, ",\"ttl_ms\":"...)
-	b = jsonx.AppendInt(b, int64(v.putReq.TTLMs))
-	b = append(b, ",\"if_absent\":"...)
-	b = jsonx.AppendBool(b, v.putReq.IfAbsent)
+	b = jsonx.AppendStringField(b, ",\"etag\":", v.putReq.ETag)
+	b = jsonx.AppendIntField(b, ",\"ttl_ms\":", int64(v.putReq.TTLMs))
+	b = jsonx.AppendBoolField(b, ",\"if_absent\":", v.putReq.IfAbsent)
 	b = append(b, '}')
 	return b, nil
 }
@@ -1172,12 +1343,47 @@ func jsonxDecodeAnon1(d *jsonx.Decoder, v *struct {
 	if d.Object("struct { Op string \"json:\\\"op\\\"\"; testapp.putReq }") != jsonx.Open {
 		return
 	}
-	next := 0
+	next := 1
 	for first := true; ; first = false {
 		var f int
-		if next < 6 && d.Key(jsonxKeysAnon1[next], first) {
-			f = next + 1
-		} else {
+		switch next {
+		case 1:
+			if d.KeyString(jsonxKeysAnon1[0], first, &v.Op) {
+				next = 2
+				continue
+			}
+		case 2:
+			if d.KeyString(jsonxKeysAnon1[1], first, &v.putReq.Key) {
+				next = 3
+				continue
+			}
+		case 3:
+			if d.Key(jsonxKeysAnon1[2], first) {
+				f = 3
+			}
+		case 4:
+			if d.KeyString(jsonxKeysAnon1[3], first, &v.putReq.ETag) {
+				next = 5
+				continue
+			}
+		case 5:
+			if x, ok := d.KeyUint(jsonxKeysAnon1[4], first, jsonx.MaxInt); ok {
+				v.putReq.TTLMs = int(x)
+				next = 6
+				continue
+			}
+		case 6:
+			if x, ok := d.KeyBool(jsonxKeysAnon1[5], first); ok {
+				v.putReq.IfAbsent = bool(x)
+				next = 7
+				continue
+			}
+		case 7:
+			if d.End() {
+				return
+			}
+		}
+		if f == 0 {
 			key, ok := d.Member(&first)
 			if !ok {
 				return
@@ -1199,7 +1405,7 @@ func jsonxDecodeAnon1(d *jsonx.Decoder, v *struct {
 				f = jsonx.Fold(key, jsonxNamesAnon1[:])
 			}
 		}
-		next = f
+		next = f + 1
 		switch f {
 		case 1:
 			n := d.Enter("", "op")
@@ -1265,8 +1471,8 @@ func (v *Value) DecodeJSON(data []byte) error {
 	return d.Finish()
 }
 
-// DecodeJSONValue decodes the next value of d into v. It is for generated
-// code that decodes a value holding a Value.
+// DecodeJSONValue decodes the next value of d into v, for generated code
+// decoding a larger value that holds one.
 func (v *Value) DecodeJSONValue(d *jsonx.Decoder) {
 	jsonxDecodeValue(d, v)
 }
@@ -1286,8 +1492,8 @@ func (v *putReq) DecodeJSON(data []byte) error {
 	return d.Finish()
 }
 
-// DecodeJSONValue decodes the next value of d into v. It is for generated
-// code that decodes a value holding a putReq.
+// DecodeJSONValue decodes the next value of d into v, for generated code
+// decoding a larger value that holds one.
 func (v *putReq) DecodeJSONValue(d *jsonx.Decoder) {
 	jsonxDecodeputReq(d, v)
 }
@@ -1307,8 +1513,8 @@ func (v *empty) DecodeJSON(data []byte) error {
 	return d.Finish()
 }
 
-// DecodeJSONValue decodes the next value of d into v. It is for generated
-// code that decodes a value holding a empty.
+// DecodeJSONValue decodes the next value of d into v, for generated code
+// decoding a larger value that holds one.
 func (v *empty) DecodeJSONValue(d *jsonx.Decoder) {
 	jsonxDecodeempty(d, v)
 }
@@ -1328,8 +1534,8 @@ func (v *keyReq) DecodeJSON(data []byte) error {
 	return d.Finish()
 }
 
-// DecodeJSONValue decodes the next value of d into v. It is for generated
-// code that decodes a value holding a keyReq.
+// DecodeJSONValue decodes the next value of d into v, for generated code
+// decoding a larger value that holds one.
 func (v *keyReq) DecodeJSONValue(d *jsonx.Decoder) {
 	jsonxDecodekeyReq(d, v)
 }
@@ -1349,8 +1555,8 @@ func (v *keysReq) DecodeJSON(data []byte) error {
 	return d.Finish()
 }
 
-// DecodeJSONValue decodes the next value of d into v. It is for generated
-// code that decodes a value holding a keysReq.
+// DecodeJSONValue decodes the next value of d into v, for generated code
+// decoding a larger value that holds one.
 func (v *keysReq) DecodeJSONValue(d *jsonx.Decoder) {
 	jsonxDecodekeysReq(d, v)
 }
@@ -1370,8 +1576,8 @@ func (v *items) DecodeJSON(data []byte) error {
 	return d.Finish()
 }
 
-// DecodeJSONValue decodes the next value of d into v. It is for generated
-// code that decodes a value holding a items.
+// DecodeJSONValue decodes the next value of d into v, for generated code
+// decoding a larger value that holds one.
 func (v *items) DecodeJSONValue(d *jsonx.Decoder) {
 	jsonxDecodeitems(d, v)
 }
@@ -1391,8 +1597,8 @@ func (v *txReq) DecodeJSON(data []byte) error {
 	return d.Finish()
 }
 
-// DecodeJSONValue decodes the next value of d into v. It is for generated
-// code that decodes a value holding a txReq.
+// DecodeJSONValue decodes the next value of d into v, for generated code
+// decoding a larger value that holds one.
 func (v *txReq) DecodeJSONValue(d *jsonx.Decoder) {
 	jsonxDecodetxReq(d, v)
 }
@@ -1412,8 +1618,8 @@ func (v *counter) DecodeJSON(data []byte) error {
 	return d.Finish()
 }
 
-// DecodeJSONValue decodes the next value of d into v. It is for generated
-// code that decodes a value holding a counter.
+// DecodeJSONValue decodes the next value of d into v, for generated code
+// decoding a larger value that holds one.
 func (v *counter) DecodeJSONValue(d *jsonx.Decoder) {
 	jsonxDecodecounter(d, v)
 }
@@ -1433,8 +1639,8 @@ func (v *pubReq) DecodeJSON(data []byte) error {
 	return d.Finish()
 }
 
-// DecodeJSONValue decodes the next value of d into v. It is for generated
-// code that decodes a value holding a pubReq.
+// DecodeJSONValue decodes the next value of d into v, for generated code
+// decoding a larger value that holds one.
 func (v *pubReq) DecodeJSONValue(d *jsonx.Decoder) {
 	jsonxDecodepubReq(d, v)
 }
@@ -1454,8 +1660,8 @@ func (v *Received) DecodeJSON(data []byte) error {
 	return d.Finish()
 }
 
-// DecodeJSONValue decodes the next value of d into v. It is for generated
-// code that decodes a value holding a Received.
+// DecodeJSONValue decodes the next value of d into v, for generated code
+// decoding a larger value that holds one.
 func (v *Received) DecodeJSONValue(d *jsonx.Decoder) {
 	jsonxDecodeReceived(d, v)
 }
@@ -1475,8 +1681,8 @@ func (v *receivedState) DecodeJSON(data []byte) error {
 	return d.Finish()
 }
 
-// DecodeJSONValue decodes the next value of d into v. It is for generated
-// code that decodes a value holding a receivedState.
+// DecodeJSONValue decodes the next value of d into v, for generated code
+// decoding a larger value that holds one.
 func (v *receivedState) DecodeJSONValue(d *jsonx.Decoder) {
 	jsonxDecodereceivedState(d, v)
 }
@@ -1496,8 +1702,8 @@ func (v *topicReq) DecodeJSON(data []byte) error {
 	return d.Finish()
 }
 
-// DecodeJSONValue decodes the next value of d into v. It is for generated
-// code that decodes a value holding a topicReq.
+// DecodeJSONValue decodes the next value of d into v, for generated code
+// decoding a larger value that holds one.
 func (v *topicReq) DecodeJSONValue(d *jsonx.Decoder) {
 	jsonxDecodetopicReq(d, v)
 }
@@ -1517,8 +1723,8 @@ func (v *invokeReq) DecodeJSON(data []byte) error {
 	return d.Finish()
 }
 
-// DecodeJSONValue decodes the next value of d into v. It is for generated
-// code that decodes a value holding a invokeReq.
+// DecodeJSONValue decodes the next value of d into v, for generated code
+// decoding a larger value that holds one.
 func (v *invokeReq) DecodeJSONValue(d *jsonx.Decoder) {
 	jsonxDecodeinvokeReq(d, v)
 }
@@ -1538,8 +1744,8 @@ func (v *valueReply) DecodeJSON(data []byte) error {
 	return d.Finish()
 }
 
-// DecodeJSONValue decodes the next value of d into v. It is for generated
-// code that decodes a value holding a valueReply.
+// DecodeJSONValue decodes the next value of d into v, for generated code
+// decoding a larger value that holds one.
 func (v *valueReply) DecodeJSONValue(d *jsonx.Decoder) {
 	jsonxDecodevalueReply(d, v)
 }
@@ -1559,8 +1765,8 @@ func (v *secretReq) DecodeJSON(data []byte) error {
 	return d.Finish()
 }
 
-// DecodeJSONValue decodes the next value of d into v. It is for generated
-// code that decodes a value holding a secretReq.
+// DecodeJSONValue decodes the next value of d into v, for generated code
+// decoding a larger value that holds one.
 func (v *secretReq) DecodeJSONValue(d *jsonx.Decoder) {
 	jsonxDecodesecretReq(d, v)
 }
@@ -1580,8 +1786,8 @@ func (v *failReq) DecodeJSON(data []byte) error {
 	return d.Finish()
 }
 
-// DecodeJSONValue decodes the next value of d into v. It is for generated
-// code that decodes a value holding a failReq.
+// DecodeJSONValue decodes the next value of d into v, for generated code
+// decoding a larger value that holds one.
 func (v *failReq) DecodeJSONValue(d *jsonx.Decoder) {
 	jsonxDecodefailReq(d, v)
 }
@@ -1601,8 +1807,8 @@ func (v *sleepReq) DecodeJSON(data []byte) error {
 	return d.Finish()
 }
 
-// DecodeJSONValue decodes the next value of d into v. It is for generated
-// code that decodes a value holding a sleepReq.
+// DecodeJSONValue decodes the next value of d into v, for generated code
+// decoding a larger value that holds one.
 func (v *sleepReq) DecodeJSONValue(d *jsonx.Decoder) {
 	jsonxDecodesleepReq(d, v)
 }

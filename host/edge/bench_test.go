@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -101,6 +102,25 @@ func BenchmarkCall(b *testing.B) {
 	})
 	b.Run("OrdersGet/native", func(b *testing.B) { run(b, nat["orders"], "Get", getReq) })
 	b.Run("OrdersGet/edge", func(b *testing.B) { run(b, ord, "Get", getReq) })
+	// orders.Create, with inventory native in both: one new customer per
+	// order, so that no customer index grows with b.N.
+	create := func(app host.App, sku string) func(b *testing.B) {
+		return func(b *testing.B) {
+			if _, err := srv.Call(ctx, "inventory", "Restock", []byte(`{"sku":"`+sku+`","quantity":1000000}`)); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				req := []byte(`{"customer":"c` + strconv.Itoa(i) + `","sku":"` + sku + `","quantity":1}`)
+				if _, err := app.Call(ctx, "Create", req); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	}
+	b.Run("OrdersCreate/native", create(nat["orders"], "bench-native"))
+	b.Run("OrdersCreate/edge", create(ord, "bench-edge"))
 
 	// Without interruption: a runtime compiled without the loop checks
 	// (its own cache entries; the first run compiles).
@@ -110,6 +130,7 @@ func BenchmarkCall(b *testing.B) {
 	confU, ordU := load(b, rtu, confWasm), load(b, rtu, ordersWasm)
 	b.Run("Echo/edge-uninterruptible", func(b *testing.B) { run(b, confU, "Echo", echoReq) })
 	b.Run("OrdersGet/edge-uninterruptible", func(b *testing.B) { run(b, ordU, "Get", getReq) })
+	b.Run("OrdersCreate/edge-uninterruptible", create(ordU, "bench-edge-u"))
 
 	// wazero's interpreter, for the record of why the compiler.
 	interpreter = true

@@ -33,8 +33,6 @@ const (
 func (g *gen) emitAppend(w *bytes.Buffer, s *structInfo) error {
 	g.tmp, g.usedErr = 0, false
 	var body bytes.Buffer
-	body.WriteString("b = append(b, '{')\n")
-
 	conds := make([]string, len(s.fields))
 	before := make([]int, len(s.fields))
 	state, needWrote := wroteNone, false
@@ -54,6 +52,12 @@ func (g *gen) emitAppend(w *bytes.Buffer, s *structInfo) error {
 			state = wroteMaybe
 		}
 	}
+	// The opening brace goes with the first key when that is always
+	// written.
+	braceWithKey := len(s.fields) > 0 && conds[0] == ""
+	if !braceWithKey {
+		body.WriteString("b = append(b, '{')\n")
+	}
 	if needWrote {
 		body.WriteString("wrote := false\n")
 	}
@@ -65,15 +69,20 @@ func (g *gen) emitAppend(w *bytes.Buffer, s *structInfo) error {
 		key := `"` + htmlEscape(f.name) + `":`
 		switch before[i] {
 		case wroteSome:
-			fmt.Fprintf(&body, "b = append(b, %s...)\n", strconv.Quote(","+key))
-		case wroteNone:
-			fmt.Fprintf(&body, "b = append(b, %s...)\n", strconv.Quote(key))
-		default:
+			key = "," + key
+		case wroteMaybe:
 			body.WriteString("if wrote {\nb = append(b, ',')\n}\n")
-			fmt.Fprintf(&body, "b = append(b, %s...)\n", strconv.Quote(key))
 		}
-		if err := g.enc(&body, x, f.typ); err != nil {
-			return fmt.Errorf("%s field %s: %w", typeKey(s.t), f.path[len(f.path)-1].Name(), err)
+		if i == 0 && braceWithKey {
+			key = "{" + key
+		}
+		if call := g.encField(strconv.Quote(key), x, f.typ); call != "" {
+			body.WriteString(call)
+		} else {
+			fmt.Fprintf(&body, "b = append(b, %s...)\n", strconv.Quote(key))
+			if err := g.enc(&body, x, f.typ); err != nil {
+				return fmt.Errorf("%s field %s: %w", typeKey(s.t), f.path[len(f.path)-1].Name(), err)
+			}
 		}
 		if conds[i] != "" {
 			if needWrote && before[i] != wroteSome {
@@ -93,6 +102,71 @@ func (g *gen) emitAppend(w *bytes.Buffer, s *structInfo) error {
 	return nil
 }
 
+// simpleKind returns the basic type of t when its values take the
+// generated code's fused fast paths: strings, integers and bools encoded by
+// kind (no MarshalJSON).
+func simpleKind(t types.Type) *types.Basic {
+	t = types.Unalias(t)
+	if checkSupported(t) != nil || implements(t, "MarshalJSON") || implements(types.NewPointer(t), "UnmarshalJSON") {
+		return nil
+	}
+	b, ok := t.Underlying().(*types.Basic)
+	if !ok || b.Info()&(types.IsString|types.IsInteger|types.IsBoolean) == 0 {
+		return nil
+	}
+	return b
+}
+
+// encField returns a statement appending the member key and x in one call,
+// or "" when x's type has no such call.
+func (g *gen) encField(key, x string, t types.Type) string {
+	b := simpleKind(t)
+	if b == nil {
+		return ""
+	}
+	conv := func(to string) string {
+		if tb, ok := types.Unalias(t).(*types.Basic); ok && tb.Name() == to {
+			return x
+		}
+		return to + "(" + x + ")"
+	}
+	switch {
+	case b.Info()&types.IsString != 0:
+		return fmt.Sprintf("b = jsonx.AppendStringField(b, %s, %s)\n", key, conv("string"))
+	case b.Info()&types.IsBoolean != 0:
+		return fmt.Sprintf("b = jsonx.AppendBoolField(b, %s, %s)\n", key, conv("bool"))
+	case b.Info()&types.IsUnsigned != 0:
+		return fmt.Sprintf("b = jsonx.AppendUintField(b, %s, %s)\n", key, conv("uint64"))
+	default:
+		return fmt.Sprintf("b = jsonx.AppendIntField(b, %s, %s)\n", key, conv("int64"))
+	}
+}
+
+// maxValue is the largest value of an integer type, as Go source.
+func maxValue(b *types.Basic) string {
+	switch b.Kind() {
+	case types.Int8:
+		return "127"
+	case types.Int16:
+		return "32767"
+	case types.Int32:
+		return "2147483647"
+	case types.Int64:
+		return "9223372036854775807"
+	case types.Int:
+		return "jsonx.MaxInt"
+	case types.Uint8:
+		return "255"
+	case types.Uint16:
+		return "65535"
+	case types.Uint32:
+		return "4294967295"
+	case types.Uint64:
+		return "18446744073709551615"
+	}
+	return "jsonx.MaxUint"
+}
+
 // errCheck writes the check after a call that may fail.
 func (g *gen) errCheck(w *bytes.Buffer) {
 	g.usedErr = true
@@ -104,6 +178,9 @@ func (g *gen) errCheck(w *bytes.Buffer) {
 func (g *gen) enc(w *bytes.Buffer, x string, t types.Type) error {
 	t = types.Unalias(t)
 	if err := checkSupported(t); err != nil {
+		return err
+	}
+	if err := g.checkReachable(t); err != nil {
 		return err
 	}
 	switch {
@@ -221,6 +298,15 @@ func (g *gen) enc(w *bytes.Buffer, x string, t types.Type) error {
 		g.errCheck(w)
 	default:
 		return unsupported(t, "not a JSON type")
+	}
+	return nil
+}
+
+// checkReachable refuses named types of other packages that generated code
+// here cannot name.
+func (g *gen) checkReachable(t types.Type) error {
+	if n, ok := t.(*types.Named); ok && n.Obj().Pkg() != nil && n.Obj().Pkg() != g.pkg && !n.Obj().Exported() {
+		return unsupported(t, "it is unexported in another package: generate codecs for it there, or export it")
 	}
 	return nil
 }
@@ -346,14 +432,37 @@ func (g *gen) emitDecode(w *bytes.Buffer, s *structInfo) error {
 		body.WriteString("for first := true; ; {\nif _, ok := d.Member(&first); !ok {\nreturn\n}\nd.Skip()\n}\n")
 	} else {
 		// The members are expected in declaration order (next), as a Go
-		// struct writes them; Key checks for that cheaply, Member and the
-		// switch handle the rest.
-		fmt.Fprintf(&body, "next := 0\nfor first := true; ; first = false {\nvar f int\nif next < %d && d.Key(jsonxKeys%s[next], first) {\nf = next + 1\n} else {\n", len(s.fields), s.suffix)
-		body.WriteString("key, ok := d.Member(&first)\nif !ok {\nreturn\n}\nswitch string(key) {\n")
+		// struct writes them: the fast paths check for that cheaply and take
+		// plain values in the same call. Member and the switches handle the
+		// rest.
+		body.WriteString("next := 1\nfor first := true; ; first = false {\nvar f int\nswitch next {\n")
+		for i, f := range s.fields {
+			key := fmt.Sprintf("jsonxKeys%s[%d]", s.suffix, i)
+			fmt.Fprintf(&body, "case %d:\n", i+1)
+			x := g.fieldExpr(f)
+			b := simpleKind(f.typ)
+			te := g.typeExpr(f.typ)
+			switch {
+			case b == nil:
+				fmt.Fprintf(&body, "if d.Key(%s, first) {\nf = %d\n}\n", key, i+1)
+			case b.Info()&types.IsString != 0:
+				if tb, ok := types.Unalias(f.typ).(*types.Basic); ok && tb.Kind() == types.String {
+					fmt.Fprintf(&body, "if d.KeyString(%s, first, &%s) {\nnext = %d\ncontinue\n}\n", key, x, i+2)
+				} else {
+					fmt.Fprintf(&body, "if d.KeyString(%s, first, (*string)(&%s)) {\nnext = %d\ncontinue\n}\n", key, x, i+2)
+				}
+			case b.Info()&types.IsBoolean != 0:
+				fmt.Fprintf(&body, "if x, ok := d.KeyBool(%s, first); ok {\n%s = %s(x)\nnext = %d\ncontinue\n}\n", key, x, te, i+2)
+			default:
+				fmt.Fprintf(&body, "if x, ok := d.KeyUint(%s, first, %s); ok {\n%s = %s(x)\nnext = %d\ncontinue\n}\n", key, maxValue(b), x, te, i+2)
+			}
+		}
+		fmt.Fprintf(&body, "case %d:\nif d.End() {\nreturn\n}\n", len(s.fields)+1)
+		body.WriteString("}\nif f == 0 {\nkey, ok := d.Member(&first)\nif !ok {\nreturn\n}\nswitch string(key) {\n")
 		for i, f := range s.fields {
 			fmt.Fprintf(&body, "case %s:\nf = %d\n", strconv.Quote(f.name), i+1)
 		}
-		fmt.Fprintf(&body, "default:\nf = jsonx.Fold(key, jsonxNames%s[:])\n}\n}\nnext = f\nswitch f {\n", s.suffix)
+		fmt.Fprintf(&body, "default:\nf = jsonx.Fold(key, jsonxNames%s[:])\n}\n}\nnext = f + 1\nswitch f {\n", s.suffix)
 		for i, f := range s.fields {
 			fmt.Fprintf(&body, "case %d:\n", i+1)
 			for j, v := range f.path[:len(f.path)-1] {
@@ -396,6 +505,9 @@ func (g *gen) emitDecode(w *bytes.Buffer, s *structInfo) error {
 func (g *gen) dec(w *bytes.Buffer, x string, t types.Type) error {
 	t = types.Unalias(t)
 	if err := checkSupported(t); err != nil {
+		return err
+	}
+	if err := g.checkReachable(t); err != nil {
 		return err
 	}
 	if isRawMessage(t) {
@@ -552,8 +664,8 @@ func (v *%[1]s) DecodeJSON(data []byte) error {
 	return d.Finish()
 }
 
-// DecodeJSONValue decodes the next value of d into v. It is for generated
-// code that decodes a value holding a %[1]s.
+// DecodeJSONValue decodes the next value of d into v, for generated code
+// decoding a larger value that holds one.
 func (v *%[1]s) DecodeJSONValue(d *jsonx.Decoder) {
 	jsonxDecode%[2]s(d, v)
 }

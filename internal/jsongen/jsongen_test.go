@@ -146,13 +146,22 @@ type T struct{ *E }`, "T", "embedded pointers"},
 		{"own marshaler", `type T struct{}
 func (T) MarshalJSON() ([]byte, error) { return nil, nil }`, "T", "MarshalJSON method"},
 		{"generic", `type T[X any] struct{ V X }`, "T", "generic"},
+		{"unexported elsewhere", `type T struct{ V y.Exp }`, "T", "unexported in another package"},
 	}
 	for _, c := range cases {
 		t.Run(strings.ReplaceAll(c.name, " ", "_"), func(t *testing.T) {
 			t.Parallel()
 			dir := t.TempDir()
 			write(t, filepath.Join(dir, "go.mod"), "module example.com/x\n\ngo 1.26\n")
-			write(t, filepath.Join(dir, "x.go"), "package x\n\n"+c.src+"\n")
+			src := "package x\n\n" + c.src + "\n"
+			if strings.Contains(c.src, "y.") {
+				src = "package x\n\nimport \"example.com/x/y\"\n\n" + c.src + "\n"
+				if err := os.Mkdir(filepath.Join(dir, "y"), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				write(t, filepath.Join(dir, "y", "y.go"), "package y\n\ntype Exp struct{ F hidden }\n\ntype hidden struct{ A int }\n")
+			}
+			write(t, filepath.Join(dir, "x.go"), src)
 			_, err := Generate(dir, strings.Split(c.types, ","), DefaultOutput)
 			if err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Errorf("error %v, want one mentioning %q", err, c.want)
@@ -172,7 +181,7 @@ func TestIgnoresStaleOutput(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Contains(src, []byte(`"\"a\":"`)) {
+	if !bytes.Contains(src, []byte(`\"a\":`)) {
 		t.Errorf("generated code does not write field a:\n%s", src)
 	}
 }

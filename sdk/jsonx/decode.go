@@ -12,6 +12,10 @@ import (
 // maxDepth is encoding/json's nesting limit.
 const maxDepth = 10000
 
+// stopped is the depth of a decoder that stopped: past maxDepth, so that the
+// fast paths' depth check also catches a stop.
+const stopped = 1 << 30
+
 // What Object and Array found.
 const (
 	Skip = iota // nothing to store: a type mismatch was recorded, or decoding stopped
@@ -74,6 +78,13 @@ func (d *Decoder) str(start, end int) string {
 // in the input first, then an error from an UnmarshalJSON method, then the
 // first type mismatch.
 func (d *Decoder) Finish() error {
+	if d.pos == len(d.data) && d.stop == nil && d.saved == nil {
+		return nil
+	}
+	return d.finish()
+}
+
+func (d *Decoder) finish() error {
 	if d.stop == nil {
 		if c, ok := d.next(); ok {
 			d.syntax(c, "after top-level value")
@@ -104,6 +115,7 @@ func (d *Decoder) Err() error {
 func (d *Decoder) Abort(err error) {
 	if d.stop == nil {
 		d.stop, d.abort = err, true
+		d.depth = stopped
 	}
 }
 
@@ -183,12 +195,14 @@ func (d *Decoder) MapKeyError(key, typ string) { d.typeError("number "+key, typ)
 func (d *Decoder) syntax(c byte, context string) {
 	if d.stop == nil {
 		d.stop = syntaxError(c, context, d.pos+1)
+		d.depth = stopped
 	}
 }
 
 func (d *Decoder) eof() {
 	if d.stop == nil {
 		d.stop = eofError(len(d.data))
+		d.depth = stopped
 	}
 }
 
@@ -277,10 +291,24 @@ func (d *Decoder) other(c byte, typ string) {
 // map; typ is for messages). It returns Open when it consumed '{', Null when
 // it consumed null, and Skip otherwise (a mismatch was recorded and the value
 // skipped, or decoding stopped).
-func (d *Decoder) Object(typ string) int { return d.open('{', typ) }
+func (d *Decoder) Object(typ string) int {
+	if i := d.pos; i < len(d.data) && d.data[i] == '{' && d.depth < maxDepth {
+		d.pos = i + 1
+		d.depth++
+		return Open
+	}
+	return d.openSlow('{', typ)
+}
 
 // Array is Object for arrays and slices.
-func (d *Decoder) Array(typ string) int { return d.open('[', typ) }
+func (d *Decoder) Array(typ string) int {
+	if i := d.pos; i < len(d.data) && d.data[i] == '[' && d.depth < maxDepth {
+		d.pos = i + 1
+		d.depth++
+		return Open
+	}
+	return d.openSlow('[', typ)
+}
 
 func (d *Decoder) open(want byte, typ string) int {
 	if i := d.pos; i < len(d.data) && d.data[i] == want && d.stop == nil && d.depth < maxDepth {
@@ -289,6 +317,19 @@ func (d *Decoder) open(want byte, typ string) int {
 		return Open
 	}
 	return d.openSlow(want, typ)
+}
+
+// End consumes the '}' that ends an object when it comes next, without
+// white space before it, and reports whether it did: the fast path for the
+// end of an object whose members all came in order. When End reports false,
+// nothing was consumed: use Member.
+func (d *Decoder) End() bool {
+	if i := d.pos; i < len(d.data) && d.data[i] == '}' && d.stop == nil {
+		d.pos = i + 1
+		d.depth--
+		return true
+	}
+	return false
 }
 
 func (d *Decoder) openSlow(want byte, typ string) int {
@@ -323,6 +364,11 @@ func (d *Decoder) Member(first *bool) ([]byte, bool) {
 	// Fast path: compact JSON and a plain ASCII key, checked eight bytes at a
 	// time. Anything else takes the slow path from the start.
 	data, i := d.data, d.pos
+	if d.stop == nil && i < len(data) && data[i] == '}' {
+		d.pos++
+		d.depth--
+		return nil, false
+	}
 	if d.stop == nil && i+10 <= len(data) {
 		c := data[i]
 		if c == ',' && !*first {
@@ -364,6 +410,85 @@ func (d *Decoder) Key(lit string, first bool) bool {
 	}
 	d.pos = i + len(lit)
 	return true
+}
+
+// KeyString is Key followed by a string value that needs no unescaping
+// (plain ASCII), which it stores in *dst. When the member is not exactly
+// that, it consumes nothing and reports false.
+func (d *Decoder) KeyString(lit string, first bool, dst *string) bool {
+	if first {
+		lit = lit[1:]
+	}
+	data, i := d.data, d.pos
+	j := i + len(lit)
+	if j+9 > len(data) || d.stop != nil || data[j] != '"' || !equalLit(data[i:j], lit) {
+		return false
+	}
+	k := j + 1
+	m := decodeMask(load64(data, k))
+	for m == 0 && k+16 <= len(data) {
+		k += 8
+		m = decodeMask(load64(data, k))
+	}
+	if m == 0 {
+		return false
+	}
+	k += firstFlagged(m)
+	if data[k] != '"' {
+		return false
+	}
+	*dst = d.str(j+1, k)
+	d.pos = k + 1
+	return true
+}
+
+// KeyUint is Key followed by a non-negative integer of at most 18 digits, no
+// more than max, which it returns. When the member is not exactly that, it
+// consumes nothing and reports false.
+func (d *Decoder) KeyUint(lit string, first bool, max uint64) (uint64, bool) {
+	if first {
+		lit = lit[1:]
+	}
+	data, i := d.data, d.pos
+	j := i + len(lit)
+	if j+1 >= len(data) || d.stop != nil || !equalLit(data[i:j], lit) {
+		return 0, false
+	}
+	k := j
+	var n uint64
+	for k < len(data) && k-j < 18 && '0' <= data[k] && data[k] <= '9' {
+		n = n*10 + uint64(data[k]-'0')
+		k++
+	}
+	if k == j || k == len(data) || data[j] == '0' && k > j+1 || n > max {
+		return 0, false
+	}
+	if c := data[k]; c == '.' || c == 'e' || c == 'E' || '0' <= c && c <= '9' {
+		return 0, false
+	}
+	d.pos = k
+	return n, true
+}
+
+// KeyBool is Key followed by true or false.
+func (d *Decoder) KeyBool(lit string, first bool) (v, ok bool) {
+	if first {
+		lit = lit[1:]
+	}
+	data, i := d.data, d.pos
+	j := i + len(lit)
+	if j+5 > len(data) || d.stop != nil || !equalLit(data[i:j], lit) {
+		return false, false
+	}
+	if string(data[j:j+4]) == "true" {
+		d.pos = j + 4
+		return true, true
+	}
+	if j+5 < len(data) && string(data[j:j+5]) == "false" {
+		d.pos = j + 5
+		return false, true
+	}
+	return false, false
 }
 
 // equalLit reports whether b == s, for len(b) == len(s) >= 4, a word at a

@@ -11,6 +11,12 @@ import (
 
 const hexDigits = "0123456789abcdef"
 
+// MaxInt and MaxUint are the largest int and uint, for generated code.
+const (
+	MaxInt  = math.MaxInt
+	MaxUint = math.MaxUint
+)
+
 // AppendString appends s as a JSON string, escaped exactly as encoding/json
 // escapes it: HTML characters and U+2028/U+2029 as \u escapes, invalid UTF-8
 // as \ufffd.
@@ -18,7 +24,8 @@ func AppendString(b []byte, s string) []byte {
 	// Check the string eight bytes at a time, the last (partial) word
 	// overlapping the one before, or padded when s is short.
 	var m uint64
-	if n := len(s); n >= 8 {
+	n := len(s)
+	if n >= 8 {
 		for i := 0; i+8 < n && m == 0; i += 8 {
 			m = encodeMask(load64s(s, i))
 		}
@@ -28,12 +35,18 @@ func AppendString(b []byte, s string) []byte {
 		copy(w[:], s)
 		m = encodeMask(load64(w[:], 0))
 	}
-	if m == 0 {
-		b = append(b, '"')
-		b = append(b, s...)
-		return append(b, '"')
+	if m != 0 {
+		return appendStringSlow(append(b, '"'), s, 0)
 	}
-	return appendStringSlow(append(b, '"'), s, 0)
+	l := len(b)
+	if cap(b)-l < n+2 {
+		b = grow(b, n+2)
+	}
+	b = b[:l+n+2]
+	b[l] = '"'
+	copy(b[l+1:], s)
+	b[l+n+1] = '"'
+	return b
 }
 
 // appendStringSlow is encoding/json's appendString from i on, where s[:i]
@@ -89,6 +102,81 @@ func appendStringSlow(dst []byte, src string, i int) []byte {
 	}
 	dst = append(dst, src[start:]...)
 	return append(dst, '"')
+}
+
+// AppendStringField appends key (a member's key and colon, and the comma
+// before it if any) and s as AppendString does: one call per member for
+// generated code.
+func AppendStringField(b []byte, key, s string) []byte {
+	var m uint64
+	n := len(s)
+	if n >= 8 {
+		for i := 0; i+8 < n && m == 0; i += 8 {
+			m = encodeMask(load64s(s, i))
+		}
+		m |= encodeMask(load64s(s, n-8))
+	} else {
+		w := [8]byte{'a', 'a', 'a', 'a', 'a', 'a', 'a', 'a'}
+		copy(w[:], s)
+		m = encodeMask(load64(w[:], 0))
+	}
+	if m != 0 {
+		return appendStringSlow(append(append(b, key...), '"'), s, 0)
+	}
+	l, k := len(b), len(key)
+	if cap(b)-l < k+n+2 {
+		b = grow(b, k+n+2)
+	}
+	b = b[:l+k+n+2]
+	copy(b[l:], key)
+	b[l+k] = '"'
+	copy(b[l+k+1:], s)
+	b[l+k+n+1] = '"'
+	return b
+}
+
+// AppendIntField appends key and v.
+func AppendIntField(b []byte, key string, v int64) []byte {
+	if 0 <= v && v < 10 {
+		l, k := len(b), len(key)
+		if cap(b)-l < k+1 {
+			b = grow(b, k+1)
+		}
+		b = b[:l+k+1]
+		copy(b[l:], key)
+		b[l+k] = byte('0' + v)
+		return b
+	}
+	return strconv.AppendInt(append(b, key...), v, 10)
+}
+
+// AppendUintField appends key and v.
+func AppendUintField(b []byte, key string, v uint64) []byte {
+	if v < 10 {
+		return AppendIntField(b, key, int64(v))
+	}
+	return strconv.AppendUint(append(b, key...), v, 10)
+}
+
+// AppendBoolField appends key and v.
+func AppendBoolField(b []byte, key string, v bool) []byte {
+	lit := "false"
+	if v {
+		lit = "true"
+	}
+	l, k := len(b), len(key)
+	if cap(b)-l < k+5 {
+		b = grow(b, k+5)
+	}
+	b = b[:l+k+len(lit)]
+	copy(b[l:], key)
+	copy(b[l+k:], lit)
+	return b
+}
+
+// grow returns b with room for n more bytes.
+func grow(b []byte, n int) []byte {
+	return append(b, make([]byte, n)...)[:len(b)]
 }
 
 // AppendBool appends true or false.

@@ -43,6 +43,21 @@ type loadResult struct {
 	// ClientCPU is this process's CPU time over the window: the load
 	// generator's cost.
 	ClientCPU time.Duration
+	// MachineBusy is the CPU time all of the machine's CPUs spent busy
+	// (or stolen by the hypervisor) over the window, from /proc/stat; zero
+	// when unknown.
+	MachineBusy time.Duration
+}
+
+// OthersCPU is the CPU, in cores, that neither the server nor the load
+// generator used while the machine was busy: other processes (other
+// sessions' builds and tests on a shared machine) and steal. Idle servers
+// of the same run count here too, for very little.
+func (r loadResult) OthersCPU() float64 {
+	if r.MachineBusy == 0 || r.Window == 0 {
+		return -1
+	}
+	return max(0, float64(r.MachineBusy-r.ServerCPU-r.ClientCPU)/float64(r.Window))
 }
 
 // RPS is the throughput of successful requests.
@@ -90,19 +105,23 @@ func runLoad(ctx context.Context, spec loadSpec) (loadResult, error) {
 	ctx, cancel := context.WithDeadline(ctx, mEnd.Add(30*time.Second))
 	defer cancel()
 
-	var cpuStart, cpuEnd, selfStart, selfEnd time.Duration
-	var cpuErr, selfErr error
+	var cpuStart, cpuEnd, selfStart, selfEnd, busyStart, busyEnd time.Duration
+	var cpuErr, selfErr, busyErr error
 	var cpuWG sync.WaitGroup
 	cpuWG.Go(func() {
 		self := func() (time.Duration, error) { return cpuTime(os.Getpid()) }
 		time.Sleep(time.Until(mStart))
 		selfStart, selfErr = self()
+		busyStart, busyErr = machineBusy()
 		if spec.CPU != nil {
 			cpuStart, cpuErr = spec.CPU()
 		}
 		time.Sleep(time.Until(mEnd))
 		if selfErr == nil {
 			selfEnd, selfErr = self()
+		}
+		if busyErr == nil {
+			busyEnd, busyErr = machineBusy()
 		}
 		if spec.CPU != nil && cpuErr == nil {
 			cpuEnd, cpuErr = spec.CPU()
@@ -161,6 +180,9 @@ func runLoad(ctx context.Context, spec loadSpec) (loadResult, error) {
 	}
 	if selfErr == nil {
 		out.ClientCPU = selfEnd - selfStart
+	}
+	if busyErr == nil {
+		out.MachineBusy = busyEnd - busyStart
 	}
 	return out, nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"runtime"
 	"slices"
 	"time"
 )
@@ -72,24 +73,28 @@ func (r *report) print(w io.Writer, c config) {
 
 	p("### Loopback HTTP: closed loop, %d keep-alive connections, %s warm-up + %s counted per case", c.conc, c.warmup, c.duration)
 	p("")
-	p("CPU affinity: %s.", r.cpus)
+	p("CPU affinity: %s. \"others' CPU\": the machine's busy CPU time over the counted window (/proc/stat, steal included) less the server's and the load generator's, in cores: other processes competing for the %d CPUs.", r.cpus, runtime.NumCPU())
 	p("")
-	p("| Case | Server | req/s | p50 | p99 | server CPU/req | load generator CPU/req | errors |")
-	p("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+	p("| Case | Server | req/s | p50 | p99 | server CPU/req | load generator CPU/req | others' CPU | errors |")
+	p("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 	for _, l := range r.loads {
 		errs := fmt.Sprint(l.res.Errors)
 		if l.res.FirstErr != "" {
 			errs += " (" + l.res.FirstErr + ")"
 		}
-		p("| %s | %s | %.0f | %s | %s | %s | %s | %s |", l.op, l.server, l.res.RPS(), ms(l.res.P50), ms(l.res.P99),
-			us(l.res.CPUPerRequest()), us(l.res.ClientCPUPerRequest()), errs)
+		others := "n/a"
+		if o := l.res.OthersCPU(); o >= 0 {
+			others = fmt.Sprintf("%.2f cores", o)
+		}
+		p("| %s | %s | %.0f | %s | %s | %s | %s | %s | %s |", l.op, l.server, l.res.RPS(), ms(l.res.P50), ms(l.res.P99),
+			us(l.res.CPUPerRequest()), us(l.res.ClientCPUPerRequest()), others, errs)
 	}
 	for _, wc := range r.wrks {
 		errs := fmt.Sprint(wc.res.Non2xx)
 		if wc.res.SockErrs != "" {
 			errs += " (socket: " + wc.res.SockErrs + ")"
 		}
-		p("| orders.Get (wrk -t2) | %s | %.0f | %s | %s | %s | | %s |", wc.server, wc.res.RPS, ms(wc.res.P50), ms(wc.res.P99),
+		p("| orders.Get (wrk -t2) | %s | %.0f | %s | %s | %s | | | %s |", wc.server, wc.res.RPS, ms(wc.res.P50), ms(wc.res.P99),
 			us(perRequest(wc.serverCPU, wc.res.Requests)), errs)
 	}
 	p("")

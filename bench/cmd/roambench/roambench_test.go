@@ -260,3 +260,24 @@ Rss:                 132 kB
 		t.Fatalf("own anonymous executable RSS %d", n)
 	}
 }
+
+func TestParseMachineBusy(t *testing.T) {
+	// user nice system idle iowait irq softirq steal guest guest_nice
+	d, err := parseMachineBusy("cpu  100 10 20 500 7 1 2 3 0 0\ncpu0 50 5 10 250 3 0 1 1 0 0\n")
+	if err != nil || d != 136*clockTick {
+		t.Fatalf("got %v, %v", d, err)
+	}
+	if _, err := parseMachineBusy("intr 1 2 3\n"); err == nil {
+		t.Fatal("no error without a cpu line")
+	}
+	if _, err := machineBusy(); err != nil {
+		t.Fatal(err)
+	}
+	r := loadResult{Window: time.Second, MachineBusy: 1500 * time.Millisecond, ServerCPU: 600 * time.Millisecond, ClientCPU: 400 * time.Millisecond}
+	if o := r.OthersCPU(); o < 0.499 || o > 0.501 {
+		t.Fatalf("others = %v", o)
+	}
+	if o := (loadResult{Window: time.Second}).OthersCPU(); o != -1 {
+		t.Fatalf("unknown others = %v", o)
+	}
+}

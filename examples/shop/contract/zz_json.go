@@ -7,17 +7,11 @@ import (
 )
 
 func jsonxAppendOrder(b []byte, v *Order) ([]byte, error) {
-	b = append(b, '{')
-	b = append(b, "\"id\":"...)
-	b = jsonx.AppendString(b, v.ID)
-	b = append(b, ",\"customer\":"...)
-	b = jsonx.AppendString(b, v.Customer)
-	b = append(b, ",\"sku\":"...)
-	b = jsonx.AppendString(b, v.SKU)
-	b = append(b, ",\"quantity\":"...)
-	b = jsonx.AppendInt(b, int64(v.Quantity))
-	b = append(b, ",\"status\":"...)
-	b = jsonx.AppendString(b, v.Status)
+	b = jsonx.AppendStringField(b, "{\"id\":", v.ID)
+	b = jsonx.AppendStringField(b, ",\"customer\":", v.Customer)
+	b = jsonx.AppendStringField(b, ",\"sku\":", v.SKU)
+	b = jsonx.AppendIntField(b, ",\"quantity\":", int64(v.Quantity))
+	b = jsonx.AppendStringField(b, ",\"status\":", v.Status)
 	b = append(b, '}')
 	return b, nil
 }
@@ -26,12 +20,42 @@ func jsonxDecodeOrder(d *jsonx.Decoder, v *Order) {
 	if d.Object("contract.Order") != jsonx.Open {
 		return
 	}
-	next := 0
+	next := 1
 	for first := true; ; first = false {
 		var f int
-		if next < 5 && d.Key(jsonxKeysOrder[next], first) {
-			f = next + 1
-		} else {
+		switch next {
+		case 1:
+			if d.KeyString(jsonxKeysOrder[0], first, &v.ID) {
+				next = 2
+				continue
+			}
+		case 2:
+			if d.KeyString(jsonxKeysOrder[1], first, &v.Customer) {
+				next = 3
+				continue
+			}
+		case 3:
+			if d.KeyString(jsonxKeysOrder[2], first, &v.SKU) {
+				next = 4
+				continue
+			}
+		case 4:
+			if x, ok := d.KeyUint(jsonxKeysOrder[3], first, jsonx.MaxInt); ok {
+				v.Quantity = int(x)
+				next = 5
+				continue
+			}
+		case 5:
+			if d.KeyString(jsonxKeysOrder[4], first, &v.Status) {
+				next = 6
+				continue
+			}
+		case 6:
+			if d.End() {
+				return
+			}
+		}
+		if f == 0 {
 			key, ok := d.Member(&first)
 			if !ok {
 				return
@@ -51,7 +75,7 @@ func jsonxDecodeOrder(d *jsonx.Decoder, v *Order) {
 				f = jsonx.Fold(key, jsonxNamesOrder[:])
 			}
 		}
-		next = f
+		next = f + 1
 		switch f {
 		case 1:
 			n := d.Enter("Order", "id")
@@ -94,13 +118,9 @@ var jsonxNamesOrder = [...]string{"id", "customer", "sku", "quantity", "status"}
 var jsonxKeysOrder = [...]string{",\"id\":", ",\"customer\":", ",\"sku\":", ",\"quantity\":", ",\"status\":"}
 
 func jsonxAppendCreateOrder(b []byte, v *CreateOrder) ([]byte, error) {
-	b = append(b, '{')
-	b = append(b, "\"customer\":"...)
-	b = jsonx.AppendString(b, v.Customer)
-	b = append(b, ",\"sku\":"...)
-	b = jsonx.AppendString(b, v.SKU)
-	b = append(b, ",\"quantity\":"...)
-	b = jsonx.AppendInt(b, int64(v.Quantity))
+	b = jsonx.AppendStringField(b, "{\"customer\":", v.Customer)
+	b = jsonx.AppendStringField(b, ",\"sku\":", v.SKU)
+	b = jsonx.AppendIntField(b, ",\"quantity\":", int64(v.Quantity))
 	b = append(b, '}')
 	return b, nil
 }
@@ -109,12 +129,32 @@ func jsonxDecodeCreateOrder(d *jsonx.Decoder, v *CreateOrder) {
 	if d.Object("contract.CreateOrder") != jsonx.Open {
 		return
 	}
-	next := 0
+	next := 1
 	for first := true; ; first = false {
 		var f int
-		if next < 3 && d.Key(jsonxKeysCreateOrder[next], first) {
-			f = next + 1
-		} else {
+		switch next {
+		case 1:
+			if d.KeyString(jsonxKeysCreateOrder[0], first, &v.Customer) {
+				next = 2
+				continue
+			}
+		case 2:
+			if d.KeyString(jsonxKeysCreateOrder[1], first, &v.SKU) {
+				next = 3
+				continue
+			}
+		case 3:
+			if x, ok := d.KeyUint(jsonxKeysCreateOrder[2], first, jsonx.MaxInt); ok {
+				v.Quantity = int(x)
+				next = 4
+				continue
+			}
+		case 4:
+			if d.End() {
+				return
+			}
+		}
+		if f == 0 {
 			key, ok := d.Member(&first)
 			if !ok {
 				return
@@ -130,7 +170,7 @@ func jsonxDecodeCreateOrder(d *jsonx.Decoder, v *CreateOrder) {
 				f = jsonx.Fold(key, jsonxNamesCreateOrder[:])
 			}
 		}
-		next = f
+		next = f + 1
 		switch f {
 		case 1:
 			n := d.Enter("CreateOrder", "customer")
@@ -161,12 +201,9 @@ var jsonxNamesCreateOrder = [...]string{"customer", "sku", "quantity"}
 var jsonxKeysCreateOrder = [...]string{",\"customer\":", ",\"sku\":", ",\"quantity\":"}
 
 func jsonxAppendOrderRef(b []byte, v *OrderRef) ([]byte, error) {
-	b = append(b, '{')
-	b = append(b, "\"id\":"...)
-	b = jsonx.AppendString(b, v.ID)
+	b = jsonx.AppendStringField(b, "{\"id\":", v.ID)
 	if !(len(v.ETag) == 0) {
-		b = append(b, ",\"etag\":"...)
-		b = jsonx.AppendString(b, v.ETag)
+		b = jsonx.AppendStringField(b, ",\"etag\":", v.ETag)
 	}
 	b = append(b, '}')
 	return b, nil
@@ -176,12 +213,26 @@ func jsonxDecodeOrderRef(d *jsonx.Decoder, v *OrderRef) {
 	if d.Object("contract.OrderRef") != jsonx.Open {
 		return
 	}
-	next := 0
+	next := 1
 	for first := true; ; first = false {
 		var f int
-		if next < 2 && d.Key(jsonxKeysOrderRef[next], first) {
-			f = next + 1
-		} else {
+		switch next {
+		case 1:
+			if d.KeyString(jsonxKeysOrderRef[0], first, &v.ID) {
+				next = 2
+				continue
+			}
+		case 2:
+			if d.KeyString(jsonxKeysOrderRef[1], first, &v.ETag) {
+				next = 3
+				continue
+			}
+		case 3:
+			if d.End() {
+				return
+			}
+		}
+		if f == 0 {
 			key, ok := d.Member(&first)
 			if !ok {
 				return
@@ -195,7 +246,7 @@ func jsonxDecodeOrderRef(d *jsonx.Decoder, v *OrderRef) {
 				f = jsonx.Fold(key, jsonxNamesOrderRef[:])
 			}
 		}
-		next = f
+		next = f + 1
 		switch f {
 		case 1:
 			n := d.Enter("OrderRef", "id")
@@ -221,14 +272,12 @@ var jsonxKeysOrderRef = [...]string{",\"id\":", ",\"etag\":"}
 
 func jsonxAppendOrderReply(b []byte, v *OrderReply) ([]byte, error) {
 	var err error
-	b = append(b, '{')
-	b = append(b, "\"order\":"...)
+	b = append(b, "{\"order\":"...)
 	b, err = jsonxAppendOrder(b, &v.Order)
 	if err != nil {
 		return nil, err
 	}
-	b = append(b, ",\"etag\":"...)
-	b = jsonx.AppendString(b, v.ETag)
+	b = jsonx.AppendStringField(b, ",\"etag\":", v.ETag)
 	b = append(b, '}')
 	return b, nil
 }
@@ -237,12 +286,25 @@ func jsonxDecodeOrderReply(d *jsonx.Decoder, v *OrderReply) {
 	if d.Object("contract.OrderReply") != jsonx.Open {
 		return
 	}
-	next := 0
+	next := 1
 	for first := true; ; first = false {
 		var f int
-		if next < 2 && d.Key(jsonxKeysOrderReply[next], first) {
-			f = next + 1
-		} else {
+		switch next {
+		case 1:
+			if d.Key(jsonxKeysOrderReply[0], first) {
+				f = 1
+			}
+		case 2:
+			if d.KeyString(jsonxKeysOrderReply[1], first, &v.ETag) {
+				next = 3
+				continue
+			}
+		case 3:
+			if d.End() {
+				return
+			}
+		}
+		if f == 0 {
 			key, ok := d.Member(&first)
 			if !ok {
 				return
@@ -256,7 +318,7 @@ func jsonxDecodeOrderReply(d *jsonx.Decoder, v *OrderReply) {
 				f = jsonx.Fold(key, jsonxNamesOrderReply[:])
 			}
 		}
-		next = f
+		next = f + 1
 		switch f {
 		case 1:
 			n := d.Enter("OrderReply", "order")
@@ -279,9 +341,7 @@ var jsonxNamesOrderReply = [...]string{"order", "etag"}
 var jsonxKeysOrderReply = [...]string{",\"order\":", ",\"etag\":"}
 
 func jsonxAppendCustomerRef(b []byte, v *CustomerRef) ([]byte, error) {
-	b = append(b, '{')
-	b = append(b, "\"customer\":"...)
-	b = jsonx.AppendString(b, v.Customer)
+	b = jsonx.AppendStringField(b, "{\"customer\":", v.Customer)
 	b = append(b, '}')
 	return b, nil
 }
@@ -290,12 +350,21 @@ func jsonxDecodeCustomerRef(d *jsonx.Decoder, v *CustomerRef) {
 	if d.Object("contract.CustomerRef") != jsonx.Open {
 		return
 	}
-	next := 0
+	next := 1
 	for first := true; ; first = false {
 		var f int
-		if next < 1 && d.Key(jsonxKeysCustomerRef[next], first) {
-			f = next + 1
-		} else {
+		switch next {
+		case 1:
+			if d.KeyString(jsonxKeysCustomerRef[0], first, &v.Customer) {
+				next = 2
+				continue
+			}
+		case 2:
+			if d.End() {
+				return
+			}
+		}
+		if f == 0 {
 			key, ok := d.Member(&first)
 			if !ok {
 				return
@@ -307,7 +376,7 @@ func jsonxDecodeCustomerRef(d *jsonx.Decoder, v *CustomerRef) {
 				f = jsonx.Fold(key, jsonxNamesCustomerRef[:])
 			}
 		}
-		next = f
+		next = f + 1
 		switch f {
 		case 1:
 			n := d.Enter("CustomerRef", "customer")
@@ -327,8 +396,7 @@ var jsonxKeysCustomerRef = [...]string{",\"customer\":"}
 
 func jsonxAppendOrderList(b []byte, v *OrderList) ([]byte, error) {
 	var err error
-	b = append(b, '{')
-	b = append(b, "\"orders\":"...)
+	b = append(b, "{\"orders\":"...)
 	if v.Orders == nil {
 		b = append(b, "null"...)
 	} else {
@@ -352,12 +420,20 @@ func jsonxDecodeOrderList(d *jsonx.Decoder, v *OrderList) {
 	if d.Object("contract.OrderList") != jsonx.Open {
 		return
 	}
-	next := 0
+	next := 1
 	for first := true; ; first = false {
 		var f int
-		if next < 1 && d.Key(jsonxKeysOrderList[next], first) {
-			f = next + 1
-		} else {
+		switch next {
+		case 1:
+			if d.Key(jsonxKeysOrderList[0], first) {
+				f = 1
+			}
+		case 2:
+			if d.End() {
+				return
+			}
+		}
+		if f == 0 {
 			key, ok := d.Member(&first)
 			if !ok {
 				return
@@ -369,7 +445,7 @@ func jsonxDecodeOrderList(d *jsonx.Decoder, v *OrderList) {
 				f = jsonx.Fold(key, jsonxNamesOrderList[:])
 			}
 		}
-		next = f
+		next = f + 1
 		switch f {
 		case 1:
 			n := d.Enter("OrderList", "orders")
@@ -406,15 +482,10 @@ var jsonxNamesOrderList = [...]string{"orders"}
 var jsonxKeysOrderList = [...]string{",\"orders\":"}
 
 func jsonxAppendOrderEvent(b []byte, v *OrderEvent) ([]byte, error) {
-	b = append(b, '{')
-	b = append(b, "\"order_id\":"...)
-	b = jsonx.AppendString(b, v.OrderID)
-	b = append(b, ",\"customer\":"...)
-	b = jsonx.AppendString(b, v.Customer)
-	b = append(b, ",\"sku\":"...)
-	b = jsonx.AppendString(b, v.SKU)
-	b = append(b, ",\"quantity\":"...)
-	b = jsonx.AppendInt(b, int64(v.Quantity))
+	b = jsonx.AppendStringField(b, "{\"order_id\":", v.OrderID)
+	b = jsonx.AppendStringField(b, ",\"customer\":", v.Customer)
+	b = jsonx.AppendStringField(b, ",\"sku\":", v.SKU)
+	b = jsonx.AppendIntField(b, ",\"quantity\":", int64(v.Quantity))
 	b = append(b, '}')
 	return b, nil
 }
@@ -423,12 +494,37 @@ func jsonxDecodeOrderEvent(d *jsonx.Decoder, v *OrderEvent) {
 	if d.Object("contract.OrderEvent") != jsonx.Open {
 		return
 	}
-	next := 0
+	next := 1
 	for first := true; ; first = false {
 		var f int
-		if next < 4 && d.Key(jsonxKeysOrderEvent[next], first) {
-			f = next + 1
-		} else {
+		switch next {
+		case 1:
+			if d.KeyString(jsonxKeysOrderEvent[0], first, &v.OrderID) {
+				next = 2
+				continue
+			}
+		case 2:
+			if d.KeyString(jsonxKeysOrderEvent[1], first, &v.Customer) {
+				next = 3
+				continue
+			}
+		case 3:
+			if d.KeyString(jsonxKeysOrderEvent[2], first, &v.SKU) {
+				next = 4
+				continue
+			}
+		case 4:
+			if x, ok := d.KeyUint(jsonxKeysOrderEvent[3], first, jsonx.MaxInt); ok {
+				v.Quantity = int(x)
+				next = 5
+				continue
+			}
+		case 5:
+			if d.End() {
+				return
+			}
+		}
+		if f == 0 {
 			key, ok := d.Member(&first)
 			if !ok {
 				return
@@ -446,7 +542,7 @@ func jsonxDecodeOrderEvent(d *jsonx.Decoder, v *OrderEvent) {
 				f = jsonx.Fold(key, jsonxNamesOrderEvent[:])
 			}
 		}
-		next = f
+		next = f + 1
 		switch f {
 		case 1:
 			n := d.Enter("OrderEvent", "order_id")
@@ -483,9 +579,7 @@ var jsonxNamesOrderEvent = [...]string{"order_id", "customer", "sku", "quantity"
 var jsonxKeysOrderEvent = [...]string{",\"order_id\":", ",\"customer\":", ",\"sku\":", ",\"quantity\":"}
 
 func jsonxAppendSKURef(b []byte, v *SKURef) ([]byte, error) {
-	b = append(b, '{')
-	b = append(b, "\"sku\":"...)
-	b = jsonx.AppendString(b, v.SKU)
+	b = jsonx.AppendStringField(b, "{\"sku\":", v.SKU)
 	b = append(b, '}')
 	return b, nil
 }
@@ -494,12 +588,21 @@ func jsonxDecodeSKURef(d *jsonx.Decoder, v *SKURef) {
 	if d.Object("contract.SKURef") != jsonx.Open {
 		return
 	}
-	next := 0
+	next := 1
 	for first := true; ; first = false {
 		var f int
-		if next < 1 && d.Key(jsonxKeysSKURef[next], first) {
-			f = next + 1
-		} else {
+		switch next {
+		case 1:
+			if d.KeyString(jsonxKeysSKURef[0], first, &v.SKU) {
+				next = 2
+				continue
+			}
+		case 2:
+			if d.End() {
+				return
+			}
+		}
+		if f == 0 {
 			key, ok := d.Member(&first)
 			if !ok {
 				return
@@ -511,7 +614,7 @@ func jsonxDecodeSKURef(d *jsonx.Decoder, v *SKURef) {
 				f = jsonx.Fold(key, jsonxNamesSKURef[:])
 			}
 		}
-		next = f
+		next = f + 1
 		switch f {
 		case 1:
 			n := d.Enter("SKURef", "sku")
@@ -530,11 +633,8 @@ var jsonxNamesSKURef = [...]string{"sku"}
 var jsonxKeysSKURef = [...]string{",\"sku\":"}
 
 func jsonxAppendRestock(b []byte, v *Restock) ([]byte, error) {
-	b = append(b, '{')
-	b = append(b, "\"sku\":"...)
-	b = jsonx.AppendString(b, v.SKU)
-	b = append(b, ",\"quantity\":"...)
-	b = jsonx.AppendInt(b, int64(v.Quantity))
+	b = jsonx.AppendStringField(b, "{\"sku\":", v.SKU)
+	b = jsonx.AppendIntField(b, ",\"quantity\":", int64(v.Quantity))
 	b = append(b, '}')
 	return b, nil
 }
@@ -543,12 +643,27 @@ func jsonxDecodeRestock(d *jsonx.Decoder, v *Restock) {
 	if d.Object("contract.Restock") != jsonx.Open {
 		return
 	}
-	next := 0
+	next := 1
 	for first := true; ; first = false {
 		var f int
-		if next < 2 && d.Key(jsonxKeysRestock[next], first) {
-			f = next + 1
-		} else {
+		switch next {
+		case 1:
+			if d.KeyString(jsonxKeysRestock[0], first, &v.SKU) {
+				next = 2
+				continue
+			}
+		case 2:
+			if x, ok := d.KeyUint(jsonxKeysRestock[1], first, jsonx.MaxInt); ok {
+				v.Quantity = int(x)
+				next = 3
+				continue
+			}
+		case 3:
+			if d.End() {
+				return
+			}
+		}
+		if f == 0 {
 			key, ok := d.Member(&first)
 			if !ok {
 				return
@@ -562,7 +677,7 @@ func jsonxDecodeRestock(d *jsonx.Decoder, v *Restock) {
 				f = jsonx.Fold(key, jsonxNamesRestock[:])
 			}
 		}
-		next = f
+		next = f + 1
 		switch f {
 		case 1:
 			n := d.Enter("Restock", "sku")
@@ -587,13 +702,9 @@ var jsonxNamesRestock = [...]string{"sku", "quantity"}
 var jsonxKeysRestock = [...]string{",\"sku\":", ",\"quantity\":"}
 
 func jsonxAppendReserve(b []byte, v *Reserve) ([]byte, error) {
-	b = append(b, '{')
-	b = append(b, "\"order_id\":"...)
-	b = jsonx.AppendString(b, v.OrderID)
-	b = append(b, ",\"sku\":"...)
-	b = jsonx.AppendString(b, v.SKU)
-	b = append(b, ",\"quantity\":"...)
-	b = jsonx.AppendInt(b, int64(v.Quantity))
+	b = jsonx.AppendStringField(b, "{\"order_id\":", v.OrderID)
+	b = jsonx.AppendStringField(b, ",\"sku\":", v.SKU)
+	b = jsonx.AppendIntField(b, ",\"quantity\":", int64(v.Quantity))
 	b = append(b, '}')
 	return b, nil
 }
@@ -602,12 +713,32 @@ func jsonxDecodeReserve(d *jsonx.Decoder, v *Reserve) {
 	if d.Object("contract.Reserve") != jsonx.Open {
 		return
 	}
-	next := 0
+	next := 1
 	for first := true; ; first = false {
 		var f int
-		if next < 3 && d.Key(jsonxKeysReserve[next], first) {
-			f = next + 1
-		} else {
+		switch next {
+		case 1:
+			if d.KeyString(jsonxKeysReserve[0], first, &v.OrderID) {
+				next = 2
+				continue
+			}
+		case 2:
+			if d.KeyString(jsonxKeysReserve[1], first, &v.SKU) {
+				next = 3
+				continue
+			}
+		case 3:
+			if x, ok := d.KeyUint(jsonxKeysReserve[2], first, jsonx.MaxInt); ok {
+				v.Quantity = int(x)
+				next = 4
+				continue
+			}
+		case 4:
+			if d.End() {
+				return
+			}
+		}
+		if f == 0 {
 			key, ok := d.Member(&first)
 			if !ok {
 				return
@@ -623,7 +754,7 @@ func jsonxDecodeReserve(d *jsonx.Decoder, v *Reserve) {
 				f = jsonx.Fold(key, jsonxNamesReserve[:])
 			}
 		}
-		next = f
+		next = f + 1
 		switch f {
 		case 1:
 			n := d.Enter("Reserve", "order_id")
@@ -654,9 +785,7 @@ var jsonxNamesReserve = [...]string{"order_id", "sku", "quantity"}
 var jsonxKeysReserve = [...]string{",\"order_id\":", ",\"sku\":", ",\"quantity\":"}
 
 func jsonxAppendRelease(b []byte, v *Release) ([]byte, error) {
-	b = append(b, '{')
-	b = append(b, "\"order_id\":"...)
-	b = jsonx.AppendString(b, v.OrderID)
+	b = jsonx.AppendStringField(b, "{\"order_id\":", v.OrderID)
 	b = append(b, '}')
 	return b, nil
 }
@@ -665,12 +794,21 @@ func jsonxDecodeRelease(d *jsonx.Decoder, v *Release) {
 	if d.Object("contract.Release") != jsonx.Open {
 		return
 	}
-	next := 0
+	next := 1
 	for first := true; ; first = false {
 		var f int
-		if next < 1 && d.Key(jsonxKeysRelease[next], first) {
-			f = next + 1
-		} else {
+		switch next {
+		case 1:
+			if d.KeyString(jsonxKeysRelease[0], first, &v.OrderID) {
+				next = 2
+				continue
+			}
+		case 2:
+			if d.End() {
+				return
+			}
+		}
+		if f == 0 {
 			key, ok := d.Member(&first)
 			if !ok {
 				return
@@ -682,7 +820,7 @@ func jsonxDecodeRelease(d *jsonx.Decoder, v *Release) {
 				f = jsonx.Fold(key, jsonxNamesRelease[:])
 			}
 		}
-		next = f
+		next = f + 1
 		switch f {
 		case 1:
 			n := d.Enter("Release", "order_id")
@@ -701,11 +839,8 @@ var jsonxNamesRelease = [...]string{"order_id"}
 var jsonxKeysRelease = [...]string{",\"order_id\":"}
 
 func jsonxAppendStockLevel(b []byte, v *StockLevel) ([]byte, error) {
-	b = append(b, '{')
-	b = append(b, "\"sku\":"...)
-	b = jsonx.AppendString(b, v.SKU)
-	b = append(b, ",\"available\":"...)
-	b = jsonx.AppendInt(b, int64(v.Available))
+	b = jsonx.AppendStringField(b, "{\"sku\":", v.SKU)
+	b = jsonx.AppendIntField(b, ",\"available\":", int64(v.Available))
 	b = append(b, '}')
 	return b, nil
 }
@@ -714,12 +849,27 @@ func jsonxDecodeStockLevel(d *jsonx.Decoder, v *StockLevel) {
 	if d.Object("contract.StockLevel") != jsonx.Open {
 		return
 	}
-	next := 0
+	next := 1
 	for first := true; ; first = false {
 		var f int
-		if next < 2 && d.Key(jsonxKeysStockLevel[next], first) {
-			f = next + 1
-		} else {
+		switch next {
+		case 1:
+			if d.KeyString(jsonxKeysStockLevel[0], first, &v.SKU) {
+				next = 2
+				continue
+			}
+		case 2:
+			if x, ok := d.KeyUint(jsonxKeysStockLevel[1], first, jsonx.MaxInt); ok {
+				v.Available = int(x)
+				next = 3
+				continue
+			}
+		case 3:
+			if d.End() {
+				return
+			}
+		}
+		if f == 0 {
 			key, ok := d.Member(&first)
 			if !ok {
 				return
@@ -733,7 +883,7 @@ func jsonxDecodeStockLevel(d *jsonx.Decoder, v *StockLevel) {
 				f = jsonx.Fold(key, jsonxNamesStockLevel[:])
 			}
 		}
-		next = f
+		next = f + 1
 		switch f {
 		case 1:
 			n := d.Enter("StockLevel", "sku")
@@ -772,8 +922,8 @@ func (v *Order) DecodeJSON(data []byte) error {
 	return d.Finish()
 }
 
-// DecodeJSONValue decodes the next value of d into v. It is for generated
-// code that decodes a value holding a Order.
+// DecodeJSONValue decodes the next value of d into v, for generated code
+// decoding a larger value that holds one.
 func (v *Order) DecodeJSONValue(d *jsonx.Decoder) {
 	jsonxDecodeOrder(d, v)
 }
@@ -793,8 +943,8 @@ func (v *CreateOrder) DecodeJSON(data []byte) error {
 	return d.Finish()
 }
 
-// DecodeJSONValue decodes the next value of d into v. It is for generated
-// code that decodes a value holding a CreateOrder.
+// DecodeJSONValue decodes the next value of d into v, for generated code
+// decoding a larger value that holds one.
 func (v *CreateOrder) DecodeJSONValue(d *jsonx.Decoder) {
 	jsonxDecodeCreateOrder(d, v)
 }
@@ -814,8 +964,8 @@ func (v *OrderRef) DecodeJSON(data []byte) error {
 	return d.Finish()
 }
 
-// DecodeJSONValue decodes the next value of d into v. It is for generated
-// code that decodes a value holding a OrderRef.
+// DecodeJSONValue decodes the next value of d into v, for generated code
+// decoding a larger value that holds one.
 func (v *OrderRef) DecodeJSONValue(d *jsonx.Decoder) {
 	jsonxDecodeOrderRef(d, v)
 }
@@ -835,8 +985,8 @@ func (v *OrderReply) DecodeJSON(data []byte) error {
 	return d.Finish()
 }
 
-// DecodeJSONValue decodes the next value of d into v. It is for generated
-// code that decodes a value holding a OrderReply.
+// DecodeJSONValue decodes the next value of d into v, for generated code
+// decoding a larger value that holds one.
 func (v *OrderReply) DecodeJSONValue(d *jsonx.Decoder) {
 	jsonxDecodeOrderReply(d, v)
 }
@@ -856,8 +1006,8 @@ func (v *CustomerRef) DecodeJSON(data []byte) error {
 	return d.Finish()
 }
 
-// DecodeJSONValue decodes the next value of d into v. It is for generated
-// code that decodes a value holding a CustomerRef.
+// DecodeJSONValue decodes the next value of d into v, for generated code
+// decoding a larger value that holds one.
 func (v *CustomerRef) DecodeJSONValue(d *jsonx.Decoder) {
 	jsonxDecodeCustomerRef(d, v)
 }
@@ -877,8 +1027,8 @@ func (v *OrderList) DecodeJSON(data []byte) error {
 	return d.Finish()
 }
 
-// DecodeJSONValue decodes the next value of d into v. It is for generated
-// code that decodes a value holding a OrderList.
+// DecodeJSONValue decodes the next value of d into v, for generated code
+// decoding a larger value that holds one.
 func (v *OrderList) DecodeJSONValue(d *jsonx.Decoder) {
 	jsonxDecodeOrderList(d, v)
 }
@@ -898,8 +1048,8 @@ func (v *OrderEvent) DecodeJSON(data []byte) error {
 	return d.Finish()
 }
 
-// DecodeJSONValue decodes the next value of d into v. It is for generated
-// code that decodes a value holding a OrderEvent.
+// DecodeJSONValue decodes the next value of d into v, for generated code
+// decoding a larger value that holds one.
 func (v *OrderEvent) DecodeJSONValue(d *jsonx.Decoder) {
 	jsonxDecodeOrderEvent(d, v)
 }
@@ -919,8 +1069,8 @@ func (v *SKURef) DecodeJSON(data []byte) error {
 	return d.Finish()
 }
 
-// DecodeJSONValue decodes the next value of d into v. It is for generated
-// code that decodes a value holding a SKURef.
+// DecodeJSONValue decodes the next value of d into v, for generated code
+// decoding a larger value that holds one.
 func (v *SKURef) DecodeJSONValue(d *jsonx.Decoder) {
 	jsonxDecodeSKURef(d, v)
 }
@@ -940,8 +1090,8 @@ func (v *Restock) DecodeJSON(data []byte) error {
 	return d.Finish()
 }
 
-// DecodeJSONValue decodes the next value of d into v. It is for generated
-// code that decodes a value holding a Restock.
+// DecodeJSONValue decodes the next value of d into v, for generated code
+// decoding a larger value that holds one.
 func (v *Restock) DecodeJSONValue(d *jsonx.Decoder) {
 	jsonxDecodeRestock(d, v)
 }
@@ -961,8 +1111,8 @@ func (v *Reserve) DecodeJSON(data []byte) error {
 	return d.Finish()
 }
 
-// DecodeJSONValue decodes the next value of d into v. It is for generated
-// code that decodes a value holding a Reserve.
+// DecodeJSONValue decodes the next value of d into v, for generated code
+// decoding a larger value that holds one.
 func (v *Reserve) DecodeJSONValue(d *jsonx.Decoder) {
 	jsonxDecodeReserve(d, v)
 }
@@ -982,8 +1132,8 @@ func (v *Release) DecodeJSON(data []byte) error {
 	return d.Finish()
 }
 
-// DecodeJSONValue decodes the next value of d into v. It is for generated
-// code that decodes a value holding a Release.
+// DecodeJSONValue decodes the next value of d into v, for generated code
+// decoding a larger value that holds one.
 func (v *Release) DecodeJSONValue(d *jsonx.Decoder) {
 	jsonxDecodeRelease(d, v)
 }
@@ -1003,8 +1153,8 @@ func (v *StockLevel) DecodeJSON(data []byte) error {
 	return d.Finish()
 }
 
-// DecodeJSONValue decodes the next value of d into v. It is for generated
-// code that decodes a value holding a StockLevel.
+// DecodeJSONValue decodes the next value of d into v, for generated code
+// decoding a larger value that holds one.
 func (v *StockLevel) DecodeJSONValue(d *jsonx.Decoder) {
 	jsonxDecodeStockLevel(d, v)
 }

@@ -7,9 +7,7 @@ import (
 )
 
 func jsonxAppendlevel(b []byte, v *level) ([]byte, error) {
-	b = append(b, '{')
-	b = append(b, "\"available\":"...)
-	b = jsonx.AppendInt(b, int64(v.Available))
+	b = jsonx.AppendIntField(b, "{\"available\":", int64(v.Available))
 	b = append(b, '}')
 	return b, nil
 }
@@ -18,12 +16,22 @@ func jsonxDecodelevel(d *jsonx.Decoder, v *level) {
 	if d.Object("inventory.level") != jsonx.Open {
 		return
 	}
-	next := 0
+	next := 1
 	for first := true; ; first = false {
 		var f int
-		if next < 1 && d.Key(jsonxKeyslevel[next], first) {
-			f = next + 1
-		} else {
+		switch next {
+		case 1:
+			if x, ok := d.KeyUint(jsonxKeyslevel[0], first, jsonx.MaxInt); ok {
+				v.Available = int(x)
+				next = 2
+				continue
+			}
+		case 2:
+			if d.End() {
+				return
+			}
+		}
+		if f == 0 {
 			key, ok := d.Member(&first)
 			if !ok {
 				return
@@ -35,7 +43,7 @@ func jsonxDecodelevel(d *jsonx.Decoder, v *level) {
 				f = jsonx.Fold(key, jsonxNameslevel[:])
 			}
 		}
-		next = f
+		next = f + 1
 		switch f {
 		case 1:
 			n := d.Enter("level", "available")
@@ -54,11 +62,8 @@ var jsonxNameslevel = [...]string{"available"}
 var jsonxKeyslevel = [...]string{",\"available\":"}
 
 func jsonxAppendreservation(b []byte, v *reservation) ([]byte, error) {
-	b = append(b, '{')
-	b = append(b, "\"sku\":"...)
-	b = jsonx.AppendString(b, v.SKU)
-	b = append(b, ",\"quantity\":"...)
-	b = jsonx.AppendInt(b, int64(v.Quantity))
+	b = jsonx.AppendStringField(b, "{\"sku\":", v.SKU)
+	b = jsonx.AppendIntField(b, ",\"quantity\":", int64(v.Quantity))
 	b = append(b, '}')
 	return b, nil
 }
@@ -67,12 +72,27 @@ func jsonxDecodereservation(d *jsonx.Decoder, v *reservation) {
 	if d.Object("inventory.reservation") != jsonx.Open {
 		return
 	}
-	next := 0
+	next := 1
 	for first := true; ; first = false {
 		var f int
-		if next < 2 && d.Key(jsonxKeysreservation[next], first) {
-			f = next + 1
-		} else {
+		switch next {
+		case 1:
+			if d.KeyString(jsonxKeysreservation[0], first, &v.SKU) {
+				next = 2
+				continue
+			}
+		case 2:
+			if x, ok := d.KeyUint(jsonxKeysreservation[1], first, jsonx.MaxInt); ok {
+				v.Quantity = int(x)
+				next = 3
+				continue
+			}
+		case 3:
+			if d.End() {
+				return
+			}
+		}
+		if f == 0 {
 			key, ok := d.Member(&first)
 			if !ok {
 				return
@@ -86,7 +106,7 @@ func jsonxDecodereservation(d *jsonx.Decoder, v *reservation) {
 				f = jsonx.Fold(key, jsonxNamesreservation[:])
 			}
 		}
-		next = f
+		next = f + 1
 		switch f {
 		case 1:
 			n := d.Enter("reservation", "sku")
@@ -125,8 +145,8 @@ func (v *level) DecodeJSON(data []byte) error {
 	return d.Finish()
 }
 
-// DecodeJSONValue decodes the next value of d into v. It is for generated
-// code that decodes a value holding a level.
+// DecodeJSONValue decodes the next value of d into v, for generated code
+// decoding a larger value that holds one.
 func (v *level) DecodeJSONValue(d *jsonx.Decoder) {
 	jsonxDecodelevel(d, v)
 }
@@ -146,8 +166,8 @@ func (v *reservation) DecodeJSON(data []byte) error {
 	return d.Finish()
 }
 
-// DecodeJSONValue decodes the next value of d into v. It is for generated
-// code that decodes a value holding a reservation.
+// DecodeJSONValue decodes the next value of d into v, for generated code
+// decoding a larger value that holds one.
 func (v *reservation) DecodeJSONValue(d *jsonx.Decoder) {
 	jsonxDecodereservation(d, v)
 }

@@ -7,8 +7,7 @@ import (
 )
 
 func jsonxAppendcustomerIndex(b []byte, v *customerIndex) ([]byte, error) {
-	b = append(b, '{')
-	b = append(b, "\"ids\":"...)
+	b = append(b, "{\"ids\":"...)
 	if v.IDs == nil {
 		b = append(b, "null"...)
 	} else {
@@ -29,12 +28,20 @@ func jsonxDecodecustomerIndex(d *jsonx.Decoder, v *customerIndex) {
 	if d.Object("orders.customerIndex") != jsonx.Open {
 		return
 	}
-	next := 0
+	next := 1
 	for first := true; ; first = false {
 		var f int
-		if next < 1 && d.Key(jsonxKeyscustomerIndex[next], first) {
-			f = next + 1
-		} else {
+		switch next {
+		case 1:
+			if d.Key(jsonxKeyscustomerIndex[0], first) {
+				f = 1
+			}
+		case 2:
+			if d.End() {
+				return
+			}
+		}
+		if f == 0 {
 			key, ok := d.Member(&first)
 			if !ok {
 				return
@@ -46,7 +53,7 @@ func jsonxDecodecustomerIndex(d *jsonx.Decoder, v *customerIndex) {
 				f = jsonx.Fold(key, jsonxNamescustomerIndex[:])
 			}
 		}
-		next = f
+		next = f + 1
 		switch f {
 		case 1:
 			n := d.Enter("customerIndex", "ids")
@@ -99,8 +106,8 @@ func (v *customerIndex) DecodeJSON(data []byte) error {
 	return d.Finish()
 }
 
-// DecodeJSONValue decodes the next value of d into v. It is for generated
-// code that decodes a value holding a customerIndex.
+// DecodeJSONValue decodes the next value of d into v, for generated code
+// decoding a larger value that holds one.
 func (v *customerIndex) DecodeJSONValue(d *jsonx.Decoder) {
 	jsonxDecodecustomerIndex(d, v)
 }

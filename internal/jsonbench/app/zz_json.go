@@ -7,13 +7,9 @@ import (
 )
 
 func jsonxAppendrunReq(b []byte, v *runReq) ([]byte, error) {
-	b = append(b, '{')
-	b = append(b, "\"op\":"...)
-	b = jsonx.AppendString(b, v.Op)
-	b = append(b, ",\"codec\":"...)
-	b = jsonx.AppendString(b, v.Codec)
-	b = append(b, ",\"n\":"...)
-	b = jsonx.AppendInt(b, int64(v.N))
+	b = jsonx.AppendStringField(b, "{\"op\":", v.Op)
+	b = jsonx.AppendStringField(b, ",\"codec\":", v.Codec)
+	b = jsonx.AppendIntField(b, ",\"n\":", int64(v.N))
 	b = append(b, '}')
 	return b, nil
 }
@@ -22,12 +18,32 @@ func jsonxDecoderunReq(d *jsonx.Decoder, v *runReq) {
 	if d.Object("app.runReq") != jsonx.Open {
 		return
 	}
-	next := 0
+	next := 1
 	for first := true; ; first = false {
 		var f int
-		if next < 3 && d.Key(jsonxKeysrunReq[next], first) {
-			f = next + 1
-		} else {
+		switch next {
+		case 1:
+			if d.KeyString(jsonxKeysrunReq[0], first, &v.Op) {
+				next = 2
+				continue
+			}
+		case 2:
+			if d.KeyString(jsonxKeysrunReq[1], first, &v.Codec) {
+				next = 3
+				continue
+			}
+		case 3:
+			if x, ok := d.KeyUint(jsonxKeysrunReq[2], first, jsonx.MaxInt); ok {
+				v.N = int(x)
+				next = 4
+				continue
+			}
+		case 4:
+			if d.End() {
+				return
+			}
+		}
+		if f == 0 {
 			key, ok := d.Member(&first)
 			if !ok {
 				return
@@ -43,7 +59,7 @@ func jsonxDecoderunReq(d *jsonx.Decoder, v *runReq) {
 				f = jsonx.Fold(key, jsonxNamesrunReq[:])
 			}
 		}
-		next = f
+		next = f + 1
 		switch f {
 		case 1:
 			n := d.Enter("runReq", "op")
@@ -74,9 +90,7 @@ var jsonxNamesrunReq = [...]string{"op", "codec", "n"}
 var jsonxKeysrunReq = [...]string{",\"op\":", ",\"codec\":", ",\"n\":"}
 
 func jsonxAppendrunReply(b []byte, v *runReply) ([]byte, error) {
-	b = append(b, '{')
-	b = append(b, "\"ns_per_op\":"...)
-	b = jsonx.AppendInt(b, v.NsPerOp)
+	b = jsonx.AppendIntField(b, "{\"ns_per_op\":", v.NsPerOp)
 	b = append(b, '}')
 	return b, nil
 }
@@ -85,12 +99,22 @@ func jsonxDecoderunReply(d *jsonx.Decoder, v *runReply) {
 	if d.Object("app.runReply") != jsonx.Open {
 		return
 	}
-	next := 0
+	next := 1
 	for first := true; ; first = false {
 		var f int
-		if next < 1 && d.Key(jsonxKeysrunReply[next], first) {
-			f = next + 1
-		} else {
+		switch next {
+		case 1:
+			if x, ok := d.KeyUint(jsonxKeysrunReply[0], first, 9223372036854775807); ok {
+				v.NsPerOp = int64(x)
+				next = 2
+				continue
+			}
+		case 2:
+			if d.End() {
+				return
+			}
+		}
+		if f == 0 {
 			key, ok := d.Member(&first)
 			if !ok {
 				return
@@ -102,7 +126,7 @@ func jsonxDecoderunReply(d *jsonx.Decoder, v *runReply) {
 				f = jsonx.Fold(key, jsonxNamesrunReply[:])
 			}
 		}
-		next = f
+		next = f + 1
 		switch f {
 		case 1:
 			n := d.Enter("runReply", "ns_per_op")
@@ -135,8 +159,8 @@ func (v *runReq) DecodeJSON(data []byte) error {
 	return d.Finish()
 }
 
-// DecodeJSONValue decodes the next value of d into v. It is for generated
-// code that decodes a value holding a runReq.
+// DecodeJSONValue decodes the next value of d into v, for generated code
+// decoding a larger value that holds one.
 func (v *runReq) DecodeJSONValue(d *jsonx.Decoder) {
 	jsonxDecoderunReq(d, v)
 }
@@ -156,8 +180,8 @@ func (v *runReply) DecodeJSON(data []byte) error {
 	return d.Finish()
 }
 
-// DecodeJSONValue decodes the next value of d into v. It is for generated
-// code that decodes a value holding a runReply.
+// DecodeJSONValue decodes the next value of d into v, for generated code
+// decoding a larger value that holds one.
 func (v *runReply) DecodeJSONValue(d *jsonx.Decoder) {
 	jsonxDecoderunReply(d, v)
 }

@@ -12,36 +12,23 @@ import (
 
 func jsonxAppendBasic(b []byte, v *Basic) ([]byte, error) {
 	var err error
-	b = append(b, '{')
-	b = append(b, "\"s\":"...)
-	b = jsonx.AppendString(b, v.S)
-	b = append(b, ",\"b\":"...)
-	b = jsonx.AppendBool(b, v.B)
-	b = append(b, ",\"i\":"...)
-	b = jsonx.AppendInt(b, int64(v.I))
-	b = append(b, ",\"i8\":"...)
-	b = jsonx.AppendInt(b, int64(v.I8))
-	b = append(b, ",\"I16\":"...)
-	b = jsonx.AppendInt(b, int64(v.I16))
+	b = jsonx.AppendStringField(b, "{\"s\":", v.S)
+	b = jsonx.AppendBoolField(b, ",\"b\":", v.B)
+	b = jsonx.AppendIntField(b, ",\"i\":", int64(v.I))
+	b = jsonx.AppendIntField(b, ",\"i8\":", int64(v.I8))
+	b = jsonx.AppendIntField(b, ",\"I16\":", int64(v.I16))
 	if !(v.I32 == 0) {
-		b = append(b, ",\"i32\":"...)
-		b = jsonx.AppendInt(b, int64(v.I32))
+		b = jsonx.AppendIntField(b, ",\"i32\":", int64(v.I32))
 	}
-	b = append(b, ",\"i64\":"...)
-	b = jsonx.AppendInt(b, v.I64)
-	b = append(b, ",\"u\":"...)
-	b = jsonx.AppendUint(b, uint64(v.U))
-	b = append(b, ",\"u8\":"...)
-	b = jsonx.AppendUint(b, uint64(v.U8))
+	b = jsonx.AppendIntField(b, ",\"i64\":", v.I64)
+	b = jsonx.AppendUintField(b, ",\"u\":", uint64(v.U))
+	b = jsonx.AppendUintField(b, ",\"u8\":", uint64(v.U8))
 	if !(v.U16 == 0) {
-		b = append(b, ",\"u16\":"...)
-		b = jsonx.AppendUint(b, uint64(v.U16))
+		b = jsonx.AppendUintField(b, ",\"u16\":", uint64(v.U16))
 	}
-	b = append(b, ",\"u32\":"...)
-	b = jsonx.AppendUint(b, uint64(v.U32))
+	b = jsonx.AppendUintField(b, ",\"u32\":", uint64(v.U32))
 	if !(v.U64 == 0) {
-		b = append(b, ",\"u64\":"...)
-		b = jsonx.AppendUint(b, v.U64)
+		b = jsonx.AppendUintField(b, ",\"u64\":", v.U64)
 	}
 	b = append(b, ",\"f32\":"...)
 	b, err = jsonx.AppendFloat(b, float64(v.F32), 32)
@@ -56,8 +43,7 @@ func jsonxAppendBasic(b []byte, v *Basic) ([]byte, error) {
 		}
 	}
 	if !(len(v.Name) == 0) {
-		b = append(b, ",\"name\":"...)
-		b = jsonx.AppendString(b, string(v.Name))
+		b = jsonx.AppendStringField(b, ",\"name\":", string(v.Name))
 	}
 	b = append(b, ",\"bytes\":"...)
 	b = jsonx.AppendBytes(b, v.Bytes)
@@ -100,21 +86,15 @@ func jsonxAppendBasic(b []byte, v *Basic) ([]byte, error) {
 			}
 		}
 	}
-	b = append(b, ",\"-\":"...)
-	b = jsonx.AppendString(b, v.Dash)
-	b = append(b, ",\"\\u003c\\u0026\\u003e\":"...)
-	b = jsonx.AppendString(b, v.HTML)
+	b = jsonx.AppendStringField(b, ",\"-\":", v.Dash)
+	b = jsonx.AppendStringField(b, ",\"\\u003c\\u0026\\u003e\":", v.HTML)
 	if !(len(v.Spaced) == 0) {
-		b = append(b, ",\"a b\":"...)
-		b = jsonx.AppendString(b, v.Spaced)
+		b = jsonx.AppendStringField(b, ",\"a b\":", v.Spaced)
 	}
-	b = append(b, ",\"Invalid\":"...)
-	b = jsonx.AppendString(b, v.Invalid)
-	b = append(b, ",\"ünï\":"...)
-	b = jsonx.AppendString(b, v.Uni)
+	b = jsonx.AppendStringField(b, ",\"Invalid\":", v.Invalid)
+	b = jsonx.AppendStringField(b, ",\"ünï\":", v.Uni)
 	if !(v.Opts == 0) {
-		b = append(b, ",\"Opts\":"...)
-		b = jsonx.AppendInt(b, int64(v.Opts))
+		b = jsonx.AppendIntField(b, ",\"Opts\":", int64(v.Opts))
 	}
 	b = append(b, '}')
 	return b, nil
@@ -124,12 +104,159 @@ func jsonxDecodeBasic(d *jsonx.Decoder, v *Basic) {
 	if d.Object("jsongentest.Basic") != jsonx.Open {
 		return
 	}
-	next := 0
+	next := 1
 	for first := true; ; first = false {
 		var f int
-		if next < 28 && d.Key(jsonxKeysBasic[next], first) {
-			f = next + 1
-		} else {
+		switch next {
+		case 1:
+			if d.KeyString(jsonxKeysBasic[0], first, &v.S) {
+				next = 2
+				continue
+			}
+		case 2:
+			if x, ok := d.KeyBool(jsonxKeysBasic[1], first); ok {
+				v.B = bool(x)
+				next = 3
+				continue
+			}
+		case 3:
+			if x, ok := d.KeyUint(jsonxKeysBasic[2], first, jsonx.MaxInt); ok {
+				v.I = int(x)
+				next = 4
+				continue
+			}
+		case 4:
+			if x, ok := d.KeyUint(jsonxKeysBasic[3], first, 127); ok {
+				v.I8 = int8(x)
+				next = 5
+				continue
+			}
+		case 5:
+			if x, ok := d.KeyUint(jsonxKeysBasic[4], first, 32767); ok {
+				v.I16 = int16(x)
+				next = 6
+				continue
+			}
+		case 6:
+			if x, ok := d.KeyUint(jsonxKeysBasic[5], first, 2147483647); ok {
+				v.I32 = int32(x)
+				next = 7
+				continue
+			}
+		case 7:
+			if x, ok := d.KeyUint(jsonxKeysBasic[6], first, 9223372036854775807); ok {
+				v.I64 = int64(x)
+				next = 8
+				continue
+			}
+		case 8:
+			if x, ok := d.KeyUint(jsonxKeysBasic[7], first, jsonx.MaxUint); ok {
+				v.U = uint(x)
+				next = 9
+				continue
+			}
+		case 9:
+			if x, ok := d.KeyUint(jsonxKeysBasic[8], first, 255); ok {
+				v.U8 = uint8(x)
+				next = 10
+				continue
+			}
+		case 10:
+			if x, ok := d.KeyUint(jsonxKeysBasic[9], first, 65535); ok {
+				v.U16 = uint16(x)
+				next = 11
+				continue
+			}
+		case 11:
+			if x, ok := d.KeyUint(jsonxKeysBasic[10], first, 4294967295); ok {
+				v.U32 = uint32(x)
+				next = 12
+				continue
+			}
+		case 12:
+			if x, ok := d.KeyUint(jsonxKeysBasic[11], first, 18446744073709551615); ok {
+				v.U64 = uint64(x)
+				next = 13
+				continue
+			}
+		case 13:
+			if d.Key(jsonxKeysBasic[12], first) {
+				f = 13
+			}
+		case 14:
+			if d.Key(jsonxKeysBasic[13], first) {
+				f = 14
+			}
+		case 15:
+			if d.KeyString(jsonxKeysBasic[14], first, (*string)(&v.Name)) {
+				next = 16
+				continue
+			}
+		case 16:
+			if d.Key(jsonxKeysBasic[15], first) {
+				f = 16
+			}
+		case 17:
+			if d.Key(jsonxKeysBasic[16], first) {
+				f = 17
+			}
+		case 18:
+			if d.Key(jsonxKeysBasic[17], first) {
+				f = 18
+			}
+		case 19:
+			if d.Key(jsonxKeysBasic[18], first) {
+				f = 19
+			}
+		case 20:
+			if d.Key(jsonxKeysBasic[19], first) {
+				f = 20
+			}
+		case 21:
+			if d.Key(jsonxKeysBasic[20], first) {
+				f = 21
+			}
+		case 22:
+			if d.Key(jsonxKeysBasic[21], first) {
+				f = 22
+			}
+		case 23:
+			if d.KeyString(jsonxKeysBasic[22], first, &v.Dash) {
+				next = 24
+				continue
+			}
+		case 24:
+			if d.KeyString(jsonxKeysBasic[23], first, &v.HTML) {
+				next = 25
+				continue
+			}
+		case 25:
+			if d.KeyString(jsonxKeysBasic[24], first, &v.Spaced) {
+				next = 26
+				continue
+			}
+		case 26:
+			if d.KeyString(jsonxKeysBasic[25], first, &v.Invalid) {
+				next = 27
+				continue
+			}
+		case 27:
+			if d.KeyString(jsonxKeysBasic[26], first, &v.Uni) {
+				next = 28
+				continue
+			}
+		case 28:
+			if x, ok := d.KeyUint(jsonxKeysBasic[27], first, jsonx.MaxInt); ok {
+				v.Opts = int(x)
+				next = 29
+				continue
+			}
+		case 29:
+			if d.End() {
+				return
+			}
+		}
+		if f == 0 {
 			key, ok := d.Member(&first)
 			if !ok {
 				return
@@ -195,7 +322,7 @@ func jsonxDecodeBasic(d *jsonx.Decoder, v *Basic) {
 				f = jsonx.Fold(key, jsonxNamesBasic[:])
 			}
 		}
-		next = f
+		next = f + 1
 		switch f {
 		case 1:
 			n := d.Enter("Basic", "s")
@@ -382,8 +509,7 @@ var jsonxKeysBasic = [...]string{",\"s\":", ",\"b\":", ",\"i\":", ",\"i8\":", ",
 
 func jsonxAppendComposite(b []byte, v *Composite) ([]byte, error) {
 	var err error
-	b = append(b, '{')
-	b = append(b, "\"ints\":"...)
+	b = append(b, "{\"ints\":"...)
 	if v.Ints == nil {
 		b = append(b, "null"...)
 	} else {
@@ -824,8 +950,7 @@ func jsonxAppendComposite(b []byte, v *Composite) ([]byte, error) {
 		}
 	}
 	if !(v.Both == 0) {
-		b = append(b, ",\"both\":"...)
-		b = jsonx.AppendInt(b, int64(v.Both))
+		b = jsonx.AppendIntField(b, ",\"both\":", int64(v.Both))
 	}
 	b = append(b, ",\"empty\":"...)
 	b, err = jsonxAppendAnon2(b, &v.Empty)
@@ -870,12 +995,170 @@ func jsonxDecodeComposite(d *jsonx.Decoder, v *Composite) {
 	if d.Object("jsongentest.Composite") != jsonx.Open {
 		return
 	}
-	next := 0
+	next := 1
 	for first := true; ; first = false {
 		var f int
-		if next < 38 && d.Key(jsonxKeysComposite[next], first) {
-			f = next + 1
-		} else {
+		switch next {
+		case 1:
+			if d.Key(jsonxKeysComposite[0], first) {
+				f = 1
+			}
+		case 2:
+			if d.Key(jsonxKeysComposite[1], first) {
+				f = 2
+			}
+		case 3:
+			if d.Key(jsonxKeysComposite[2], first) {
+				f = 3
+			}
+		case 4:
+			if d.Key(jsonxKeysComposite[3], first) {
+				f = 4
+			}
+		case 5:
+			if d.Key(jsonxKeysComposite[4], first) {
+				f = 5
+			}
+		case 6:
+			if d.Key(jsonxKeysComposite[5], first) {
+				f = 6
+			}
+		case 7:
+			if d.Key(jsonxKeysComposite[6], first) {
+				f = 7
+			}
+		case 8:
+			if d.Key(jsonxKeysComposite[7], first) {
+				f = 8
+			}
+		case 9:
+			if d.Key(jsonxKeysComposite[8], first) {
+				f = 9
+			}
+		case 10:
+			if d.Key(jsonxKeysComposite[9], first) {
+				f = 10
+			}
+		case 11:
+			if d.Key(jsonxKeysComposite[10], first) {
+				f = 11
+			}
+		case 12:
+			if d.Key(jsonxKeysComposite[11], first) {
+				f = 12
+			}
+		case 13:
+			if d.Key(jsonxKeysComposite[12], first) {
+				f = 13
+			}
+		case 14:
+			if d.Key(jsonxKeysComposite[13], first) {
+				f = 14
+			}
+		case 15:
+			if d.Key(jsonxKeysComposite[14], first) {
+				f = 15
+			}
+		case 16:
+			if d.Key(jsonxKeysComposite[15], first) {
+				f = 16
+			}
+		case 17:
+			if d.Key(jsonxKeysComposite[16], first) {
+				f = 17
+			}
+		case 18:
+			if d.Key(jsonxKeysComposite[17], first) {
+				f = 18
+			}
+		case 19:
+			if d.Key(jsonxKeysComposite[18], first) {
+				f = 19
+			}
+		case 20:
+			if d.Key(jsonxKeysComposite[19], first) {
+				f = 20
+			}
+		case 21:
+			if d.Key(jsonxKeysComposite[20], first) {
+				f = 21
+			}
+		case 22:
+			if d.Key(jsonxKeysComposite[21], first) {
+				f = 22
+			}
+		case 23:
+			if d.Key(jsonxKeysComposite[22], first) {
+				f = 23
+			}
+		case 24:
+			if d.Key(jsonxKeysComposite[23], first) {
+				f = 24
+			}
+		case 25:
+			if d.Key(jsonxKeysComposite[24], first) {
+				f = 25
+			}
+		case 26:
+			if d.Key(jsonxKeysComposite[25], first) {
+				f = 26
+			}
+		case 27:
+			if d.Key(jsonxKeysComposite[26], first) {
+				f = 27
+			}
+		case 28:
+			if d.Key(jsonxKeysComposite[27], first) {
+				f = 28
+			}
+		case 29:
+			if d.Key(jsonxKeysComposite[28], first) {
+				f = 29
+			}
+		case 30:
+			if d.Key(jsonxKeysComposite[29], first) {
+				f = 30
+			}
+		case 31:
+			if d.Key(jsonxKeysComposite[30], first) {
+				f = 31
+			}
+		case 32:
+			if d.Key(jsonxKeysComposite[31], first) {
+				f = 32
+			}
+		case 33:
+			if d.Key(jsonxKeysComposite[32], first) {
+				f = 33
+			}
+		case 34:
+			if d.Key(jsonxKeysComposite[33], first) {
+				f = 34
+			}
+		case 35:
+			if x, ok := d.KeyUint(jsonxKeysComposite[34], first, jsonx.MaxInt); ok {
+				v.Both = int(x)
+				next = 36
+				continue
+			}
+		case 36:
+			if d.Key(jsonxKeysComposite[35], first) {
+				f = 36
+			}
+		case 37:
+			if d.Key(jsonxKeysComposite[36], first) {
+				f = 37
+			}
+		case 38:
+			if d.Key(jsonxKeysComposite[37], first) {
+				f = 38
+			}
+		case 39:
+			if d.End() {
+				return
+			}
+		}
+		if f == 0 {
 			key, ok := d.Member(&first)
 			if !ok {
 				return
@@ -961,7 +1244,7 @@ func jsonxDecodeComposite(d *jsonx.Decoder, v *Composite) {
 				f = jsonx.Fold(key, jsonxNamesComposite[:])
 			}
 		}
-		next = f
+		next = f + 1
 		switch f {
 		case 1:
 			n := d.Enter("Composite", "ints")
@@ -1629,24 +1912,17 @@ var jsonxKeysComposite = [...]string{",\"ints\":", ",\"strs\":", ",\"nested\":",
 
 func jsonxAppendEmbedded(b []byte, v *Embedded) ([]byte, error) {
 	var err error
-	b = append(b, '{')
-	b = append(b, "\"y\":"...)
-	b = jsonx.AppendInt(b, int64(v.Inner.Y))
-	b = append(b, ",\"LOWER\":"...)
-	b = jsonx.AppendInt(b, int64(v.Inner.Deep.LOWER))
+	b = jsonx.AppendIntField(b, "{\"y\":", int64(v.Inner.Y))
+	b = jsonx.AppendIntField(b, ",\"LOWER\":", int64(v.Inner.Deep.LOWER))
 	b = append(b, ",\"tagged\":"...)
 	b, err = jsonxAppendInner(b, &v.Tagged)
 	if err != nil {
 		return nil, err
 	}
-	b = append(b, ",\"x\":"...)
-	b = jsonx.AppendString(b, v.Top)
-	b = append(b, ",\"w\":"...)
-	b = jsonx.AppendString(b, v.inner2.W)
-	b = append(b, ",\"z\":"...)
-	b = jsonx.AppendInt(b, int64(v.Deep2.Z2))
-	b = append(b, ",\"lower\":"...)
-	b = jsonx.AppendInt(b, int64(v.Lower))
+	b = jsonx.AppendStringField(b, ",\"x\":", v.Top)
+	b = jsonx.AppendStringField(b, ",\"w\":", v.inner2.W)
+	b = jsonx.AppendIntField(b, ",\"z\":", int64(v.Deep2.Z2))
+	b = jsonx.AppendIntField(b, ",\"lower\":", int64(v.Lower))
 	b = append(b, '}')
 	return b, nil
 }
@@ -1655,12 +1931,54 @@ func jsonxDecodeEmbedded(d *jsonx.Decoder, v *Embedded) {
 	if d.Object("jsongentest.Embedded") != jsonx.Open {
 		return
 	}
-	next := 0
+	next := 1
 	for first := true; ; first = false {
 		var f int
-		if next < 7 && d.Key(jsonxKeysEmbedded[next], first) {
-			f = next + 1
-		} else {
+		switch next {
+		case 1:
+			if x, ok := d.KeyUint(jsonxKeysEmbedded[0], first, jsonx.MaxInt); ok {
+				v.Inner.Y = int(x)
+				next = 2
+				continue
+			}
+		case 2:
+			if x, ok := d.KeyUint(jsonxKeysEmbedded[1], first, jsonx.MaxInt); ok {
+				v.Inner.Deep.LOWER = int(x)
+				next = 3
+				continue
+			}
+		case 3:
+			if d.Key(jsonxKeysEmbedded[2], first) {
+				f = 3
+			}
+		case 4:
+			if d.KeyString(jsonxKeysEmbedded[3], first, &v.Top) {
+				next = 5
+				continue
+			}
+		case 5:
+			if d.KeyString(jsonxKeysEmbedded[4], first, &v.inner2.W) {
+				next = 6
+				continue
+			}
+		case 6:
+			if x, ok := d.KeyUint(jsonxKeysEmbedded[5], first, jsonx.MaxInt); ok {
+				v.Deep2.Z2 = int(x)
+				next = 7
+				continue
+			}
+		case 7:
+			if x, ok := d.KeyUint(jsonxKeysEmbedded[6], first, jsonx.MaxInt); ok {
+				v.Lower = int(x)
+				next = 8
+				continue
+			}
+		case 8:
+			if d.End() {
+				return
+			}
+		}
+		if f == 0 {
 			key, ok := d.Member(&first)
 			if !ok {
 				return
@@ -1684,7 +2002,7 @@ func jsonxDecodeEmbedded(d *jsonx.Decoder, v *Embedded) {
 				f = jsonx.Fold(key, jsonxNamesEmbedded[:])
 			}
 		}
-		next = f
+		next = f + 1
 		switch f {
 		case 1:
 			n := d.Enter("Embedded", "Inner")
@@ -1743,8 +2061,7 @@ var jsonxKeysEmbedded = [...]string{",\"y\":", ",\"LOWER\":", ",\"tagged\":", ",
 
 func jsonxAppendTx(b []byte, v *Tx) ([]byte, error) {
 	var err error
-	b = append(b, '{')
-	b = append(b, "\"ops\":"...)
+	b = append(b, "{\"ops\":"...)
 	if v.Ops == nil {
 		b = append(b, "null"...)
 	} else {
@@ -1768,12 +2085,20 @@ func jsonxDecodeTx(d *jsonx.Decoder, v *Tx) {
 	if d.Object("jsongentest.Tx") != jsonx.Open {
 		return
 	}
-	next := 0
+	next := 1
 	for first := true; ; first = false {
 		var f int
-		if next < 1 && d.Key(jsonxKeysTx[next], first) {
-			f = next + 1
-		} else {
+		switch next {
+		case 1:
+			if d.Key(jsonxKeysTx[0], first) {
+				f = 1
+			}
+		case 2:
+			if d.End() {
+				return
+			}
+		}
+		if f == 0 {
 			key, ok := d.Member(&first)
 			if !ok {
 				return
@@ -1785,7 +2110,7 @@ func jsonxDecodeTx(d *jsonx.Decoder, v *Tx) {
 				f = jsonx.Fold(key, jsonxNamesTx[:])
 			}
 		}
-		next = f
+		next = f + 1
 		switch f {
 		case 1:
 			n := d.Enter("Tx", "ops")
@@ -1847,9 +2172,7 @@ func jsonxDecodeEmpty(d *jsonx.Decoder, v *Empty) {
 
 func jsonxAppendNode(b []byte, v *Node) ([]byte, error) {
 	var err error
-	b = append(b, '{')
-	b = append(b, "\"name\":"...)
-	b = jsonx.AppendString(b, v.Name)
+	b = jsonx.AppendStringField(b, "{\"name\":", v.Name)
 	if !(len(v.Kids) == 0) {
 		b = append(b, ",\"kids\":"...)
 		if v.Kids == nil {
@@ -1889,12 +2212,29 @@ func jsonxDecodeNode(d *jsonx.Decoder, v *Node) {
 	if d.Object("jsongentest.Node") != jsonx.Open {
 		return
 	}
-	next := 0
+	next := 1
 	for first := true; ; first = false {
 		var f int
-		if next < 3 && d.Key(jsonxKeysNode[next], first) {
-			f = next + 1
-		} else {
+		switch next {
+		case 1:
+			if d.KeyString(jsonxKeysNode[0], first, &v.Name) {
+				next = 2
+				continue
+			}
+		case 2:
+			if d.Key(jsonxKeysNode[1], first) {
+				f = 2
+			}
+		case 3:
+			if d.Key(jsonxKeysNode[2], first) {
+				f = 3
+			}
+		case 4:
+			if d.End() {
+				return
+			}
+		}
+		if f == 0 {
 			key, ok := d.Member(&first)
 			if !ok {
 				return
@@ -1910,7 +2250,7 @@ func jsonxDecodeNode(d *jsonx.Decoder, v *Node) {
 				f = jsonx.Fold(key, jsonxNamesNode[:])
 			}
 		}
-		next = f
+		next = f + 1
 		switch f {
 		case 1:
 			n := d.Enter("Node", "name")
@@ -1971,12 +2311,9 @@ var jsonxNamesNode = [...]string{"name", "kids", "next"}
 var jsonxKeysNode = [...]string{",\"name\":", ",\"kids\":", ",\"next\":"}
 
 func jsonxAppendSmall(b []byte, v *Small) ([]byte, error) {
-	b = append(b, '{')
-	b = append(b, "\"a\":"...)
-	b = jsonx.AppendInt(b, int64(v.A))
+	b = jsonx.AppendIntField(b, "{\"a\":", int64(v.A))
 	if !(len(v.B) == 0) {
-		b = append(b, ",\"b\":"...)
-		b = jsonx.AppendString(b, v.B)
+		b = jsonx.AppendStringField(b, ",\"b\":", v.B)
 	}
 	b = append(b, '}')
 	return b, nil
@@ -1986,12 +2323,27 @@ func jsonxDecodeSmall(d *jsonx.Decoder, v *Small) {
 	if d.Object("jsongentest.Small") != jsonx.Open {
 		return
 	}
-	next := 0
+	next := 1
 	for first := true; ; first = false {
 		var f int
-		if next < 2 && d.Key(jsonxKeysSmall[next], first) {
-			f = next + 1
-		} else {
+		switch next {
+		case 1:
+			if x, ok := d.KeyUint(jsonxKeysSmall[0], first, jsonx.MaxInt); ok {
+				v.A = int(x)
+				next = 2
+				continue
+			}
+		case 2:
+			if d.KeyString(jsonxKeysSmall[1], first, &v.B) {
+				next = 3
+				continue
+			}
+		case 3:
+			if d.End() {
+				return
+			}
+		}
+		if f == 0 {
 			key, ok := d.Member(&first)
 			if !ok {
 				return
@@ -2005,7 +2357,7 @@ func jsonxDecodeSmall(d *jsonx.Decoder, v *Small) {
 				f = jsonx.Fold(key, jsonxNamesSmall[:])
 			}
 		}
-		next = f
+		next = f + 1
 		switch f {
 		case 1:
 			n := d.Enter("Small", "a")
@@ -2033,9 +2385,7 @@ func jsonxAppendAnon1(b []byte, v *struct {
 	A int "json:\"a\""
 	B []string
 }) ([]byte, error) {
-	b = append(b, '{')
-	b = append(b, "\"a\":"...)
-	b = jsonx.AppendInt(b, int64(v.A))
+	b = jsonx.AppendIntField(b, "{\"a\":", int64(v.A))
 	b = append(b, ",\"B\":"...)
 	if v.B == nil {
 		b = append(b, "null"...)
@@ -2060,12 +2410,26 @@ func jsonxDecodeAnon1(d *jsonx.Decoder, v *struct {
 	if d.Object("struct { A int \"json:\\\"a\\\"\"; B []string }") != jsonx.Open {
 		return
 	}
-	next := 0
+	next := 1
 	for first := true; ; first = false {
 		var f int
-		if next < 2 && d.Key(jsonxKeysAnon1[next], first) {
-			f = next + 1
-		} else {
+		switch next {
+		case 1:
+			if x, ok := d.KeyUint(jsonxKeysAnon1[0], first, jsonx.MaxInt); ok {
+				v.A = int(x)
+				next = 2
+				continue
+			}
+		case 2:
+			if d.Key(jsonxKeysAnon1[1], first) {
+				f = 2
+			}
+		case 3:
+			if d.End() {
+				return
+			}
+		}
+		if f == 0 {
 			key, ok := d.Member(&first)
 			if !ok {
 				return
@@ -2079,7 +2443,7 @@ func jsonxDecodeAnon1(d *jsonx.Decoder, v *struct {
 				f = jsonx.Fold(key, jsonxNamesAnon1[:])
 			}
 		}
-		next = f
+		next = f + 1
 		switch f {
 		case 1:
 			n := d.Enter("", "a")
@@ -2125,9 +2489,7 @@ var jsonxKeysAnon1 = [...]string{",\"a\":", ",\"B\":"}
 
 func jsonxAppend_other_Plain(b []byte, v *other.Plain) ([]byte, error) {
 	var err error
-	b = append(b, '{')
-	b = append(b, "\"a\":"...)
-	b = jsonx.AppendInt(b, int64(v.A))
+	b = jsonx.AppendIntField(b, "{\"a\":", int64(v.A))
 	b = append(b, ",\"B\":"...)
 	if v.B == nil {
 		b = append(b, "null"...)
@@ -2157,12 +2519,30 @@ func jsonxDecode_other_Plain(d *jsonx.Decoder, v *other.Plain) {
 	if d.Object("other.Plain") != jsonx.Open {
 		return
 	}
-	next := 0
+	next := 1
 	for first := true; ; first = false {
 		var f int
-		if next < 3 && d.Key(jsonxKeys_other_Plain[next], first) {
-			f = next + 1
-		} else {
+		switch next {
+		case 1:
+			if x, ok := d.KeyUint(jsonxKeys_other_Plain[0], first, jsonx.MaxInt); ok {
+				v.A = int(x)
+				next = 2
+				continue
+			}
+		case 2:
+			if d.Key(jsonxKeys_other_Plain[1], first) {
+				f = 2
+			}
+		case 3:
+			if d.Key(jsonxKeys_other_Plain[2], first) {
+				f = 3
+			}
+		case 4:
+			if d.End() {
+				return
+			}
+		}
+		if f == 0 {
 			key, ok := d.Member(&first)
 			if !ok {
 				return
@@ -2178,7 +2558,7 @@ func jsonxDecode_other_Plain(d *jsonx.Decoder, v *other.Plain) {
 				f = jsonx.Fold(key, jsonxNames_other_Plain[:])
 			}
 		}
-		next = f
+		next = f + 1
 		switch f {
 		case 1:
 			n := d.Enter("Plain", "a")
@@ -2225,9 +2605,7 @@ var jsonxNames_other_Plain = [...]string{"a", "B", "nested"}
 var jsonxKeys_other_Plain = [...]string{",\"a\":", ",\"B\":", ",\"nested\":"}
 
 func jsonxAppendZeroer(b []byte, v *Zeroer) ([]byte, error) {
-	b = append(b, '{')
-	b = append(b, "\"n\":"...)
-	b = jsonx.AppendInt(b, int64(v.N))
+	b = jsonx.AppendIntField(b, "{\"n\":", int64(v.N))
 	b = append(b, '}')
 	return b, nil
 }
@@ -2236,12 +2614,22 @@ func jsonxDecodeZeroer(d *jsonx.Decoder, v *Zeroer) {
 	if d.Object("jsongentest.Zeroer") != jsonx.Open {
 		return
 	}
-	next := 0
+	next := 1
 	for first := true; ; first = false {
 		var f int
-		if next < 1 && d.Key(jsonxKeysZeroer[next], first) {
-			f = next + 1
-		} else {
+		switch next {
+		case 1:
+			if x, ok := d.KeyUint(jsonxKeysZeroer[0], first, jsonx.MaxInt); ok {
+				v.N = int(x)
+				next = 2
+				continue
+			}
+		case 2:
+			if d.End() {
+				return
+			}
+		}
+		if f == 0 {
 			key, ok := d.Member(&first)
 			if !ok {
 				return
@@ -2253,7 +2641,7 @@ func jsonxDecodeZeroer(d *jsonx.Decoder, v *Zeroer) {
 				f = jsonx.Fold(key, jsonxNamesZeroer[:])
 			}
 		}
-		next = f
+		next = f + 1
 		switch f {
 		case 1:
 			n := d.Enter("Zeroer", "n")
@@ -2272,9 +2660,7 @@ var jsonxNamesZeroer = [...]string{"n"}
 var jsonxKeysZeroer = [...]string{",\"n\":"}
 
 func jsonxAppendPtrZeroer(b []byte, v *PtrZeroer) ([]byte, error) {
-	b = append(b, '{')
-	b = append(b, "\"n\":"...)
-	b = jsonx.AppendInt(b, int64(v.N))
+	b = jsonx.AppendIntField(b, "{\"n\":", int64(v.N))
 	b = append(b, '}')
 	return b, nil
 }
@@ -2283,12 +2669,22 @@ func jsonxDecodePtrZeroer(d *jsonx.Decoder, v *PtrZeroer) {
 	if d.Object("jsongentest.PtrZeroer") != jsonx.Open {
 		return
 	}
-	next := 0
+	next := 1
 	for first := true; ; first = false {
 		var f int
-		if next < 1 && d.Key(jsonxKeysPtrZeroer[next], first) {
-			f = next + 1
-		} else {
+		switch next {
+		case 1:
+			if x, ok := d.KeyUint(jsonxKeysPtrZeroer[0], first, jsonx.MaxInt); ok {
+				v.N = int(x)
+				next = 2
+				continue
+			}
+		case 2:
+			if d.End() {
+				return
+			}
+		}
+		if f == 0 {
 			key, ok := d.Member(&first)
 			if !ok {
 				return
@@ -2300,7 +2696,7 @@ func jsonxDecodePtrZeroer(d *jsonx.Decoder, v *PtrZeroer) {
 				f = jsonx.Fold(key, jsonxNamesPtrZeroer[:])
 			}
 		}
-		next = f
+		next = f + 1
 		switch f {
 		case 1:
 			n := d.Enter("PtrZeroer", "n")
@@ -2337,15 +2733,10 @@ func jsonxDecodeAnon2(d *jsonx.Decoder, v *struct{}) {
 }
 
 func jsonxAppendInner(b []byte, v *Inner) ([]byte, error) {
-	b = append(b, '{')
-	b = append(b, "\"x\":"...)
-	b = jsonx.AppendString(b, v.X)
-	b = append(b, ",\"y\":"...)
-	b = jsonx.AppendInt(b, int64(v.Y))
-	b = append(b, ",\"z\":"...)
-	b = jsonx.AppendBool(b, v.Deep.Z)
-	b = append(b, ",\"LOWER\":"...)
-	b = jsonx.AppendInt(b, int64(v.Deep.LOWER))
+	b = jsonx.AppendStringField(b, "{\"x\":", v.X)
+	b = jsonx.AppendIntField(b, ",\"y\":", int64(v.Y))
+	b = jsonx.AppendBoolField(b, ",\"z\":", v.Deep.Z)
+	b = jsonx.AppendIntField(b, ",\"LOWER\":", int64(v.Deep.LOWER))
 	b = append(b, '}')
 	return b, nil
 }
@@ -2354,12 +2745,39 @@ func jsonxDecodeInner(d *jsonx.Decoder, v *Inner) {
 	if d.Object("jsongentest.Inner") != jsonx.Open {
 		return
 	}
-	next := 0
+	next := 1
 	for first := true; ; first = false {
 		var f int
-		if next < 4 && d.Key(jsonxKeysInner[next], first) {
-			f = next + 1
-		} else {
+		switch next {
+		case 1:
+			if d.KeyString(jsonxKeysInner[0], first, &v.X) {
+				next = 2
+				continue
+			}
+		case 2:
+			if x, ok := d.KeyUint(jsonxKeysInner[1], first, jsonx.MaxInt); ok {
+				v.Y = int(x)
+				next = 3
+				continue
+			}
+		case 3:
+			if x, ok := d.KeyBool(jsonxKeysInner[2], first); ok {
+				v.Deep.Z = bool(x)
+				next = 4
+				continue
+			}
+		case 4:
+			if x, ok := d.KeyUint(jsonxKeysInner[3], first, jsonx.MaxInt); ok {
+				v.Deep.LOWER = int(x)
+				next = 5
+				continue
+			}
+		case 5:
+			if d.End() {
+				return
+			}
+		}
+		if f == 0 {
 			key, ok := d.Member(&first)
 			if !ok {
 				return
@@ -2377,7 +2795,7 @@ func jsonxDecodeInner(d *jsonx.Decoder, v *Inner) {
 				f = jsonx.Fold(key, jsonxNamesInner[:])
 			}
 		}
-		next = f
+		next = f + 1
 		switch f {
 		case 1:
 			n := d.Enter("Inner", "x")
@@ -2420,22 +2838,16 @@ func jsonxAppendAnon3(b []byte, v *struct {
 	putReq
 }) ([]byte, error) {
 	var err error
-	b = append(b, '{')
-	b = append(b, "\"op\":"...)
-	b = jsonx.AppendString(b, v.Op)
-	b = append(b, ",\"key\":"...)
-	b = jsonx.AppendString(b, v.putReq.Key)
+	b = jsonx.AppendStringField(b, "{\"op\":", v.Op)
+	b = jsonx.AppendStringField(b, ",\"key\":", v.putReq.Key)
 	b = append(b, ",\"value\":"...)
 	b, err = jsonx.AppendRaw(b, v.putReq.Value)
 	if err != nil {
 		return nil, err
 	}
-	b = append(b, ",\"etag\":"...)
-	b = jsonx.AppendString(b, v.putReq.ETag)
-	b = append(b, ",\"ttl_ms\":"...)
-	b = jsonx.AppendInt(b, int64(v.putReq.TTLMs))
-	b = append(b, ",\"if_absent\":"...)
-	b = jsonx.AppendBool(b, v.putReq.IfAbsent)
+	b = jsonx.AppendStringField(b, ",\"etag\":", v.putReq.ETag)
+	b = jsonx.AppendIntField(b, ",\"ttl_ms\":", int64(v.putReq.TTLMs))
+	b = jsonx.AppendBoolField(b, ",\"if_absent\":", v.putReq.IfAbsent)
 	b = append(b, '}')
 	return b, nil
 }
@@ -2447,12 +2859,47 @@ func jsonxDecodeAnon3(d *jsonx.Decoder, v *struct {
 	if d.Object("struct { Op string \"json:\\\"op\\\"\"; jsongentest.putReq }") != jsonx.Open {
 		return
 	}
-	next := 0
+	next := 1
 	for first := true; ; first = false {
 		var f int
-		if next < 6 && d.Key(jsonxKeysAnon3[next], first) {
-			f = next + 1
-		} else {
+		switch next {
+		case 1:
+			if d.KeyString(jsonxKeysAnon3[0], first, &v.Op) {
+				next = 2
+				continue
+			}
+		case 2:
+			if d.KeyString(jsonxKeysAnon3[1], first, &v.putReq.Key) {
+				next = 3
+				continue
+			}
+		case 3:
+			if d.Key(jsonxKeysAnon3[2], first) {
+				f = 3
+			}
+		case 4:
+			if d.KeyString(jsonxKeysAnon3[3], first, &v.putReq.ETag) {
+				next = 5
+				continue
+			}
+		case 5:
+			if x, ok := d.KeyUint(jsonxKeysAnon3[4], first, jsonx.MaxInt); ok {
+				v.putReq.TTLMs = int(x)
+				next = 6
+				continue
+			}
+		case 6:
+			if x, ok := d.KeyBool(jsonxKeysAnon3[5], first); ok {
+				v.putReq.IfAbsent = bool(x)
+				next = 7
+				continue
+			}
+		case 7:
+			if d.End() {
+				return
+			}
+		}
+		if f == 0 {
 			key, ok := d.Member(&first)
 			if !ok {
 				return
@@ -2474,7 +2921,7 @@ func jsonxDecodeAnon3(d *jsonx.Decoder, v *struct {
 				f = jsonx.Fold(key, jsonxNamesAnon3[:])
 			}
 		}
-		next = f
+		next = f + 1
 		switch f {
 		case 1:
 			n := d.Enter("", "op")
@@ -2528,9 +2975,7 @@ var jsonxKeysAnon3 = [...]string{",\"op\":", ",\"key\":", ",\"value\":", ",\"eta
 func jsonxAppendAnon4(b []byte, v *struct {
 	C string "json:\"c\""
 }) ([]byte, error) {
-	b = append(b, '{')
-	b = append(b, "\"c\":"...)
-	b = jsonx.AppendString(b, v.C)
+	b = jsonx.AppendStringField(b, "{\"c\":", v.C)
 	b = append(b, '}')
 	return b, nil
 }
@@ -2541,12 +2986,21 @@ func jsonxDecodeAnon4(d *jsonx.Decoder, v *struct {
 	if d.Object("struct { C string \"json:\\\"c\\\"\" }") != jsonx.Open {
 		return
 	}
-	next := 0
+	next := 1
 	for first := true; ; first = false {
 		var f int
-		if next < 1 && d.Key(jsonxKeysAnon4[next], first) {
-			f = next + 1
-		} else {
+		switch next {
+		case 1:
+			if d.KeyString(jsonxKeysAnon4[0], first, &v.C) {
+				next = 2
+				continue
+			}
+		case 2:
+			if d.End() {
+				return
+			}
+		}
+		if f == 0 {
 			key, ok := d.Member(&first)
 			if !ok {
 				return
@@ -2558,7 +3012,7 @@ func jsonxDecodeAnon4(d *jsonx.Decoder, v *struct {
 				f = jsonx.Fold(key, jsonxNamesAnon4[:])
 			}
 		}
-		next = f
+		next = f + 1
 		switch f {
 		case 1:
 			n := d.Enter("", "c")
@@ -2591,8 +3045,8 @@ func (v *Basic) DecodeJSON(data []byte) error {
 	return d.Finish()
 }
 
-// DecodeJSONValue decodes the next value of d into v. It is for generated
-// code that decodes a value holding a Basic.
+// DecodeJSONValue decodes the next value of d into v, for generated code
+// decoding a larger value that holds one.
 func (v *Basic) DecodeJSONValue(d *jsonx.Decoder) {
 	jsonxDecodeBasic(d, v)
 }
@@ -2612,8 +3066,8 @@ func (v *Composite) DecodeJSON(data []byte) error {
 	return d.Finish()
 }
 
-// DecodeJSONValue decodes the next value of d into v. It is for generated
-// code that decodes a value holding a Composite.
+// DecodeJSONValue decodes the next value of d into v, for generated code
+// decoding a larger value that holds one.
 func (v *Composite) DecodeJSONValue(d *jsonx.Decoder) {
 	jsonxDecodeComposite(d, v)
 }
@@ -2633,8 +3087,8 @@ func (v *Embedded) DecodeJSON(data []byte) error {
 	return d.Finish()
 }
 
-// DecodeJSONValue decodes the next value of d into v. It is for generated
-// code that decodes a value holding a Embedded.
+// DecodeJSONValue decodes the next value of d into v, for generated code
+// decoding a larger value that holds one.
 func (v *Embedded) DecodeJSONValue(d *jsonx.Decoder) {
 	jsonxDecodeEmbedded(d, v)
 }
@@ -2654,8 +3108,8 @@ func (v *Tx) DecodeJSON(data []byte) error {
 	return d.Finish()
 }
 
-// DecodeJSONValue decodes the next value of d into v. It is for generated
-// code that decodes a value holding a Tx.
+// DecodeJSONValue decodes the next value of d into v, for generated code
+// decoding a larger value that holds one.
 func (v *Tx) DecodeJSONValue(d *jsonx.Decoder) {
 	jsonxDecodeTx(d, v)
 }
@@ -2675,8 +3129,8 @@ func (v *Empty) DecodeJSON(data []byte) error {
 	return d.Finish()
 }
 
-// DecodeJSONValue decodes the next value of d into v. It is for generated
-// code that decodes a value holding a Empty.
+// DecodeJSONValue decodes the next value of d into v, for generated code
+// decoding a larger value that holds one.
 func (v *Empty) DecodeJSONValue(d *jsonx.Decoder) {
 	jsonxDecodeEmpty(d, v)
 }
@@ -2696,8 +3150,8 @@ func (v *Node) DecodeJSON(data []byte) error {
 	return d.Finish()
 }
 
-// DecodeJSONValue decodes the next value of d into v. It is for generated
-// code that decodes a value holding a Node.
+// DecodeJSONValue decodes the next value of d into v, for generated code
+// decoding a larger value that holds one.
 func (v *Node) DecodeJSONValue(d *jsonx.Decoder) {
 	jsonxDecodeNode(d, v)
 }

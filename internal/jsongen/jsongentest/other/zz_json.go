@@ -8,9 +8,7 @@ import (
 
 func jsonxAppendGen(b []byte, v *Gen) ([]byte, error) {
 	var err error
-	b = append(b, '{')
-	b = append(b, "\"name\":"...)
-	b = jsonx.AppendString(b, v.Name)
+	b = jsonx.AppendStringField(b, "{\"name\":", v.Name)
 	if !(len(v.Tags) == 0) {
 		b = append(b, ",\"tags\":"...)
 		if v.Tags == nil {
@@ -55,12 +53,33 @@ func jsonxDecodeGen(d *jsonx.Decoder, v *Gen) {
 	if d.Object("other.Gen") != jsonx.Open {
 		return
 	}
-	next := 0
+	next := 1
 	for first := true; ; first = false {
 		var f int
-		if next < 4 && d.Key(jsonxKeysGen[next], first) {
-			f = next + 1
-		} else {
+		switch next {
+		case 1:
+			if d.KeyString(jsonxKeysGen[0], first, &v.Name) {
+				next = 2
+				continue
+			}
+		case 2:
+			if d.Key(jsonxKeysGen[1], first) {
+				f = 2
+			}
+		case 3:
+			if d.Key(jsonxKeysGen[2], first) {
+				f = 3
+			}
+		case 4:
+			if d.Key(jsonxKeysGen[3], first) {
+				f = 4
+			}
+		case 5:
+			if d.End() {
+				return
+			}
+		}
+		if f == 0 {
 			key, ok := d.Member(&first)
 			if !ok {
 				return
@@ -78,7 +97,7 @@ func jsonxDecodeGen(d *jsonx.Decoder, v *Gen) {
 				f = jsonx.Fold(key, jsonxNamesGen[:])
 			}
 		}
-		next = f
+		next = f + 1
 		switch f {
 		case 1:
 			n := d.Enter("Gen", "name")
@@ -166,8 +185,8 @@ func (v *Gen) DecodeJSON(data []byte) error {
 	return d.Finish()
 }
 
-// DecodeJSONValue decodes the next value of d into v. It is for generated
-// code that decodes a value holding a Gen.
+// DecodeJSONValue decodes the next value of d into v, for generated code
+// decoding a larger value that holds one.
 func (v *Gen) DecodeJSONValue(d *jsonx.Decoder) {
 	jsonxDecodeGen(d, v)
 }
