@@ -22,4 +22,15 @@
 // its capabilities (Env). Handlers receive a context carrying the request's
 // deadline and id; Env.Log(ctx) returns a logger that carries both app id and
 // request id.
+//
+// Requests, replies, events and stored values are JSON. encoding/json's
+// reflection is the costliest thing a wasm guest does, so generate codecs for
+// an app's types: a line per package
+//
+//	//go:generate go run github.com/roam-dev/roam/cmd/roam-jsongen -type CreateOrder,OrderReply
+//
+// and go generate write zz_json.go (commit it), whose AppendJSON and
+// DecodeJSON methods the SDK then uses instead of reflection. They encode and
+// decode exactly as encoding/json does; sdk/jsonx/jsontest checks that in a
+// test.
 package sdk

@@ -680,7 +680,7 @@ func (d *Decoder) Int(bits int, typ string) (int64, bool) {
 			if bits == 0 {
 				bits = strconv.IntSize
 			}
-			if n < 1<<(bits-1) {
+			if uint64(n) < uint64(1)<<(bits-1) {
 				d.pos = j
 				return n, true
 			}
