@@ -249,7 +249,7 @@ func newBuildCmd(stdout, stderr io.Writer) *cobra.Command {
 		},
 	}
 	c.Flags().StringVarP(&out, "output", "o", "", "output file (default: the directory's name)")
-	c.Flags().StringVar(&backendList, "backends", "embedded,dapr", "backends the native binary links: embedded is always there; dapr (go-sdk and gRPC: about 5 MB) runs it beside a Dapr sidecar")
+	c.Flags().StringVar(&backendList, "backends", "embedded", "backends the native binary links: embedded is always there; add dapr (embedded,dapr: go-sdk and gRPC, about 5 MB more) to run it beside a Dapr sidecar (roam dist links it by default)")
 	c.Flags().StringVar(&target, "target", "native", "native, wasm (a wasip1 module of one app), or GOOS/GOARCH such as linux/arm64")
 	return c
 }
