@@ -34,7 +34,15 @@ type Error struct {
 
 // Error returns the message alone, so that wrapped chains read naturally
 // ("reserve: out of stock"); the code travels beside it, never inside it.
-func (e *Error) Error() string { return e.Message }
+//
+// An empty message reads as the code's name, so that no transport ever
+// carries an error that says nothing.
+func (e *Error) Error() string {
+	if e.Message == "" {
+		return e.Code.String()
+	}
+	return e.Message
+}
 
 // Is lets errors.Is(err, &sdk.Error{Code: sdk.Conflict}) match on code alone.
 func (e *Error) Is(target error) bool {

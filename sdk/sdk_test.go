@@ -31,6 +31,9 @@ func TestCodeOf(t *testing.T) {
 	if !errors.Is(fmt.Errorf("w: %w", sdk.NewError(sdk.Conflict, "stale")), &sdk.Error{Code: sdk.Conflict}) {
 		t.Error("errors.Is by code failed")
 	}
+	if got := sdk.NewError(sdk.Conflict, "").Error(); got != "Conflict" {
+		t.Errorf("empty message reads %q, want the code's name", got)
+	}
 	if got := fmt.Errorf("reserve: %w", sdk.NewError(sdk.FailedPrecondition, "out of stock")).Error(); got != "reserve: out of stock" {
 		t.Errorf("message chain = %q", got)
 	}
