@@ -523,7 +523,10 @@ func TestUnroutedLimit(t *testing.T) {
 	// A subscription that appears later gets the newest five, in order.
 	got := make(chan string, 8)
 	if err := b.Subscribe([]backend.Subscription{{AppID: "sub", PubSub: "ps", Topic: "nobody"}},
-		func(ctx context.Context, _ backend.Subscription, e *sdk.Event) error { got <- string(e.Data); return nil }); err != nil {
+		func(ctx context.Context, _ backend.Subscription, e *sdk.Event) error {
+			got <- string(e.Data)
+			return nil
+		}); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.OpenApps("pub", "sub"); err != nil {
