@@ -223,6 +223,7 @@ type edgeReport struct {
 	nativeList []time.Duration // the native shop: exec → first 200 from the same call
 
 	// From the load phase.
+	loadPool  int // -edge-pool (0: the default)
 	afterLoad memory
 	logErrors int
 	stats     string // the host's edge metrics after the load
@@ -538,6 +539,11 @@ func (r *report) printEdge(p func(string, ...any), c config) {
 		}
 	}
 	p("")
+	pool := fmt.Sprintf("the default pool (%d)", er.defPool)
+	if er.loadPool > 0 {
+		pool = fmt.Sprintf("--pool-size %d (-edge-pool)", er.loadPool)
+	}
+	p("roam edge under load ran with %s, the compilation cache warm.", pool)
 	p("roam edge after load: VmRSS %s, VmHWM %s; %d ERROR lines in its log; %s.",
 		mibText(er.afterLoad.RSS), mibText(er.afterLoad.HWM), er.logErrors, er.stats)
 }

@@ -71,7 +71,7 @@ type config struct {
 	repo, bin, roam, pprofDir, bareServer string
 	serverCPUs                            string
 	runs, rssRuns, conc                   int
-	edgeRuns, edgeColdRuns                int
+	edgeRuns, edgeColdRuns, edgePool      int
 	rssDelay, warmup, duration            time.Duration
 	noWrk, noHot, noEdge                  bool
 }
@@ -86,6 +86,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&c.noEdge, "no-edge", false, "skip the edge host (roam edge with the shop as wasm modules)")
 	fs.IntVar(&c.edgeRuns, "edge-runs", 10, "warm starts of roam edge per pool size (compilation cache filled)")
 	fs.IntVar(&c.edgeColdRuns, "edge-cold-runs", 3, "cold starts of roam edge per pool size (fresh compilation cache; seconds each)")
+	fs.IntVar(&c.edgePool, "edge-pool", 0, "--pool-size of roam edge under load (0: the host's default)")
 	fs.IntVar(&c.runs, "runs", 10, "starts for the start-to-ready median")
 	fs.IntVar(&c.rssRuns, "rss-runs", 5, "starts for the idle RSS median (the first ones of -runs)")
 	fs.DurationVar(&c.rssDelay, "rss-delay", time.Second, "wait after ready before reading idle RSS")
@@ -109,8 +110,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if c.runs < 1 || c.conc < 1 || c.duration < time.Second {
 		return errors.New("-runs and -c must be at least 1, -duration at least 1s")
 	}
-	if !c.noEdge && (c.edgeRuns < 1 || c.edgeColdRuns < 0) {
-		return errors.New("-edge-runs must be at least 1 and -edge-cold-runs at least 0 (or -no-edge)")
+	if !c.noEdge && (c.edgeRuns < 1 || c.edgeColdRuns < 0 || c.edgePool < 0) {
+		return errors.New("-edge-runs must be at least 1, -edge-cold-runs and -edge-pool at least 0 (or -no-edge)")
 	}
 	c.rssRuns = min(c.rssRuns, c.runs)
 	return measure(ctx, c, os.Args, stdout, stderr)
@@ -388,12 +389,13 @@ func measureLoad(ctx context.Context, c config, rep *report, tmp, modDir, edgeCa
 	var edgeState shopState
 	edgeLog := filepath.Join(tmp, "edge-load-stderr.log")
 	if rep.edge != nil {
-		argv := edgeHostArgs(prefix, rep.roam, modDir, filepath.Join(tmp, "edge-load-data"), edgeCache, 0, extra...)
+		argv := edgeHostArgs(prefix, rep.roam, modDir, filepath.Join(tmp, "edge-load-data"), edgeCache, c.edgePool, extra...)
 		if e, _, err = startEdge(ctx, argv, edgeLog); err != nil {
 			return err
 		}
 		defer e.Stop()
 		progress("roam edge under load at %s (pid %d)", e.URL, e.Pid())
+		rep.edge.loadPool = c.edgePool
 		if edgeState, err = setupShop(ctx, e.URL, c.conc); err != nil {
 			return fmt.Errorf("roam edge: %w", err)
 		}
