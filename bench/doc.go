@@ -13,7 +13,10 @@
 // commit) and, for orientation, on the memory backend. Each has a serial and
 // a RunParallel variant. BenchmarkTransport and BenchmarkCodec isolate two
 // parts of a Get: the host's HTTP transport against bare net/http, and the
-// SDK's JSON codec on the shop's types.
+// SDK's JSON codec on the shop's types. BenchmarkEdgeCompile compiles the
+// shop's wasm modules as a cold `roam edge` start does, serially and in
+// parallel; roambench's edge part measures the rest of the edge host
+// against the native shop in one run.
 //
 //	go test ./bench -run '^$' -bench . -benchtime 1s -count 1
 package bench
