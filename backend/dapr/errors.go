@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/roam-dev/roam/abi"
+	"github.com/roam-dev/roam/host"
 	"github.com/roam-dev/roam/sdk"
 )
 
@@ -165,27 +166,14 @@ func (b *Backend) transportErr(ctx context.Context, what string, err error) erro
 	return sdk.Errorf(sdk.Unavailable, "dapr %s: sidecar at %s is unreachable: %v", what, b.httpBase, err)
 }
 
-// codeOfHTTP maps an HTTP status to a code, as the host's transport does.
+// codeOfHTTP maps an HTTP status to a code as the host's transport does
+// (host.StatusCode), except that the sidecar's 401 and 403 mean a missing or
+// wrong API token: a precondition of the deployment, not a bad argument.
 func codeOfHTTP(status int) sdk.Code {
-	switch {
-	case status < 300:
-		return sdk.OK
-	case status == http.StatusNotFound:
-		return sdk.NotFound
-	case status == http.StatusConflict:
-		return sdk.Conflict
-	case status == http.StatusPreconditionFailed:
+	if status == http.StatusUnauthorized || status == http.StatusForbidden {
 		return sdk.FailedPrecondition
-	case status == http.StatusBadGateway, status == http.StatusServiceUnavailable, status == http.StatusTooManyRequests:
-		return sdk.Unavailable
-	case status == http.StatusGatewayTimeout, status == http.StatusRequestTimeout:
-		return sdk.DeadlineExceeded
-	case status == http.StatusUnauthorized, status == http.StatusForbidden:
-		return sdk.FailedPrecondition
-	case status < 500:
-		return sdk.InvalidArgument
 	}
-	return sdk.Internal
+	return host.StatusCode(status)
 }
 
 // invokeReplyErr turns the error reply of an invocation through the

@@ -15,6 +15,7 @@ import (
 	"sync"
 
 	"github.com/roam-dev/roam/abi"
+	"github.com/roam-dev/roam/host"
 	"github.com/roam-dev/roam/sdk"
 )
 
@@ -191,23 +192,5 @@ func replyErr(target, method string, status int, body []byte) error {
 	if len(msg) > 200 {
 		msg = msg[:200] + "..."
 	}
-	return sdk.Errorf(statusCode(status), "invoke %s.%s: HTTP %d: %s", target, method, status, msg)
-}
-
-func statusCode(status int) abi.Code {
-	switch status {
-	case http.StatusBadRequest:
-		return abi.InvalidArgument
-	case http.StatusNotFound:
-		return abi.NotFound
-	case http.StatusConflict:
-		return abi.Conflict
-	case http.StatusPreconditionFailed:
-		return abi.FailedPrecondition
-	case http.StatusServiceUnavailable, http.StatusBadGateway:
-		return abi.Unavailable
-	case http.StatusGatewayTimeout, http.StatusRequestTimeout:
-		return abi.DeadlineExceeded
-	}
-	return abi.Internal
+	return sdk.Errorf(host.StatusCode(status), "invoke %s.%s: HTTP %d: %s", target, method, status, msg)
 }
