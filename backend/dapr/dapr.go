@@ -386,17 +386,7 @@ func (b *Backend) Close() error {
 	for _, s := range streams {
 		s.stop()
 	}
-	done := make(chan struct{})
-	go func() { b.inflight.Wait(); close(done) }()
-	t := time.NewTimer(b.opts.CloseGrace)
-	select {
-	case <-done:
-	case <-t.C:
-		b.log.Warn("dapr: deliveries still running after close grace period; cancelling them", "grace", b.opts.CloseGrace)
-		b.cancel()
-		<-done
-	}
-	t.Stop()
+	core.DrainOrCancel(&b.inflight, b.opts.CloseGrace, b.cancel, b.log, "dapr")
 	b.cancel()
 	for _, s := range streams {
 		s.wait()

@@ -347,17 +347,7 @@ func (b *Backend) Close() error {
 	}
 	b.mu.Unlock()
 
-	done := make(chan struct{})
-	go func() { b.wg.Wait(); close(done) }()
-	t := time.NewTimer(b.opts.CloseGrace)
-	select {
-	case <-done:
-	case <-t.C:
-		b.log.Warn("embedded: deliveries still running after close grace period; cancelling them", "grace", b.opts.CloseGrace)
-		b.cancel()
-		<-done
-	}
-	t.Stop()
+	core.DrainOrCancel(&b.wg, b.opts.CloseGrace, b.cancel, b.log, "embedded")
 	b.cancel()
 
 	var errs []error

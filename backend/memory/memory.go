@@ -159,20 +159,11 @@ func (b *Backend) Close() error {
 	close(b.stop)
 	b.mu.Unlock()
 
-	done := make(chan struct{})
-	go func() { b.wg.Wait(); close(done) }()
 	grace := b.opts.CloseGrace
 	if grace <= 0 {
 		grace = 5 * time.Second
 	}
-	t := time.NewTimer(grace)
-	defer t.Stop()
-	select {
-	case <-done:
-	case <-t.C:
-		b.cancel()
-		<-done
-	}
+	core.DrainOrCancel(&b.wg, grace, b.cancel, nil, "memory")
 	b.cancel()
 	return nil
 }

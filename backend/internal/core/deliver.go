@@ -3,6 +3,7 @@ package core
 import (
 	"context"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/roam-dev/roam/backend"
@@ -218,4 +219,23 @@ func CheckSubscriptions(subs []backend.Subscription, d backend.Deliverer, regist
 		seen[k] = true
 	}
 	return nil
+}
+
+// DrainOrCancel waits for in-flight deliveries (wg) for up to grace, then
+// cancels their context and waits for them to return. Every backend's Close
+// ends its deliveries this way.
+func DrainOrCancel(wg *sync.WaitGroup, grace time.Duration, cancel func(), log *slog.Logger, backendName string) {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		if log != nil {
+			log.Warn(backendName+": deliveries still running after close grace period; cancelling them", "grace", grace)
+		}
+		cancel()
+		<-done
+	}
 }
