@@ -25,6 +25,15 @@ command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y 
 ROAM_DAPRD="$(./tools/daprd/build.sh)"
 export ROAM_DAPRD
 
+# ---- Kubernetes -----------------------------------------------------------
+# The operator's tests run controller-runtime's envtest against a real etcd
+# and a real kube-apiserver, never a mock: both built from their Go modules by
+# tools/envtest, cached by version (only the first run on a machine pays the
+# build, several minutes). A failed build fails the run.
+step "Kubernetes test infrastructure: etcd and kube-apiserver for envtest"
+KUBEBUILDER_ASSETS="$(./tools/envtest/build.sh)"
+export KUBEBUILDER_ASSETS
+
 # ---- ship -----------------------------------------------------------------
 # roam dist's OCI layouts are read back with Debian's skopeo (internal/dist).
 step "ship test infrastructure: skopeo"
