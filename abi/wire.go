@@ -6,10 +6,18 @@ import (
 )
 
 // Version is the ABI version. A host refuses a module whose major version
-// differs from its own; minor versions only add imports and exports.
+// differs from its own. Minor versions only add: imports, exports, and
+// optional fields appended to the end of a message, which a side sends only
+// to a peer that reports (or proved by sending one) the minor that defines
+// them, so that every v1.x host runs every v1.y guest.
+//
+// Minor 1 adds the W3C trace context: TraceParent and TraceState at the end
+// of a Call (the host sends them only to guests reporting minor ≥ 1, and only
+// when it traces), and the same two strings at the end of an invoke or
+// publish request (a guest sends them only when its call carried them).
 const (
 	VersionMajor = 1
-	VersionMinor = 0
+	VersionMinor = 1
 )
 
 // ImportModule is the wasm import module of this major version. A module
@@ -53,7 +61,9 @@ const (
 //	state_delete(ptr, len) -> i64     store, key, WriteOptions
 //	state_transact(ptr, len) -> i64   store, n, n×Op
 //	publish(ptr, len) -> i64          pubsub, topic, data, content type, type, n, n×(key, value)
-//	invoke(ptr, len) -> i64           app, method, data          -> reply body
+//	                                  [, traceparent, tracestate]
+//	invoke(ptr, len) -> i64           app, method, data [, traceparent, tracestate]
+//	                                                             -> reply body
 //	config_get(ptr, len) -> i64       key                        -> value
 //	secret_get(ptr, len) -> i64       store, key                 -> value
 //	log(ptr, len) -> i64              level (zigzag), message, n, n×(key, value)
@@ -79,29 +89,57 @@ const (
 )
 
 // Call is one roam_handle request: kind, name, request id, deadline (Unix
-// milliseconds, 0 for none), body.
+// milliseconds, 0 for none), body, then, since v1.1 and only when the call
+// is traced, the W3C traceparent and tracestate of the span the guest
+// handler runs in. A guest hands them back with its invoke and publish
+// requests, so that the host parents the spans of those calls correctly
+// even when they are made from a goroutine of another call.
 type Call struct {
-	Kind       uint64
-	Name       string
-	RequestID  string
-	DeadlineMs uint64
-	Body       []byte
+	Kind        uint64
+	Name        string
+	RequestID   string
+	DeadlineMs  uint64
+	Body        []byte
+	TraceParent string // v1.1, optional
+	TraceState  string // v1.1, optional
 }
 
-// AppendCall encodes c.
+// AppendCall encodes c. The trace context is appended only when it is set,
+// so an untraced call encodes as in v1.0.
 func AppendCall(b []byte, c Call) []byte {
 	b = AppendUvarint(b, c.Kind)
 	b = AppendString(b, c.Name)
 	b = AppendString(b, c.RequestID)
 	b = AppendUvarint(b, c.DeadlineMs)
-	return AppendBytes(b, c.Body)
+	b = AppendBytes(b, c.Body)
+	return AppendTrace(b, c.TraceParent, c.TraceState)
 }
 
-// ReadCall decodes a Call. Body aliases b.
+// ReadCall decodes a Call of v1.0 or v1.1. Body aliases b.
 func ReadCall(b []byte) (Call, error) {
 	r := Reader{B: b}
 	c := Call{Kind: r.Uvarint(), Name: r.String(), RequestID: r.String(), DeadlineMs: r.Uvarint(), Body: r.Bytes()}
+	c.TraceParent, c.TraceState = ReadTrace(&r)
 	return c, r.Done()
+}
+
+// AppendTrace appends the optional trailing trace context of v1.1 (a Call,
+// an invoke or a publish request): nothing when both are empty.
+func AppendTrace(b []byte, traceparent, tracestate string) []byte {
+	if traceparent == "" && tracestate == "" {
+		return b
+	}
+	return AppendString(AppendString(b, traceparent), tracestate)
+}
+
+// ReadTrace reads the optional trailing trace context: two strings when
+// bytes remain, else none. The strings are not validated here; a host
+// parses them and ignores what does not parse.
+func ReadTrace(r *Reader) (traceparent, tracestate string) {
+	if r.err != nil || len(r.B) == 0 {
+		return "", ""
+	}
+	return r.String(), r.String()
 }
 
 // Manifest is what roam_init reports: the app and its handlers.

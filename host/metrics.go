@@ -11,12 +11,17 @@ import (
 )
 
 // Metrics are the host's Prometheus collectors, on a registry of their own so
-// that two hosts in one process (tests) never collide.
+// that two hosts in one process (tests) never collide. The native and the
+// edge host register exactly these, under the same names and labels (the
+// edge host adds its pool's roam_edge_* families): a dashboard of one works
+// for the other.
 type Metrics struct {
 	Registry   *prometheus.Registry
 	requests   *prometheus.CounterVec
 	latency    *prometheus.HistogramVec
 	deliveries *prometheus.CounterVec
+	inFlight   *prometheus.GaugeVec
+	retrying   *prometheus.GaugeVec
 }
 
 // NewMetrics registers the host collectors plus the Go and process ones.
@@ -34,8 +39,14 @@ func NewMetrics(logDropped func() uint64) *Metrics {
 		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "roam_pubsub_deliveries_total", Help: "Event deliveries by app, pubsub, topic and outcome: ok, failed (will be retried), rejected (InvalidArgument: dead-lettered at once), deadletter (moved to the dead-letter topic).",
 		}, []string{"app", "pubsub", "topic", "outcome"}),
+		inFlight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "roam_pubsub_deliveries_in_flight", Help: "Event deliveries running in an app's handler, by app, pubsub and topic.",
+		}, []string{"app", "pubsub", "topic"}),
+		retrying: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "roam_pubsub_retries_pending", Help: "Events whose last delivery failed and that wait to be delivered again, by app, pubsub and topic. In-process backends deliver a subscription in order, so it is 0 or 1 there; on Dapr it stays at 1 after retries that the sidecar exhausts, until the subscription's next event is acknowledged.",
+		}, []string{"app", "pubsub", "topic"}),
 	}
-	m.Registry.MustRegister(m.requests, m.latency, m.deliveries,
+	m.Registry.MustRegister(m.requests, m.latency, m.deliveries, m.inFlight, m.retrying,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if logDropped != nil {
 		m.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
@@ -71,4 +82,21 @@ func (mm *methodMetrics) observe(start time.Time, c abi.Code) {
 // Delivered counts one delivery outcome.
 func (m *Metrics) Delivered(sub backend.Subscription, outcome string) {
 	m.deliveries.WithLabelValues(sub.AppID, sub.PubSub, sub.Topic, outcome).Inc()
+}
+
+// OnDeliver is the backend's delivery hook (hostbackend.Config.OnDeliver)
+// of both hosts: the server counts what its handlers return; this counts
+// what only the backend knows, the events it moved to a dead-letter topic,
+// and tracks the retries it has pending ("ok", "retry", "deadletter").
+func (m *Metrics) OnDeliver(sub backend.Subscription, outcome string) {
+	g := m.retrying.WithLabelValues(sub.AppID, sub.PubSub, sub.Topic)
+	switch outcome {
+	case "retry":
+		g.Set(1)
+	case "deadletter":
+		g.Set(0)
+		m.Delivered(sub, outcome)
+	default:
+		g.Set(0)
+	}
 }

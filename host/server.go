@@ -47,6 +47,9 @@ type Options struct {
 	StateAPI bool
 	// Web, when set, is served under /web/ for browser hosts (web.go).
 	Web *WebAssets
+	// Tracing, when set, records the spans of calls, deliveries and the
+	// apps' capabilities (tracing.go); nil traces nothing, at no cost.
+	Tracing Tracer
 }
 
 // Server serves apps over HTTP and wires their invocations and deliveries.
@@ -55,6 +58,7 @@ type Server struct {
 	backend backend.Backend
 	log     *slog.Logger
 	metrics *Metrics
+	tracing Tracer
 
 	mu    sync.RWMutex
 	apps  map[string]*entry
@@ -67,7 +71,14 @@ type Server struct {
 
 type entry struct {
 	app     App
-	methods map[string]*methodMetrics
+	methods map[string]*method
+}
+
+// method is what the request path needs of one method, resolved once at
+// Add: its metrics, and its span names and attributes.
+type method struct {
+	*methodMetrics
+	spans methodSpans
 }
 
 // NewServer returns a server for apps on b.
@@ -90,7 +101,7 @@ func NewServer(b backend.Backend, opts Options) *Server {
 	if opts.Metrics == nil {
 		opts.Metrics = NewMetrics(nil)
 	}
-	s := &Server{opts: opts, backend: b, log: opts.Logger, metrics: opts.Metrics, apps: map[string]*entry{}}
+	s := &Server{opts: opts, backend: b, log: opts.Logger, metrics: opts.Metrics, tracing: opts.Tracing, apps: map[string]*entry{}}
 	s.mux = s.routes()
 	s.handler = s.withCORS(s.mux)
 	if ac, ok := b.(backend.AppChannel); ok {
@@ -107,9 +118,9 @@ func (s *Server) Add(a App) error {
 	if _, dup := s.apps[a.ID()]; dup {
 		return sdk.Errorf(sdk.FailedPrecondition, "app %q is already served here", a.ID())
 	}
-	e := &entry{app: a, methods: map[string]*methodMetrics{}}
+	e := &entry{app: a, methods: map[string]*method{}}
 	for _, m := range a.Methods() {
-		e.methods[m] = s.metrics.forMethod(a.ID(), m)
+		e.methods[m] = &method{methodMetrics: s.metrics.forMethod(a.ID(), m), spans: newMethodSpans(a.ID(), m)}
 	}
 	s.apps[a.ID()] = e
 	return nil
@@ -140,6 +151,10 @@ func (s *Server) Handler() http.Handler { return s.handler }
 // Metrics returns the server's collectors.
 func (s *Server) Metrics() *Metrics { return s.metrics }
 
+// Tracing returns the server's Tracer, nil when tracing is off. Hosts
+// decorate the apps' capabilities with it (TracedState, TracedPublisher).
+func (s *Server) Tracing() Tracer { return s.tracing }
+
 // StartDeliveries subscribes every app's topics on the backend.
 func (s *Server) StartDeliveries() error {
 	var subs []backend.Subscription
@@ -162,10 +177,17 @@ func (s *Server) Deliver(ctx context.Context, sub backend.Subscription, ev *sdk.
 	}
 	ctx, cancel := context.WithTimeout(sdk.WithRequestID(ctx, ev.ID), s.opts.RequestTimeout)
 	defer cancel()
+	var span Span
+	if s.tracing != nil {
+		ctx, span = startConsumer(ctx, s.tracing, sub, ev)
+	}
+	inFlight := s.metrics.inFlight.WithLabelValues(sub.AppID, sub.PubSub, sub.Topic)
+	inFlight.Inc()
 	defer func() {
 		if p := recover(); p != nil {
 			err = s.panicked(sub.AppID, "event "+sub.Topic, p)
 		}
+		inFlight.Dec()
 		outcome := "ok"
 		switch {
 		case err == nil:
@@ -175,6 +197,9 @@ func (s *Server) Deliver(ctx context.Context, sub backend.Subscription, ev *sdk.
 			outcome = "failed"
 		}
 		s.metrics.deliveries.WithLabelValues(sub.AppID, sub.PubSub, sub.Topic, outcome).Inc()
+		if span != nil {
+			end(span, err, faultsOnly)
+		}
 	}()
 	return e.app.Deliver(ctx, ev)
 }
@@ -182,19 +207,34 @@ func (s *Server) Deliver(ctx context.Context, sub backend.Subscription, ev *sdk.
 // Invoker returns the invoker for app caller: apps served here are called
 // directly, in-process; any other goes to the backend.
 func (s *Server) Invoker(caller string) sdk.Invoker {
-	return invoker{s: s, remote: s.backend.Invoker(caller)}
+	return invoker{s: s, caller: caller, remote: s.backend.Invoker(caller)}
 }
 
 type invoker struct {
 	s      *Server
+	caller string
 	remote sdk.Invoker
 }
 
 func (i invoker) Invoke(ctx context.Context, appID, method string, data []byte) ([]byte, error) {
-	if e, ok := i.s.lookup(appID); ok {
-		return i.s.call(ctx, e, method, data)
+	if i.s.tracing == nil {
+		if e, ok := i.s.lookup(appID); ok {
+			return i.s.call(ctx, e, method, data)
+		}
+		return i.remote.Invoke(ctx, appID, method, data)
 	}
-	return i.remote.Invoke(ctx, appID, method, data)
+	// The client span; the backend's invoker carries its context to the
+	// callee's host (a header), or the callee's server span is started here.
+	ctx, span := startClient(ctx, i.s.tracing, i.caller, appID, method)
+	var out []byte
+	var err error
+	if e, ok := i.s.lookup(appID); ok {
+		out, err = i.s.serveInProcess(ctx, e, method, data)
+	} else {
+		out, err = i.remote.Invoke(ctx, appID, method, data)
+	}
+	end(span, err, anyError)
+	return out, err
 }
 
 // Call runs app.method as an HTTP request would, minus the transport.
@@ -203,7 +243,23 @@ func (s *Server) Call(ctx context.Context, app, method string, body []byte) ([]b
 	if !ok {
 		return nil, s.unknownApp(app)
 	}
+	if s.tracing != nil {
+		return s.serveInProcess(ctx, e, method, body)
+	}
 	return s.call(ctx, e, method, body)
+}
+
+// serveInProcess is call under a server span, for calls that reach an app
+// without crossing a transport (which would have started one).
+func (s *Server) serveInProcess(ctx context.Context, e *entry, method string, body []byte) ([]byte, error) {
+	mt, ok := e.methods[method]
+	if !ok {
+		return s.call(ctx, e, method, body) // NotFound
+	}
+	ctx, span := startServer(ctx, s.tracing, e.app.ID(), &mt.spans)
+	out, err := s.call(ctx, e, method, body)
+	end(span, err, faultsOnly)
+	return out, err
 }
 
 func (s *Server) call(ctx context.Context, e *entry, method string, body []byte) (out []byte, err error) {
@@ -217,6 +273,10 @@ func (s *Server) call(ctx context.Context, e *entry, method string, body []byte)
 		ctx, cancel = context.WithTimeout(ctx, s.opts.RequestTimeout)
 		defer cancel()
 	}
+	var span Span
+	if s.tracing != nil {
+		ctx, span = startHandler(ctx, s.tracing, e.app.ID(), &mm.spans)
+	}
 	defer func() {
 		if p := recover(); p != nil {
 			out, err = nil, s.panicked(e.app.ID(), method, p)
@@ -225,6 +285,9 @@ func (s *Server) call(ctx context.Context, e *entry, method string, body []byte)
 			err = sdk.Errorf(sdk.DeadlineExceeded, "%s.%s: deadline exceeded: %v", e.app.ID(), method, err)
 		}
 		mm.observe(start, sdk.CodeOf(err))
+		if span != nil {
+			end(span, err, faultsOnly)
+		}
 	}()
 	return e.app.Call(ctx, method, body)
 }
@@ -304,31 +367,51 @@ func (s *Server) serveCall(w http.ResponseWriter, r *http.Request, app, method s
 		writeError(w, http.StatusNotFound, s.unknownApp(app))
 		return
 	}
+	if s.tracing == nil {
+		s.serveApp(r.Context(), w, r, e, method, reqID)
+		return
+	}
+	mt, known := e.methods[method]
+	if !known {
+		s.serveApp(r.Context(), w, r, e, method, reqID) // NotFound, untraced
+		return
+	}
+	ctx, span := startIngress(s.tracing, r, app, &mt.spans)
+	status, err := s.serveApp(ctx, w, r, e, method, reqID)
+	endIngress(span, status, err)
+}
+
+// serveApp answers a call of a known app and reports the status it wrote.
+func (s *Server) serveApp(ctx context.Context, w http.ResponseWriter, r *http.Request, e *entry, method, reqID string) (int, error) {
 	body, err := readBody(r, s.opts.MaxBodyBytes)
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			writeError(w, http.StatusRequestEntityTooLarge, sdk.Errorf(sdk.InvalidArgument, "request body exceeds %d bytes", s.opts.MaxBodyBytes))
-			return
+			err = sdk.Errorf(sdk.InvalidArgument, "request body exceeds %d bytes", s.opts.MaxBodyBytes)
+			writeError(w, http.StatusRequestEntityTooLarge, err)
+			return http.StatusRequestEntityTooLarge, err
 		}
-		writeError(w, http.StatusBadRequest, sdk.Errorf(sdk.InvalidArgument, "reading request body: %v", err))
-		return
+		err = sdk.Errorf(sdk.InvalidArgument, "reading request body: %v", err)
+		writeError(w, http.StatusBadRequest, err)
+		return http.StatusBadRequest, err
 	}
 	if len(body) > 0 && !json.Valid(body) {
-		writeError(w, http.StatusBadRequest, sdk.NewError(sdk.InvalidArgument, "request body is not valid JSON"))
-		return
+		err = sdk.NewError(sdk.InvalidArgument, "request body is not valid JSON")
+		writeError(w, http.StatusBadRequest, err)
+		return http.StatusBadRequest, err
 	}
-	ctx := sdk.WithRequestID(r.Context(), reqID)
-	out, err := s.call(ctx, e, method, body)
+	out, err := s.call(sdk.WithRequestID(ctx, reqID), e, method, body)
 	if err != nil {
-		writeError(w, HTTPStatus(sdk.CodeOf(err)), err)
-		return
+		st := HTTPStatus(sdk.CodeOf(err))
+		writeError(w, st, err)
+		return st, err
 	}
 	if len(out) == 0 {
 		w.WriteHeader(http.StatusNoContent)
-		return
+		return http.StatusNoContent, nil
 	}
 	writeJSON(w, http.StatusOK, out)
+	return http.StatusOK, nil
 }
 
 func (s *Server) serveApps(w http.ResponseWriter, r *http.Request) {

@@ -21,7 +21,11 @@
 // The setup function runs once per app instance, when a host binds the app to
 // its capabilities (Env). Handlers receive a context carrying the request's
 // deadline and id; Env.Log(ctx) returns a logger that carries both app id and
-// request id.
+// request id. When the host traces (OpenTelemetry, configured by the OTEL_*
+// variables), the context also carries the handler span's W3C trace context
+// (Trace), and the capabilities called with it are that span's children,
+// wherever the app runs: keep passing the handler's context, also to the
+// goroutines it starts.
 //
 // Requests, replies, events and stored values are JSON. encoding/json's
 // reflection is the costliest thing a wasm guest does, so generate codecs for

@@ -77,6 +77,9 @@ var guest struct {
 	env    *guestEnv
 	req    []byte // the buffer roam_alloc hands out
 	res    []byte // the frame of the last export call
+	// hostTraces: a call carried a trace context, so the host reads one
+	// back (ABI v1.1).
+	hostTraces bool
 }
 
 //go:wasmexport roam_abi_version
@@ -147,6 +150,10 @@ func exportHandle(ptr, n uint32) uint64 {
 		return errorFrame(NewError(InvalidArgument, "roam_handle: malformed call"))
 	}
 	ctx := WithRequestID(context.Background(), c.RequestID)
+	if c.TraceParent != "" {
+		ctx = WithTrace(ctx, TraceContext{TraceParent: c.TraceParent, TraceState: c.TraceState})
+		guest.hostTraces = true
+	}
 	if c.DeadlineMs > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = withLazyDeadline(ctx, time.UnixMilli(int64(c.DeadlineMs)))
@@ -295,15 +302,29 @@ func (guestPublisher) Publish(ctx context.Context, m Message) error {
 	for k, v := range m.Metadata {
 		b = abi.AppendString(abi.AppendString(b, k), v)
 	}
+	b = appendTrace(ctx, b)
 	_, err := hostCall(hostPublish, b)
 	return err
+}
+
+// appendTrace appends ctx's trace context (ABI v1.1) to an invoke or
+// publish request, once the host has shown it speaks v1.1 by sending one
+// with a call: a v1.0 host would refuse the trailing fields.
+func appendTrace(ctx context.Context, b []byte) []byte {
+	if !guest.hostTraces {
+		return b
+	}
+	if tc := Trace(ctx); tc.TraceParent != "" {
+		return abi.AppendTrace(b, tc.TraceParent, tc.TraceState)
+	}
+	return b
 }
 
 type guestInvoker struct{}
 
 func (guestInvoker) Invoke(ctx context.Context, appID, method string, data []byte) ([]byte, error) {
 	b := abi.AppendBytes(abi.AppendString(abi.AppendString(nil, appID), method), data)
-	return hostCall(hostInvoke, b)
+	return hostCall(hostInvoke, appendTrace(ctx, b))
 }
 
 type guestConfig struct{}

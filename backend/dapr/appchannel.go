@@ -20,6 +20,8 @@ import (
 	runtimev1pb "github.com/dapr/dapr/pkg/proto/runtime/v1"
 
 	"github.com/roam-dev/roam/abi"
+	"github.com/roam-dev/roam/host"
+	"github.com/roam-dev/roam/internal/tracectx"
 	"github.com/roam-dev/roam/sdk"
 )
 
@@ -121,7 +123,11 @@ func (h *appChannel) serveEvent(w http.ResponseWriter, r *http.Request) {
 		writeStatus(w, statusDrop)
 		return
 	}
-	writeStatus(w, h.b.deliver(r.Context(), rt, ev))
+	ctx := r.Context()
+	if tc := host.HTTPTrace(r.Header); h.b.opts.Tracing && tc.TraceParent != "" {
+		ctx = sdk.WithTrace(ctx, tc) // the sidecar's delivery span
+	}
+	writeStatus(w, h.b.deliver(ctx, rt, ev))
 }
 
 func writeStatus(w http.ResponseWriter, s string) {
@@ -180,6 +186,9 @@ func (a *appCallback) OnTopicEvent(ctx context.Context, in *runtimev1pb.TopicEve
 	if rt == nil {
 		return nil, status.Errorf(codes.NotFound, "no subscription to %s/%s here", in.GetPubsubName(), in.GetTopic())
 	}
+	if a.h.b.opts.Tracing {
+		ctx = tracedFromMetadata(ctx)
+	}
 	st := a.h.b.deliver(ctx, rt, eventFromProto(in))
 	return &runtimev1pb.TopicEventResponse{Status: protoStatus(st)}, nil
 }
@@ -203,6 +212,14 @@ func (a *appCallback) OnInvoke(ctx context.Context, in *commonv1pb.InvokeRequest
 	if md, ok := metadata.FromIncomingContext(ctx); ok {
 		if v := md.Get("x-request-id"); len(v) > 0 {
 			req.Header.Set("X-Request-Id", v[0])
+		}
+		if a.h.b.opts.Tracing { // the host's ingress reads it from headers
+			if tc := sidecarSpan(md); tc.TraceParent != "" {
+				req.Header.Set("traceparent", tc.TraceParent)
+				if tc.TraceState != "" {
+					req.Header.Set("tracestate", tc.TraceState)
+				}
+			}
 		}
 	}
 	rec := &recorder{hdr: http.Header{}, status: http.StatusOK}
@@ -244,4 +261,34 @@ func (r *recorder) WriteHeader(s int) {
 func (r *recorder) Write(b []byte) (int, error) {
 	r.wrote = true
 	return r.body.Write(b)
+}
+
+// tracedFromMetadata returns ctx carrying the sidecar's span
+// (sidecarSpan) as the parent of the host's.
+func tracedFromMetadata(ctx context.Context) context.Context {
+	md, _ := metadata.FromIncomingContext(ctx)
+	if tc := sidecarSpan(md); tc.TraceParent != "" {
+		return sdk.WithTrace(ctx, tc)
+	}
+	return ctx
+}
+
+// sidecarSpan reads the span a sidecar calls its app under, as Dapr itself
+// reads it: grpc-trace-bin (OpenCensus's binary form), else traceparent.
+// The order is Dapr's: on an invocation, Dapr also passes the caller's
+// HTTP headers through as metadata, traceparent among them.
+func sidecarSpan(md metadata.MD) sdk.TraceContext {
+	if v := md.Get("grpc-trace-bin"); len(v) > 0 {
+		if sc, ok := tracectx.FromBinary([]byte(v[0])); ok {
+			return sdk.TraceContext{TraceParent: tracectx.Format(sc)}
+		}
+	}
+	tc := sdk.TraceContext{}
+	if v := md.Get("traceparent"); len(v) > 0 {
+		tc.TraceParent = v[0]
+		if v := md.Get("tracestate"); len(v) > 0 {
+			tc.TraceState = v[0]
+		}
+	}
+	return tc
 }

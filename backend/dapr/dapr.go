@@ -124,6 +124,11 @@ type Options struct {
 	// with "ok", "retry" or "deadletter" (the event was dropped to the
 	// dead-letter topic; retries that Dapr exhausts are not seen here).
 	OnDeliver func(sub backend.Subscription, outcome string)
+	// Tracing says the host traces: deliveries and invocations from the
+	// sidecar then carry its trace context (traceparent) to the host's
+	// spans. Calls to the sidecar carry the host's whenever a span is in
+	// their context, which happens only when the host traces.
+	Tracing bool
 }
 
 // Environment variables Dapr sets for an app (and Roam reads).

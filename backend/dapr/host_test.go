@@ -32,6 +32,7 @@ type hostOptions struct {
 	sidecarEnv  []string // e.g. APP_API_TOKEN=..., NAMESPACE=...
 	backendEnv  []string // e.g. APP_API_TOKEN=..., DAPR_API_TOKEN=...
 	noWait      bool     // do not wait for the sidecar to report healthy
+	tracing     host.Tracer
 }
 
 // startHost starts daprd for o.appID with an app channel to a fresh port,
@@ -48,6 +49,7 @@ func startHost(t testing.TB, o hostOptions, apps ...*sdk.App) *hostOnDapr {
 	})
 	opts := dapr.OptionsFromEnv(sc.Getenv(o.backendEnv...))
 	opts.StartTimeout = 30 * time.Second
+	opts.Tracing = o.tracing != nil
 	b, err := dapr.Open(context.Background(), opts)
 	if err != nil {
 		ln.Close()
@@ -59,7 +61,7 @@ func startHost(t testing.TB, o hostOptions, apps ...*sdk.App) *hostOnDapr {
 			def = o.appID
 		}
 	}
-	srv, err := native.NewServer(b, apps, host.Options{DefaultApp: def, RequestTimeout: 20 * time.Second})
+	srv, err := native.NewServer(b, apps, host.Options{DefaultApp: def, RequestTimeout: 20 * time.Second, Tracing: o.tracing})
 	if err != nil {
 		ln.Close()
 		b.Close()

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/roam-dev/roam/host"
 	"github.com/roam-dev/roam/sdk"
 )
 
@@ -47,6 +48,7 @@ func (h *httpSidecar) do(ctx context.Context, what, method, path string, body []
 	for k, v := range hdr {
 		req.Header.Set(k, v)
 	}
+	host.InjectHTTP(ctx, req.Header)
 	if h.token != "" {
 		req.Header.Set(apiTokenHeader, h.token)
 	}

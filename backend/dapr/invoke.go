@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/roam-dev/roam/host"
 	"github.com/roam-dev/roam/sdk"
 )
 
@@ -49,6 +50,7 @@ func (i invoker) Invoke(ctx context.Context, target, method string, data []byte)
 	if id := sdk.RequestID(ctx); id != "" {
 		req.Header.Set("X-Request-Id", id)
 	}
+	host.InjectHTTP(ctx, req.Header) // the client span: the sidecars' spans and the callee's are its children
 	if h.token != "" {
 		req.Header.Set(apiTokenHeader, h.token)
 	}

@@ -41,7 +41,7 @@ func (p publisher) Publish(ctx context.Context, m sdk.Message) error {
 	if p.b.isClosed() {
 		return closedErr()
 	}
-	env, err := envelope(core.NewRecord(p.app, m))
+	env, err := envelope(core.NewRecord(ctx, p.app, m))
 	if err != nil {
 		return sdk.Errorf(sdk.Internal, "publish %s/%s: %v", m.PubSub, m.Topic, err)
 	}
@@ -59,6 +59,12 @@ func envelope(r *core.Record) ([]byte, error) {
 		"type":            r.Type,
 		"time":            r.Time.Format(time.RFC3339Nano),
 		"datacontenttype": r.DataContentType,
+	}
+	if r.TraceParent != "" {
+		// Dapr keeps an envelope's trace fields when it has a traceid, and
+		// puts its own in otherwise: the event then continues the host's
+		// producer span whatever the sidecar's tracing configuration.
+		ce["traceparent"], ce["traceid"] = r.TraceParent, r.TraceParent
 	}
 	switch {
 	case len(r.Data) == 0:

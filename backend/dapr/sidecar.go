@@ -86,15 +86,28 @@ func dialGRPC(addr, token string) (*grpc.ClientConn, error) {
 		// Nothing is retried by the transport: a write must not be sent twice.
 		grpc.WithDisableRetry(),
 	}
-	if token != "" {
-		opts = append(opts,
-			grpc.WithUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, inv grpc.UnaryInvoker, o ...grpc.CallOption) error {
-				return inv(metadata.AppendToOutgoingContext(ctx, apiTokenHeader, token), method, req, reply, cc, o...)
-			}),
-			grpc.WithStreamInterceptor(func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, s grpc.Streamer, o ...grpc.CallOption) (grpc.ClientStream, error) {
-				return s(metadata.AppendToOutgoingContext(ctx, apiTokenHeader, token), desc, cc, method, o...)
-			}))
+	// The token, and the trace context of the host's span when there is
+	// one: the sidecar reads traceparent metadata and parents its spans.
+	outgoing := func(ctx context.Context) context.Context {
+		if token != "" {
+			ctx = metadata.AppendToOutgoingContext(ctx, apiTokenHeader, token)
+		}
+		if tc := sdk.Trace(ctx); tc.TraceParent != "" {
+			kv := []string{"traceparent", tc.TraceParent}
+			if tc.TraceState != "" {
+				kv = append(kv, "tracestate", tc.TraceState)
+			}
+			ctx = metadata.AppendToOutgoingContext(ctx, kv...)
+		}
+		return ctx
 	}
+	opts = append(opts,
+		grpc.WithUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, inv grpc.UnaryInvoker, o ...grpc.CallOption) error {
+			return inv(outgoing(ctx), method, req, reply, cc, o...)
+		}),
+		grpc.WithStreamInterceptor(func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, s grpc.Streamer, o ...grpc.CallOption) (grpc.ClientStream, error) {
+			return s(outgoing(ctx), desc, cc, method, o...)
+		}))
 	return grpc.NewClient("passthrough:///"+addr, opts...)
 }
 

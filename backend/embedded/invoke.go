@@ -131,6 +131,7 @@ func (i invoker) Invoke(ctx context.Context, target, method string, data []byte)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("X-Roam-Caller", i.caller)
+	host.InjectHTTP(ctx, req.Header) // the caller's client span, when it traces
 	resp, err := i.b.client.Do(req)
 	if err != nil {
 		return nil, transportErr(ctx, target, method, e.URL, err)

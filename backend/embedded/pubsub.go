@@ -77,7 +77,7 @@ func (p publisher) Publish(ctx context.Context, m sdk.Message) error {
 	if err != nil {
 		return err
 	}
-	data, err := json.Marshal(core.NewRecord(p.app, m))
+	data, err := json.Marshal(core.NewRecord(ctx, p.app, m))
 	if err != nil {
 		return sdk.Errorf(sdk.Internal, "publish %s/%s: %v", m.PubSub, m.Topic, err)
 	}

@@ -359,7 +359,7 @@ func (p publisher) Publish(ctx context.Context, m sdk.Message) error {
 	if err := core.CheckMessage(m); err != nil {
 		return err
 	}
-	rec := core.NewRecord(p.app, m)
+	rec := core.NewRecord(ctx, p.app, m)
 	p.b.mu.Lock()
 	if p.b.closed {
 		p.b.mu.Unlock()

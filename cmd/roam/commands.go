@@ -9,17 +9,15 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"runtime/debug"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
-	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/roam-dev/roam/host/hostbackend"
 	"github.com/roam-dev/roam/internal/build"
+	"github.com/roam-dev/roam/internal/cli"
 )
 
 // version is stamped at release; otherwise the module version is used.
@@ -35,53 +33,13 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.AddCommand(newRunCmd(stdout, stderr), newBuildCmd(stdout, stderr), newEdgeCmd(stdout, stderr), newDistCmd(stdout, stderr), newVersionCmd(stdout))
+	root.AddCommand(newOperatorCmd(stdout, stderr))
+	root.AddCommand(newManifestsCmd(stdout, stderr))
 	return root
 }
 
-type hostFlags struct {
-	addr, dataDir, logLevel, logFormat string
-	port                               int
-	pprof                              bool
-	maxBody                            int64
-	requestTimeout, shutdownGrace      time.Duration
-	corsOrigins                        string
-	stateAPI                           bool
-}
-
-func (h *hostFlags) register(c *cobra.Command) {
-	f := c.Flags()
-	f.StringVar(&h.addr, "addr", "127.0.0.1", "address to listen on")
-	f.IntVar(&h.port, "port", 8080, "port to listen on (0 picks a free one)")
-	f.StringVar(&h.dataDir, "data-dir", ".roam", "directory for durable state, events and the local app registry")
-	f.StringVar(&h.logLevel, "log-level", "info", "debug, info, warn or error")
-	f.StringVar(&h.logFormat, "log-format", "text", "text or json")
-	f.BoolVar(&h.pprof, "pprof", false, "serve net/http/pprof under /debug/pprof/")
-	f.Int64Var(&h.maxBody, "max-body-bytes", 4<<20, "largest accepted request body")
-	f.DurationVar(&h.requestTimeout, "request-timeout", 30*time.Second, "deadline of each call and delivery")
-	f.DurationVar(&h.shutdownGrace, "shutdown-grace", 10*time.Second, "how long in-flight requests get to finish on SIGTERM")
-	f.StringVar(&h.corsOrigins, "cors-origins", "", "comma-separated origins whose pages may call the host, e.g. http://127.0.0.1:* (empty: none)")
-	f.BoolVar(&h.stateAPI, "state-api", false, "serve the state sync API the browser host pushes to and pulls from")
-}
-
-func (h *hostFlags) args() []string {
-	a := []string{"--addr", h.addr, "--port", strconv.Itoa(h.port), "--data-dir", h.dataDir,
-		"--log-level", h.logLevel, "--log-format", h.logFormat,
-		"--max-body-bytes", strconv.FormatInt(h.maxBody, 10),
-		"--request-timeout", h.requestTimeout.String(), "--shutdown-grace", h.shutdownGrace.String()}
-	if h.pprof {
-		a = append(a, "--pprof")
-	}
-	if h.corsOrigins != "" {
-		a = append(a, "--cors-origins", h.corsOrigins)
-	}
-	if h.stateAPI {
-		a = append(a, "--state-api")
-	}
-	return a
-}
-
 func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
-	var hf hostFlags
+	var hf cli.HostFlags
 	var web bool
 	var backendName string
 	c := &cobra.Command{
@@ -122,7 +80,7 @@ and CORS open to http://127.0.0.1:* (--web=false, --state-api=false and
 			if err != nil {
 				return err
 			}
-			hostArgs := append(hf.args(), "--backend", backendName)
+			hostArgs := append(hf.Args(), "--backend", backendName)
 			if web {
 				hostArgs = append(hostArgs, webArgs(cmd.Context(), stderr, args, pkgs, filepath.Join(filepath.Dir(bin), "modules"))...)
 			}
@@ -131,10 +89,10 @@ and CORS open to http://127.0.0.1:* (--web=false, --state-api=false and
 			return syscall.Exec(bin, append([]string{"roam-host"}, hostArgs...), os.Environ())
 		},
 	}
-	hf.register(c)
+	hf.Register(c)
 	// roam run is for development: open to pages served from this machine.
-	hf.corsOrigins, hf.stateAPI = "http://127.0.0.1:*", true
-	c.Flags().Lookup("cors-origins").DefValue = hf.corsOrigins
+	hf.CORSOrigins, hf.StateAPI = "http://127.0.0.1:*", true
+	c.Flags().Lookup("cors-origins").DefValue = hf.CORSOrigins
 	c.Flags().Lookup("state-api").DefValue = "true"
 	c.Flags().StringVar(&backendName, "backend", "auto", "auto (dapr when DAPR_GRPC_PORT or DAPR_HTTP_PORT is set, else embedded), embedded or dapr")
 	c.Flags().BoolVar(&web, "web", true, "build the apps' wasm modules and serve them, and the page in a web/ directory beside the apps, to browsers under /web/")
@@ -249,7 +207,7 @@ func newBuildCmd(stdout, stderr io.Writer) *cobra.Command {
 		},
 	}
 	c.Flags().StringVarP(&out, "output", "o", "", "output file (default: the directory's name)")
-	c.Flags().StringVar(&backendList, "backends", "embedded", "backends the native binary links: embedded is always there; add dapr (embedded,dapr: go-sdk and gRPC, about 5 MB more) to run it beside a Dapr sidecar (roam dist links it by default)")
+	c.Flags().StringVar(&backendList, "backends", "embedded", "backends the native binary links: embedded is always there; add dapr (embedded,dapr: go-sdk and gRPC, about 5 MB more) to run it beside a Dapr sidecar (roam dist links it by default), and otlp to link OpenTelemetry tracing (configured by OTEL_*; dapr links it too)")
 	c.Flags().StringVar(&target, "target", "native", "native, wasm (a wasip1 module of one app), or GOOS/GOARCH such as linux/arm64")
 	return c
 }
@@ -265,12 +223,4 @@ func newVersionCmd(stdout io.Writer) *cobra.Command {
 	}
 }
 
-func versionString() string {
-	if version != "" {
-		return version
-	}
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		return bi.Main.Version
-	}
-	return "dev"
-}
+func versionString() string { return cli.Version(version) }

@@ -20,7 +20,7 @@ import (
 // --push, --images), where roam build makes one file.
 func newDistCmd(stdout, stderr io.Writer) *cobra.Command {
 	var out, platforms, backendList, push, tag, ver string
-	var noEdge, noImages bool
+	var noEdge, noOperator, noImages bool
 	var jobs int
 	c := &cobra.Command{
 		Use:   "dist [packages or directories]",
@@ -28,11 +28,13 @@ func newDistCmd(stdout, stderr io.Writer) *cobra.Command {
 		Long: `dist builds, into one directory (-o, default dist/):
 
   OS_ARCH/APP        each app's static native binary, per platform
-  OS_ARCH/roam       the edge host (roam edge), per platform
+  OS_ARCH/roam-edge  the edge host (roam edge alone), per platform
+  OS_ARCH/roam-operator  the Kubernetes operator (roam operator install), per platform
   wasm/APP.wasm      each app's wasip1 module
   web/               the browser page and bundle beside the apps (web/)
   oci/APP            a multi-arch image index per app (OCI layout)
   oci/roam-edge      the edge host's multi-arch image
+  oci/roam-operator  the operator's multi-arch image
   oci/APP-wasm       each module as a wasm OCI artifact
   SHA256SUMS
 
@@ -64,7 +66,7 @@ helpers.`,
 			live := dist.IsTerminal(stderr)
 			res, err := dist.Build(cmd.Context(), dist.Options{
 				Patterns: args, Out: out, Platforms: plats, Version: ver, Backends: backends,
-				NoEdge: noEdge, NoImages: noImages, Jobs: jobs, Progress: stderr, Live: live,
+				NoEdge: noEdge, NoOperator: noOperator, NoImages: noImages, Jobs: jobs, Progress: stderr, Live: live,
 			})
 			if err != nil {
 				return err
@@ -104,9 +106,10 @@ helpers.`,
 	f.StringVar(&platforms, "platforms", "linux/amd64,linux/arm64", "GOOS/GOARCH pairs of the native binaries and images")
 	f.StringVar(&backendList, "backends", "embedded,dapr", "backends the native binaries link (see roam build)")
 	f.StringVar(&ver, "version", "", "version stamped into binaries and image labels (default: roam's)")
-	f.StringVar(&push, "push", "", "push the images to this repository prefix, e.g. ghcr.io/acme/shop (REPO/APP:TAG, REPO/roam-edge:TAG, REPO/APP-wasm:TAG)")
+	f.StringVar(&push, "push", "", "push the images to this repository prefix, e.g. ghcr.io/acme/shop (REPO/APP:TAG, REPO/roam-edge:TAG, REPO/roam-operator:TAG, REPO/APP-wasm:TAG)")
 	f.StringVar(&tag, "tag", "", "tag of pushed images (default: the version)")
 	f.BoolVar(&noEdge, "no-edge", false, "leave out the edge host binary and image")
+	f.BoolVar(&noOperator, "no-operator", false, "leave out the operator binary and image")
 	f.BoolVar(&noImages, "no-images", false, "leave out the OCI images")
 	f.IntVar(&jobs, "jobs", 0, "builds at once (0: the number of CPUs)")
 	return c

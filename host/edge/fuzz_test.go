@@ -50,7 +50,8 @@ func fuzzSeeds() [][]byte {
 	opts := func(b []byte, etag string, ttl, flags uint64) []byte {
 		return abi.AppendWriteOptions(b, etag, ttl, flags)
 	}
-	seeds := make([][]byte, len(operations))
+	const tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	seeds := make([][]byte, len(operations), len(operations)+2)
 	for i, o := range operations {
 		var b []byte
 		switch o.name {
@@ -81,8 +82,21 @@ func fuzzSeeds() [][]byte {
 			b = s(b, "request_id", "r1")
 		}
 		seeds[i] = b
+		// ABI v1.1: invoke and publish with the trace context appended.
+		if o.name == abi.ImportInvoke || o.name == abi.ImportPublish {
+			seeds = append(seeds, abi.AppendTrace(append([]byte(nil), b...), tp, "k=v"))
+		}
 	}
 	return seeds
+}
+
+func opIndex(name string) int {
+	for i, o := range operations {
+		if o.name == name {
+			return i
+		}
+	}
+	panic(name)
 }
 
 // FuzzHostImports feeds arbitrary bytes to the host side of every operation
@@ -93,7 +107,17 @@ func fuzzSeeds() [][]byte {
 //	go test ./host/edge -run='^$' -fuzz=FuzzHostImports -fuzztime=20s
 func FuzzHostImports(f *testing.F) {
 	for i, seed := range fuzzSeeds() {
-		f.Add(uint8(i), seed, uint32(0), uint32(len(seed)), uint32(4096))
+		op := i
+		if i >= len(operations) { // a v1.1 seed: find its import
+			r := abi.Reader{B: seed}
+			_ = r.String() // the app, or the pubsub
+			if r.String() == "Echo" {
+				op = opIndex(abi.ImportInvoke)
+			} else {
+				op = opIndex(abi.ImportPublish)
+			}
+		}
+		f.Add(uint8(op), seed, uint32(0), uint32(len(seed)), uint32(4096))
 	}
 	f.Add(uint8(0), []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f}, uint32(1<<31), uint32(1<<31), uint32(1<<32-1))
 

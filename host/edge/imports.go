@@ -14,6 +14,8 @@ import (
 
 	"github.com/roam-dev/roam/abi"
 	"github.com/roam-dev/roam/backend"
+	"github.com/roam-dev/roam/host"
+	"github.com/roam-dev/roam/internal/tracectx"
 	"github.com/roam-dev/roam/sdk"
 )
 
@@ -29,6 +31,10 @@ type Binding struct {
 	Invoker func(caller string) sdk.Invoker
 	// Logger receives the apps' log records and their stdout and stderr.
 	Logger *slog.Logger
+	// Tracing, when set, puts spans around the apps' state operations and
+	// publications (pass host.Server.Tracing; invocations get theirs from
+	// Invoker). Nil traces nothing.
+	Tracing host.Tracer
 }
 
 // maxCachedStores bounds the per-app cache of state stores, whose names come
@@ -44,6 +50,7 @@ type caps struct {
 	cfg    sdk.Config
 	sec    sdk.Secrets
 	log    *slog.Logger
+	tr     host.Tracer
 	stores sync.Map // store name -> sdk.State
 	nstore int
 	mu     sync.Mutex
@@ -57,10 +64,10 @@ func (b Binding) bind(appID string) *caps {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	c := &caps{id: appID, b: b.Backend, log: log.With("app", appID)}
+	c := &caps{id: appID, b: b.Backend, log: log.With("app", appID), tr: b.Tracing}
 	if b.Backend != nil {
-		c.cfg, c.sec = b.Backend.Config(appID), b.Backend.Secrets(appID)
-		c.pub = b.Backend.Publisher(appID)
+		c.cfg, c.sec = host.EnvConfig(b.Backend.Config(appID), nil), b.Backend.Secrets(appID)
+		c.pub = host.TracedPublisher(b.Tracing, appID, b.Backend.Publisher(appID))
 		c.inv = b.Backend.Invoker(appID)
 	}
 	if b.Invoker != nil {
@@ -89,7 +96,7 @@ func (c *caps) state(store string) (sdk.State, error) {
 	if s, ok := c.stores.Load(store); ok {
 		return s.(sdk.State), nil
 	}
-	s := c.b.State(c.id, store)
+	s := host.TracedState(c.tr, c.id, store, c.b.Name(), c.b.State(c.id, store))
 	c.mu.Lock()
 	if c.nstore < maxCachedStores {
 		c.nstore++
@@ -449,6 +456,7 @@ func opPublish(st *callState, req []byte) ([]byte, error) {
 			m.Metadata[k] = r.String()
 		}
 	}
+	tp, ts := abi.ReadTrace(&r)
 	if r.Done() != nil {
 		return nil, malformed(abi.ImportPublish)
 	}
@@ -458,12 +466,25 @@ func opPublish(st *callState, req []byte) ([]byte, error) {
 	if st.caps.discovery || st.caps.pub == nil {
 		return nil, errDiscovery
 	}
-	return nil, st.caps.pub.Publish(st.ctx, m)
+	return nil, st.caps.pub.Publish(st.traced(tp, ts), m)
+}
+
+// traced returns the context of an invoke or publish: the call's, with
+// the trace context the guest sent (ABI v1.1) as the parent of the spans
+// the host starts for it. The guest's word is what counts, because it may
+// publish from a goroutine of an earlier call; a traceparent that does not
+// parse is ignored, leaving the call's own span as the parent.
+func (st *callState) traced(tp, ts string) context.Context {
+	if tp == "" || !tracectx.Valid(tp) {
+		return st.ctx
+	}
+	return sdk.WithTrace(st.ctx, sdk.TraceContext{TraceParent: tp, TraceState: ts})
 }
 
 func opInvoke(st *callState, req []byte) ([]byte, error) {
 	r := abi.Reader{B: req}
 	app, method, data := r.String(), r.String(), r.Bytes()
+	tp, ts := abi.ReadTrace(&r)
 	if r.Done() != nil {
 		return nil, malformed(abi.ImportInvoke)
 	}
@@ -473,7 +494,7 @@ func opInvoke(st *callState, req []byte) ([]byte, error) {
 	if st.caps.discovery || st.caps.inv == nil {
 		return nil, errDiscovery
 	}
-	ctx := st.ctx
+	ctx := st.traced(tp, ts)
 	if st.module != nil {
 		ctx = withCaller(ctx, st.module)
 	}

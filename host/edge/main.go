@@ -16,6 +16,8 @@ import (
 	"github.com/roam-dev/roam/backend/embedded"
 	"github.com/roam-dev/roam/host"
 	"github.com/roam-dev/roam/host/hostbackend"
+	// The edge host (the roam CLI) always links tracing.
+	_ "github.com/roam-dev/roam/host/telemetry"
 )
 
 // Config is the edge host's configuration: the native host's flags plus
@@ -90,6 +92,20 @@ func Run(ctx context.Context, c Config, stdout, stderr io.Writer) error {
 		c.CacheDir = DefaultCacheDir()
 	}
 	metrics := host.NewMetrics(logs.Dropped)
+	tracing, err := host.TracingFromEnv(ctx, nil, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if tracing == nil {
+			return
+		}
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := tracing.Shutdown(sctx); err != nil {
+			log.Warn("tracing: spans still buffered at exit were not exported", "err", err)
+		}
+	}()
 
 	// The runtime outlives the backend: the backend's Close waits for the
 	// deliveries in flight, which run in the modules.
@@ -100,11 +116,7 @@ func Run(ctx context.Context, c Config, stdout, stderr io.Writer) error {
 	defer rt.Close(context.Background())
 	b, err := hostbackend.Open(ctx, hostbackend.Config{
 		Backend: c.Backend, DataDir: dataDir, Config: cfg, Secrets: secrets, Logger: log,
-		OnDeliver: func(sub backend.Subscription, outcome string) {
-			if outcome == "deadletter" {
-				metrics.Delivered(sub, outcome)
-			}
-		},
+		OnDeliver: metrics.OnDeliver, Tracing: tracing != nil,
 	})
 	if err != nil {
 		return err
@@ -122,7 +134,7 @@ func Run(ctx context.Context, c Config, stdout, stderr io.Writer) error {
 	byID.Store(map[string]*Module(nil))
 	srv := host.NewServer(b, host.Options{
 		MaxBodyBytes: c.MaxBodyBytes, RequestTimeout: c.RequestTimeout, Pprof: c.Pprof,
-		DefaultApp: c.DefaultApp, Logger: log, Metrics: metrics,
+		DefaultApp: c.DefaultApp, Logger: log, Metrics: metrics, Tracing: tracing,
 		CORSOrigins: c.CORSOrigins, StateAPI: c.StateAPI,
 		// The very modules served here also run in browsers: serve their
 		// current bytes at /web/modules/{app}.wasm.
@@ -215,7 +227,7 @@ func ModuleFiles(paths []string) ([]string, error) {
 // LoadFiles loads each spec's file as a module bound to b through srv and
 // adds it to srv. It prints one line per module to stdout.
 func LoadFiles(ctx context.Context, rt *Runtime, srv *host.Server, b backend.Backend, specs []Spec, log *slog.Logger, stdout io.Writer) ([]*Module, error) {
-	bind := Binding{Backend: b, Invoker: srv.Invoker, Logger: log}
+	bind := Binding{Backend: b, Invoker: srv.Invoker, Logger: log, Tracing: srv.Tracing()}
 	var mods []*Module
 	for _, sp := range specs {
 		f := sp.Path

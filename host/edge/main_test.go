@@ -125,15 +125,15 @@ type edgeServer struct {
 
 func newEdgeServer(t testing.TB, mo ModuleOptions, so host.Options, wasms ...[]byte) *edgeServer {
 	t.Helper()
-	b, err := embedded.Open(embedded.Options{Dir: t.TempDir(), Retry: fastRetry, Logger: testLogger(t)})
+	so.Metrics = host.NewMetrics(nil)
+	b, err := embedded.Open(embedded.Options{Dir: t.TempDir(), Retry: fastRetry, Logger: testLogger(t), OnDeliver: so.Metrics.OnDeliver})
 	if err != nil {
 		t.Fatal(err)
 	}
-	so.Metrics = host.NewMetrics(nil)
 	so.Logger = testLogger(t)
 	srv := host.NewServer(b, so)
 	rt := newRuntime(t, so.Metrics)
-	bind := Binding{Backend: b, Invoker: srv.Invoker, Logger: testLogger(t)}
+	bind := Binding{Backend: b, Invoker: srv.Invoker, Logger: testLogger(t), Tracing: srv.Tracing()}
 	es := &edgeServer{srv: srv, mods: map[string]*Module{}, b: b}
 	for _, w := range wasms {
 		m, err := rt.Load(context.Background(), w, mo, bind)

@@ -33,6 +33,9 @@ type pool struct {
 	man     abi.Manifest
 	version int64
 	size    int
+	// minor is the ABI minor version the module reports: the host sends
+	// the fields of later minors only to modules that read them.
+	minor uint32
 
 	idle     chan *instance // holds at most size instances
 	busy     atomic.Int32
@@ -395,6 +398,7 @@ func (in *instance) checkVersion(ctx context.Context) error {
 	if major := v >> 16; major != abi.VersionMajor {
 		return in.p.m.errorf("module built for Roam ABI v%d.%d; this host speaks v%d — rebuild it with this roam version", major, v&0xffff, abi.VersionMajor)
 	}
+	in.p.minor = v & 0xffff
 	return nil
 }
 
@@ -450,7 +454,12 @@ func (in *instance) call(ctx context.Context, kind uint64, name string, body []b
 		// wazero would close the instance on an expired context.
 		return nil, sdk.Errorf(sdk.DeadlineExceeded, "%s %s: deadline exceeded before the call started", m.id, name), true
 	}
-	in.enc = abi.AppendCall(in.enc[:0], abi.Call{Kind: kind, Name: name, RequestID: sdk.RequestID(ctx), DeadlineMs: uint64(deadline.UnixMilli()), Body: body})
+	c := abi.Call{Kind: kind, Name: name, RequestID: sdk.RequestID(ctx), DeadlineMs: uint64(deadline.UnixMilli()), Body: body}
+	if in.p.minor >= 1 { // a v1.0 guest would refuse the trailing fields
+		tc := sdk.Trace(ctx) // set by the host's handler span; zero when not traced
+		c.TraceParent, c.TraceState = tc.TraceParent, tc.TraceState
+	}
+	in.enc = abi.AppendCall(in.enc[:0], c)
 
 	// The guest learns the deadline and, given the grace, usually honours
 	// it itself; wazero interrupts it otherwise. The request's own

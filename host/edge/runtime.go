@@ -399,6 +399,8 @@ type collector struct{ r *Runtime }
 var (
 	descIdle           = prometheus.NewDesc("roam_edge_instances_idle", "Wasm instances ready for a call, by app.", []string{"app"}, nil)
 	descBusy           = prometheus.NewDesc("roam_edge_instances_busy", "Wasm instances running a call, by app.", []string{"app"}, nil)
+	descQueued         = prometheus.NewDesc("roam_edge_calls_queued", "Calls waiting for a free instance, by app.", []string{"app"}, nil)
+	descPoolSize       = prometheus.NewDesc("roam_edge_pool_size", "Instances a module's pool holds when none is lent to a re-entrant call, by app.", []string{"app"}, nil)
 	descInstantiations = prometheus.NewDesc("roam_edge_instantiations_total", "Wasm instances created (pre-warm, replacement, reload, re-entrant overflow), by app.", []string{"app"}, nil)
 	descTraps          = prometheus.NewDesc("roam_edge_traps_total", "Calls whose instance trapped or exited and was discarded, by app.", []string{"app"}, nil)
 	descTimeouts       = prometheus.NewDesc("roam_edge_timeouts_total", "Calls interrupted at their deadline, whose instance was discarded, by app.", []string{"app"}, nil)
@@ -408,7 +410,7 @@ var (
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descIdle, descBusy, descInstantiations, descTraps, descTimeouts, descRejected, descRecycled, descReloads} {
+	for _, d := range []*prometheus.Desc{descIdle, descBusy, descQueued, descPoolSize, descInstantiations, descTraps, descTimeouts, descRejected, descRecycled, descReloads} {
 		ch <- d
 	}
 }
@@ -422,6 +424,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		id := m.ID()
 		ch <- prometheus.MustNewConstMetric(descIdle, prometheus.GaugeValue, float64(s.Idle), id)
 		ch <- prometheus.MustNewConstMetric(descBusy, prometheus.GaugeValue, float64(s.Busy), id)
+		ch <- prometheus.MustNewConstMetric(descQueued, prometheus.GaugeValue, float64(s.Queued), id)
+		ch <- prometheus.MustNewConstMetric(descPoolSize, prometheus.GaugeValue, float64(s.PoolSize), id)
 		ch <- prometheus.MustNewConstMetric(descInstantiations, prometheus.CounterValue, float64(s.Instantiations), id)
 		ch <- prometheus.MustNewConstMetric(descTraps, prometheus.CounterValue, float64(s.Traps), id)
 		ch <- prometheus.MustNewConstMetric(descTimeouts, prometheus.CounterValue, float64(s.Timeouts), id)

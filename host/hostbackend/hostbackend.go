@@ -42,6 +42,9 @@ type Config struct {
 	Logger *slog.Logger
 	// OnDeliver receives delivery outcomes ("ok", "retry", "deadletter").
 	OnDeliver func(sub backend.Subscription, outcome string)
+	// Tracing says the host traces: a backend whose engine calls into the
+	// host (Dapr) then reads the trace context of its deliveries.
+	Tracing bool
 	// Getenv reads the environment; nil means os.Getenv.
 	Getenv func(string) string
 }

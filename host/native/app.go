@@ -29,7 +29,7 @@ var _ host.App = (*App)(nil)
 // Setup binds a to b through s (for in-process invocation) and returns the
 // running app, ready to be added to s.
 func Setup(a *sdk.App, b backend.Backend, s *host.Server, log *slog.Logger) (*App, error) {
-	env := &Env{id: a.ID(), b: b, inv: s.Invoker(a.ID()), log: log.With("app", a.ID()), stores: map[string]sdk.State{}}
+	env := &Env{id: a.ID(), b: b, inv: s.Invoker(a.ID()), log: log.With("app", a.ID()), tr: s.Tracing(), stores: map[string]sdk.State{}}
 	r, err := a.Setup(env)
 	if err != nil {
 		return nil, err
@@ -74,13 +74,15 @@ func (a *App) Deliver(ctx context.Context, e *sdk.Event) error {
 	return h(ctx, e)
 }
 
-// Env is the native sdk.Env: capabilities come straight from the backend,
-// invocation goes through the host so that co-hosted apps call in-process.
+// Env is the native sdk.Env: capabilities come straight from the backend
+// (with the host's spans around them when it traces), invocation goes
+// through the host so that co-hosted apps call in-process.
 type Env struct {
 	id  string
 	b   backend.Backend
 	inv sdk.Invoker
 	log *slog.Logger
+	tr  host.Tracer // nil: not traced
 
 	mu     sync.Mutex
 	stores map[string]sdk.State
@@ -97,20 +99,21 @@ func (e *Env) State(store string) sdk.State {
 	defer e.mu.Unlock()
 	s, ok := e.stores[store]
 	if !ok {
-		s = e.b.State(e.id, store)
+		s = host.TracedState(e.tr, e.id, store, e.b.Name(), e.b.State(e.id, store))
 		e.stores[store] = s
 	}
 	return s
 }
 
 // Publisher returns the app's publisher.
-func (e *Env) Publisher() sdk.Publisher { return e.b.Publisher(e.id) }
+func (e *Env) Publisher() sdk.Publisher { return host.TracedPublisher(e.tr, e.id, e.b.Publisher(e.id)) }
 
 // Invoker returns the app's invoker.
 func (e *Env) Invoker() sdk.Invoker { return e.inv }
 
-// Config returns the app's configuration.
-func (e *Env) Config() sdk.Config { return e.b.Config(e.id) }
+// Config is the backend's configuration with ROAM_CONFIG_* variables of
+// the environment over it (host.EnvConfig).
+func (e *Env) Config() sdk.Config { return host.EnvConfig(e.b.Config(e.id), nil) }
 
 // Secrets returns the app's secrets.
 func (e *Env) Secrets() sdk.Secrets { return e.b.Secrets(e.id) }

@@ -159,17 +159,18 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	metrics := host.NewMetrics(logs.Dropped)
+	tracing, err := host.TracingFromEnv(ctx, nil, log)
+	if err != nil {
+		return err
+	}
+	defer flushTraces(tracing, log)
 	ids := make([]string, len(apps))
 	for i, a := range apps {
 		ids[i] = a.ID()
 	}
 	b, err := hostbackend.Open(ctx, hostbackend.Config{
 		Backend: c.Backend, DataDir: dataDir, Config: cfg, Secrets: secrets, AppIDs: ids, Logger: log,
-		OnDeliver: func(sub backend.Subscription, outcome string) {
-			if outcome == "deadletter" {
-				metrics.Delivered(sub, outcome)
-			}
-		},
+		OnDeliver: metrics.OnDeliver, Tracing: tracing != nil,
 	})
 	if err != nil {
 		return err
@@ -190,7 +191,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	srv, err := NewServer(b, apps, host.Options{
 		MaxBodyBytes: c.MaxBodyBytes, RequestTimeout: c.RequestTimeout, Pprof: c.Pprof,
-		DefaultApp: c.DefaultApp, Logger: log, Metrics: metrics,
+		DefaultApp: c.DefaultApp, Logger: log, Metrics: metrics, Tracing: tracing,
 		CORSOrigins: c.corsOrigins(), StateAPI: c.StateAPI, Web: web,
 	})
 	if err != nil {
@@ -226,6 +227,19 @@ func NewServer(b backend.Backend, apps []*sdk.App, opts host.Options) (*host.Ser
 		return nil, err
 	}
 	return srv, nil
+}
+
+// flushTraces exports the spans still buffered at exit, for a few seconds
+// at most: a collector that is down must not hold the host's exit.
+func flushTraces(t host.Tracer, log *slog.Logger) {
+	if t == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := t.Shutdown(ctx); err != nil {
+		log.Warn("tracing: spans still buffered at exit were not exported", "err", err)
+	}
 }
 
 func selectApps(only string) ([]*sdk.App, error) {

@@ -315,6 +315,10 @@ type ResourceOptions struct {
 	// StateStores names more state.redis stores beside "statestore", each
 	// in a Redis database of its own.
 	StateStores []string
+	// OTLPEndpoint, when set (host:port of an OTLP/gRPC receiver, such as
+	// internal/otlptest's), makes the sidecars trace every call and export
+	// their spans there, in plaintext.
+	OTLPEndpoint string
 }
 
 // WriteResources writes, for Redis r: statestore (state.redis), pubsub
@@ -382,7 +386,7 @@ spec:
     component: sqlite
     configuration:
       connectionString: %q
-`, filepath.Join(dir, "names.db")),
+`, filepath.Join(dir, "names.db")) + tracingSpec(o.OTLPEndpoint),
 		res.SecretsFile: secrets,
 	}
 	for i, name := range o.StateStores {
@@ -394,6 +398,21 @@ spec:
 		}
 	}
 	return res
+}
+
+// tracingSpec is the tracing section of a Configuration (Dapr 1.16's
+// schema) exporting to an OTLP/gRPC endpoint, or "" for none.
+func tracingSpec(endpoint string) string {
+	if endpoint == "" {
+		return ""
+	}
+	return fmt.Sprintf(`  tracing:
+    samplingRate: "1"
+    otel:
+      endpointAddress: %q
+      isSecure: false
+      protocol: grpc
+`, endpoint)
 }
 
 // Component renders a Dapr component with metadata given as name, value

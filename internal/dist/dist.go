@@ -34,11 +34,19 @@ import (
 // DefaultPlatforms are the native platforms built when none are named.
 var DefaultPlatforms = []build.Target{{GOOS: "linux", GOARCH: "amd64"}, {GOOS: "linux", GOARCH: "arm64"}}
 
-// EdgeName is the edge host's name: its binary is roam itself.
+// EdgeName is the edge host's name: its binary and its image.
 const EdgeName = "roam-edge"
 
-// RoamCmd is the package of the roam command, which serves `roam edge`.
-const RoamCmd = "github.com/roam-dev/roam/cmd/roam"
+// EdgeCmd is the package of the edge host's binary: `roam edge` without
+// the rest of the roam command.
+const EdgeCmd = "github.com/roam-dev/roam/cmd/roam-edge"
+
+// OperatorName is the Kubernetes operator's binary and image name.
+const OperatorName = "roam-operator"
+
+// OperatorCmd is the package of the Kubernetes operator, which reconciles
+// RoamApp resources (roam operator install deploys its image).
+const OperatorCmd = "github.com/roam-dev/roam/cmd/roam-operator"
 
 // Options describe a distribution build.
 type Options struct {
@@ -55,6 +63,9 @@ type Options struct {
 	Jobs      int       // builds at once; default: the number of CPUs
 	Progress  io.Writer // where progress goes (nil: nowhere)
 	Live      bool      // draw live lines (Progress is a terminal)
+
+	// NoOperator leaves out the Kubernetes operator's binary and image.
+	NoOperator bool
 }
 
 // App is one app package and what was built of it.
@@ -66,7 +77,7 @@ type App struct {
 
 // Image is an OCI image or artifact written under dist/oci.
 type Image struct {
-	Name   string // repository name: the app, roam-edge or APP-wasm
+	Name   string // repository name: the app, roam-edge, roam-operator or APP-wasm
 	Layout string // the OCI layout's directory
 	Digest v1.Hash
 	Index  v1.ImageIndex // multi-arch images
@@ -138,6 +149,9 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	seen := map[string]bool{}
 	for _, p := range pkgs {
 		app := App{Name: appName(p), Package: p}
+		if app.Name == OperatorName && !o.NoOperator {
+			return nil, fmt.Errorf("app package %s is named %s, like the operator's binary and image: rename it", p.ImportPath, OperatorName)
+		}
 		if seen[app.Name] {
 			return nil, fmt.Errorf("two app packages are named %s (%s and another): rename one", app.Name, p.ImportPath)
 		}
@@ -185,9 +199,9 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 		var edges []*task
 		var plats []oci.Platform
 		for _, t := range o.Platforms {
-			path := filepath.Join(out, t.GOOS+"_"+t.GOARCH, "roam")
-			edges = append(edges, g.add(t.GOOS+"/"+t.GOARCH+" roam (edge host)", nil, func() (string, error) {
-				err := goBuildRoam(ctx, modRoot, path, t, o.Version)
+			path := filepath.Join(out, t.GOOS+"_"+t.GOARCH, EdgeName)
+			edges = append(edges, g.add(t.GOOS+"/"+t.GOARCH+" "+EdgeName+" (edge host)", nil, func() (string, error) {
+				err := goBuildCommand(ctx, modRoot, EdgeCmd, path, t, o.Version)
 				return sizeOf(path), err
 			}))
 			plats = append(plats, platform(t, path))
@@ -197,8 +211,33 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 			res.Images = append(res.Images, img)
 			g.add("oci "+img.Name, edges, func() (string, error) {
 				return indexImage(img, oci.ImageConfig{
-					Name: "roam", Args: []string{"edge", "--addr=0.0.0.0"}, Cmd: []string{oci.DataDir + "/modules"}, Port: 8080, Created: o.Created,
-					Labels: oci.Labels(EdgeName, "Roam edge host: runs wasip1 app modules (roam edge)", o.Version, o.Commit, "", o.Created),
+					Name: EdgeName, Args: []string{"--addr=0.0.0.0"}, Cmd: []string{oci.DataDir + "/modules"}, Port: 8080, Created: o.Created,
+					Labels: oci.Labels(EdgeName, "Roam edge host: runs wasip1 app modules (roam-edge, the same as roam edge)", o.Version, o.Commit, "", o.Created),
+				}, plats)
+			})
+		}
+	}
+	if !o.NoOperator {
+		// The operator is a binary of its own (it links client-go and
+		// controller-runtime, which the roam binary, the edge host, must
+		// not carry), in an image like the others: static, user 65532.
+		var ops []*task
+		var plats []oci.Platform
+		for _, t := range o.Platforms {
+			path := filepath.Join(out, t.GOOS+"_"+t.GOARCH, OperatorName)
+			ops = append(ops, g.add(t.GOOS+"/"+t.GOARCH+" "+OperatorName, nil, func() (string, error) {
+				err := goBuildCommand(ctx, modRoot, OperatorCmd, path, t, o.Version)
+				return sizeOf(path), err
+			}))
+			plats = append(plats, platform(t, path))
+		}
+		if !o.NoImages {
+			img := &Image{Name: OperatorName, Layout: filepath.Join(out, "oci", OperatorName)}
+			res.Images = append(res.Images, img)
+			g.add("oci "+img.Name, ops, func() (string, error) {
+				return indexImage(img, oci.ImageConfig{
+					Name: OperatorName, Port: 8080, Created: o.Created, // 8080: /metrics
+					Labels: oci.Labels(OperatorName, "Roam's Kubernetes operator: reconciles RoamApp resources (roam operator install)", o.Version, o.Commit, "", o.Created),
 				}, plats)
 			})
 		}
@@ -317,20 +356,20 @@ func compressedSize(img v1.Image) (int64, error) {
 	return n, nil
 }
 
-// goBuildRoam builds the roam command (which serves roam edge) for t, with
-// the flags build.Options.Release uses.
-func goBuildRoam(ctx context.Context, modRoot, out string, t build.Target, version string) error {
+// goBuildCommand builds one of Roam's commands (roam, roam-operator) for t,
+// stamping main.version, with the flags build.Options.Release uses.
+func goBuildCommand(ctx context.Context, modRoot, pkg, out string, t build.Target, version string) error {
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 		return err
 	}
 	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-buildvcs=false",
-		"-ldflags=-s -w -buildid= -X main.version="+version, "-o", out, RoamCmd)
+		"-ldflags=-s -w -buildid= -X main.version="+version, "-o", out, pkg)
 	cmd.Dir = modRoot
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS="+t.GOOS, "GOARCH="+t.GOARCH)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("go build %s: %v\n%s", RoamCmd, err, stderr.String())
+		return fmt.Errorf("go build %s: %v\n%s", pkg, err, stderr.String())
 	}
 	return nil
 }

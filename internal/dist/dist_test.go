@@ -98,9 +98,10 @@ func image(res *Result, name string) *Image {
 
 func TestDistContents(t *testing.T) {
 	dir, res := shop(t)
-	for _, f := range []string{"linux_amd64/orders", "linux_arm64/orders", "linux_amd64/inventory", "linux_amd64/roam", "linux_arm64/roam",
+	for _, f := range []string{"linux_amd64/orders", "linux_arm64/orders", "linux_amd64/inventory", "linux_amd64/roam-edge", "linux_arm64/roam-edge",
 		"wasm/orders.wasm", "wasm/inventory.wasm", "web/index.html", "web/dist/shop.js", "web/dist/roam-worker.js",
-		"oci/orders/index.json", "oci/orders/oci-layout", "oci/roam-edge/index.json", "oci/orders-wasm/index.json", "SHA256SUMS"} {
+		"oci/orders/index.json", "oci/orders/oci-layout", "oci/roam-edge/index.json", "oci/orders-wasm/index.json", "SHA256SUMS",
+		"linux_amd64/roam-operator", "linux_arm64/roam-operator", "oci/roam-operator/index.json"} {
 		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
 			t.Error(err)
 		}
@@ -126,18 +127,20 @@ func TestDistContents(t *testing.T) {
 	// -trimpath keeps -ldflags out of the build info: look for the stamp.
 	// (The apps' host/native.Version and Commit are stamped too, but kept
 	// by the linker only once the native host uses them.)
-	b, err := os.ReadFile(filepath.Join(dir, "linux_amd64", "roam"))
+	b, err := os.ReadFile(filepath.Join(dir, "linux_amd64", "roam-edge"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Contains(b, []byte("v0.0.0-test")) {
-		t.Errorf("linux_amd64/roam: version not stamped")
+		t.Errorf("linux_amd64/roam-edge: version not stamped")
 	}
-	// Image sizes: at most 10 MB compressed per platform.
+	// Image sizes: at most 10 MB compressed per platform, for the apps and
+	// the edge host (cmd/roam-edge, the edge host alone). The operator
+	// links client-go and controller-runtime and runs once per cluster.
 	for _, img := range res.Images {
 		for plat, n := range img.Sizes {
 			t.Logf("%s %s: %.2f MB compressed", img.Name, plat, float64(n)/1e6)
-			if n > 10e6 && img.Name != EdgeName {
+			if n > 10e6 && img.Name != OperatorName {
 				t.Errorf("image %s for %s is %.2f MB compressed, more than 10 MB", img.Name, plat, float64(n)/1e6)
 			}
 		}
@@ -203,7 +206,7 @@ func TestSkopeo(t *testing.T) {
 		}
 		return out
 	}
-	for _, name := range []string{"orders", EdgeName} {
+	for _, name := range []string{"orders", EdgeName, OperatorName} {
 		ref := "oci:" + filepath.Join(dir, "oci", name)
 		var idx v1.IndexManifest
 		if err := json.Unmarshal(skopeo("inspect", "--raw", ref), &idx); err != nil {
@@ -403,4 +406,61 @@ func mustRef(t *testing.T, s string) name.Reference {
 		t.Fatal(err)
 	}
 	return r
+}
+
+// TestOperatorImage runs the operator's binary out of this machine's
+// roam-operator image: entrypoint /roam-operator, user 65532, version
+// stamped.
+func TestOperatorImage(t *testing.T) {
+	dir, _ := shop(t)
+	idx, _, err := oci.ReadLayout(filepath.Join(dir, "oci", OperatorName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := idx.IndexManifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var img v1.Image
+	for _, d := range m.Manifests {
+		if d.Platform.OS == runtime.GOOS && d.Platform.Architecture == runtime.GOARCH {
+			if img, err = idx.Image(d.Digest); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if img == nil {
+		t.Skipf("no operator image for %s/%s", runtime.GOOS, runtime.GOARCH)
+	}
+	cfg, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Config.User != "65532:65532" || len(cfg.Config.Entrypoint) != 1 || cfg.Config.Entrypoint[0] != "/"+OperatorName {
+		t.Fatalf("config: user %q, entrypoint %q", cfg.Config.User, cfg.Config.Entrypoint)
+	}
+	rc := mutate.Extract(img)
+	defer rc.Close()
+	tr := tar.NewReader(rc)
+	bin := filepath.Join(t.TempDir(), OperatorName)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			t.Fatalf("no %s in the image", OperatorName)
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if h.Name != OperatorName {
+			continue
+		}
+		b, _ := io.ReadAll(tr)
+		if err := os.WriteFile(bin, b, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		break
+	}
+	out, err := exec.Command(bin, "--version").CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != OperatorName+" v0.0.0-test" {
+		t.Errorf("%s --version: %v: %q", OperatorName, err, out)
+	}
 }

@@ -21,6 +21,17 @@ const importNames = ['state_get', 'state_bulk_get', 'state_set', 'state_delete',
 const requiredExports = ['memory', 'roam_abi_version', 'roam_alloc', 'roam_init', 'roam_handle'];
 
 const empty = new Uint8Array(0);
+
+// readTrace skips the optional trace context (traceparent, tracestate) that
+// ABI v1.1 appends to invoke and publish requests. A guest sends it only
+// when its call carried one, which this host never sends (it does not
+// trace), so this only keeps a request that has it from being malformed.
+function readTrace(r) {
+  if (!r.done()) {
+    r.string();
+    r.string();
+  }
+}
 const pack = (code, n) => (BigInt(code) << 32n) | BigInt(n >>> 0);
 
 export const defaults = {
@@ -426,12 +437,14 @@ export class Runtime {
   opPublish(mod, r, inst, name) {
     const m = { pubsub: r.string(), topic: r.string(), data: r.bytes(), contentType: r.string(), type: r.string(), metadata: {} };
     for (let n = r.count(), i = 0; i < n; i++) m.metadata[r.string()] = r.string();
+    readTrace(r);
     if (!r.done()) throw malformed(name);
     this.publish(this.appOf(mod), m);
   }
 
   opInvoke(mod, r, inst, name) {
     const app = r.string(), method = r.string(), data = r.bytes();
+    readTrace(r);
     if (!r.done()) throw malformed(name);
     const caller = this.appOf(mod);
     const target = this.modules.get(app);

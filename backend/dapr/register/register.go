@@ -11,6 +11,8 @@ import (
 	"github.com/roam-dev/roam/backend"
 	"github.com/roam-dev/roam/backend/dapr"
 	"github.com/roam-dev/roam/host/hostbackend"
+	// gRPC is linked with Dapr anyway, and so is the OTLP/gRPC exporter.
+	_ "github.com/roam-dev/roam/host/telemetry/otlpgrpc"
 )
 
 func init() {
@@ -19,7 +21,7 @@ func init() {
 
 func open(ctx context.Context, c hostbackend.Config) (backend.Backend, string, error) {
 	o := dapr.OptionsFromEnv(c.Getenv)
-	o.Logger, o.OnDeliver = c.Logger, c.OnDeliver
+	o.Logger, o.OnDeliver, o.Tracing = c.Logger, c.OnDeliver, c.Tracing
 	b, err := dapr.Open(ctx, o)
 	if err != nil {
 		return nil, "", err

@@ -228,8 +228,12 @@ func CheckPubSubName(name string) error {
 	return nil
 }
 
-// NewRecord wraps a message published by appID in a CloudEvents 1.0 envelope.
-func NewRecord(appID string, m sdk.Message) *Record {
+// NewRecord wraps a message published by appID in a CloudEvents 1.0
+// envelope. When ctx carries a trace context (sdk.Trace: the host's
+// producer span, when it traces), the event carries it as its traceparent:
+// the CloudEvents distributed-tracing extension, which the subscriber's
+// host continues.
+func NewRecord(ctx context.Context, appID string, m sdk.Message) *Record {
 	r := &Record{
 		ID:              NewID(),
 		Source:          appID,
@@ -238,6 +242,7 @@ func NewRecord(appID string, m sdk.Message) *Record {
 		DataContentType: m.ContentType,
 		PubSub:          m.PubSub,
 		Topic:           m.Topic,
+		TraceParent:     sdk.Trace(ctx).TraceParent,
 		Data:            append([]byte(nil), m.Data...),
 	}
 	if r.Type == "" {

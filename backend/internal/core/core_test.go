@@ -1,6 +1,7 @@
 package core
 
 import (
+	"context"
 	"regexp"
 	"testing"
 	"time"
@@ -55,7 +56,7 @@ func TestCheckTransact(t *testing.T) {
 }
 
 func TestRecordEvent(t *testing.T) {
-	r := NewRecord("orders", sdk.Message{PubSub: "ps", Topic: "t", Data: []byte("x"), Metadata: map[string]string{"k": "v"}})
+	r := NewRecord(context.Background(), "orders", sdk.Message{PubSub: "ps", Topic: "t", Data: []byte("x"), Metadata: map[string]string{"k": "v"}})
 	e := r.Event()
 	if e.SpecVersion != "1.0" || e.Source != "orders" || e.Type != DefaultEventType || e.DataContentType != DefaultContentType || e.ID != r.ID {
 		t.Fatalf("event = %+v", e)

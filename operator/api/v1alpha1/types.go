@@ -18,7 +18,7 @@ const (
 
 // RoamAppSpec is what a user asks for.
 //
-// +kubebuilder:validation:XValidation:rule="self.mode != 'edge' || self.image.contains('@sha256:')",message="mode edge needs spec.image to be the wasm module's OCI reference pinned by digest (REF@sha256:...), so every edge node loads the same bytes"
+// +kubebuilder:validation:XValidation:rule="self.mode != 'edge' || self.image.matches('@sha256:[0-9a-f]{64}$')",message="mode edge needs spec.image to be the wasm module's OCI reference pinned by digest (REF@sha256:<64 hex digits>), so every edge node loads the same bytes"
 // +kubebuilder:validation:XValidation:rule="self.mode == 'edge' || !has(self.edge)",message="spec.edge applies only to mode edge"
 type RoamAppSpec struct {
 	// Mode is native (a Deployment of the app image) or edge (a DaemonSet
@@ -53,6 +53,8 @@ type RoamAppSpec struct {
 	// NetworkPolicy admits nothing else but the app's own sidecar and the
 	// metrics scraper.
 	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=127
+	// +kubebuilder:validation:items:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)?$`
 	// +listType=set
 	// +optional
 	AllowFrom []string `json:"allowFrom,omitempty"`
@@ -70,7 +72,7 @@ type DaprSpec struct {
 
 	// AppID is the Dapr app id. Default: the RoamApp's name.
 	// +kubebuilder:validation:MaxLength=63
-	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')",message="dapr.appId must be a DNS label: lowercase letters, digits and '-', starting and ending with a letter or digit, at most 63 characters (Dapr resolves app ids as DNS names)"
 	// +optional
 	AppID string `json:"appId,omitempty"`
 

@@ -1,0 +1,33 @@
+// Command roam-edge is the edge host alone: `roam edge` without the rest of
+// the roam command (build, dist, manifests), which needs a Go toolchain and
+// links Kubernetes' types. It is the binary of the roam-edge image.
+//
+//	roam-edge --addr 0.0.0.0 oci://registry.example/shop/orders-wasm@sha256:...
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"runtime"
+	"syscall"
+
+	"github.com/roam-dev/roam/internal/cli"
+)
+
+// version is stamped by roam dist (-X main.version=...).
+var version = ""
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	cmd := cli.EdgeCommand("roam-edge", os.Stdout, os.Stderr)
+	cmd.Version = fmt.Sprintf("%s %s %s/%s", cli.Version(version), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	cmd.SilenceUsage, cmd.SilenceErrors = true, true
+	err := cmd.ExecuteContext(ctx)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "roam-edge:", err)
+		os.Exit(1)
+	}
+}

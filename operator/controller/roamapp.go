@@ -1,0 +1,455 @@
+// Package controller is the RoamApp controller: it renders each RoamApp
+// with internal/manifests, the very function `roam manifests` writes YAML
+// with, server-side-applies the objects under the RoamApp's controller
+// reference, deletes the ones the spec no longer asks for, and reports the
+// rollout in the RoamApp's status.
+//
+// The operator never builds an object of its own. Whatever `roam manifests`
+// prints for a RoamApp is what the operator applies for it, so the two
+// cannot drift apart (a test compares them on a real API server).
+package controller
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/tools/record"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+
+	"github.com/roam-dev/roam/internal/manifests"
+	"github.com/roam-dev/roam/operator/api/v1alpha1"
+)
+
+// The operator's permissions, from which controller-gen writes
+// operator/config/rbac/role.yaml. No wildcards; no update on the objects it
+// owns (server-side apply is a patch, and a patch that creates needs
+// create); nothing on a RoamApp but reading it and updating its status; and
+// leader election's Lease only in the operator's own namespace (roam
+// operator install renames roam-system).
+//
+// +kubebuilder:rbac:groups=roam.dev,resources=roamapps,verbs=get;list;watch
+// +kubebuilder:rbac:groups=roam.dev,resources=roamapps/status,verbs=update
+// +kubebuilder:rbac:groups=apps,resources=deployments;daemonsets,verbs=get;list;watch;create;patch;delete
+// +kubebuilder:rbac:groups="",resources=services;serviceaccounts,verbs=get;list;watch;create;patch;delete
+// +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies,verbs=get;list;watch;create;patch;delete
+// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;create;update,namespace=roam-system
+
+// Name is the controller's name, its field manager for server-side apply and
+// the source of its Events.
+const Name = "roam-operator"
+
+// Defaults of the operator's tuning flags, shared by cmd/roam-operator, the
+// tests and the benchmarks so that the figures describe the shipped binary.
+const (
+	// DefaultMaxConcurrentReconciles is how many RoamApps reconcile at once.
+	DefaultMaxConcurrentReconciles = 4
+	// DefaultQPS and DefaultBurst bound the operator's requests to the API
+	// server, per resource type (controller-runtime keeps a REST client,
+	// and so a rate limiter, per type). client-go's default of 5 a second
+	// would make a burst of new RoamApps wait on the client rather than on
+	// the server: each one takes four applies and a status write.
+	DefaultQPS   = 50
+	DefaultBurst = 100
+)
+
+// conflictRequeue is how soon a reconcile that lost an optimistic-concurrency
+// race runs again. The newer object's watch event usually gets there first.
+const conflictRequeue = 250 * time.Millisecond
+
+// notOwnedRequeue is how often a RoamApp whose object names are taken by
+// objects it does not control looks again.
+const notOwnedRequeue = 30 * time.Second
+
+// Owned are the kinds of object a RoamApp may own. The controller watches
+// each (so an edit or deletion by hand is repaired) and deletes the ones its
+// RoamApp no longer renders (a mode switch from native to edge drops the
+// Deployment). The RBAC markers above must cover each one.
+func Owned() []client.Object {
+	return []client.Object{
+		&appsv1.Deployment{},
+		&appsv1.DaemonSet{},
+		&corev1.Service{},
+		&corev1.ServiceAccount{},
+		&networkingv1.NetworkPolicy{},
+	}
+}
+
+// ownerIndex indexes owned objects by the name of the RoamApp controlling
+// them, so pruning lists a RoamApp's objects without scanning the namespace.
+const ownerIndex = ".metadata.controller.roamapp"
+
+// Render is the signature of manifests.App.
+type Render func(*v1alpha1.RoamApp, manifests.Options) ([]client.Object, error)
+
+// Reconciler reconciles RoamApps.
+type Reconciler struct {
+	Client   client.Client
+	Scheme   *runtime.Scheme
+	Recorder record.EventRecorder
+	// Options are passed to Render: the default edge host image.
+	Options manifests.Options
+	// Render renders a RoamApp's objects; nil means manifests.App.
+	Render Render
+
+	applied appliedCache
+}
+
+// Setup registers a Reconciler with mgr: the field index pruning uses and
+// the controller with its watches.
+func Setup(ctx context.Context, mgr ctrl.Manager, opts manifests.Options, copts controller.Options) error {
+	r := &Reconciler{
+		Client:   mgr.GetClient(),
+		Scheme:   mgr.GetScheme(),
+		Recorder: mgr.GetEventRecorderFor(Name),
+		Options:  opts,
+	}
+	return r.SetupWithManager(ctx, mgr, copts)
+}
+
+// SetupWithManager registers r with mgr.
+func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, copts controller.Options) error {
+	for _, o := range Owned() {
+		if err := mgr.GetFieldIndexer().IndexField(ctx, o, ownerIndex, controllerName); err != nil {
+			return err
+		}
+	}
+	if copts.MaxConcurrentReconciles == 0 {
+		copts.MaxConcurrentReconciles = DefaultMaxConcurrentReconciles
+	}
+	b := ctrl.NewControllerManagedBy(mgr).
+		Named("roamapp").
+		// The status the controller writes is not a reason to reconcile
+		// again; a new spec, labels or annotations (which the rendered
+		// objects may carry) are.
+		For(&v1alpha1.RoamApp{}, builder.WithPredicates(predicate.Or(
+			predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
+		WithOptions(copts)
+	for _, o := range Owned() {
+		b = b.Owns(o)
+	}
+	return b.Complete(r)
+}
+
+// controllerName is the ownerIndex of an object: the RoamApp controlling it.
+func controllerName(o client.Object) []string {
+	ref := metav1.GetControllerOf(o)
+	if ref == nil || ref.Kind != "RoamApp" || !strings.HasPrefix(ref.APIVersion, v1alpha1.GroupVersion.Group+"/") {
+		return nil
+	}
+	return []string{ref.Name}
+}
+
+// Reconcile brings one RoamApp's objects to what its spec renders to.
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	lg := log.FromContext(ctx)
+	app := &v1alpha1.RoamApp{}
+	if err := r.Client.Get(ctx, req.NamespacedName, app); err != nil {
+		// Deleted: the garbage collector deletes what it owned, through the
+		// owner references.
+		if apierrors.IsNotFound(err) {
+			r.applied.forget(req.NamespacedName)
+		}
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !app.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, nil
+	}
+	render := r.Render
+	if render == nil {
+		render = manifests.App
+	}
+	objs, err := render(app, r.Options)
+	if err == nil {
+		err = r.own(app, objs)
+	}
+	if err != nil {
+		// A spec the renderer refuses stays refused until the spec
+		// changes, which reconciles again: no retry.
+		r.Recorder.Eventf(app, corev1.EventTypeWarning, "RenderFailed", "%v", err)
+		return r.writeStatus(ctx, app, outcome{failure: "RenderFailed", err: err})
+	}
+
+	live, err := r.lookup(ctx, objs)
+	if err != nil {
+		return stopping(ctx, err)
+	}
+	if taken := r.taken(app, objs, live); taken != "" {
+		err := fmt.Errorf("%s already exists and is not controlled by this RoamApp; delete or rename it", taken)
+		r.Recorder.Eventf(app, corev1.EventTypeWarning, "NotOwned", "%v", err)
+		res, werr := r.writeStatus(ctx, app, outcome{failure: "NotOwned", err: err})
+		if werr != nil || res.RequeueAfter > 0 {
+			return res, werr
+		}
+		return ctrl.Result{RequeueAfter: notOwnedRequeue}, nil
+	}
+
+	var workload client.Object
+	var names []string
+	for i, o := range objs {
+		names = append(names, describe(o))
+		sum, err := digestOf(o)
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		if r.applied.unchanged(req.NamespacedName, o, sum, live[i]) {
+			// Nobody has written the object since this operator applied
+			// exactly this: applying it again would change nothing.
+			if isWorkload(o) {
+				workload = live[i]
+			}
+			continue
+		}
+		// Server-side apply: the operator owns exactly the fields it sets;
+		// ForceOwnership takes them back from whoever edited them by hand
+		// (drift), and leaves fields others set (an HPA's replicas if the
+		// spec omits them, another controller's annotations) alone.
+		if err := r.Client.Patch(ctx, o, client.Apply, client.FieldOwner(Name), client.ForceOwnership); err != nil {
+			if ctx.Err() != nil {
+				return stopping(ctx, err)
+			}
+			if apierrors.IsConflict(err) {
+				lg.V(1).Info("conflict applying, requeueing", "object", describe(o), "error", err.Error())
+				return ctrl.Result{RequeueAfter: conflictRequeue}, nil
+			}
+			err = fmt.Errorf("applying %s: %w", describe(o), err)
+			r.Recorder.Eventf(app, corev1.EventTypeWarning, "ApplyFailed", "%v", err)
+			if _, werr := r.writeStatus(ctx, app, outcome{failure: "ApplyFailed", err: err}); werr != nil {
+				lg.Error(werr, "writing status")
+			}
+			return ctrl.Result{}, err
+		}
+		r.applied.remember(req.NamespacedName, o, sum)
+		if isWorkload(o) {
+			workload = o
+		}
+	}
+	if err := r.prune(ctx, app, objs); err != nil {
+		if ctx.Err() != nil {
+			return stopping(ctx, err)
+		}
+		if apierrors.IsConflict(err) {
+			return ctrl.Result{RequeueAfter: conflictRequeue}, nil
+		}
+		r.Recorder.Eventf(app, corev1.EventTypeWarning, "DeleteFailed", "%v", err)
+		if _, werr := r.writeStatus(ctx, app, outcome{failure: "DeleteFailed", err: err}); werr != nil {
+			lg.Error(werr, "writing status")
+		}
+		return ctrl.Result{}, err
+	}
+	if app.Status.ObservedGeneration != app.Generation {
+		r.Recorder.Eventf(app, corev1.EventTypeNormal, "Applied", "applied generation %d: %s", app.Generation, strings.Join(names, ", "))
+	}
+	return r.writeStatus(ctx, app, outcome{workload: workload})
+}
+
+// stopping ends a reconcile that failed with err: quietly when the
+// operator is shutting down (its context is done; the next leader lists
+// every RoamApp when it starts), else with err, for the work queue to retry
+// with backoff.
+func stopping(ctx context.Context, err error) (ctrl.Result, error) {
+	if ctx.Err() != nil {
+		return ctrl.Result{}, nil
+	}
+	return ctrl.Result{}, err
+}
+
+// own checks that objs belong in app's namespace, fills in their kinds (the
+// apply request needs apiVersion and kind) and makes app their controller.
+func (r *Reconciler) own(app *v1alpha1.RoamApp, objs []client.Object) error {
+	for _, o := range objs {
+		gvk, err := apiutil.GVKForObject(o, r.Scheme)
+		if err != nil {
+			return err
+		}
+		o.GetObjectKind().SetGroupVersionKind(gvk)
+		if o.GetNamespace() == "" {
+			o.SetNamespace(app.Namespace)
+		}
+		if o.GetNamespace() != app.Namespace {
+			// Owner references cannot cross namespaces.
+			return fmt.Errorf("%s is rendered into namespace %q, not the RoamApp's", describe(o), o.GetNamespace())
+		}
+		if !isOwned(gvk) {
+			return fmt.Errorf("%s: the operator does not manage %s objects", describe(o), gvk.Kind)
+		}
+		if err := controllerutil.SetControllerReference(app, o, r.Scheme); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func isOwned(gvk schema.GroupVersionKind) bool {
+	for _, o := range Owned() {
+		if g, err := apiutil.GVKForObject(o, clientScheme); err == nil && g == gvk {
+			return true
+		}
+	}
+	return false
+}
+
+// lookup reads objs' live versions from the cache: nil where there is none.
+func (r *Reconciler) lookup(ctx context.Context, objs []client.Object) ([]client.Object, error) {
+	live := make([]client.Object, len(objs))
+	for i, o := range objs {
+		n, err := r.Scheme.New(o.GetObjectKind().GroupVersionKind())
+		if err != nil {
+			return nil, err
+		}
+		lo := n.(client.Object)
+		if err := r.Client.Get(ctx, client.ObjectKeyFromObject(o), lo); apierrors.IsNotFound(err) {
+			continue
+		} else if err != nil {
+			return nil, err
+		}
+		live[i] = lo
+	}
+	return live, nil
+}
+
+// taken names the first of objs that exists and is controlled by something
+// other than app, or "". Server-side apply with force would quietly take
+// over a Deployment a user made by hand; the operator refuses instead.
+func (r *Reconciler) taken(app *v1alpha1.RoamApp, objs, live []client.Object) string {
+	for i, o := range objs {
+		if live[i] != nil && !metav1.IsControlledBy(live[i], app) {
+			return describe(o)
+		}
+	}
+	return ""
+}
+
+func isWorkload(o client.Object) bool {
+	switch o.(type) {
+	case *appsv1.Deployment, *appsv1.DaemonSet:
+		return true
+	}
+	return false
+}
+
+// prune deletes what app controls but no longer renders.
+func (r *Reconciler) prune(ctx context.Context, app *v1alpha1.RoamApp, want []client.Object) error {
+	keep := map[string]bool{}
+	for _, o := range want {
+		keep[describe(o)] = true
+	}
+	for _, o := range Owned() {
+		gvk, err := apiutil.GVKForObject(o, r.Scheme)
+		if err != nil {
+			return err
+		}
+		// Typed lists read the informers the watches already keep.
+		typed, err := r.Scheme.New(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
+		if err != nil {
+			return err
+		}
+		tl := typed.(client.ObjectList)
+		if err := r.Client.List(ctx, tl, client.InNamespace(app.Namespace), client.MatchingFields{ownerIndex: app.Name}); err != nil {
+			return err
+		}
+		items, err := meta.ExtractList(tl)
+		if err != nil {
+			return err
+		}
+		for _, it := range items {
+			obj := it.(client.Object)
+			obj.GetObjectKind().SetGroupVersionKind(gvk)
+			if !metav1.IsControlledBy(obj, app) || keep[describe(obj)] {
+				continue
+			}
+			uid := obj.GetUID()
+			err := r.Client.Delete(ctx, obj, client.Preconditions{UID: &uid}, client.PropagationPolicy(metav1.DeletePropagationBackground))
+			if apierrors.IsNotFound(err) {
+				continue
+			} else if err != nil {
+				return fmt.Errorf("deleting %s: %w", describe(obj), err)
+			}
+			r.Recorder.Eventf(app, corev1.EventTypeNormal, "Deleted", "deleted %s: generation %d (mode %s) no longer has it", describe(obj), app.Generation, app.Spec.Mode)
+		}
+	}
+	return nil
+}
+
+// writeStatus writes the status an outcome implies, if it changed. A
+// conflict (the cached RoamApp is older than the server's) requeues rather
+// than fails: the next attempt reads the newer object.
+func (r *Reconciler) writeStatus(ctx context.Context, app *v1alpha1.RoamApp, o outcome) (ctrl.Result, error) {
+	next := computeStatus(app, o)
+	wasReady := meta.IsStatusConditionTrue(app.Status.Conditions, v1alpha1.ConditionReady)
+	if equality.Semantic.DeepEqual(app.Status, next) {
+		return ctrl.Result{}, nil
+	}
+	updated := app.DeepCopy()
+	updated.Status = next
+	if err := r.Client.Status().Update(ctx, updated); err != nil {
+		if ctx.Err() != nil {
+			return stopping(ctx, err)
+		}
+		if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
+			log.FromContext(ctx).V(1).Info("status not written, requeueing", "error", err.Error())
+			return ctrl.Result{RequeueAfter: conflictRequeue}, nil
+		}
+		return ctrl.Result{}, err
+	}
+	ready := meta.FindStatusCondition(next.Conditions, v1alpha1.ConditionReady)
+	if ready != nil && (ready.Status == metav1.ConditionTrue) != wasReady {
+		typ := corev1.EventTypeNormal
+		if ready.Status != metav1.ConditionTrue && wasReady {
+			typ = corev1.EventTypeWarning
+		}
+		r.Recorder.Eventf(app, typ, ready.Reason, "Ready=%s: %s", ready.Status, ready.Message)
+	}
+	return ctrl.Result{}, nil
+}
+
+// describe is "Kind/name", the way events and errors name an object.
+func describe(o client.Object) string {
+	kind := o.GetObjectKind().GroupVersionKind().Kind
+	if kind == "" {
+		if gvk, err := apiutil.GVKForObject(o, clientScheme); err == nil {
+			kind = gvk.Kind
+		}
+	}
+	return kind + "/" + o.GetName()
+}
+
+// NewScheme is the scheme the operator reads and writes with: Kubernetes'
+// built-in types and RoamApp.
+func NewScheme() (*runtime.Scheme, error) {
+	s := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		return nil, err
+	}
+	if err := v1alpha1.AddToScheme(s); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+var clientScheme = func() *runtime.Scheme {
+	s, err := NewScheme()
+	if err != nil {
+		panic(err)
+	}
+	return s
+}()
