@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/roam-dev/roam/host"
 	"github.com/roam-dev/roam/host/hostbackend"
 	"github.com/roam-dev/roam/internal/build"
 	"github.com/roam-dev/roam/internal/cli"
@@ -39,9 +40,8 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 }
 
 func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
-	var hf cli.HostFlags
+	var hf host.Flags
 	var web bool
-	var backendName string
 	c := &cobra.Command{
 		Use:   "run [packages or directories]",
 		Short: "Build the apps found under the given directories and run them on the embedded backend",
@@ -65,7 +65,7 @@ and CORS open to http://127.0.0.1:* (--web=false, --state-api=false and
 			wd, _ := os.Getwd()
 			// The Dapr backend is linked only when it may be used.
 			backends := []string{"embedded"}
-			if name, _, err := hostbackend.Choose(backendName, os.Getenv); err != nil {
+			if name, _, err := hostbackend.Choose(hf.Backend, os.Getenv); err != nil {
 				return err
 			} else if name == "dapr" {
 				backends = append(backends, "dapr")
@@ -80,7 +80,7 @@ and CORS open to http://127.0.0.1:* (--web=false, --state-api=false and
 			if err != nil {
 				return err
 			}
-			hostArgs := append(hf.Args(), "--backend", backendName)
+			hostArgs := hf.Args()
 			if web {
 				hostArgs = append(hostArgs, webArgs(cmd.Context(), stderr, args, pkgs, filepath.Join(filepath.Dir(bin), "modules"))...)
 			}
@@ -89,12 +89,11 @@ and CORS open to http://127.0.0.1:* (--web=false, --state-api=false and
 			return syscall.Exec(bin, append([]string{"roam-host"}, hostArgs...), os.Environ())
 		},
 	}
-	hf.Register(c)
+	cli.RegisterHostFlags(c, &hf)
 	// roam run is for development: open to pages served from this machine.
 	hf.CORSOrigins, hf.StateAPI = "http://127.0.0.1:*", true
 	c.Flags().Lookup("cors-origins").DefValue = hf.CORSOrigins
 	c.Flags().Lookup("state-api").DefValue = "true"
-	c.Flags().StringVar(&backendName, "backend", "auto", "auto (dapr when DAPR_GRPC_PORT or DAPR_HTTP_PORT is set, else embedded), embedded or dapr")
 	c.Flags().BoolVar(&web, "web", true, "build the apps' wasm modules and serve them, and the page in a web/ directory beside the apps, to browsers under /web/")
 	return c
 }

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -17,7 +16,6 @@ import (
 	"github.com/roam-dev/roam/internal/build"
 	"github.com/roam-dev/roam/internal/dist"
 	"github.com/roam-dev/roam/internal/manifests/kube"
-	"github.com/roam-dev/roam/internal/oci"
 	"github.com/roam-dev/roam/operator/api/v1alpha1"
 )
 
@@ -78,7 +76,7 @@ The Redis password is read from the Secret --redis-secret (key
 			}
 			var names []string
 			for _, p := range pkgs {
-				names = append(names, appName(p))
+				names = append(names, dist.AppName(p))
 			}
 			objs, err := f.render(names)
 			if err != nil {
@@ -147,18 +145,6 @@ func (f *manifestsFlags) check() error {
 		f.tag = dist.Tag(versionString())
 	}
 	return nil
-}
-
-// appName is the name roam dist gives an app's binary and image (see
-// internal/dist): its id when the source gives it as a literal, else its
-// package directory's name. It is also its RoamApp name and app id.
-func appName(p build.Package) string {
-	if len(p.AppIDs) == 1 {
-		if n := oci.SafeName(p.AppIDs[0]); n != "" {
-			return n
-		}
-	}
-	return oci.SafeName(filepath.Base(p.Dir))
 }
 
 // pairs parses a repeated APP=VALUE flag; every APP must be one of apps.

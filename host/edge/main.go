@@ -25,20 +25,9 @@ import (
 type Config struct {
 	// Paths are .wasm files, directories whose *.wasm files are loaded, or
 	// .json manifests (see Manifest).
-	Paths          []string
-	Addr           string
-	Port           int
-	DataDir        string
-	LogLevel       string
-	LogFormat      string
-	Pprof          bool
-	MaxBodyBytes   int64
-	RequestTimeout time.Duration
-	ShutdownGrace  time.Duration
-	DefaultApp     string
-	// CORSOrigins and StateAPI: see host.Options.
-	CORSOrigins []string
-	StateAPI    bool
+	Paths []string
+	host.Flags
+	DefaultApp string
 	// PoolSize is each module's instance count (0: DefaultPoolSize()).
 	PoolSize int
 	// MaxQueue is how many calls may wait for an instance (0: none).
@@ -50,9 +39,6 @@ type Config struct {
 	// Watch reloads a module when its file changes.
 	Watch         bool
 	WatchInterval time.Duration // default 500ms
-	// Backend is auto (dapr beside a sidecar, else embedded), embedded or
-	// dapr; see package hostbackend.
-	Backend string
 }
 
 // DefaultCacheDir is where compiled modules are cached by default.
@@ -74,7 +60,7 @@ func Run(ctx context.Context, c Config, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer logs.Close()
-	if err := host.CheckCORSOrigins(c.CORSOrigins); err != nil {
+	if err := host.CheckCORSOrigins(c.Origins()); err != nil {
 		return fmt.Errorf("--cors-origins: %w", err)
 	}
 	if c.MemoryLimitMB < 0 || c.MemoryLimitMB > 4096 {
@@ -135,7 +121,7 @@ func Run(ctx context.Context, c Config, stdout, stderr io.Writer) error {
 	srv := host.NewServer(b, host.Options{
 		MaxBodyBytes: c.MaxBodyBytes, RequestTimeout: c.RequestTimeout, Pprof: c.Pprof,
 		DefaultApp: c.DefaultApp, Logger: log, Metrics: metrics, Tracing: tracing,
-		CORSOrigins: c.CORSOrigins, StateAPI: c.StateAPI,
+		CORSOrigins: c.Origins(), StateAPI: c.StateAPI,
 		// The very modules served here also run in browsers: serve their
 		// current bytes at /web/modules/{app}.wasm.
 		Web: &host.WebAssets{Lookup: func(app string) ([]byte, bool) {

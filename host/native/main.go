@@ -36,24 +36,13 @@ func Main() {
 
 // Config is the native host's configuration, from flags.
 type Config struct {
-	Addr           string
-	Port           int
-	DataDir        string
-	LogLevel       string
-	LogFormat      string
-	Pprof          bool
-	MaxBodyBytes   int64
-	RequestTimeout time.Duration
-	ShutdownGrace  time.Duration
-	DefaultApp     string
-	Apps           string
-	PrintVersion   bool
-	Backend        string
+	host.Flags
+	DefaultApp   string
+	Apps         string
+	PrintVersion bool
 	// Browser hosts (web/): see host.Options.
-	CORSOrigins string // comma-separated
-	StateAPI    bool
-	WebDir      string // the page, served under /web/
-	WebModules  string // a directory of {app}.wasm, served under /web/modules/
+	WebDir     string // the page, served under /web/
+	WebModules string // a directory of {app}.wasm, served under /web/modules/
 }
 
 // ParseFlags parses the host's command line into a Config.
@@ -61,21 +50,10 @@ func ParseFlags(args []string, stderr io.Writer) (Config, error) {
 	var c Config
 	fs := flag.NewFlagSet("roam-host", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&c.Addr, "addr", "127.0.0.1", "address to listen on")
-	fs.IntVar(&c.Port, "port", 8080, "port to listen on (0 picks a free one)")
-	fs.StringVar(&c.DataDir, "data-dir", ".roam", "directory for durable state, events and the local app registry")
-	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
-	fs.StringVar(&c.LogFormat, "log-format", "text", "text or json")
-	fs.BoolVar(&c.Pprof, "pprof", false, "serve net/http/pprof under /debug/pprof/")
-	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", 4<<20, "largest accepted request body")
-	fs.DurationVar(&c.RequestTimeout, "request-timeout", 30*time.Second, "deadline of each call and delivery")
-	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", 10*time.Second, "how long in-flight requests get to finish on SIGTERM")
+	c.Flags.Register(fs)
 	fs.StringVar(&c.DefaultApp, "app-id", "", "app that receives Dapr app-channel calls (/{method}); default: the only app")
 	fs.StringVar(&c.Apps, "apps", "", "comma-separated app ids to run (default: all registered)")
 	fs.BoolVar(&c.PrintVersion, "version", false, "print the version and commit this binary was built from, and exit")
-	fs.StringVar(&c.Backend, "backend", "auto", "auto (dapr when DAPR_GRPC_PORT or DAPR_HTTP_PORT is set, else embedded), embedded or dapr")
-	fs.StringVar(&c.CORSOrigins, "cors-origins", "", "comma-separated origins whose pages may call this host (e.g. http://127.0.0.1:* or https://shop.example); default none")
-	fs.BoolVar(&c.StateAPI, "state-api", false, "serve the state sync API that browser hosts push to and pull from (/v1/apps/{app}/state/...)")
 	fs.StringVar(&c.WebDir, "web-dir", "", "directory of a web page to serve under /web/ (the browser host's page)")
 	fs.StringVar(&c.WebModules, "web-modules", "", "directory of {app}.wasm modules to serve under /web/modules/")
 	if err := fs.Parse(args); err != nil {
@@ -84,20 +62,10 @@ func ParseFlags(args []string, stderr io.Writer) (Config, error) {
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	if err := host.CheckCORSOrigins(c.corsOrigins()); err != nil {
+	if err := host.CheckCORSOrigins(c.Origins()); err != nil {
 		return c, fmt.Errorf("--cors-origins: %w", err)
 	}
 	return c, nil
-}
-
-func (c Config) corsOrigins() []string {
-	var out []string
-	for _, o := range strings.Split(c.CORSOrigins, ",") {
-		if o = strings.TrimSpace(o); o != "" {
-			out = append(out, o)
-		}
-	}
-	return out
 }
 
 // webAssets reads --web-dir and --web-modules.
@@ -192,7 +160,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	srv, err := NewServer(b, apps, host.Options{
 		MaxBodyBytes: c.MaxBodyBytes, RequestTimeout: c.RequestTimeout, Pprof: c.Pprof,
 		DefaultApp: c.DefaultApp, Logger: log, Metrics: metrics, Tracing: tracing,
-		CORSOrigins: c.corsOrigins(), StateAPI: c.StateAPI, Web: web,
+		CORSOrigins: c.Origins(), StateAPI: c.StateAPI, Web: web,
 	})
 	if err != nil {
 		return err

@@ -148,7 +148,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	g := &graph{sem: make(chan struct{}, o.Jobs), rep: rep}
 	seen := map[string]bool{}
 	for _, p := range pkgs {
-		app := App{Name: appName(p), Package: p}
+		app := App{Name: AppName(p), Package: p}
 		if app.Name == OperatorName && !o.NoOperator {
 			return nil, fmt.Errorf("app package %s is named %s, like the operator's binary and image: rename it", p.ImportPath, OperatorName)
 		}
@@ -272,10 +272,11 @@ func platform(t build.Target, bin string) oci.Platform {
 	return p
 }
 
-// appName is the name of an app's binary, module and image: its id when
+// AppName is the name of an app's binary, module and image: its id when
 // the source gives it as a literal, else its package directory's name (the
-// shop's ids are constants named like their directories).
-func appName(p build.Package) string {
+// shop's ids are constants named like their directories). roam manifests
+// names the app's RoamApp, and its app id, the same.
+func AppName(p build.Package) string {
 	if len(p.AppIDs) == 1 {
 		if n := oci.SafeName(p.AppIDs[0]); n != "" {
 			return n
