@@ -104,7 +104,7 @@ The Redis password is read from the Secret --redis-secret (key
 	fl := c.Flags()
 	fl.StringVar(&f.namespace, "namespace", "", "namespace of the apps and their Dapr resources (required)")
 	fl.StringVarP(&f.out, "output", "o", "-", "directory to write one file per object and a kustomization.yaml to, or - for one YAML stream on stdout")
-	fl.StringVar(&f.imageRepo, "image-repo", "", "repository prefix of the images, as given to roam dist --push: REPO/APP:TAG (required)")
+	fl.StringVar(&f.imageRepo, "image-repo", "", "repository prefix of the images, as given to roam dist --push: REPO/APP:TAG (default none: APP:TAG, for a kustomize images: entry to rewrite)")
 	fl.StringVar(&f.tag, "tag", "", "tag of the images (default: roam's version, as roam dist --push tags them)")
 	fl.StringArrayVar(&f.modes, "mode", nil, "APP=native|edge: where the app runs (default native; repeat per app)")
 	fl.StringArrayVar(&f.modules, "module", nil, "APP=REF@sha256:DIGEST: the wasm module of an edge app, an OCI artifact pinned by digest (roam dist --push REPO pushes REPO/APP-wasm)")
@@ -134,9 +134,6 @@ func (f *manifestsFlags) check() error {
 	}
 	if msgs := validation.IsDNS1123Label(f.namespace); len(msgs) > 0 {
 		return fmt.Errorf("--namespace %q: %s", f.namespace, strings.Join(msgs, "; "))
-	}
-	if f.imageRepo == "" {
-		return errors.New("--image-repo is required: the repository prefix roam dist --push pushed the images to, e.g. ghcr.io/acme/shop")
 	}
 	if f.out == "" {
 		return errors.New("-o: give a directory, or - for stdout")
@@ -267,6 +264,12 @@ func (f *manifestsFlags) render(names []string) ([]kube.Object, error) {
 	}
 
 	repo := strings.TrimSuffix(f.imageRepo, "/")
+	image := func(name string) string { // REPO/NAME:TAG, or NAME:TAG
+		if repo == "" {
+			return name + ":" + f.tag
+		}
+		return repo + "/" + name + ":" + f.tag
+	}
 	var roamApps []*v1alpha1.RoamApp
 	for _, n := range names {
 		a := &v1alpha1.RoamApp{
@@ -274,7 +277,7 @@ func (f *manifestsFlags) render(names []string) ([]kube.Object, error) {
 			ObjectMeta: metav1.ObjectMeta{Name: n, Namespace: nsOf(n)},
 			Spec: v1alpha1.RoamAppSpec{
 				Mode:  v1alpha1.Mode(modes[n]),
-				Image: repo + "/" + n + ":" + f.tag,
+				Image: image(n),
 				Dapr:  v1alpha1.DaprSpec{AppID: n, Config: f.daprConfig},
 			},
 		}
@@ -325,7 +328,7 @@ func (f *manifestsFlags) render(names []string) ([]kube.Object, error) {
 	redis := kube.Redis{Host: redisHost, SecretName: f.redisSecret, SecretKey: f.redisSecretKey}
 	edgeImage := f.edgeImage
 	if edgeImage == "" {
-		edgeImage = repo + "/" + dist.EdgeName + ":" + f.tag
+		edgeImage = image(dist.EdgeName)
 	}
 	var httpFrom []string
 	for _, ns := range f.httpFrom {

@@ -180,7 +180,6 @@ func TestManifestsFlagErrors(t *testing.T) {
 	}{
 		{[]string{"manifests", "../../examples/shop", "--image-repo", "r"}, "--namespace is required"},
 		{[]string{"manifests", "../../examples/shop", "--namespace", "Shop_1", "--image-repo", "r"}, `--namespace "Shop_1"`},
-		{[]string{"manifests", "../../examples/shop", "--namespace", "shop"}, "--image-repo is required"},
 		{with(base, "--namespce", "x"), "unknown flag: --namespce"},
 		{with(base, "--mode", "invntory=edge"), `--mode "invntory=edge": no app "invntory" here; the apps are inventory, orders`},
 		{with(base, "--mode", "inventory"), `--mode "inventory": want APP=VALUE`},

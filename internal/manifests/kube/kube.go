@@ -240,7 +240,7 @@ func Validate(app *v1alpha1.RoamApp) error {
 		}
 		if s.Image == "" {
 			bad("spec.image is required: the app's container image (roam dist pushes REPO/APP:TAG)")
-		} else if _, err := name.ParseReference(s.Image, name.StrictValidation); err != nil {
+		} else if _, err := name.ParseReference(s.Image, name.WeakValidation); err != nil {
 			bad("spec.image %q: %v", s.Image, err)
 		}
 	case v1alpha1.ModeEdge:
@@ -249,7 +249,7 @@ func Validate(app *v1alpha1.RoamApp) error {
 		}
 		if s.Edge != nil {
 			if h := s.Edge.HostImage; h != "" {
-				if _, err := name.ParseReference(h, name.StrictValidation); err != nil {
+				if _, err := name.ParseReference(h, name.WeakValidation); err != nil {
 					bad("spec.edge.hostImage %q: %v", h, err)
 				}
 			}
@@ -454,7 +454,7 @@ func (r renderer) podTemplate() (corev1.PodTemplateSpec, error) {
 		if image == "" {
 			return corev1.PodTemplateSpec{}, errors.New("edge mode needs the edge host's image: spec.edge.hostImage or Options.EdgeHostImage (roam dist pushes REPO/roam-edge:TAG)")
 		}
-		if _, err := name.ParseReference(image, name.StrictValidation); err != nil {
+		if _, err := name.ParseReference(image, name.WeakValidation); err != nil {
 			return corev1.PodTemplateSpec{}, fmt.Errorf("edge host image %q: %v", image, err)
 		}
 		mod, _ := ModuleRef(s.Image) // validated
