@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sort"
 	"sync"
+	"sync/atomic"
 )
 
 // SetupFunc binds an app to its capabilities and registers its handlers. A
@@ -115,7 +116,10 @@ type Subscription struct {
 type Router struct {
 	app     string
 	methods map[string]Handler
-	subs    []Subscription
+	// appenders holds the append form of the methods registered by Handle,
+	// which a wasm guest calls instead (see appendHandler).
+	appenders map[string]appendHandler
+	subs      []Subscription
 }
 
 // HandleRaw registers an untyped method handler.
@@ -129,21 +133,111 @@ func (r *Router) HandleRaw(method string, h Handler) {
 	r.methods[method] = h
 }
 
+// handle registers a method with both its forms.
+func (r *Router) handle(method string, h Handler, a appendHandler) {
+	r.HandleRaw(method, h)
+	if r.appenders == nil {
+		r.appenders = map[string]appendHandler{}
+	}
+	r.appenders[method] = a
+}
+
 // Handle registers a typed method: the request body is decoded from JSON into
 // a Req (an empty body is the zero Req), and the Resp is encoded as JSON. A
 // body that does not decode fails with InvalidArgument before h runs.
 func Handle[Req, Resp any](r *Router, method string, h func(ctx context.Context, req Req) (Resp, error)) {
-	r.HandleRaw(method, func(ctx context.Context, body []byte) ([]byte, error) {
-		var req Req
-		if err := unmarshal(body, &req); err != nil {
+	a := typedHandler(h)
+	r.handle(method, func(ctx context.Context, body []byte) ([]byte, error) {
+		return a(ctx, nil, body)
+	}, a)
+}
+
+// appendHandler is a method handler that appends its reply to dst, so that
+// a wasm guest encodes straight into its frame buffer instead of into a
+// fresh buffer that is then copied. On success the result starts with dst.
+type appendHandler func(ctx context.Context, dst, req []byte) ([]byte, error)
+
+// handlerScratch holds a typed handler's decoded request and its reply
+// while they are decoded and encoded. Both have to be addressable behind
+// an interface (the codec hooks), which would make them escape to the
+// heap on every call; a scratch is reused across calls instead, with its
+// bound codec methods, so that a call through a generated codec allocates
+// nothing of the SDK's own.
+type handlerScratch[Req, Resp any] struct {
+	req    Req
+	resp   Resp
+	decode func([]byte) error           // nil: through unmarshal
+	encode func([]byte) ([]byte, error) // nil: through marshal
+}
+
+// typedHandler adapts h to an appendHandler. A scratch is taken from a
+// one-element cache for the duration of a call (a concurrent call, or one
+// after a handler panicked, allocates its own), so the adapter is safe for
+// the native host's concurrent calls and for goroutines a guest's handler
+// leaves running.
+func typedHandler[Req, Resp any](h func(ctx context.Context, req Req) (Resp, error)) appendHandler {
+	// Which hooks apply is a property of the types, as marshal and
+	// unmarshal decide it: a Resp of interface type decides per value.
+	// (A Resp that is itself a pointer has the hook on its value only.)
+	_, respHook := any(*new(Resp)).(jsonAppender)
+	if _, ok := any(new(Resp)).(jsonAppender); !ok {
+		respHook = false
+	}
+	_, reqHook := any(new(Req)).(jsonDecoder)
+	var cache atomic.Pointer[handlerScratch[Req, Resp]]
+	get := func() *handlerScratch[Req, Resp] {
+		if s := cache.Swap(nil); s != nil {
+			return s
+		}
+		s := new(handlerScratch[Req, Resp])
+		if reqHook {
+			s.decode = any(&s.req).(jsonDecoder).DecodeJSON
+		}
+		if respHook {
+			s.encode = any(&s.resp).(jsonAppender).AppendJSON
+		}
+		return s
+	}
+	return func(ctx context.Context, dst, body []byte) ([]byte, error) {
+		var zreq Req
+		var zresp Resp
+		s := get()
+		var err error
+		if len(body) > 0 {
+			if s.decode != nil {
+				err = s.decode(body)
+			} else {
+				err = unmarshal(body, &s.req)
+			}
+		}
+		req := s.req
+		s.req = zreq
+		if err != nil {
+			cache.Store(s)
 			return nil, NewError(InvalidArgument, "request body: "+jsonErrorText(err))
 		}
 		resp, err := h(ctx, req)
 		if err != nil {
+			cache.Store(s)
 			return nil, err
 		}
-		return marshal(resp)
-	})
+		var out []byte
+		if s.encode != nil {
+			if dst == nil {
+				dst = make([]byte, 0, 128)
+			}
+			s.resp = resp
+			out, err = s.encode(dst)
+			s.resp = zresp
+		} else {
+			out, err = marshal(resp)
+			if err == nil && dst != nil {
+				out = append(dst, out...)
+			}
+		}
+		cache.Store(s)
+		return out, err
+	}
 }
 
 // SubOption configures a subscription.

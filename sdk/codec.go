@@ -9,7 +9,8 @@ import (
 // reflection remains the fallback, so plain structs just work.
 //
 // AppendJSON appends the value's JSON encoding to b. DecodeJSON replaces the
-// receiver's contents with the decoding of data.
+// receiver's contents with the decoding of data; like json.Unmarshaler, it
+// must copy what it keeps of data, which a wasm guest reuses after the call.
 type (
 	jsonAppender interface {
 		AppendJSON(b []byte) ([]byte, error)

@@ -12,6 +12,9 @@ func WithRequestID(ctx context.Context, id string) context.Context {
 
 // RequestID returns the id of the request ctx belongs to, or "".
 func RequestID(ctx context.Context) string {
+	if c, ok := ctx.(*callContext); ok {
+		return c.requestID // without boxing it
+	}
 	id, _ := ctx.Value(requestIDKey{}).(string)
 	return id
 }
@@ -39,6 +42,9 @@ func WithTrace(ctx context.Context, tc TraceContext) context.Context {
 // Trace returns the trace context ctx carries, or the zero TraceContext.
 // Apps use it to put trace ids in their own records; spans are the host's.
 func Trace(ctx context.Context) TraceContext {
+	if c, ok := ctx.(*callContext); ok {
+		return c.trace
+	}
 	tc, _ := ctx.Value(traceKey{}).(TraceContext)
 	return tc
 }

@@ -66,3 +66,57 @@ func (c *lazyDeadline) Err() error {
 	}
 	return nil
 }
+
+// callContext is a wasm guest call's context: its request id, its trace
+// context and its lazy deadline in one allocation, where WithRequestID,
+// WithTrace and withLazyDeadline would make five (each value boxed, each
+// layer its own). It behaves as those layers would.
+type callContext struct {
+	lazyDeadline
+	requestID  string
+	trace      TraceContext
+	noDeadline bool
+}
+
+// newCallContext returns the context of a guest call. A zero deadline means
+// none. Call stop when the call returns.
+func newCallContext(requestID string, tc TraceContext, deadline time.Time) *callContext {
+	c := &callContext{requestID: requestID, trace: tc, noDeadline: deadline.IsZero()}
+	c.Context, c.deadline = context.Background(), deadline
+	return c
+}
+
+func (c *callContext) Deadline() (time.Time, bool) {
+	if c.noDeadline {
+		return time.Time{}, false
+	}
+	return c.deadline, true
+}
+
+func (c *callContext) Done() <-chan struct{} {
+	if c.noDeadline {
+		return c.Context.Done()
+	}
+	return c.lazyDeadline.Done()
+}
+
+func (c *callContext) Err() error {
+	if c.noDeadline {
+		return c.Context.Err()
+	}
+	return c.lazyDeadline.Err()
+}
+
+func (c *callContext) Value(key any) any {
+	switch key.(type) {
+	case requestIDKey:
+		if c.requestID != "" {
+			return c.requestID
+		}
+	case traceKey:
+		if c.trace != (TraceContext{}) {
+			return c.trace
+		}
+	}
+	return c.Context.Value(key)
+}

@@ -53,6 +53,11 @@ func hostTakeResult(ptr unsafe.Pointer)
 
 // hostCall runs one operation import and collects its reply.
 func hostCall(fn func(unsafe.Pointer, uint32) uint64, req []byte) ([]byte, error) {
+	return hostCallInto(fn, req, nil)
+}
+
+// hostCallInto is hostCall with the reply read into dst when it fits.
+func hostCallInto(fn func(unsafe.Pointer, uint32) uint64, req, dst []byte) ([]byte, error) {
 	var p unsafe.Pointer
 	if len(req) > 0 {
 		p = unsafe.Pointer(&req[0])
@@ -60,13 +65,56 @@ func hostCall(fn func(unsafe.Pointer, uint32) uint64, req []byte) ([]byte, error
 	code, n := abi.UnpackResult(fn(p, uint32(len(req))))
 	var out []byte
 	if n > 0 {
-		out = make([]byte, n)
+		if int(n) <= cap(dst) {
+			out = dst[:n]
+		} else {
+			out = make([]byte, n)
+		}
 		hostTakeResult(unsafe.Pointer(&out[0]))
 	}
 	if code != abi.OK {
 		return nil, &Error{Code: code, Message: string(out)}
 	}
 	return out, nil
+}
+
+// scratch is a buffer lent to one user at a time: the requests to the
+// host's imports are encoded into it, since the host copies them during the
+// import call. The guest is single-threaded, but a goroutine can be
+// switched out while it holds the buffer (in a GC assist, say); another
+// one then gets no buffer and allocates its own, so the flag needs no
+// atomics.
+type scratch struct {
+	b    []byte
+	busy bool
+}
+
+func (s *scratch) take() ([]byte, bool) {
+	if s.busy {
+		return nil, false
+	}
+	s.busy = true
+	return s.b[:0], true
+}
+
+func (s *scratch) put(b []byte, owned bool) {
+	if !owned {
+		return
+	}
+	if cap(b) <= 64<<10 {
+		s.b = b[:0]
+	}
+	s.busy = false
+}
+
+// hostRequest runs one operation import on a request that fill encodes
+// into the scratch buffer, and collects the reply.
+func hostRequest(fn func(unsafe.Pointer, uint32) uint64, fill func([]byte) []byte) ([]byte, error) {
+	b, owned := guest.scratch.take()
+	b = fill(b)
+	out, err := hostCall(fn, b)
+	guest.scratch.put(b, owned)
+	return out, err
 }
 
 // guest is the module's one app instance. A module holds exactly one app and
@@ -77,9 +125,18 @@ var guest struct {
 	env    *guestEnv
 	req    []byte // the buffer roam_alloc hands out
 	res    []byte // the frame of the last export call
+	// scratch holds the requests to the host's imports; reply, the values
+	// GetJSON borrows.
+	scratch, reply scratch
 	// hostTraces: a call carried a trace context, so the host reads one
 	// back (ABI v1.1).
 	hostTraces bool
+	// depth counts the roam_handle calls in progress. The JS host calls
+	// an instance again from inside an import (an app that invokes
+	// itself), while the outer call may be building its reply in res; a
+	// nested call's frame goes to nested instead.
+	depth  int
+	nested []byte
 }
 
 //go:wasmexport roam_abi_version
@@ -101,8 +158,12 @@ func exportAlloc(size int32) uint32 {
 }
 
 func frame(c abi.Code, payload []byte) uint64 {
-	guest.res = append(append(guest.res[:0], byte(c)), payload...)
-	return abi.PackFrame(uint32(uintptr(unsafe.Pointer(&guest.res[0]))), uint32(len(guest.res)))
+	buf := &guest.res
+	if guest.depth > 1 {
+		buf = &guest.nested // the outer call's reply is being built in res
+	}
+	*buf = append(append((*buf)[:0], byte(c)), payload...)
+	return abi.PackFrame(uint32(uintptr(unsafe.Pointer(&(*buf)[0]))), uint32(len(*buf)))
 }
 
 func errorFrame(err error) uint64 {
@@ -139,71 +200,120 @@ func exportInit() uint64 {
 
 //go:wasmexport roam_handle
 func exportHandle(ptr, n uint32) uint64 {
+	guest.depth++
+	defer func() { guest.depth-- }()
 	if guest.router == nil {
 		return errorFrame(NewError(FailedPrecondition, "roam_handle before roam_init"))
 	}
 	if len(guest.req) == 0 || uint32(uintptr(unsafe.Pointer(&guest.req[0]))) != ptr || int(n) > len(guest.req) {
 		return errorFrame(NewError(InvalidArgument, "roam_handle: request is not in the buffer roam_alloc returned"))
 	}
-	c, err := abi.ReadCall(guest.req[:n])
-	if err != nil {
+	// abi.ReadCall, without copying the name (a map key here) nor the body.
+	r := abi.Reader{B: guest.req[:n]}
+	kind, name, rid, deadlineMs, body := r.Uvarint(), r.Bytes(), r.Bytes(), r.Uvarint(), r.Bytes()
+	var tp, ts []byte
+	if r.Err() == nil && len(r.B) > 0 {
+		tp, ts = r.Bytes(), r.Bytes()
+	}
+	if r.Done() != nil {
 		return errorFrame(NewError(InvalidArgument, "roam_handle: malformed call"))
 	}
-	ctx := WithRequestID(context.Background(), c.RequestID)
-	if c.TraceParent != "" {
-		ctx = WithTrace(ctx, TraceContext{TraceParent: c.TraceParent, TraceState: c.TraceState})
+	var tc TraceContext
+	if len(tp) > 0 {
+		tc = TraceContext{TraceParent: string(tp), TraceState: string(ts)}
 		guest.hostTraces = true
 	}
-	if c.DeadlineMs > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = withLazyDeadline(ctx, time.UnixMilli(int64(c.DeadlineMs)))
-		defer cancel()
+	var deadline time.Time
+	if deadlineMs > 0 {
+		deadline = time.UnixMilli(int64(deadlineMs))
 	}
-	out, err := dispatch(ctx, c)
+	ctx := newCallContext(string(rid), tc, deadline)
+	defer ctx.stop()
+	// The reply is encoded straight into the frame buffer, after the
+	// status byte; a nested call's into a buffer of its own (see depth).
+	nested := guest.depth > 1
+	var dst []byte
+	if nested {
+		dst = []byte{byte(abi.OK)}
+	} else {
+		dst = append(guest.res[:0], byte(abi.OK))
+	}
+	out, err := dispatch(ctx, kind, name, body, dst)
 	if err != nil {
 		return errorFrame(err)
 	}
-	return frame(abi.OK, out)
+	if len(out) == 0 || out[0] != byte(abi.OK) {
+		// An AppendJSON that returned its encoding without appending it
+		// to its argument (JSON never starts with a NUL byte).
+		return frame(abi.OK, out)
+	}
+	if nested {
+		return frame(abi.OK, out[1:])
+	}
+	guest.res = out
+	return abi.PackFrame(uint32(uintptr(unsafe.Pointer(&out[0]))), uint32(len(out)))
 }
 
-func dispatch(ctx context.Context, c abi.Call) (out []byte, err error) {
+// dispatch runs one call; on success its reply is appended to dst.
+func dispatch(ctx context.Context, kind uint64, name, body, dst []byte) ([]byte, error) {
 	app := guest.router.AppID()
-	switch c.Kind {
+	switch kind {
 	case abi.KindMethod:
-		h, ok := guest.router.Method(c.Name)
-		if !ok {
-			return nil, Errorf(NotFound, "app %q has no method %q", app, c.Name)
+		if a, ok := guest.router.appenders[string(name)]; ok {
+			return callMethod(ctx, app, name, a, nil, body, dst)
 		}
-		defer func() {
-			if p := recover(); p != nil {
-				out, err = nil, Errorf(Internal, "%s %s panicked: %v", app, c.Name, p)
-			}
-		}()
-		return h(ctx, c.Body)
+		if h, ok := guest.router.methods[string(name)]; ok {
+			return callMethod(ctx, app, name, nil, h, body, dst)
+		}
+		return nil, Errorf(NotFound, "app %q has no method %q", app, name)
 	case abi.KindEvent:
-		pubsub, topic, _ := strings.Cut(c.Name, "/")
+		pubsub, topic, _ := strings.Cut(string(name), "/")
 		for _, s := range guest.router.subs {
 			if s.PubSub == pubsub && s.Topic == topic {
 				var e Event
-				if err := e.UnmarshalJSON(c.Body); err != nil {
-					return nil, Errorf(InvalidArgument, "event on %s: not a CloudEvent: %v", c.Name, err)
+				if err := e.UnmarshalJSON(body); err != nil {
+					return nil, Errorf(InvalidArgument, "event on %s: not a CloudEvent: %v", name, err)
 				}
-				defer func() {
-					if p := recover(); p != nil {
-						out, err = nil, Errorf(Internal, "%s event %s panicked: %v", app, topic, p)
-					}
-				}()
-				return nil, s.Handler(ctx, &e)
+				return dst, callEvent(ctx, app, topic, s.Handler, &e)
 			}
 		}
-		return nil, Errorf(NotFound, "app %q does not subscribe to %s", app, c.Name)
+		return nil, Errorf(NotFound, "app %q does not subscribe to %s", app, name)
 	}
-	return nil, Errorf(InvalidArgument, "unknown call kind %d", c.Kind)
+	return nil, Errorf(InvalidArgument, "unknown call kind %d", kind)
+}
+
+// callMethod runs a method handler, its append form a when it has one, and
+// turns a panic into an error. (A function of its own: the deferred
+// recovery then keeps its results on the stack.)
+func callMethod(ctx context.Context, app string, name []byte, a appendHandler, h Handler, body, dst []byte) (out []byte, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			out, err = nil, Errorf(Internal, "%s %s panicked: %v", app, name, p)
+		}
+	}()
+	if a != nil {
+		return a(ctx, dst, body)
+	}
+	if out, err = h(ctx, body); err != nil {
+		return nil, err
+	}
+	return append(dst, out...), nil
+}
+
+func callEvent(ctx context.Context, app, topic string, h EventHandler, e *Event) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = Errorf(Internal, "%s event %s panicked: %v", app, topic, p)
+		}
+	}()
+	return h(ctx, e)
 }
 
 // guestEnv is Env on the host's imports.
 type guestEnv struct {
-	id string
+	id       string
+	logger   *slog.Logger
+	loggerID string
 }
 
 func (e *guestEnv) AppID() string            { return e.id }
@@ -213,13 +323,23 @@ func (e *guestEnv) Invoker() Invoker         { return guestInvoker{} }
 func (e *guestEnv) Config() Config           { return guestConfig{} }
 func (e *guestEnv) Secrets() Secrets         { return guestSecrets{} }
 func (e *guestEnv) Log(ctx context.Context) *slog.Logger {
-	return slog.New(guestLogHandler{requestID: RequestID(ctx)})
+	// The last logger is reused for the same request id: a handler that
+	// logs twice, or calls Log per record, builds one.
+	id := RequestID(ctx)
+	if l := e.logger; l != nil && e.loggerID == id {
+		return l
+	}
+	l := slog.New(guestLogHandler{requestID: id})
+	e.logger, e.loggerID = l, id
+	return l
 }
 
 type guestState struct{ store string }
 
 func (s guestState) Get(ctx context.Context, key string) (Item, error) {
-	out, err := hostCall(hostStateGet, abi.AppendString(abi.AppendString(nil, s.store), key))
+	out, err := hostRequest(hostStateGet, func(b []byte) []byte {
+		return abi.AppendString(abi.AppendString(b, s.store), key)
+	})
 	if err != nil {
 		return Item{}, err
 	}
@@ -231,13 +351,47 @@ func (s guestState) Get(ctx context.Context, key string) (Item, error) {
 	return it, nil
 }
 
-func (s guestState) BulkGet(ctx context.Context, keys []string) ([]Item, error) {
-	b := abi.AppendString(nil, s.store)
-	b = abi.AppendUvarint(b, uint64(len(keys)))
-	for _, k := range keys {
-		b = abi.AppendString(b, k)
+func (s guestState) getScratch(ctx context.Context, key string) (value []byte, etag string, buf []byte, err error) {
+	req, reqOwned := guest.scratch.take()
+	req = abi.AppendString(abi.AppendString(req, s.store), key)
+	dst, owned := guest.reply.take()
+	out, err := hostCallInto(hostStateGet, req, dst)
+	guest.scratch.put(req, reqOwned)
+	r := abi.Reader{B: out}
+	if err == nil {
+		value, etag = r.Bytes(), r.String()
+		if r.Done() != nil {
+			err = NewError(Internal, "state_get: malformed reply from host")
+		}
 	}
-	out, err := hostCall(hostStateBulkGet, b)
+	if out == nil {
+		out = dst
+	}
+	if err != nil {
+		guest.reply.put(out, owned)
+		return nil, "", nil, err
+	}
+	if !owned {
+		return value, etag, nil, nil // a reply of its own
+	}
+	return value, etag, out, nil
+}
+
+func (s guestState) putScratch(buf []byte) {
+	if buf != nil {
+		guest.reply.put(buf, true)
+	}
+}
+
+func (s guestState) BulkGet(ctx context.Context, keys []string) ([]Item, error) {
+	out, err := hostRequest(hostStateBulkGet, func(b []byte) []byte {
+		b = abi.AppendString(b, s.store)
+		b = abi.AppendUvarint(b, uint64(len(keys)))
+		for _, k := range keys {
+			b = abi.AppendString(b, k)
+		}
+		return b
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -265,45 +419,50 @@ func appendOptions(b []byte, o WriteOptions) []byte {
 }
 
 func (s guestState) Set(ctx context.Context, key string, value []byte, o WriteOptions) error {
-	b := abi.AppendString(abi.AppendString(nil, s.store), key)
-	b = appendOptions(abi.AppendBytes(b, value), o)
-	_, err := hostCall(hostStateSet, b)
+	_, err := hostRequest(hostStateSet, func(b []byte) []byte {
+		b = abi.AppendString(abi.AppendString(b, s.store), key)
+		return appendOptions(abi.AppendBytes(b, value), o)
+	})
 	return err
 }
 
 func (s guestState) Delete(ctx context.Context, key string, o WriteOptions) error {
-	b := appendOptions(abi.AppendString(abi.AppendString(nil, s.store), key), o)
-	_, err := hostCall(hostStateDelete, b)
+	_, err := hostRequest(hostStateDelete, func(b []byte) []byte {
+		return appendOptions(abi.AppendString(abi.AppendString(b, s.store), key), o)
+	})
 	return err
 }
 
 func (s guestState) Transact(ctx context.Context, ops []Op) error {
-	b := abi.AppendString(nil, s.store)
-	b = abi.AppendUvarint(b, uint64(len(ops)))
-	for _, op := range ops {
-		b = abi.AppendUvarint(b, uint64(op.Kind))
-		b = abi.AppendString(b, op.Key)
-		b = abi.AppendBytes(b, op.Value)
-		b = appendOptions(b, op.Options())
-	}
-	_, err := hostCall(hostStateTransact, b)
+	_, err := hostRequest(hostStateTransact, func(b []byte) []byte {
+		b = abi.AppendString(b, s.store)
+		b = abi.AppendUvarint(b, uint64(len(ops)))
+		for _, op := range ops {
+			b = abi.AppendUvarint(b, uint64(op.Kind))
+			b = abi.AppendString(b, op.Key)
+			b = abi.AppendBytes(b, op.Value)
+			b = appendOptions(b, op.Options())
+		}
+		return b
+	})
 	return err
 }
 
 type guestPublisher struct{}
 
 func (guestPublisher) Publish(ctx context.Context, m Message) error {
-	b := abi.AppendString(nil, m.PubSub)
-	b = abi.AppendString(b, m.Topic)
-	b = abi.AppendBytes(b, m.Data)
-	b = abi.AppendString(b, m.ContentType)
-	b = abi.AppendString(b, m.Type)
-	b = abi.AppendUvarint(b, uint64(len(m.Metadata)))
-	for k, v := range m.Metadata {
-		b = abi.AppendString(abi.AppendString(b, k), v)
-	}
-	b = appendTrace(ctx, b)
-	_, err := hostCall(hostPublish, b)
+	_, err := hostRequest(hostPublish, func(b []byte) []byte {
+		b = abi.AppendString(b, m.PubSub)
+		b = abi.AppendString(b, m.Topic)
+		b = abi.AppendBytes(b, m.Data)
+		b = abi.AppendString(b, m.ContentType)
+		b = abi.AppendString(b, m.Type)
+		b = abi.AppendUvarint(b, uint64(len(m.Metadata)))
+		for k, v := range m.Metadata {
+			b = abi.AppendString(abi.AppendString(b, k), v)
+		}
+		return appendTrace(ctx, b)
+	})
 	return err
 }
 
@@ -323,8 +482,10 @@ func appendTrace(ctx context.Context, b []byte) []byte {
 type guestInvoker struct{}
 
 func (guestInvoker) Invoke(ctx context.Context, appID, method string, data []byte) ([]byte, error) {
-	b := abi.AppendBytes(abi.AppendString(abi.AppendString(nil, appID), method), data)
-	return hostCall(hostInvoke, appendTrace(ctx, b))
+	return hostRequest(hostInvoke, func(b []byte) []byte {
+		b = abi.AppendBytes(abi.AppendString(abi.AppendString(b, appID), method), data)
+		return appendTrace(ctx, b)
+	})
 }
 
 type guestConfig struct{}
@@ -352,30 +513,9 @@ type guestLogHandler struct {
 func (h guestLogHandler) Enabled(context.Context, slog.Level) bool { return true }
 
 func (h guestLogHandler) Handle(_ context.Context, r slog.Record) error {
-	kv := make([]string, 0, 2*(len(h.attrs)+r.NumAttrs()+1))
-	if h.requestID != "" {
-		kv = append(kv, "request_id", h.requestID)
-	}
-	add := func(a slog.Attr) bool {
-		k := a.Key
-		if h.group != "" {
-			k = h.group + "." + k
-		}
-		kv = append(kv, k, a.Value.Resolve().String())
-		return true
-	}
-	for _, a := range h.attrs {
-		add(a)
-	}
-	r.Attrs(add)
-	lv := int64(r.Level)
-	b := abi.AppendUvarint(nil, uint64(lv<<1^lv>>63))
-	b = abi.AppendString(b, r.Message)
-	b = abi.AppendUvarint(b, uint64(len(kv)/2))
-	for _, s := range kv {
-		b = abi.AppendString(b, s)
-	}
-	_, err := hostCall(hostLog, b)
+	_, err := hostRequest(hostLog, func(b []byte) []byte {
+		return appendLogRecord(b, h.requestID, h.group, h.attrs, r)
+	})
 	return err
 }
 

@@ -89,6 +89,18 @@ func DeleteOp(key string, o WriteOptions) Op {
 // for a later conditional write.
 func GetJSON[T any](ctx context.Context, s State, key string) (T, string, error) {
 	var v T
+	if sg, ok := s.(scratchGetter); ok {
+		value, etag, buf, err := sg.getScratch(ctx, key)
+		if err != nil {
+			return v, "", err
+		}
+		err = unmarshal(value, &v)
+		sg.putScratch(buf)
+		if err != nil {
+			return v, "", Errorf(Internal, "state %q: stored value does not decode: %v", key, err)
+		}
+		return v, etag, nil
+	}
 	it, err := s.Get(ctx, key)
 	if err != nil {
 		return v, "", err
@@ -97,6 +109,16 @@ func GetJSON[T any](ctx context.Context, s State, key string) (T, string, error)
 		return v, "", Errorf(Internal, "state %q: stored value does not decode: %v", key, err)
 	}
 	return v, it.ETag, nil
+}
+
+// scratchGetter is a State that can lend a value in a reused buffer rather
+// than hand it out in a new one: the wasm guest's, where an allocation costs
+// microseconds. GetJSON only decodes the value (a decoder copies what it
+// keeps), so it borrows: buf goes back with putScratch once decoded.
+type scratchGetter interface {
+	getScratch(ctx context.Context, key string) (value []byte, etag string, buf []byte, err error)
+	putScratch(buf []byte) // buf as getScratch returned it, nil included
+
 }
 
 // SetJSON encodes v as JSON and stores it under key.

@@ -71,6 +71,7 @@ func BenchmarkCall(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
+		waitFilled(b, m)
 		return m
 	}
 	run := func(b *testing.B, app host.App, method string, req []byte) {
@@ -185,7 +186,9 @@ func BenchmarkCompile(b *testing.B) {
 
 // BenchmarkInstantiate creates one instance: _initialize (the Go runtime and
 // package initialisation) and roam_init (the app's setup), then closes it.
-// BenchmarkLoad is a whole Load from the cache with the default pool.
+// BenchmarkLoad is a whole Load from the cache with the default pool: the
+// cache load and the first instance (the others are made in the
+// background, see Runtime.Load).
 func BenchmarkInstantiate(b *testing.B) {
 	ctx := context.Background()
 	rt := newRuntime(b, nil)
@@ -232,4 +235,15 @@ func BenchmarkLoad(b *testing.B) {
 		rt.Close(ctx)
 	}
 	b.ReportMetric(float64(DefaultPoolSize()), "instances")
+}
+
+// waitFilled waits for the pool's background fill (see Runtime.Load), so
+// that no instantiation runs during a measurement. No call may be in
+// flight.
+func waitFilled(tb testing.TB, m *Module) {
+	for deadline := time.Now().Add(time.Minute); m.Stats().Idle < m.Stats().PoolSize; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			tb.Fatalf("the pool of %s never filled: %+v", m.ID(), m.Stats())
+		}
+	}
 }

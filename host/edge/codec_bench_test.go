@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -28,18 +29,7 @@ import (
 func BenchmarkGuestCodec(b *testing.B) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
 	defer cancel()
-	root, err := filepath.Abs("../..")
-	if err != nil {
-		b.Fatal(err)
-	}
-	file := filepath.Join(modDir, "jsonbench.wasm")
-	if _, err := build.Wasm(ctx, build.Options{Dir: root, Patterns: []string{"./internal/jsonbench/app"}, Out: file, Release: true}); err != nil {
-		b.Fatal(err)
-	}
-	wasm, err := os.ReadFile(file)
-	if err != nil {
-		b.Fatal(err)
-	}
+	wasm := jsonbenchWasm(b)
 	be := memory.New(memory.Options{})
 	defer be.Close()
 	parent := b
@@ -86,4 +76,31 @@ func BenchmarkGuestCodec(b *testing.B) {
 			b.Run(op+"/"+codec+"/edge-uninterruptible", guest(&edgeU, true, op, codec))
 		}
 	}
+}
+
+var jsonbenchBuild struct {
+	sync.Once
+	wasm []byte
+	err  error
+}
+
+// jsonbenchWasm builds internal/jsonbench/app once per test binary.
+func jsonbenchWasm(tb testing.TB) []byte {
+	jsonbenchBuild.Do(func() {
+		root, err := filepath.Abs("../..")
+		if err != nil {
+			jsonbenchBuild.err = err
+			return
+		}
+		file := filepath.Join(modDir, "jsonbench.wasm")
+		if _, err := build.Wasm(context.Background(), build.Options{Dir: root, Patterns: []string{"./internal/jsonbench/app"}, Out: file, Release: true}); err != nil {
+			jsonbenchBuild.err = err
+			return
+		}
+		jsonbenchBuild.wasm, jsonbenchBuild.err = os.ReadFile(file)
+	})
+	if jsonbenchBuild.err != nil {
+		tb.Fatal(jsonbenchBuild.err)
+	}
+	return jsonbenchBuild.wasm
 }

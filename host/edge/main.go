@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -211,30 +212,51 @@ func ModuleFiles(paths []string) ([]string, error) {
 }
 
 // LoadFiles loads each spec's file as a module bound to b through srv and
-// adds it to srv. It prints one line per module to stdout.
+// adds it to srv. It prints one line per module to stdout. The modules load
+// side by side (each load is mostly CPU: reading the compiled code from the
+// cache, validating it, the first instance), and are added in spec order.
 func LoadFiles(ctx context.Context, rt *Runtime, srv *host.Server, b backend.Backend, specs []Spec, log *slog.Logger, stdout io.Writer) ([]*Module, error) {
 	bind := Binding{Backend: b, Invoker: srv.Invoker, Logger: log, Tracing: srv.Tracing()}
+	type loaded struct {
+		m    *Module
+		size int
+		took time.Duration
+		err  error
+	}
+	res := make([]loaded, len(specs))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, maxParallel())
+	for i, sp := range specs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			t := time.Now()
+			wasm, err := os.ReadFile(sp.Path)
+			if err != nil {
+				res[i].err = err
+				return
+			}
+			o := sp.Options
+			o.Name = filepath.Base(sp.Path)
+			m, err := rt.Load(ctx, wasm, o, bind)
+			res[i] = loaded{m: m, size: len(wasm), took: time.Since(t), err: err}
+		}()
+	}
+	wg.Wait()
 	var mods []*Module
-	for _, sp := range specs {
-		f := sp.Path
-		t := time.Now()
-		wasm, err := os.ReadFile(f)
-		if err != nil {
-			return nil, err
+	for i, r := range res {
+		if r.err != nil {
+			return nil, r.err
 		}
-		o := sp.Options
-		o.Name = filepath.Base(f)
-		m, err := rt.Load(ctx, wasm, o, bind)
-		if err != nil {
-			return nil, err
+		if err := srv.Add(r.m); err != nil {
+			return nil, fmt.Errorf("%s: %w", specs[i].Path, err)
 		}
-		if err := srv.Add(m); err != nil {
-			return nil, fmt.Errorf("%s: %w", f, err)
-		}
-		mods = append(mods, m)
+		mods = append(mods, r.m)
 		if stdout != nil {
 			fmt.Fprintf(stdout, "roam: module %s: app %s, %d instances, %.1f MB, loaded in %s\n",
-				o.Name, m.ID(), m.Stats().PoolSize, float64(len(wasm))/1e6, time.Since(t).Round(time.Millisecond))
+				r.m.opts.Name, r.m.ID(), r.m.Stats().PoolSize, float64(r.size)/1e6, r.took.Round(time.Millisecond))
 		}
 	}
 	return mods, nil

@@ -158,8 +158,11 @@ type Module struct {
 var _ host.App = (*Module)(nil)
 
 // Load compiles wasm (or takes it from the compilation cache), checks that
-// it speaks this host's ABI, and starts its pool: every instance is created
-// and set up before Load returns, so the first call pays no start-up.
+// it speaks this host's ABI, and starts its pool: the first instance is
+// created and set up before Load returns, so the first call pays no
+// start-up, and the rest of the pool in the background, one at a time
+// (about 6 ms each), so that they do not hold up the host's start. A call
+// that finds every ready instance busy meanwhile waits in the pool's queue.
 //
 // The app's id comes from the module itself (the manifest its roam_init
 // returns), and capabilities are scoped by app id, so the very first

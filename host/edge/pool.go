@@ -95,9 +95,10 @@ func (p *pool) close() {
 	close(p.done)
 }
 
-// newPool instantiates a pool of the compiled module: all its instances are
-// created and set up before it returns. The first one settles the app id
-// (see Runtime.Load) and the ABI version.
+// newPool instantiates a pool of the compiled module. The first instance
+// settles the app id (see Runtime.Load) and the ABI version; a reload's
+// pool has all its instances set up before newPool returns, a first load's
+// gets the others in the background.
 //
 // newPool owns cm: on error it has closed it, with any instance made.
 func (m *Module) newPool(ctx context.Context, cm wazero.CompiledModule) (_ *pool, err error) {
@@ -109,6 +110,7 @@ func (m *Module) newPool(ctx context.Context, cm wazero.CompiledModule) (_ *pool
 		}
 	}()
 
+	reload := m.caps != nil
 	var first *instance
 	switch {
 	case m.caps != nil: // a reload
@@ -155,20 +157,50 @@ func (m *Module) newPool(ctx context.Context, cm wazero.CompiledModule) (_ *pool
 	}
 	p.idle <- first
 
-	// The rest in parallel: instantiation is CPU-bound, about 5 ms each.
+	if !reload {
+		// A first load is ready with its first instance: the rest are made
+		// in the background, one at a time, so that they take neither the
+		// host's start nor the CPU another module's load needs. Calls that
+		// find no idle instance meanwhile queue as for a busy pool.
+		p.refs.Add(1)
+		go func() {
+			defer p.unref()
+			p.fill(context.Background(), p.size-1, 1, true)
+		}()
+		return p, nil
+	}
+	// A reload swaps the new version in fully warmed: the old one serves
+	// meanwhile.
+	if errs := p.fill(ctx, p.size-1, maxParallel(), false); len(errs) > 0 {
+		return nil, errs[0]
+	}
+	return p, nil
+}
+
+// fill adds n instances to the pool with the given number of workers
+// (instantiation is CPU-bound, about 5 ms each) and returns their errors.
+// It stops early once the pool is retired or the runtime closed. An
+// instance whose manifest differs from the first's is refused: its setup
+// depends on more than its capabilities. A background fill logs the errors,
+// and the pool serves with the instances it has.
+func (p *pool) fill(ctx context.Context, n, workers int, background bool) []error {
+	m := p.m
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var errs []error
-	work := make(chan struct{}, p.size-1)
-	for i := 1; i < p.size; i++ {
+	work := make(chan struct{}, max(n, 0))
+	for i := 0; i < n; i++ {
 		work <- struct{}{}
 	}
 	close(work)
-	for w := 0; w < min(p.size-1, maxParallel()); w++ {
+	for w := 0; w < min(n, workers); w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for range work {
+				if p.retired.Load() || m.rt.isClosed() {
+					return
+				}
 				in, err := p.instantiate(ctx, m.caps)
 				if err == nil && !reflect.DeepEqual(in.man, p.man) {
 					in.close()
@@ -185,10 +217,11 @@ func (m *Module) newPool(ctx context.Context, cm wazero.CompiledModule) (_ *pool
 		}()
 	}
 	wg.Wait()
-	if len(errs) > 0 {
-		return nil, errs[0]
+	if len(errs) > 0 && background && !p.retired.Load() && !m.rt.isClosed() {
+		m.log.Error("could not create every instance of the pool; serving with fewer", "app", m.id,
+			"instances", p.size-len(errs), "size", p.size, "err", errs[0])
 	}
-	return p, nil
+	return errs
 }
 
 func maxParallel() int { return max(1, min(8, runtime.GOMAXPROCS(0))) }

@@ -3,7 +3,10 @@ package app
 
 import (
 	"context"
+	"runtime"
+	"strconv"
 
+	"github.com/roam-dev/roam/examples/shop/contract"
 	"github.com/roam-dev/roam/internal/jsonbench"
 	"github.com/roam-dev/roam/sdk"
 )
@@ -13,6 +16,22 @@ import (
 // App registers the jsonbench app.
 var App = sdk.NewApp("jsonbench", func(env sdk.Env, r *sdk.Router) error {
 	sdk.Handle(r, "Run", run)
+	// Get is orders.Get's path through the SDK (a typed handler, a state
+	// read decoded by GetJSON), and Mallocs the guest's allocation count, so
+	// that a host test pins the allocations of a call in the guest.
+	st := env.State(contract.Store)
+	sdk.Handle(r, "Get", func(ctx context.Context, req contract.OrderRef) (contract.OrderReply, error) {
+		o, etag, err := sdk.GetJSON[contract.Order](ctx, st, "order/"+req.ID)
+		if err != nil {
+			return contract.OrderReply{}, err
+		}
+		return contract.OrderReply{Order: o, ETag: etag}, nil
+	})
+	r.HandleRaw("Mallocs", func(ctx context.Context, _ []byte) ([]byte, error) {
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return strconv.AppendUint(nil, ms.Mallocs, 10), nil
+	})
 	return nil
 })
 
