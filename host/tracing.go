@@ -33,6 +33,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/roam-dev/roam/abi"
 	"github.com/roam-dev/roam/backend"
@@ -156,6 +157,20 @@ func TracingFromEnv(ctx context.Context, getenv func(string) string, log *slog.L
 		return nil, nil
 	}
 	return f(ctx, getenv, log)
+}
+
+// FlushTracing exports the spans t still buffers, for at most five seconds,
+// when a host exits; a collector that is down costs a warning, not a hang.
+// A nil t (tracing off) does nothing.
+func FlushTracing(t Tracer, log *slog.Logger) {
+	if t == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := t.Shutdown(ctx); err != nil {
+		log.Warn("tracing: spans still buffered at exit were not exported", "err", err)
+	}
 }
 
 // ---- propagation ----

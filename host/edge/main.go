@@ -83,16 +83,7 @@ func Run(ctx context.Context, c Config, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if tracing == nil {
-			return
-		}
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := tracing.Shutdown(sctx); err != nil {
-			log.Warn("tracing: spans still buffered at exit were not exported", "err", err)
-		}
-	}()
+	defer host.FlushTracing(tracing, log)
 
 	// The runtime outlives the backend: the backend's Close waits for the
 	// deliveries in flight, which run in the modules.

@@ -131,7 +131,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	defer flushTraces(tracing, log)
+	defer host.FlushTracing(tracing, log)
 	ids := make([]string, len(apps))
 	for i, a := range apps {
 		ids[i] = a.ID()
@@ -195,19 +195,6 @@ func NewServer(b backend.Backend, apps []*sdk.App, opts host.Options) (*host.Ser
 		return nil, err
 	}
 	return srv, nil
-}
-
-// flushTraces exports the spans still buffered at exit, for a few seconds
-// at most: a collector that is down must not hold the host's exit.
-func flushTraces(t host.Tracer, log *slog.Logger) {
-	if t == nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := t.Shutdown(ctx); err != nil {
-		log.Warn("tracing: spans still buffered at exit were not exported", "err", err)
-	}
 }
 
 func selectApps(only string) ([]*sdk.App, error) {

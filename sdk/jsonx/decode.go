@@ -686,12 +686,7 @@ func (d *Decoder) Int(bits int, typ string) (int64, bool) {
 			}
 		}
 	}
-	c := d.begin()
-	if c != '-' && (c < '0' || c > '9') {
-		d.other(c, typ)
-		return 0, false
-	}
-	tok, ok := d.readNumber()
+	tok, ok := d.number(typ)
 	if !ok {
 		return 0, false
 	}
@@ -706,15 +701,21 @@ func (d *Decoder) Int(bits int, typ string) (int64, bool) {
 	return n, true
 }
 
-// Uint decodes a number into a value of an unsigned integer type typ of the
-// given size in bits (0 means uint's).
-func (d *Decoder) Uint(bits int, typ string) (uint64, bool) {
+// number reads the number token of a value of type typ, or reports what
+// stands there instead.
+func (d *Decoder) number(typ string) ([]byte, bool) {
 	c := d.begin()
 	if c != '-' && (c < '0' || c > '9') {
 		d.other(c, typ)
-		return 0, false
+		return nil, false
 	}
-	tok, ok := d.readNumber()
+	return d.readNumber()
+}
+
+// Uint decodes a number into a value of an unsigned integer type typ of the
+// given size in bits (0 means uint's).
+func (d *Decoder) Uint(bits int, typ string) (uint64, bool) {
+	tok, ok := d.number(typ)
 	if !ok {
 		return 0, false
 	}
@@ -732,12 +733,7 @@ func (d *Decoder) Uint(bits int, typ string) (uint64, bool) {
 // Float decodes a number into a value of a float type typ of the given size
 // in bits (32 or 64).
 func (d *Decoder) Float(bits int, typ string) (float64, bool) {
-	c := d.begin()
-	if c != '-' && (c < '0' || c > '9') {
-		d.other(c, typ)
-		return 0, false
-	}
-	tok, ok := d.readNumber()
+	tok, ok := d.number(typ)
 	if !ok {
 		return 0, false
 	}
