@@ -82,7 +82,7 @@ func DecodeError(status int, body []byte) error {
 
 func writeError(w http.ResponseWriter, status int, err error) {
 	h := w.Header()
-	h.Set("Content-Type", "application/json")
+	h["Content-Type"] = jsonContentType
 	h.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
 	w.Write(EncodeError(err))

@@ -356,7 +356,7 @@ func (s *Server) serveCall(w http.ResponseWriter, r *http.Request, app, method s
 	if reqID == "" || len(reqID) > 128 {
 		reqID = newRequestID()
 	}
-	w.Header().Set("X-Request-Id", reqID)
+	w.Header()["X-Request-Id"] = []string{reqID} // canonical already
 	if r.Method != http.MethodPost && r.Method != http.MethodPut {
 		w.Header().Set("Allow", "POST, PUT")
 		writeError(w, http.StatusMethodNotAllowed, sdk.Errorf(sdk.InvalidArgument, "method %s not allowed: call with POST and a JSON body", r.Method))
@@ -437,20 +437,24 @@ func readBody(r *http.Request, limit int64) ([]byte, error) {
 	if r.ContentLength > limit {
 		return nil, &http.MaxBytesError{Limit: limit}
 	}
-	rd := http.MaxBytesReader(nil, r.Body, limit)
 	if r.ContentLength > 0 {
+		// net/http's body reader stops at ContentLength, within limit.
 		buf := make([]byte, r.ContentLength)
-		if _, err := io.ReadFull(rd, buf); err != nil {
+		if _, err := io.ReadFull(r.Body, buf); err != nil {
 			return nil, err
 		}
 		return buf, nil
 	}
-	return io.ReadAll(rd)
+	return io.ReadAll(http.MaxBytesReader(nil, r.Body, limit))
 }
+
+// jsonContentType is the Content-Type of every JSON reply, one slice for
+// all of them: net/http only reads a header's values.
+var jsonContentType = []string{"application/json"}
 
 func writeJSON(w http.ResponseWriter, status int, b []byte) {
 	h := w.Header()
-	h.Set("Content-Type", "application/json")
+	h["Content-Type"] = jsonContentType
 	w.WriteHeader(status)
 	w.Write(b)
 }

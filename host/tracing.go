@@ -190,6 +190,18 @@ func InjectHTTP(ctx context.Context, h http.Header) {
 	}
 }
 
+// TraceLogAttrs returns the trace_id and span_id of ctx's trace context
+// (sdk.Trace), for a log record of the call to name its trace, or nil when
+// ctx carries none (tracing off) or it is malformed.
+func TraceLogAttrs(ctx context.Context) []slog.Attr {
+	tp := sdk.Trace(ctx).TraceParent
+	// version "-" trace-id (32 hex) "-" parent-id (16 hex) "-" flags
+	if len(tp) < 55 || tp[2] != '-' || tp[35] != '-' || tp[52] != '-' {
+		return nil
+	}
+	return []slog.Attr{slog.String("trace_id", tp[3:35]), slog.String("span_id", tp[36:52])}
+}
+
 // HTTPTrace returns the trace context of h (W3C traceparent and
 // tracestate), unchecked: a Tracer ignores one that does not parse.
 func HTTPTrace(h http.Header) sdk.TraceContext {
@@ -283,7 +295,7 @@ func startClient(ctx context.Context, t Tracer, caller, app, method string) (con
 // ctx), else the event's traceparent (the CloudEvents distributed-tracing
 // extension); it links to the latter in both cases.
 func startConsumer(ctx context.Context, t Tracer, sub backend.Subscription, ev *sdk.Event) (context.Context, Span) {
-	evtc := sdk.TraceContext{TraceParent: ev.TraceParent}
+	evtc := sdk.TraceContext{TraceParent: ev.TraceParent, TraceState: ev.TraceState}
 	if sdk.Trace(ctx).TraceParent == "" {
 		ctx = sdk.WithTrace(ctx, evtc)
 	}

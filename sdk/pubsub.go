@@ -46,6 +46,7 @@ type Event struct {
 	PubSub          string    `json:"pubsubname,omitempty"`
 	Topic           string    `json:"topic,omitempty"`
 	TraceParent     string    `json:"traceparent,omitempty"`
+	TraceState      string    `json:"tracestate,omitempty"`
 	// Data is the payload as bytes. In JSON it is written as "data" when it is
 	// JSON, as "data_base64" otherwise, per the CloudEvents JSON format.
 	Data []byte `json:"-"`
@@ -70,13 +71,14 @@ type eventJSON struct {
 	PubSub          string          `json:"pubsubname,omitempty"`
 	Topic           string          `json:"topic,omitempty"`
 	TraceParent     string          `json:"traceparent,omitempty"`
+	TraceState      string          `json:"tracestate,omitempty"`
 	Data            json.RawMessage `json:"data,omitempty"`
 	DataBase64      string          `json:"data_base64,omitempty"`
 }
 
 // MarshalJSON writes the CloudEvents 1.0 JSON format.
 func (e Event) MarshalJSON() ([]byte, error) {
-	j := eventJSON{e.SpecVersion, e.ID, e.Source, e.Type, e.Subject, e.Time, e.DataContentType, e.PubSub, e.Topic, e.TraceParent, nil, ""}
+	j := eventJSON{e.SpecVersion, e.ID, e.Source, e.Type, e.Subject, e.Time, e.DataContentType, e.PubSub, e.Topic, e.TraceParent, e.TraceState, nil, ""}
 	if len(e.Data) > 0 {
 		if isJSONType(e.DataContentType) && json.Valid(e.Data) {
 			j.Data = e.Data
@@ -96,7 +98,7 @@ func (e *Event) UnmarshalJSON(b []byte) error {
 		return err
 	}
 	*e = Event{SpecVersion: j.SpecVersion, ID: j.ID, Source: j.Source, Type: j.Type, Subject: j.Subject,
-		Time: j.Time, DataContentType: j.DataContentType, PubSub: j.PubSub, Topic: j.Topic, TraceParent: j.TraceParent}
+		Time: j.Time, DataContentType: j.DataContentType, PubSub: j.PubSub, Topic: j.Topic, TraceParent: j.TraceParent, TraceState: j.TraceState}
 	switch {
 	case j.DataBase64 != "":
 		d, err := base64.StdEncoding.DecodeString(j.DataBase64)

@@ -64,7 +64,9 @@ func envelope(r *core.Record) ([]byte, error) {
 		// Dapr keeps an envelope's trace fields when it has a traceid, and
 		// puts its own in otherwise: the event then continues the host's
 		// producer span whatever the sidecar's tracing configuration.
-		ce["traceparent"], ce["traceid"] = r.TraceParent, r.TraceParent
+		// tracestate too, even empty: Dapr fills in its own otherwise,
+		// which belongs to another span.
+		ce["traceparent"], ce["traceid"], ce["tracestate"] = r.TraceParent, r.TraceParent, r.TraceState
 	}
 	switch {
 	case len(r.Data) == 0:
@@ -367,6 +369,7 @@ func eventFromProto(in *runtimev1pb.TopicEventRequest) *sdk.Event {
 		}
 		ev.Subject = x["subject"].GetStringValue()
 		ev.TraceParent = x["traceparent"].GetStringValue()
+		ev.TraceState = x["tracestate"].GetStringValue()
 	}
 	return ev
 }

@@ -571,6 +571,7 @@ func opLog(st *callState, req []byte) ([]byte, error) {
 		if n > maxLogAttrs {
 			attrs = append(attrs, slog.Int("attrs_dropped", n-maxLogAttrs))
 		}
+		attrs = append(attrs, host.TraceLogAttrs(st.ctx)...)
 		st.caps.log.LogAttrs(st.ctx, lv, truncate(msg, maxLogMessage), attrs...)
 	}
 	return nil, nil

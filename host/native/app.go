@@ -118,10 +118,19 @@ func (e *Env) Config() sdk.Config { return host.EnvConfig(e.b.Config(e.id), nil)
 // Secrets returns the app's secrets.
 func (e *Env) Secrets() sdk.Secrets { return e.b.Secrets(e.id) }
 
-// Log returns a logger with the app id and ctx's request id.
+// Log returns a logger with the app id, ctx's request id and, when the
+// host traces, the ids of the call's trace and span.
 func (e *Env) Log(ctx context.Context) *slog.Logger {
-	if id := sdk.RequestID(ctx); id != "" {
-		return e.log.With("request_id", id)
+	id, tr := sdk.RequestID(ctx), host.TraceLogAttrs(ctx)
+	if id == "" && tr == nil {
+		return e.log
 	}
-	return e.log
+	var args []any
+	if id != "" {
+		args = append(args, slog.String("request_id", id))
+	}
+	for _, a := range tr {
+		args = append(args, a)
+	}
+	return e.log.With(args...)
 }

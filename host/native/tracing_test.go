@@ -1,13 +1,16 @@
 package native_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -33,11 +36,15 @@ var (
 		sdk.Handle(r, "Publish", func(ctx context.Context, _ struct{}) (struct{}, error) {
 			return struct{}{}, sdk.PublishJSON(ctx, env.Publisher(), "pubsub", "probe", struct{}{})
 		})
+		sdk.Handle(r, "Log", func(ctx context.Context, _ struct{}) (sdk.TraceContext, error) {
+			env.Log(ctx).Info("probe log")
+			return sdk.Trace(ctx), nil
+		})
 		sdk.Handle(r, "Seen", func(ctx context.Context, _ struct{}) ([]string, error) {
 			return <-probeSeen, nil
 		})
 		sdk.SubscribeJSON(r, "pubsub", "probe", func(ctx context.Context, e *sdk.Event, _ struct{}) error {
-			probeSeen <- []string{e.TraceParent, sdk.Trace(ctx).TraceParent}
+			probeSeen <- []string{e.TraceParent, sdk.Trace(ctx).TraceParent, e.TraceState, sdk.Trace(ctx).TraceState}
 			return nil
 		})
 		return nil
@@ -46,8 +53,26 @@ var (
 )
 
 type tracedHost struct {
-	url string
-	tr  host.Tracer
+	url  string
+	tr   host.Tracer
+	logs *syncBuffer // the host's log, as JSON lines
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func serveTraced(t *testing.T, getenv func(string) string) tracedHost {
@@ -61,7 +86,9 @@ func serveTraced(t *testing.T, getenv func(string) string) tracedHost {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := native.NewServer(b, []*sdk.App{orders.App, inventory.App, traceProbe}, host.Options{Tracing: tr, Metrics: metrics})
+	logs := &syncBuffer{}
+	srv, err := native.NewServer(b, []*sdk.App{orders.App, inventory.App, traceProbe}, host.Options{Tracing: tr, Metrics: metrics,
+		Logger: slog.New(slog.NewJSONHandler(logs, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +100,7 @@ func serveTraced(t *testing.T, getenv func(string) string) tracedHost {
 			tr.Shutdown(context.Background())
 		}
 	})
-	return tracedHost{ts.URL, tr}
+	return tracedHost{ts.URL, tr, logs}
 }
 
 func post(t *testing.T, url, app, method, body string, hdr ...string) (int, string) {
@@ -201,14 +228,40 @@ func TestTraceContextInApps(t *testing.T) {
 			if on != strings.HasPrefix(tc.TraceParent, "00-"+clientTrace+"-") || tc.TraceParent == "00-"+clientTrace+"-"+clientSpan+"-01" {
 				t.Errorf("handler's sdk.Trace = %+v (tracing on: %v)", tc, on)
 			}
-			if st, body := post(t, h.url, "traceprobe", "Publish", ``); st != 200 {
+			// A handler's log record names its trace and span.
+			st, body = post(t, h.url, "traceprobe", "Log", ``, "traceparent", "00-"+clientTrace+"-"+clientSpan+"-01")
+			if err := json.Unmarshal([]byte(body), &tc); st != 200 || err != nil {
+				t.Fatal(st, body)
+			}
+			var rec struct {
+				Msg, TraceID, SpanID string
+				RequestID            string `json:"request_id"`
+			}
+			for _, line := range strings.Split(h.logs.String(), "\n") {
+				if strings.Contains(line, `"probe log"`) {
+					json.Unmarshal([]byte(strings.NewReplacer(`"trace_id"`, `"TraceID"`, `"span_id"`, `"SpanID"`).Replace(line)), &rec)
+				}
+			}
+			wantTrace, wantSpan := "", ""
+			if on {
+				wantTrace, wantSpan = clientTrace, tc.TraceParent[36:52]
+			}
+			if rec.RequestID == "" || rec.TraceID != wantTrace || rec.SpanID != wantSpan {
+				t.Errorf("log record %+v; want trace %q span %q (tracing on: %v):\n%s", rec, wantTrace, wantSpan, on, h.logs.String())
+			}
+			if st, body := post(t, h.url, "traceprobe", "Publish", ``, "traceparent", "00-"+clientTrace+"-"+clientSpan+"-01", "tracestate", "k=v"); st != 200 {
 				t.Fatal(st, body)
 			}
 			_, seen := post(t, h.url, "traceprobe", "Seen", ``)
 			var got []string
 			json.Unmarshal([]byte(seen), &got)
-			if len(got) != 2 || (got[0] != "") == !on || (got[1] != "") == !on || (on && got[0] == got[1]) {
+			if len(got) != 4 || (got[0] != "") == !on || (got[1] != "") == !on || (on && got[0] == got[1]) {
 				t.Errorf("event traceparent and handler trace context %q (tracing on: %v)", got, on)
+			}
+			// The caller's tracestate travels with the trace: in the event
+			// and into the consumer's span.
+			if wantTS := map[bool]string{true: "k=v"}[on]; len(got) == 4 && (got[2] != wantTS || got[3] != wantTS) {
+				t.Errorf("event tracestate %q, consumer's %q; want %q (tracing on: %v)", got[2], got[3], wantTS, on)
 			}
 			if on {
 				// Every span of the calls above, the consumer's included.

@@ -384,6 +384,7 @@ metadata:
 spec:
   nameResolution:
     component: sqlite
+    version: v1
     configuration:
       connectionString: %q
 `, filepath.Join(dir, "names.db")) + tracingSpec(o.OTLPEndpoint),

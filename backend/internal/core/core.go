@@ -207,6 +207,7 @@ type Record struct {
 	PubSub          string            `json:"pubsubname"`
 	Topic           string            `json:"topic"`
 	TraceParent     string            `json:"traceparent,omitempty"`
+	TraceState      string            `json:"tracestate,omitempty"`
 	Data            []byte            `json:"data,omitempty"`
 	Metadata        map[string]string `json:"metadata,omitempty"`
 }
@@ -230,10 +231,11 @@ func CheckPubSubName(name string) error {
 
 // NewRecord wraps a message published by appID in a CloudEvents 1.0
 // envelope. When ctx carries a trace context (sdk.Trace: the host's
-// producer span, when it traces), the event carries it as its traceparent:
-// the CloudEvents distributed-tracing extension, which the subscriber's
-// host continues.
+// producer span, when it traces), the event carries it as its traceparent
+// and tracestate: the CloudEvents distributed-tracing extension, which the
+// subscriber's host continues.
 func NewRecord(ctx context.Context, appID string, m sdk.Message) *Record {
+	tc := sdk.Trace(ctx)
 	r := &Record{
 		ID:              NewID(),
 		Source:          appID,
@@ -242,7 +244,8 @@ func NewRecord(ctx context.Context, appID string, m sdk.Message) *Record {
 		DataContentType: m.ContentType,
 		PubSub:          m.PubSub,
 		Topic:           m.Topic,
-		TraceParent:     sdk.Trace(ctx).TraceParent,
+		TraceParent:     tc.TraceParent,
+		TraceState:      tc.TraceState,
 		Data:            append([]byte(nil), m.Data...),
 	}
 	if r.Type == "" {
@@ -274,6 +277,7 @@ func (r *Record) Event() *sdk.Event {
 		PubSub:          r.PubSub,
 		Topic:           r.Topic,
 		TraceParent:     r.TraceParent,
+		TraceState:      r.TraceState,
 		Data:            append([]byte(nil), r.Data...),
 	}
 }
