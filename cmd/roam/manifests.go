@@ -28,6 +28,7 @@ type manifestsFlags struct {
 	otlpSecure                                            bool
 	modes, modules, nodeSelector, tolerations             []string
 	allowFrom, appNamespaces, replicas, config, httpFrom  []string
+	pullSecrets                                           []string
 }
 
 func newManifestsCmd(stdout, stderr io.Writer) *cobra.Command {
@@ -56,7 +57,16 @@ APP.NAMESPACE (the shop's orders reads inventory-app-id).
 
 The Redis password is read from the Secret --redis-secret (key
 --redis-secret-key) in each namespace; create it there, e.g.
-  kubectl -n NS create secret generic redis --from-literal=redis-password=...`,
+  kubectl -n NS create secret generic redis --from-literal=redis-password=...
+
+Images and modules in a private registry: --pull-secret names a Secret of
+type kubernetes.io/dockerconfigjson in each namespace, e.g.
+  kubectl -n NS create secret docker-registry regcred --docker-server=ghcr.io \
+    --docker-username=USER --docker-password=TOKEN
+Every pod gets it as imagePullSecrets. An edge app's host also mounts the
+first --pull-secret read-only as $DOCKER_CONFIG/config.json and pulls its
+wasm module with it, so that Secret must hold the module registry's
+credentials too.`,
 		Example: `  roam manifests ./examples/shop --namespace shop --image-repo ghcr.io/acme/shop --tag v1 \
     --allow-from inventory=orders -o deploy
   roam manifests ./examples/shop --namespace shop --image-repo ghcr.io/acme/shop --tag v1 \
@@ -124,6 +134,7 @@ The Redis password is read from the Secret --redis-secret (key
 	fl.StringVar(&f.samplingRate, "trace-sampling-rate", "1", "share of requests traced, 0 to 1")
 	fl.StringVar(&f.metricsNamespace, "metrics-namespace", "monitoring", "namespace of the Prometheus that scrapes the apps and sidecars (empty: none)")
 	fl.StringArrayVar(&f.httpFrom, "http-from", nil, "NAMESPACE whose pods may call the apps' HTTP port directly, e.g. an ingress controller's")
+	fl.StringSliceVar(&f.pullSecrets, "pull-secret", nil, "NAME[,NAME]: a kubernetes.io/dockerconfigjson Secret in every namespace of the apps, for a private registry: the pods' imagePullSecrets; an edge app's host pulls its module with the first one")
 	return c
 }
 
@@ -137,6 +148,16 @@ func (f *manifestsFlags) check() error {
 	}
 	if f.out == "" {
 		return errors.New("-o: give a directory, or - for stdout")
+	}
+	seen := map[string]bool{}
+	for _, s := range f.pullSecrets {
+		if msgs := validation.IsDNS1123Subdomain(s); len(msgs) > 0 {
+			return fmt.Errorf("--pull-secret %q: not a Secret name: %s (name a kubernetes.io/dockerconfigjson Secret, e.g. one kubectl create secret docker-registry made)", s, strings.Join(msgs, "; "))
+		}
+		if seen[s] {
+			return fmt.Errorf("--pull-secret: %s is given twice", s)
+		}
+		seen[s] = true
 	}
 	if f.tag == "" {
 		f.tag = dist.Tag(versionString())
@@ -280,6 +301,9 @@ func (f *manifestsFlags) render(names []string) ([]kube.Object, error) {
 				Image: image(n),
 				Dapr:  v1alpha1.DaprSpec{AppID: n, Config: f.daprConfig},
 			},
+		}
+		for _, s := range f.pullSecrets {
+			a.Spec.ImagePullSecrets = append(a.Spec.ImagePullSecrets, v1alpha1.PullSecret{Name: s})
 		}
 		if r, ok := replicas[n]; ok {
 			v, err := strconv.ParseInt(r, 10, 32)

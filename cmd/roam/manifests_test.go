@@ -8,11 +8,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"sort"
 	"strings"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 
 	"github.com/roam-dev/roam/internal/manifests/k8scheck"
@@ -105,7 +107,8 @@ func TestManifestsStdout(t *testing.T) {
 		"--allow-from", "inventory=orders,audit.finance", "--app-namespace", "inventory=shop-inventory",
 		"--mode", "inventory=edge", "--module", "inventory=ghcr.io/acme/shop/inventory-wasm@"+digest,
 		"--edge-node-selector", "apps.openyurt.io/nodepool=hangzhou", "--edge-toleration", "edge=true:NoSchedule",
-		"--replicas", "2", "--replicas", "orders=3", "--config", "orders:greeting=hello", "--http-from", "ingress-nginx")
+		"--replicas", "2", "--replicas", "orders=3", "--config", "orders:greeting=hello", "--http-from", "ingress-nginx",
+		"--pull-secret", "regcred,mirror-creds", "--pull-secret", "edge-modules")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,6 +154,16 @@ func TestManifestsStdout(t *testing.T) {
 	args := ds.Containers[0].Args
 	if args[len(args)-1] != "oci://ghcr.io/acme/shop/inventory-wasm@"+digest || ds.Containers[0].Image != "ghcr.io/acme/shop/roam-edge:v1" {
 		t.Errorf("edge host %s %v", ds.Containers[0].Image, args)
+	}
+	// Pull secrets in flag order, comma lists and repeats alike; the edge
+	// host reads the first as its DOCKER_CONFIG.
+	for _, ps := range [][]corev1.LocalObjectReference{ordersDeploy.Spec.Template.Spec.ImagePullSecrets, ds.ImagePullSecrets} {
+		if want := []corev1.LocalObjectReference{{Name: "regcred"}, {Name: "mirror-creds"}, {Name: "edge-modules"}}; !reflect.DeepEqual(ps, want) {
+			t.Errorf("imagePullSecrets %v, want %v", ps, want)
+		}
+	}
+	if env := ds.Containers[0].Env; len(env) != 1 || env[0].Name != "DOCKER_CONFIG" || env[0].Value != "/var/run/roam/registry/regcred" {
+		t.Errorf("edge host env %v", env)
 	}
 	var callers []string
 	for _, r := range inventoryNP.Spec.Ingress {
@@ -205,6 +218,9 @@ func TestManifestsFlagErrors(t *testing.T) {
 		{with(base, "--trace-sampling-rate", "all"), `sampling rate "all"`},
 		{with(base, "--tag", "v 1"), `spec.image "ghcr.io/acme/shop/inventory:v 1"`},
 		{with(base, "-o", ""), "-o: give a directory"},
+		{with(base, "--pull-secret", "Reg_Cred"), `--pull-secret "Reg_Cred": not a Secret name: a lowercase RFC 1123 subdomain`},
+		{with(base, "--pull-secret", "regcred,"), `--pull-secret "": not a Secret name`},
+		{with(base, "--pull-secret", "regcred", "--pull-secret", "mirror,regcred"), "--pull-secret: regcred is given twice"},
 		{[]string{"manifests", "../../sdk", "--namespace", "shop", "--image-repo", "r"}, "no Roam apps"},
 	} {
 		_, err := runRoam(t, c.args...)

@@ -52,6 +52,12 @@ type Pulled struct {
 // whose manifest and module are cached needs no network; a tag is resolved
 // at the registry each time, and only a module not yet cached is
 // downloaded.
+//
+// Credentials come from RemoteOptions' keychain: $DOCKER_CONFIG/config.json
+// (on Kubernetes, the edge host's mounted pull secret) or
+// ~/.docker/config.json. When the registry refuses the pull, the error says
+// which registry, whether credentials for it were found, and where to put
+// them.
 func PullWasm(ctx context.Context, ref, cacheDir string) (Pulled, error) {
 	ref = strings.TrimPrefix(ref, Scheme)
 	r, err := name.ParseReference(ref)
@@ -72,7 +78,7 @@ func PullWasm(ctx context.Context, ref, cacheDir string) (Pulled, error) {
 	if raw == nil {
 		desc, err := remote.Get(r, RemoteOptions(ctx)...)
 		if err != nil {
-			return Pulled{}, fmt.Errorf("%s%s: %w", Scheme, ref, err)
+			return Pulled{}, fmt.Errorf("%s%s: %w", Scheme, ref, authError(r, err))
 		}
 		if desc.MediaType.IsIndex() {
 			return Pulled{}, fmt.Errorf("%s%s is an image index; want a wasm artifact (roam dist writes one per app)", Scheme, ref)
@@ -115,11 +121,11 @@ func PullWasm(ctx context.Context, ref, cacheDir string) (Pulled, error) {
 	}
 	rc, err := remote.Layer(r.Context().Digest(layer.Digest.String()), RemoteOptions(ctx)...)
 	if err != nil {
-		return Pulled{}, err
+		return Pulled{}, fmt.Errorf("%s%s: module %s: %w", Scheme, ref, layer.Digest, authError(r, err))
 	}
 	body, err := rc.Compressed()
 	if err != nil {
-		return Pulled{}, fmt.Errorf("%s%s: module %s: %w", Scheme, ref, layer.Digest, err)
+		return Pulled{}, fmt.Errorf("%s%s: module %s: %w", Scheme, ref, layer.Digest, authError(r, err))
 	}
 	defer body.Close()
 	h := sha256.New()

@@ -243,6 +243,57 @@ func TestEdgeMode(t *testing.T) {
 	}
 }
 
+// TestImagePullSecrets: spec.imagePullSecrets reach the pods as
+// imagePullSecrets, and the first is mounted into the edge host as its
+// DOCKER_CONFIG for the pull of the module; dropping them from the spec
+// drops them from the DaemonSet (server-side apply removes what the
+// operator no longer applies).
+func TestImagePullSecrets(t *testing.T) {
+	c := setup(t)
+	ns := namespace(t, c)
+	app := edgeApp(ns, "orders")
+	app.Spec.ImagePullSecrets = []v1alpha1.PullSecret{{Name: "regcred"}, {Name: "mirror-creds"}}
+	if err := c.Create(context.Background(), app); err != nil {
+		t.Fatal(err)
+	}
+	ds := &appsv1.DaemonSet{}
+	eventually(t, "DaemonSet orders", func() error { return get(c, ns, "orders", ds) })
+	pod := ds.Spec.Template.Spec
+	if want := []corev1.LocalObjectReference{{Name: "regcred"}, {Name: "mirror-creds"}}; !reflect.DeepEqual(pod.ImagePullSecrets, want) {
+		t.Errorf("imagePullSecrets %v, want %v", pod.ImagePullSecrets, want)
+	}
+	dir := "/var/run/roam/registry/regcred"
+	var vol *corev1.Volume
+	for i, v := range pod.Volumes {
+		if v.Name == "registry" {
+			vol = &pod.Volumes[i]
+		}
+	}
+	if vol == nil || vol.Secret == nil || vol.Secret.SecretName != "regcred" ||
+		!reflect.DeepEqual(vol.Secret.Items, []corev1.KeyToPath{{Key: corev1.DockerConfigJsonKey, Path: "config.json"}}) {
+		t.Errorf("registry volume %+v", vol)
+	}
+	host := pod.Containers[0]
+	if !slices.Contains(host.VolumeMounts, corev1.VolumeMount{Name: "registry", MountPath: dir, ReadOnly: true}) {
+		t.Errorf("edge host mounts %+v, want registry read-only at %s", host.VolumeMounts, dir)
+	}
+	if !slices.Contains(host.Env, corev1.EnvVar{Name: "DOCKER_CONFIG", Value: dir}) {
+		t.Errorf("edge host env %+v, want DOCKER_CONFIG=%s", host.Env, dir)
+	}
+
+	update(t, c, app, func(a *v1alpha1.RoamApp) { a.Spec.ImagePullSecrets = nil })
+	eventually(t, "the pull secrets leave the DaemonSet", func() error {
+		if err := get(c, ns, "orders", ds); err != nil {
+			return err
+		}
+		pod := ds.Spec.Template.Spec
+		if len(pod.ImagePullSecrets) != 0 || len(pod.Volumes) != 2 || len(pod.Containers[0].Env) != 0 || len(pod.Containers[0].VolumeMounts) != 2 {
+			return fmt.Errorf("imagePullSecrets %v, volumes %v, env %v, mounts %v", pod.ImagePullSecrets, pod.Volumes, pod.Containers[0].Env, pod.Containers[0].VolumeMounts)
+		}
+		return nil
+	})
+}
+
 // setDaemonSetStatus writes what the DaemonSet controller would: envtest
 // runs no kube-controller-manager.
 func setDaemonSetStatus(t *testing.T, c client.Client, ns, name string, desired, ready int32) {
@@ -313,6 +364,14 @@ func TestInvalidSpecsAreRejectedByTheAPIServer(t *testing.T) {
 			"metadata.name must be a DNS label"},
 		{"bad caller", func(a *v1alpha1.RoamApp) { a.Spec.AllowFrom = []string{"Checkout"} },
 			"spec.allowFrom[0]: Invalid value"},
+		{"pull secret not a Secret name", func(a *v1alpha1.RoamApp) { a.Spec.ImagePullSecrets = []v1alpha1.PullSecret{{Name: "Reg_Cred"}} },
+			"spec.imagePullSecrets[0].name: Invalid value: \"string\": an imagePullSecrets name must be a Secret's name: a DNS subdomain"},
+		{"pull secret without a name", func(a *v1alpha1.RoamApp) { a.Spec.ImagePullSecrets = []v1alpha1.PullSecret{{}} },
+			"spec.imagePullSecrets[0].name: Invalid value"},
+		{"pull secret twice", func(a *v1alpha1.RoamApp) {
+			a.Spec.ImagePullSecrets = []v1alpha1.PullSecret{{Name: "regcred"}, {Name: "regcred"}}
+		},
+			`spec.imagePullSecrets[1]: Duplicate value: {"name":"regcred"}`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			app := edgeApp(ns, "orders")
@@ -543,7 +602,9 @@ func TestOperatorAppliesWhatManifestsRenders(t *testing.T) {
 	ns := namespace(t, c)
 	native := nativeApp(ns, "orders")
 	native.Spec.AllowFrom = []string{"checkout", "web.frontend"}
+	native.Spec.ImagePullSecrets = []v1alpha1.PullSecret{{Name: "regcred"}}
 	edge := edgeApp(ns, "inventory")
+	edge.Spec.ImagePullSecrets = []v1alpha1.PullSecret{{Name: "regcred"}, {Name: "mirror-creds"}}
 	for _, app := range []*v1alpha1.RoamApp{native, edge} {
 		if err := c.Create(ctx, app); err != nil {
 			t.Fatal(err)

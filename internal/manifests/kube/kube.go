@@ -77,6 +77,14 @@ const (
 	DaprMetricsPort = 9090
 )
 
+// RegistryConfigDir is where an edge host mounts its RoamApp's first image
+// pull secret, in a directory named after the Secret: the Secret's
+// .dockerconfigjson is DIR/config.json and DOCKER_CONFIG is DIR, the file
+// layout docker and go-containerregistry's default keychain read. The edge
+// host pulls its wasm module with these credentials (internal/oci), and an
+// error about them names the directory, so the Secret.
+const RegistryConfigDir = "/var/run/roam/registry"
+
 // DefaultEdgeNodeSelector places the edge host when a RoamApp in edge mode
 // selects no nodes: OpenYurt's label of edge nodes. A DaemonSet selecting
 // nothing would run the edge host on every node, cloud ones included.
@@ -274,6 +282,15 @@ func Validate(app *v1alpha1.RoamApp) error {
 		if _, _, err := ParseCaller(c); err != nil {
 			bad("spec.allowFrom: %v", err)
 		}
+	}
+	seen := map[string]bool{}
+	for i, p := range s.ImagePullSecrets {
+		if msgs := validation.IsDNS1123Subdomain(p.Name); len(msgs) > 0 {
+			bad("spec.imagePullSecrets[%d].name %q: %s (the name of a kubernetes.io/dockerconfigjson Secret in namespace %s)", i, p.Name, strings.Join(msgs, "; "), app.Namespace)
+		} else if seen[p.Name] {
+			bad("spec.imagePullSecrets: %s is named twice", p.Name)
+		}
+		seen[p.Name] = true
 	}
 	return errors.Join(errs...)
 }
@@ -509,17 +526,41 @@ func (r renderer) podTemplate() (corev1.PodTemplateSpec, error) {
 		spec.NodeSelector = s.Edge.NodeSelector
 		spec.Tolerations = s.Edge.Tolerations
 	}
+	for _, p := range s.ImagePullSecrets {
+		spec.ImagePullSecrets = append(spec.ImagePullSecrets, corev1.LocalObjectReference{Name: p.Name})
+	}
+	if r.edge() && len(s.ImagePullSecrets) > 0 {
+		registryConfig(&spec, s.ImagePullSecrets[0].Name)
+	}
 	if cfg := r.opts.AppConfig[r.id]; len(cfg) > 0 {
 		env, err := r.configEnv(cfg)
 		if err != nil {
 			return corev1.PodTemplateSpec{}, err
 		}
-		spec.Containers[0].Env = env
+		spec.Containers[0].Env = append(spec.Containers[0].Env, env...)
 	}
 	return corev1.PodTemplateSpec{
 		ObjectMeta: metav1.ObjectMeta{Labels: r.labels(), Annotations: r.annotations()},
 		Spec:       spec,
 	}, nil
+}
+
+// registryConfig mounts the pull secret named secret into the edge host,
+// read-only, as DOCKER_CONFIG's config.json (see RegistryConfigDir): the
+// edge host's own pull of its wasm module authenticates as the kubelet's
+// pull of its image does. The file is readable by the pod's group (fsGroup)
+// only.
+func registryConfig(spec *corev1.PodSpec, secret string) {
+	dir := RegistryConfigDir + "/" + secret
+	mode := int32(0o440)
+	spec.Volumes = append(spec.Volumes, corev1.Volume{Name: "registry", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
+		SecretName:  secret,
+		Items:       []corev1.KeyToPath{{Key: corev1.DockerConfigJsonKey, Path: "config.json"}},
+		DefaultMode: &mode,
+	}}})
+	c := &spec.Containers[0]
+	c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: "registry", MountPath: dir, ReadOnly: true})
+	c.Env = append(c.Env, corev1.EnvVar{Name: "DOCKER_CONFIG", Value: dir})
 }
 
 func containerSecurity() *corev1.SecurityContext {

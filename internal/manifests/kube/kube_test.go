@@ -46,6 +46,14 @@ func allowFrom(callers ...string) func(*v1alpha1.RoamApp) {
 	return func(a *v1alpha1.RoamApp) { a.Spec.AllowFrom = callers }
 }
 
+func pullSecrets(names ...string) func(*v1alpha1.RoamApp) {
+	return func(a *v1alpha1.RoamApp) {
+		for _, n := range names {
+			a.Spec.ImagePullSecrets = append(a.Spec.ImagePullSecrets, v1alpha1.PullSecret{Name: n})
+		}
+	}
+}
+
 func edge(nodeSelector map[string]string, tol ...corev1.Toleration) func(*v1alpha1.RoamApp) {
 	return func(a *v1alpha1.RoamApp) {
 		a.Spec.Mode = v1alpha1.ModeEdge
@@ -64,13 +72,14 @@ var (
 var scenarios = map[string][]*v1alpha1.RoamApp{
 	// Both apps beside each other; orders calls inventory.
 	"shop": {app("orders", "shop"), app("inventory", "shop", allowFrom("orders"))},
-	// inventory in a namespace of its own, at the edge.
+	// inventory in a namespace of its own, at the edge; images and the
+	// module in a private registry.
 	"shop-cross-namespace-edge": {
-		app("orders", "shop", func(a *v1alpha1.RoamApp) { r := int32(3); a.Spec.Replicas = &r }),
+		app("orders", "shop", func(a *v1alpha1.RoamApp) { r := int32(3); a.Spec.Replicas = &r }, pullSecrets("regcred")),
 		app("inventory", "shop-inventory", allowFrom("orders.shop"), edge(
 			map[string]string{"apps.openyurt.io/nodepool": "hangzhou"},
 			corev1.Toleration{Key: "node-role.kubernetes.io/edge", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule},
-		)),
+		), pullSecrets("regcred", "mirror-creds")),
 	},
 	// Without Dapr: the embedded backend, callers on the app port.
 	"shop-no-dapr": {
@@ -450,6 +459,23 @@ func TestEdge(t *testing.T) {
 	if *c.SecurityContext.ReadOnlyRootFilesystem != true || c.VolumeMounts[0].MountPath != "/data" {
 		t.Errorf("security context %v, mounts %v", c.SecurityContext, c.VolumeMounts)
 	}
+	// Every pull secret for the kubelet; the first, read-only, as the edge
+	// host's DOCKER_CONFIG for its pull of the module.
+	if want := []corev1.LocalObjectReference{{Name: "regcred"}, {Name: "mirror-creds"}}; !reflect.DeepEqual(spec.ImagePullSecrets, want) {
+		t.Errorf("imagePullSecrets %v, want %v", spec.ImagePullSecrets, want)
+	}
+	dir := kube.RegistryConfigDir + "/regcred"
+	if got := c.VolumeMounts[len(c.VolumeMounts)-1]; got != (corev1.VolumeMount{Name: "registry", MountPath: dir, ReadOnly: true}) {
+		t.Errorf("registry mount %+v", got)
+	}
+	if len(c.Env) != 1 || c.Env[0] != (corev1.EnvVar{Name: "DOCKER_CONFIG", Value: dir}) {
+		t.Errorf("env %v, want DOCKER_CONFIG=%s", c.Env, dir)
+	}
+	vol := spec.Volumes[len(spec.Volumes)-1]
+	if sec := vol.Secret; vol.Name != "registry" || sec == nil || sec.SecretName != "regcred" || *sec.DefaultMode != 0o440 ||
+		!reflect.DeepEqual(sec.Items, []corev1.KeyToPath{{Key: ".dockerconfigjson", Path: "config.json"}}) {
+		t.Errorf("registry volume %+v", vol)
+	}
 	svc := byKind[*corev1.Service](objs)
 	for _, s := range svc {
 		local := s.Spec.InternalTrafficPolicy != nil && *s.Spec.InternalTrafficPolicy == corev1.ServiceInternalTrafficPolicyLocal
@@ -458,13 +484,18 @@ func TestEdge(t *testing.T) {
 		}
 	}
 
-	// No node selector: OpenYurt's edge workers, never every node.
+	// No node selector: OpenYurt's edge workers, never every node. No
+	// pull secret: nothing mounted, no DOCKER_CONFIG.
 	objs, err := kube.App(app("inventory", "shop", edge(nil)), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := byKind[*appsv1.DaemonSet](objs)[0].Spec.Template.Spec.NodeSelector; !reflect.DeepEqual(got, kube.DefaultEdgeNodeSelector) {
-		t.Errorf("default node selector %v", got)
+	plain := byKind[*appsv1.DaemonSet](objs)[0].Spec.Template.Spec
+	if !reflect.DeepEqual(plain.NodeSelector, kube.DefaultEdgeNodeSelector) {
+		t.Errorf("default node selector %v", plain.NodeSelector)
+	}
+	if len(plain.ImagePullSecrets) != 0 || len(plain.Volumes) != 2 || len(plain.Containers[0].Env) != 0 {
+		t.Errorf("no pull secret: imagePullSecrets %v, volumes %v, env %v", plain.ImagePullSecrets, plain.Volumes, plain.Containers[0].Env)
 	}
 	// The host image of the spec wins over Options'.
 	objs, err = kube.App(app("inventory", "shop", edge(nil), func(a *v1alpha1.RoamApp) { a.Spec.Edge.HostImage = "registry.local/roam-edge@" + digest }), opts)
@@ -473,6 +504,37 @@ func TestEdge(t *testing.T) {
 	}
 	if got := byKind[*appsv1.DaemonSet](objs)[0].Spec.Template.Spec.Containers[0].Image; got != "registry.local/roam-edge@"+digest {
 		t.Errorf("host image %s", got)
+	}
+}
+
+// A native app's pull secrets are the kubelet's alone: nothing in the
+// container reads them. Configuration values keep their variables.
+func TestPullSecretsNative(t *testing.T) {
+	o := opts
+	o.AppConfig = map[string]map[string]string{"orders": {"greeting": "hello"}}
+	objs, err := kube.App(app("orders", "shop", pullSecrets("regcred")), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := byKind[*appsv1.Deployment](objs)[0].Spec.Template.Spec
+	if !reflect.DeepEqual(spec.ImagePullSecrets, []corev1.LocalObjectReference{{Name: "regcred"}}) {
+		t.Errorf("imagePullSecrets %v", spec.ImagePullSecrets)
+	}
+	c := spec.Containers[0]
+	if len(spec.Volumes) != 2 || len(c.VolumeMounts) != 2 || len(c.Env) != 1 || c.Env[0].Name != "ROAM_CONFIG_GREETING" {
+		t.Errorf("volumes %v, mounts %v, env %v", spec.Volumes, c.VolumeMounts, c.Env)
+	}
+	// At the edge, DOCKER_CONFIG beside the configuration, sorted.
+	objs, err = kube.App(app("orders", "shop", edge(nil), pullSecrets("regcred")), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var env []string
+	for _, e := range byKind[*appsv1.DaemonSet](objs)[0].Spec.Template.Spec.Containers[0].Env {
+		env = append(env, e.Name+"="+e.Value)
+	}
+	if got := strings.Join(env, " "); got != "DOCKER_CONFIG=/var/run/roam/registry/regcred ROAM_CONFIG_GREETING=hello" {
+		t.Errorf("edge env: %s", got)
 	}
 }
 
@@ -528,18 +590,45 @@ func TestCrossNamespace(t *testing.T) {
 }
 
 func TestSecurityContext(t *testing.T) {
-	for _, d := range byKind[*appsv1.Deployment](render(t, scenarios["shop-cross-namespace-edge"])) {
-		ps := d.Spec.Template.Spec
+	objs := render(t, scenarios["shop-cross-namespace-edge"])
+	var workloads []metav1.ObjectMeta
+	var pods []corev1.PodSpec
+	for _, d := range byKind[*appsv1.Deployment](objs) {
+		workloads, pods = append(workloads, d.ObjectMeta), append(pods, d.Spec.Template.Spec)
+	}
+	for _, d := range byKind[*appsv1.DaemonSet](objs) { // the edge host, with the registry Secret mounted
+		workloads, pods = append(workloads, d.ObjectMeta), append(pods, d.Spec.Template.Spec)
+	}
+	if len(pods) != 2 {
+		t.Fatalf("%d workloads", len(pods))
+	}
+	for i, ps := range pods {
+		d := workloads[i]
 		if *ps.SecurityContext.RunAsUser != 65532 || !*ps.SecurityContext.RunAsNonRoot || ps.SecurityContext.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
 			t.Errorf("%s: pod security %v", d.Name, ps.SecurityContext)
 		}
 		if *ps.AutomountServiceAccountToken || ps.ServiceAccountName != d.Name {
 			t.Errorf("%s: service account %s, automount %v", d.Name, ps.ServiceAccountName, *ps.AutomountServiceAccountToken)
 		}
+		// Volumes the restricted Pod Security Standard admits; Secrets
+		// mounted read-only.
+		secrets := map[string]bool{}
+		for _, v := range ps.Volumes {
+			if v.Secret != nil {
+				secrets[v.Name] = true
+			} else if v.EmptyDir == nil {
+				t.Errorf("%s: volume %s is neither an emptyDir nor a Secret", d.Name, v.Name)
+			}
+		}
 		for _, c := range append(ps.InitContainers, ps.Containers...) {
 			s := c.SecurityContext
 			if *s.RunAsUser != 65532 || !*s.ReadOnlyRootFilesystem || *s.AllowPrivilegeEscalation || !reflect.DeepEqual(s.Capabilities.Drop, []corev1.Capability{"ALL"}) {
 				t.Errorf("%s/%s: security %v", d.Name, c.Name, s)
+			}
+			for _, m := range c.VolumeMounts {
+				if secrets[m.Name] && !m.ReadOnly {
+					t.Errorf("%s/%s: Secret %s mounted writable", d.Name, c.Name, m.Name)
+				}
 			}
 		}
 	}
@@ -566,6 +655,9 @@ func TestValidation(t *testing.T) {
 		{"bad caller", app("orders", "shop", allowFrom("inventory.Shop")), `caller "inventory.Shop"`},
 		{"bad toleration", app("orders", "shop", edge(nil, corev1.Toleration{Key: "edge", Operator: corev1.TolerationOpExists, Value: "x"})), "Exists takes no value"},
 		{"replicas", app("orders", "shop", func(a *v1alpha1.RoamApp) { r := int32(-1); a.Spec.Replicas = &r }), "spec.replicas -1"},
+		{"bad pull secret", app("orders", "shop", pullSecrets("regcred", "Reg_Cred")), `spec.imagePullSecrets[1].name "Reg_Cred"`},
+		{"empty pull secret", app("orders", "shop", pullSecrets("")), `spec.imagePullSecrets[0].name ""`},
+		{"pull secret twice", app("orders", "shop", pullSecrets("regcred", "regcred")), "spec.imagePullSecrets: regcred is named twice"},
 	}
 	for _, c := range cases {
 		_, err := kube.App(c.app, opts)

@@ -62,6 +62,30 @@ type RoamAppSpec struct {
 	// Resources of the app container. Defaults suit a small Roam app.
 	// +optional
 	Resources *corev1.ResourceRequirements `json:"resources,omitempty"`
+
+	// ImagePullSecrets name Secrets of type kubernetes.io/dockerconfigjson
+	// in the RoamApp's namespace (kubectl create secret docker-registry),
+	// for a private registry. They become the pod's imagePullSecrets, with
+	// which the kubelet pulls the app's image (native mode) or the edge
+	// host's (edge mode). In edge mode the first one is also mounted
+	// read-only into the edge host as $DOCKER_CONFIG/config.json, and the
+	// edge host pulls the wasm module with it: it must hold the module
+	// registry's credentials.
+	// +kubebuilder:validation:MaxItems=16
+	// +listType=map
+	// +listMapKey=name
+	// +optional
+	ImagePullSecrets []PullSecret `json:"imagePullSecrets,omitempty"`
+}
+
+// PullSecret names a Secret of type kubernetes.io/dockerconfigjson in the
+// RoamApp's namespace, as a pod's imagePullSecrets do.
+type PullSecret struct {
+	// Name of the Secret.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')",message="an imagePullSecrets name must be a Secret's name: a DNS subdomain of lowercase letters, digits, '-' and '.', starting and ending with a letter or digit"
+	Name string `json:"name"`
 }
 
 // DaprSpec is the sidecar wiring, written as dapr.io/* annotations.

@@ -1,0 +1,171 @@
+package oci
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+)
+
+// privateRegistry serves go-containerregistry's in-process registry behind
+// HTTP basic auth, as a private registry does: a request without user's
+// password is answered 401 with a Basic challenge and distribution's error
+// body; the user "outsider" authenticates but may read nothing (403). It
+// returns the registry's host:port.
+func privateRegistry(t *testing.T, user, password string) string {
+	t.Helper()
+	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u, p, _ := r.BasicAuth()
+		switch {
+		case u == user && p == password:
+			reg.ServeHTTP(w, r)
+		case u == "outsider" && p == password && r.URL.Path != "/v2/":
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusForbidden)
+			io.WriteString(w, `{"errors":[{"code":"DENIED","message":"requested access to the resource is denied"}]}`)
+		case u == "outsider" && p == password:
+			w.WriteHeader(http.StatusOK)
+		default:
+			w.Header().Set("WWW-Authenticate", `Basic realm="roam-test"`)
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusUnauthorized)
+			io.WriteString(w, `{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}`)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return strings.TrimPrefix(srv.URL, "http://")
+}
+
+// dockerConfig writes what the edge host sees of a pull secret: a
+// directory whose config.json is the Secret's .dockerconfigjson, as
+// kubectl create secret docker-registry writes it (an auths entry with
+// username, password and their base64 auth). The directory is DOCKER_CONFIG.
+func dockerConfig(t *testing.T, registry, user, password string) string {
+	t.Helper()
+	entry := map[string]string{"username": user, "password": password,
+		"auth": base64.StdEncoding.EncodeToString([]byte(user + ":" + password))}
+	b, err := json.Marshal(map[string]any{"auths": map[string]any{registry: entry}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), b, 0o440); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// isolateCredentials hides the machine's credentials from the keychain:
+// no ~/.docker/config.json, no Podman auth file, no DOCKER_CONFIG.
+func isolateCredentials(t *testing.T) {
+	home := t.TempDir()
+	t.Setenv("HOME", home)
+	t.Setenv("XDG_CONFIG_HOME", filepath.Join(home, ".config"))
+	t.Setenv("XDG_RUNTIME_DIR", "")
+	t.Setenv("REGISTRY_AUTH_FILE", "")
+	t.Setenv("DOCKER_CONFIG", "")
+}
+
+// TestPullWasmPrivateRegistry is the edge host's pull of its module from a
+// private registry: pushed as roam dist --push pushes it, refused without
+// credentials or with wrong ones (the error says which registry, and what
+// to do), pulled with a DOCKER_CONFIG laid out as roam manifests mounts
+// the --pull-secret Secret.
+func TestPullWasmPrivateRegistry(t *testing.T) {
+	isolateCredentials(t)
+	host := privateRegistry(t, "roam", "s3cret")
+	good := dockerConfig(t, host, "roam", "s3cret")
+
+	wasm := append([]byte("\x00asm\x01\x00\x00\x00"), bytes.Repeat([]byte{7}, 64)...)
+	art, err := WasmArtifact(wasm, "inventory.wasm", time.Unix(0, 0), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("DOCKER_CONFIG", good)
+	digest, err := Push(context.Background(), host+"/shop/inventory-wasm:v1", art)
+	if err != nil {
+		t.Fatalf("push with credentials: %v", err)
+	}
+	// The reference roam manifests gives the edge host: pinned by digest.
+	ref := Scheme + host + "/shop/inventory-wasm@" + digest.String()
+
+	for _, c := range []struct {
+		name      string
+		dockerDir string // "" leaves DOCKER_CONFIG unset
+		want      []string
+	}{
+		{"no credentials", "", []string{
+			"registry " + host + " refused the pull without credentials (401 Unauthorized)",
+			filepath.Join(os.Getenv("HOME"), ".docker", "config.json") + " (DOCKER_CONFIG is not set) has none for " + host,
+			"roam manifests --pull-secret", "spec.imagePullSecrets", "$DOCKER_CONFIG/config.json", "docker login " + host,
+			"UNAUTHORIZED: authentication required",
+		}},
+		{"a pull secret for another registry", dockerConfig(t, "ghcr.io", "roam", "s3cret"), []string{
+			"refused the pull without credentials (401 Unauthorized)", "($DOCKER_CONFIG/config.json) has none for " + host, "--pull-secret",
+		}},
+		{"a wrong password", dockerConfig(t, host, "roam", "guess"), []string{
+			"registry " + host + " refused (401 Unauthorized) the credentials for it in ", "($DOCKER_CONFIG/config.json)",
+			"check the user name and password or token", "--pull-secret", "that shop/inventory-wasm exists",
+		}},
+		{"credentials without access", dockerConfig(t, host, "outsider", "s3cret"), []string{
+			"registry " + host + " denied the pull (403 Forbidden) to the credentials for it in ", "may not read shop/inventory-wasm",
+			"DENIED: requested access to the resource is denied",
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Setenv("DOCKER_CONFIG", c.dockerDir)
+			_, err := PullWasm(context.Background(), ref, t.TempDir())
+			if err == nil {
+				t.Fatal("pulled from a private registry without valid credentials")
+			}
+			msg := err.Error()
+			if !strings.HasPrefix(msg, ref+": ") {
+				t.Errorf("the error does not start with the module reference %s: %s", ref, msg)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(msg, w) {
+					t.Errorf("the error does not say %q:\n%s", w, msg)
+				}
+			}
+			if c.dockerDir != "" && !strings.Contains(msg, filepath.Join(c.dockerDir, "config.json")) {
+				t.Errorf("the error does not name %s/config.json:\n%s", c.dockerDir, msg)
+			}
+			var te *transport.Error
+			if !errors.As(err, &te) {
+				t.Errorf("the registry's error is not wrapped: %T", err)
+			}
+			t.Log(msg)
+		})
+	}
+
+	// The pull secret as mounted: pulled, checked, cached.
+	t.Setenv("DOCKER_CONFIG", good)
+	cache := t.TempDir()
+	p, err := PullWasm(context.Background(), ref, cache)
+	if err != nil {
+		t.Fatalf("pull with DOCKER_CONFIG=%s: %v", good, err)
+	}
+	if b, err := os.ReadFile(p.Path); err != nil || !bytes.Equal(b, wasm) || p.Manifest != digest || filepath.Base(p.Path) != "inventory.wasm" {
+		t.Fatalf("pulled %+v: %v", p, err)
+	}
+	// A restarted edge host with the same cache (the pod's /data) needs
+	// neither the registry nor credentials for a module pinned by digest.
+	t.Setenv("DOCKER_CONFIG", "")
+	if p, err := PullWasm(context.Background(), ref, cache); err != nil || !p.Cached {
+		t.Fatalf("cached pull without credentials: %+v, %v", p, err)
+	}
+}
