@@ -112,9 +112,8 @@ func webArgs(ctx context.Context, stderr io.Writer, args []string, pkgs []build.
 		if len(p.AppIDs) > 1 {
 			continue // a module holds exactly one app
 		}
-		// The module is named after its app when the source names it with
-		// a literal, else after the package's directory (the shop's apps
-		// take their ids from constants named like their directories).
+		// The module is named after its app when the source says which
+		// (a literal or a constant), else after the package's directory.
 		name := filepath.Base(p.Dir)
 		if len(p.AppIDs) == 1 {
 			name = p.AppIDs[0]
@@ -196,7 +195,7 @@ func newBuildCmd(stdout, stderr io.Writer) *cobra.Command {
 			}
 			var ids []string
 			for _, p := range pkgs {
-				if len(p.AppIDs) == 0 { // ids given as constants: name the package
+				if len(p.AppIDs) == 0 { // an id computed at run time: name the package
 					ids = append(ids, p.ImportPath)
 				}
 				ids = append(ids, p.AppIDs...)

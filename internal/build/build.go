@@ -14,13 +14,11 @@ import (
 	"fmt"
 	"go/ast"
 	"go/parser"
-	"go/token"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 
 	"github.com/roam-dev/roam/host"
@@ -36,8 +34,9 @@ const NativeMain = "github.com/roam-dev/roam/host/native"
 type Package struct {
 	ImportPath string
 	Dir        string
-	// AppIDs are the ids passed to sdk.NewApp as string literals or constants
-	// that could be read from the source; informational.
+	// AppIDs are the ids passed to sdk.NewApp that could be read from the
+	// source: string literals and constants, of the package or of one it
+	// imports (see idResolver); an id computed at run time is missing.
 	AppIDs []string
 }
 
@@ -66,6 +65,7 @@ func FindApps(ctx context.Context, dir string, patterns []string) ([]Package, st
 	}
 	var pkgs []Package
 	modRoot := ""
+	res := newIDResolver(ctx, dir)
 	dec := json.NewDecoder(bytes.NewReader(out))
 	for {
 		var p listed
@@ -83,7 +83,7 @@ func FindApps(ctx context.Context, dir string, patterns []string) ([]Package, st
 		if p.Name == "main" || !contains(p.Imports, SDKPath) {
 			continue
 		}
-		ids, declares, err := scanApps(p.Dir, p.GoFiles)
+		ids, declares, err := scanApps(res, p.ImportPath, p.Dir, p.GoFiles)
 		if err != nil {
 			return nil, "", err
 		}
@@ -111,24 +111,26 @@ func expand(patterns []string) []string {
 	return out
 }
 
-// scanApps reports whether the files call sdk.NewApp, and with which ids
-// where they are literals.
-func scanApps(dir string, files []string) ([]string, bool, error) {
-	fset := token.NewFileSet()
-	var ids []string
-	declares := false
+// scanApps reports whether the files call sdk.NewApp, and with which ids,
+// where r can read them from source.
+func scanApps(r *idResolver, importPath, dir string, files []string) ([]string, bool, error) {
+	var parsed []*ast.File
 	for _, f := range files {
-		af, err := parser.ParseFile(fset, filepath.Join(dir, f), nil, parser.SkipObjectResolution)
+		af, err := parser.ParseFile(r.fset, filepath.Join(dir, f), nil, parser.SkipObjectResolution)
 		if err != nil {
 			return nil, false, err
 		}
+		parsed = append(parsed, af)
+	}
+	r.addConsts(importPath, parsed)
+	var ids []string
+	declares := false
+	for _, af := range parsed {
+		imps := fileImports(af)
 		sdkName := ""
-		for _, im := range af.Imports {
-			if path, _ := strconv.Unquote(im.Path.Value); path == SDKPath {
-				sdkName = "sdk"
-				if im.Name != nil {
-					sdkName = im.Name.Name
-				}
+		for name, path := range imps {
+			if path == SDKPath {
+				sdkName = name
 			}
 		}
 		if sdkName == "" {
@@ -146,10 +148,8 @@ func scanApps(dir string, files []string) ([]string, bool, error) {
 			if x, ok := sel.X.(*ast.Ident); ok && x.Name == sdkName {
 				declares = true
 				if len(call.Args) > 0 {
-					if lit, ok := call.Args[0].(*ast.BasicLit); ok && lit.Kind == token.STRING {
-						if s, err := strconv.Unquote(lit.Value); err == nil {
-							ids = append(ids, s)
-						}
+					if id, ok := r.resolve(importPath, cexpr{call.Args[0], imps}); ok {
+						ids = append(ids, id)
 					}
 				}
 			}
