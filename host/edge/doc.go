@@ -21,7 +21,7 @@
 //
 // A Go wasip1 module is single-threaded: an instance can run one call at a
 // time, and calling it concurrently corrupts its Go runtime. So each module
-// has a pool of instances, all created and set up before Load returns
+// has a pool of instances, created and set up ahead of calls
 // (instantiation costs about 5 ms: the Go runtime's start-up plus the app's
 // setup, too much for a request path). A call takes a free instance, waits
 // in a bounded queue if there is none, and is refused with Unavailable (503)
@@ -29,9 +29,26 @@
 //
 // Pool size: a warm Go instance costs about 5 MiB of resident memory (its
 // linear memory as the Go runtime touches it; the compiled code is shared).
-// Calls wait on state and on other apps as well as on CPU, so the default is
-// four instances per CPU, at least 4, within a 64 MiB budget
+// Calls wait on state and on other apps as well as on CPU, so the base size
+// is four instances per CPU, at least 4, within a 64 MiB budget
 // (DefaultPoolSize). A 2-core machine gets 8 instances, about 40 MiB.
+//
+// The base pool is what an idle host keeps. A call that holds its instance
+// while it waits on other apps and on state commits (orders.Create: about
+// 10 ms, most of it waiting) leaves the CPUs idle while calls queue, so the
+// pool grows while they do: a queued call starts one more instantiation
+// (at most two in flight per module) and takes whichever instance comes
+// first, the new one or one released. Growth stops at
+// ModuleOptions.MaxPoolSize (default four times the base, at most 64) and
+// once the instances' linear memory adds up to
+// ModuleOptions.PoolMemoryBytes (default 256 MiB). Instances beyond the
+// base that stay idle for ModuleOptions.IdleTimeout (default 30 s) are
+// closed, and the runtime then hands their memory back to the OS
+// (debug.FreeOSMemory: linear memory is Go heap, which an idle host would
+// otherwise keep). The pool hands out the most recently released instance
+// first, so that under a light load the extra ones are the ones left idle.
+// A pool whose MaxPoolSize is its PoolSize is fixed. Queueing, 503 and
+// deadlines are the same either way.
 //
 // # Discarding instances
 //
@@ -39,8 +56,10 @@
 // proc_exit, out of memory) or that is interrupted at its deadline is
 // closed and never reused: its Go runtime stopped at an arbitrary point,
 // maybe holding a lock or half-way through a GC, and nothing can tell
-// whether its state is sound. A replacement is created in the background,
-// and the call fails with Internal (500) or DeadlineExceeded (504). A panic
+// whether its state is sound. A replacement is created in the background
+// if the pool is below its base size (an instance the pool grew by is not
+// replaced unless calls queue), and the call fails with Internal (500) or
+// DeadlineExceeded (504). A panic
 // the SDK recovers (in a handler) is an ordinary error and keeps the
 // instance. Linear memory never shrinks, so an instance whose memory grew
 // past a threshold (after a large request) is replaced too.
@@ -70,7 +89,8 @@
 //
 // # Hot reload
 //
-// Module.Reload compiles and pre-warms a new version beside the running one
-// and swaps it in atomically: calls in flight finish on the old version,
-// whose instances close when the last one returns. No call is dropped.
+// Module.Reload compiles and pre-warms a new version's base pool beside the
+// running one and swaps it in atomically: calls in flight and queued finish
+// on the old version, whose instances, grown ones included, close when the
+// last one returns. No call is dropped.
 package edge

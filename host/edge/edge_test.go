@@ -38,8 +38,8 @@ func TestVectorsMatchNative(t *testing.T) {
 		edgeTr = conformance.RunVectors(t, conformance.HTTPDriver{BaseURL: es.url})
 		// orders' setup reads config: its discovery instance was set up
 		// again with the app's own capabilities.
-		if s := es.mods["orders"].Stats(); s.Instantiations != uint64(s.PoolSize)+1 {
-			t.Errorf("orders: %d instantiations for a pool of %d, want the pool plus the discovery instance", s.Instantiations, s.PoolSize)
+		if s := es.mods["orders"].Stats(); s.Instantiations != uint64(s.BasePoolSize)+1+s.Grown {
+			t.Errorf("orders: %d instantiations for a pool of %d grown by %d, want the pool plus the discovery instance", s.Instantiations, s.BasePoolSize, s.Grown)
 		}
 		for id, m := range es.mods {
 			if s := m.Stats(); s.Traps != 0 || s.Timeouts != 0 || s.Rejected != 0 {
@@ -212,7 +212,9 @@ func TestPoolExhausted(t *testing.T) {
 		t.Error("/metrics does not count the rejection")
 	}
 
-	q := newEdgeServer(t, ModuleOptions{PoolSize: 1, MaxQueue: 1}, host.Options{}, confWasm)
+	// A fixed pool: one that may grow would serve the queued call on a
+	// new instance.
+	q := newEdgeServer(t, ModuleOptions{PoolSize: 1, MaxPoolSize: FixedPool, MaxQueue: 1}, host.Options{}, confWasm)
 	qm := q.mods["conformance"]
 	go func() {
 		status, body := post(t, q.url, "conformance", "Sleep", `{"ms":300}`)
@@ -495,9 +497,15 @@ func TestWatcherReloads(t *testing.T) {
 	if out, err := m.Call(ctx, "Echo", []byte(`1`)); err != nil || string(out) != "1" {
 		t.Fatalf("Echo after reload: %q %v", out, err)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if s := out.String(); !strings.Contains(s, "reload of conf.wasm failed") || !strings.Contains(s, "reloaded conf.wasm (app conformance, version 2)") {
+	// The watcher reports the reload once Reload has returned, which is
+	// after the version changes.
+	output := func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		return out.String()
+	}
+	waitFor(t, "the watcher's report", 5*time.Second, func() bool { return strings.Contains(output(), "reloaded conf.wasm") })
+	if s := output(); !strings.Contains(s, "reload of conf.wasm failed") || !strings.Contains(s, "reloaded conf.wasm (app conformance, version 2)") {
 		t.Errorf("watcher output:\n%s", s)
 	}
 }

@@ -29,8 +29,18 @@ type Config struct {
 	Paths []string
 	host.Flags
 	DefaultApp string
-	// PoolSize is each module's instance count (0: DefaultPoolSize()).
+	// PoolSize is each module's base instance count (0: DefaultPoolSize()).
 	PoolSize int
+	// MaxPoolSize is how many instances a module's pool may grow to while
+	// calls queue (0: DefaultMaxPoolSize(PoolSize); PoolSize for a fixed
+	// pool).
+	MaxPoolSize int
+	// PoolMemoryMB stops a pool's growth once its instances' linear memory
+	// adds up to it (0: DefaultPoolMemoryBytes).
+	PoolMemoryMB int
+	// PoolIdleTimeout closes the instances above PoolSize that stayed idle
+	// this long (0: DefaultIdleTimeout).
+	PoolIdleTimeout time.Duration
 	// MaxQueue is how many calls may wait for an instance (0: none).
 	MaxQueue int
 	// MemoryLimitMB caps each instance's memory (0: 64).
@@ -40,6 +50,32 @@ type Config struct {
 	// Watch reloads a module when its file changes.
 	Watch         bool
 	WatchInterval time.Duration // default 500ms
+}
+
+// moduleOptions checks the pool and memory settings and turns them into
+// the modules' default options.
+func (c *Config) moduleOptions() (ModuleOptions, error) {
+	switch {
+	case c.MemoryLimitMB < 0 || c.MemoryLimitMB > 4096:
+		return ModuleOptions{}, fmt.Errorf("--memory-limit-mb %d: use 1 to 4096", c.MemoryLimitMB)
+	case c.MaxPoolSize < 0:
+		return ModuleOptions{}, fmt.Errorf("--max-pool-size %d: use 0 for the default (4 × --pool-size, at most %d), or a size no smaller than --pool-size", c.MaxPoolSize, maxPoolCeiling)
+	case c.MaxPoolSize > 0 && c.PoolSize > c.MaxPoolSize:
+		return ModuleOptions{}, fmt.Errorf("--max-pool-size %d is below --pool-size %d: raise it (equal keeps the pool fixed), or leave it out for %d", c.MaxPoolSize, c.PoolSize, DefaultMaxPoolSize(c.PoolSize))
+	case c.PoolMemoryMB < 0 || c.PoolMemoryMB > 1<<20:
+		return ModuleOptions{}, fmt.Errorf("--pool-memory-mb %d: use 1 to %d (0 takes the default, %d)", c.PoolMemoryMB, 1<<20, DefaultPoolMemoryBytes>>20)
+	case c.PoolIdleTimeout < 0:
+		return ModuleOptions{}, fmt.Errorf("--pool-idle-timeout %s: want a positive duration such as 30s", c.PoolIdleTimeout)
+	}
+	mo := ModuleOptions{PoolSize: c.PoolSize, MaxPoolSize: c.MaxPoolSize, MaxQueue: c.MaxQueue,
+		PoolMemoryBytes: uint64(c.PoolMemoryMB) << 20, IdleTimeout: c.PoolIdleTimeout, Timeout: c.RequestTimeout}
+	if c.MaxQueue == 0 {
+		mo.MaxQueue = NoQueue
+	}
+	if c.MemoryLimitMB > 0 {
+		mo.MemoryLimitPages = uint32(c.MemoryLimitMB) * 16
+	}
+	return mo, nil
 }
 
 // DefaultCacheDir is where compiled modules are cached by default.
@@ -64,8 +100,9 @@ func Run(ctx context.Context, c Config, stdout, stderr io.Writer) error {
 	if err := host.CheckCORSOrigins(c.Origins()); err != nil {
 		return fmt.Errorf("--cors-origins: %w", err)
 	}
-	if c.MemoryLimitMB < 0 || c.MemoryLimitMB > 4096 {
-		return fmt.Errorf("--memory-limit-mb %d: use 1 to 4096", c.MemoryLimitMB)
+	mo, err := c.moduleOptions()
+	if err != nil {
+		return err
 	}
 	dataDir, err := filepath.Abs(c.DataDir)
 	if err != nil {
@@ -101,13 +138,6 @@ func Run(ctx context.Context, c Config, stdout, stderr io.Writer) error {
 	}
 	defer b.Close()
 
-	mo := ModuleOptions{PoolSize: c.PoolSize, MaxQueue: c.MaxQueue, Timeout: c.RequestTimeout}
-	if c.MaxQueue == 0 {
-		mo.MaxQueue = NoQueue
-	}
-	if c.MemoryLimitMB > 0 {
-		mo.MemoryLimitPages = uint32(c.MemoryLimitMB) * 16
-	}
 	var byID atomic.Value // map[string]*Module, set once the modules load
 	byID.Store(map[string]*Module(nil))
 	srv := host.NewServer(b, host.Options{
@@ -246,8 +276,13 @@ func LoadFiles(ctx context.Context, rt *Runtime, srv *host.Server, b backend.Bac
 		}
 		mods = append(mods, r.m)
 		if stdout != nil {
-			fmt.Fprintf(stdout, "roam: module %s: app %s, %d instances, %.1f MB, loaded in %s\n",
-				r.m.opts.Name, r.m.ID(), r.m.Stats().PoolSize, float64(r.size)/1e6, r.took.Round(time.Millisecond))
+			o := r.m.opts
+			size := fmt.Sprintf("%d instances", o.PoolSize)
+			if o.MaxPoolSize > o.PoolSize {
+				size += fmt.Sprintf(" (up to %d)", o.MaxPoolSize)
+			}
+			fmt.Fprintf(stdout, "roam: module %s: app %s, %s, %.1f MB, loaded in %s\n",
+				o.Name, r.m.ID(), size, float64(r.size)/1e6, r.took.Round(time.Millisecond))
 		}
 	}
 	return mods, nil

@@ -18,6 +18,7 @@ import (
 //	{
 //	  "modules": [
 //	    {"path": "orders.wasm", "pool_size": 4, "max_queue": 64,
+//	     "max_pool_size": 16, "pool_memory_mb": 128, "idle_timeout": "1m",
 //	     "memory_limit_mb": 64, "timeout": "5s",
 //	     "env": {"REGION": "eu-west"},
 //	     "mounts": [{"host": "./assets", "guest": "/assets", "read_only": true}]}
@@ -34,6 +35,9 @@ type Manifest struct {
 type ManifestModule struct {
 	Path          string            `json:"path"`
 	PoolSize      int               `json:"pool_size,omitempty"`
+	MaxPoolSize   int               `json:"max_pool_size,omitempty"`
+	PoolMemoryMB  int               `json:"pool_memory_mb,omitempty"`
+	IdleTimeout   string            `json:"idle_timeout,omitempty"`
 	MaxQueue      int               `json:"max_queue,omitempty"`
 	MemoryLimitMB int               `json:"memory_limit_mb,omitempty"`
 	Timeout       string            `json:"timeout,omitempty"`
@@ -118,8 +122,28 @@ func readManifest(path string, defaults ModuleOptions) ([]Spec, error) {
 		if mm.PoolSize < 0 || mm.MaxQueue < 0 || mm.MemoryLimitMB < 0 || mm.MemoryLimitMB > 4096 {
 			return nil, fmt.Errorf("%s: pool_size, max_queue and memory_limit_mb (at most 4096) must not be negative", where)
 		}
+		if mm.MaxPoolSize < 0 || mm.PoolMemoryMB < 0 || mm.PoolMemoryMB > 1<<20 {
+			return nil, fmt.Errorf("%s: max_pool_size and pool_memory_mb (at most %d) must not be negative", where, 1<<20)
+		}
 		if mm.PoolSize > 0 {
 			o.PoolSize = mm.PoolSize
+		}
+		if mm.MaxPoolSize > 0 && o.PoolSize > mm.MaxPoolSize {
+			return nil, fmt.Errorf("%s: max_pool_size %d is below the pool size %d (pool_size, or --pool-size): raise it (equal keeps the pool fixed), or leave it out for %d",
+				where, mm.MaxPoolSize, o.PoolSize, DefaultMaxPoolSize(o.PoolSize))
+		}
+		if mm.MaxPoolSize > 0 {
+			o.MaxPoolSize = mm.MaxPoolSize
+		}
+		if mm.PoolMemoryMB > 0 {
+			o.PoolMemoryBytes = uint64(mm.PoolMemoryMB) << 20
+		}
+		if mm.IdleTimeout != "" {
+			d, err := time.ParseDuration(mm.IdleTimeout)
+			if err != nil || d <= 0 {
+				return nil, fmt.Errorf("%s: idle_timeout %q: want a positive duration such as 30s", where, mm.IdleTimeout)
+			}
+			o.IdleTimeout = d
 		}
 		if mm.MaxQueue > 0 {
 			o.MaxQueue = mm.MaxQueue

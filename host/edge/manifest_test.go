@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/roam-dev/roam/backend/memory"
 	"github.com/roam-dev/roam/internal/build"
@@ -95,12 +96,16 @@ func TestGrants(t *testing.T) {
 func TestManifestErrors(t *testing.T) {
 	dir := t.TempDir()
 	for name, body := range map[string]string{
-		"unknown field": `{"modules": [{"path": "x.wasm", "sockets": true}]}`,
-		"no modules":    `{"modules": []}`,
-		"no path":       `{"modules": [{"pool_size": 1}]}`,
-		"bad timeout":   `{"modules": [{"path": "x.wasm", "timeout": "soon"}]}`,
-		"bad mount":     `{"modules": [{"path": "x.wasm", "mounts": [{"host": "./nope", "guest": "/x"}]}]}`,
-		"relative":      `{"modules": [{"path": "x.wasm", "mounts": [{"host": ".", "guest": "x"}]}]}`,
+		"unknown field":        `{"modules": [{"path": "x.wasm", "sockets": true}]}`,
+		"no modules":           `{"modules": []}`,
+		"no path":              `{"modules": [{"pool_size": 1}]}`,
+		"bad timeout":          `{"modules": [{"path": "x.wasm", "timeout": "soon"}]}`,
+		"max below pool":       `{"modules": [{"path": "x.wasm", "pool_size": 8, "max_pool_size": 4}]}`,
+		"negative max":         `{"modules": [{"path": "x.wasm", "max_pool_size": -1}]}`,
+		"negative pool memory": `{"modules": [{"path": "x.wasm", "pool_memory_mb": -1}]}`,
+		"bad idle timeout":     `{"modules": [{"path": "x.wasm", "idle_timeout": "-1s"}]}`,
+		"bad mount":            `{"modules": [{"path": "x.wasm", "mounts": [{"host": "./nope", "guest": "/x"}]}]}`,
+		"relative":             `{"modules": [{"path": "x.wasm", "mounts": [{"host": ".", "guest": "x"}]}]}`,
 	} {
 		p := filepath.Join(dir, strings.ReplaceAll(name, " ", "-")+".json")
 		os.WriteFile(p, []byte(body), 0o644)
@@ -117,4 +122,62 @@ func mustRead(t *testing.T, path string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestManifestPool: a manifest's pool fields become the module's options;
+// the flags' values stand where the manifest says nothing.
+func TestManifestPool(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "edge.json")
+	os.WriteFile(p, []byte(`{"modules": [
+		{"path": "a.wasm", "pool_size": 2, "max_pool_size": 6, "pool_memory_mb": 64, "idle_timeout": "5s"},
+		{"path": "b.wasm", "max_pool_size": 3},
+		{"path": "c.wasm"}]}`), 0o644)
+	defaults := ModuleOptions{MaxPoolSize: 16, PoolMemoryBytes: 128 << 20, IdleTimeout: time.Minute}
+	specs, err := ModuleSpecs([]string{p}, defaults)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b, c := specs[0].Options, specs[1].Options, specs[2].Options
+	if a.PoolSize != 2 || a.MaxPoolSize != 6 || a.PoolMemoryBytes != 64<<20 || a.IdleTimeout != 5*time.Second {
+		t.Errorf("a: %+v", a)
+	}
+	if b.MaxPoolSize != 3 || b.PoolMemoryBytes != 128<<20 || b.withDefaults().PoolSize != min(DefaultPoolSize(), 3) {
+		t.Errorf("b: %+v", b)
+	}
+	if c.MaxPoolSize != 16 || c.IdleTimeout != time.Minute {
+		t.Errorf("c: %+v", c)
+	}
+	// A ceiling below the flags' pool size is an error too.
+	os.WriteFile(p, []byte(`{"modules": [{"path": "a.wasm", "max_pool_size": 2}]}`), 0o644)
+	if _, err := ModuleSpecs([]string{p}, ModuleOptions{PoolSize: 4}); err == nil || !strings.Contains(err.Error(), "max_pool_size 2 is below the pool size 4") {
+		t.Errorf("max_pool_size below --pool-size: %v", err)
+	}
+}
+
+// TestConfigPoolFlags: the pool flags become module options, and values
+// that make no sense are refused with what to do.
+func TestConfigPoolFlags(t *testing.T) {
+	c := Config{PoolSize: 4, MaxPoolSize: 12, PoolMemoryMB: 100, PoolIdleTimeout: time.Second, MaxQueue: 0}
+	o, err := c.moduleOptions()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.PoolSize != 4 || o.MaxPoolSize != 12 || o.PoolMemoryBytes != 100<<20 || o.IdleTimeout != time.Second || o.MaxQueue != NoQueue {
+		t.Errorf("options %+v", o)
+	}
+	for _, c := range []struct {
+		c    Config
+		want string
+	}{
+		{Config{PoolSize: 8, MaxPoolSize: 4}, "--max-pool-size 4 is below --pool-size 8"},
+		{Config{MaxPoolSize: -2}, "--max-pool-size -2"},
+		{Config{PoolMemoryMB: -1}, "--pool-memory-mb -1"},
+		{Config{PoolIdleTimeout: -time.Second}, "--pool-idle-timeout -1s"},
+		{Config{MemoryLimitMB: 5000}, "--memory-limit-mb 5000"},
+	} {
+		if _, err := c.c.moduleOptions(); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%+v: %v, want an error about %s", c.c, err, c.want)
+		}
+	}
 }

@@ -48,9 +48,28 @@ const (
 	// see the package doc) into 64 MiB gives 12, then capped by CPU.
 	DefaultInstanceBudget = 64 << 20
 	instanceRSS           = 5 << 20
+	// DefaultPoolMemoryBytes bounds the growth of a module's pool: it does
+	// not grow once its instances' linear memory adds up to 256 MiB. A Go
+	// instance holds about 4 MiB after its setup and 5 to 8 MiB under load
+	// (measured: the shop's orders and inventory), so a pool of 32 fits
+	// with room, while one whose instances run large (up to
+	// DefaultRecycleBytes each) stops at 16. Resident memory is more than
+	// this: linear memory is Go heap, which the host's GC lets grow past
+	// the live data (measured: about 8 MiB of RSS per instance added under
+	// load). A quarter of a 1 GiB edge node for one busy module.
+	DefaultPoolMemoryBytes = 256 << 20
+	// DefaultIdleTimeout is how long an instance above the base pool size
+	// stays idle before it is closed.
+	DefaultIdleTimeout = 30 * time.Second
+	// maxPoolCeiling caps DefaultMaxPoolSize: DefaultPoolMemoryBytes over
+	// the 4 MiB of a freshly set-up Go instance.
+	maxPoolCeiling = 64
 	// NoQueue as ModuleOptions.MaxQueue refuses every call that finds no
 	// free instance.
 	NoQueue = -1
+	// FixedPool as ModuleOptions.MaxPoolSize keeps the pool at PoolSize:
+	// it never grows.
+	FixedPool = -1
 )
 
 // killGrace is how long after a call's deadline the host interrupts the
@@ -66,6 +85,15 @@ func DefaultPoolSize() int {
 	return min(max(4*runtime.GOMAXPROCS(0), 4), DefaultInstanceBudget/instanceRSS)
 }
 
+// DefaultMaxPoolSize is the ceiling used when ModuleOptions.MaxPoolSize is
+// 0: four times the pool size, at most 64 (but never below the pool size).
+// A call holds its instance while it waits on state and on other apps, so
+// a pool sized for the CPUs queues calls that the CPUs could serve; the
+// pool grows while they queue and shrinks back when they stop.
+func DefaultMaxPoolSize(poolSize int) int {
+	return max(poolSize, min(4*poolSize, maxPoolCeiling))
+}
+
 // ModuleOptions configure one module. Zero values take the defaults noted.
 type ModuleOptions struct {
 	// Name labels the module in logs and errors (a file name, say).
@@ -73,9 +101,21 @@ type ModuleOptions struct {
 	// AppID, when set, is the app the module must hold. It lets the host
 	// bind capabilities for the first roam_init directly; see Load.
 	AppID string
-	// PoolSize is the number of instances, each running one call at a time
-	// (default DefaultPoolSize()).
+	// PoolSize is the base number of instances, each running one call at a
+	// time: made at load and kept however idle (default DefaultPoolSize(),
+	// or MaxPoolSize if that is smaller).
 	PoolSize int
+	// MaxPoolSize is how many instances the pool may grow to while calls
+	// queue (default DefaultMaxPoolSize(PoolSize)). PoolSize or less, or
+	// FixedPool, keeps the pool at PoolSize.
+	MaxPoolSize int
+	// PoolMemoryBytes stops the pool's growth once its instances' linear
+	// memory adds up to it (default DefaultPoolMemoryBytes). It bounds
+	// growth only: the base pool is made whatever its size.
+	PoolMemoryBytes uint64
+	// IdleTimeout closes instances above PoolSize that stayed idle this
+	// long (default DefaultIdleTimeout).
+	IdleTimeout time.Duration
 	// MaxQueue is how many calls may wait for a free instance before calls
 	// are refused with Unavailable (default DefaultMaxQueue; NoQueue for
 	// none).
@@ -103,6 +143,19 @@ type ModuleOptions struct {
 func (o ModuleOptions) withDefaults() ModuleOptions {
 	if o.PoolSize <= 0 {
 		o.PoolSize = DefaultPoolSize()
+		if o.MaxPoolSize > 0 {
+			o.PoolSize = min(o.PoolSize, o.MaxPoolSize)
+		}
+	}
+	if o.MaxPoolSize == 0 {
+		o.MaxPoolSize = DefaultMaxPoolSize(o.PoolSize)
+	}
+	o.MaxPoolSize = max(o.MaxPoolSize, o.PoolSize)
+	if o.PoolMemoryBytes == 0 {
+		o.PoolMemoryBytes = DefaultPoolMemoryBytes
+	}
+	if o.IdleTimeout <= 0 {
+		o.IdleTimeout = DefaultIdleTimeout
 	}
 	switch {
 	case o.MaxQueue == 0:
@@ -152,7 +205,7 @@ type Module struct {
 	versions atomic.Int64
 
 	instantiations, traps, timeouts, rejected, recycled atomic.Uint64
-	reloads, reloadFailures                             atomic.Uint64
+	reloads, reloadFailures, grown, shrunk              atomic.Uint64
 }
 
 var _ host.App = (*Module)(nil)
@@ -160,7 +213,7 @@ var _ host.App = (*Module)(nil)
 // Load compiles wasm (or takes it from the compilation cache), checks that
 // it speaks this host's ABI, and starts its pool: the first instance is
 // created and set up before Load returns, so the first call pays no
-// start-up, and the rest of the pool in the background, one at a time
+// start-up, and the rest of the base pool in the background, one at a time
 // (about 6 ms each), so that they do not hold up the host's start. A call
 // that finds every ready instance busy meanwhile waits in the pool's queue.
 //
@@ -377,10 +430,22 @@ func (m *Module) retire() {
 	}
 }
 
-// Stats are a module's pool figures and counters (the edge metrics).
+// Stats are a module's pool figures and counters (the edge metrics). The
+// figures are the current version's.
 type Stats struct {
-	Idle, Busy, Queued, PoolSize                                                 int
-	Instantiations, Traps, Timeouts, Rejected, Recycled, Reloads, ReloadFailures uint64
+	// Idle and Busy count instances; Busy includes the temporary ones of
+	// re-entrant calls. Queued counts the calls waiting for an instance.
+	Idle, Busy, Queued int
+	// PoolSize is the number of instances the pool holds now, re-entrant
+	// ones aside: BasePoolSize once warm, up to MaxPoolSize while calls
+	// queue.
+	PoolSize, BasePoolSize, MaxPoolSize int
+	// MemoryBytes is the linear memory of the pool's instances, each as of
+	// the end of its last call.
+	MemoryBytes uint64
+	// Grown and Shrunk count the instances added beyond the base size and
+	// those closed after IdleTimeout.
+	Instantiations, Traps, Timeouts, Rejected, Recycled, Reloads, ReloadFailures, Grown, Shrunk uint64
 }
 
 // Stats returns the module's figures.
@@ -388,9 +453,13 @@ func (m *Module) Stats() Stats {
 	s := Stats{
 		Instantiations: m.instantiations.Load(), Traps: m.traps.Load(), Timeouts: m.timeouts.Load(),
 		Rejected: m.rejected.Load(), Recycled: m.recycled.Load(), Reloads: m.reloads.Load(), ReloadFailures: m.reloadFailures.Load(),
+		Grown: m.grown.Load(), Shrunk: m.shrunk.Load(),
 	}
 	if p := m.cur.Load(); p != nil {
-		s.Idle, s.Busy, s.Queued, s.PoolSize = len(p.idle), int(p.busy.Load()), int(p.waiting.Load()), p.size
+		p.mu.Lock()
+		s.Idle, s.Busy, s.Queued = len(p.free), p.busy, len(p.waiters)
+		s.PoolSize, s.BasePoolSize, s.MaxPoolSize, s.MemoryBytes = p.live, p.size, p.max, p.mem
+		p.mu.Unlock()
 	}
 	return s
 }

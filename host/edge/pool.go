@@ -10,6 +10,7 @@ import (
 	"math"
 	"reflect"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -24,25 +25,67 @@ import (
 	"github.com/roam-dev/roam/sdk"
 )
 
+// Growth of a pool.
+const (
+	// maxGrowing bounds the instantiations for growth in flight per pool:
+	// each is about 5 ms of CPU, taken from the calls being served.
+	maxGrowing = 2
+	// growPause is how long a pool does not grow after a growth failed.
+	growPause = time.Second
+)
+
 // pool is one version of a module: its compiled code and its instances.
 // A reload builds a new pool and retires the old one, which closes once the
 // calls holding references to it are done.
+//
+// The pool keeps size instances (the base pool) and grows up to max while
+// calls queue, as long as its instances' linear memory stays within budget.
+// Instances beyond size that stay idle for the module's IdleTimeout are
+// closed, so that the memory of a burst goes back.
 type pool struct {
 	m       *Module
 	cm      wazero.CompiledModule
 	man     abi.Manifest
 	version int64
-	size    int
+	// size is the base pool, made at load and kept however idle; max and
+	// budget bound the growth beyond it.
+	size, max int
+	budget    uint64
 	// minor is the ABI minor version the module reports: the host sends
 	// the fields of later minors only to modules that read them.
 	minor uint32
 
-	idle     chan *instance // holds at most size instances
-	busy     atomic.Int32
-	waiting  atomic.Int32
+	mu sync.Mutex
+	// free holds the idle instances, the most recently released last. A
+	// call takes the last: under a light load the same few instances serve
+	// and the others stay idle long enough to be closed.
+	free []*instance
+	// waiters are the queued calls, first come first served: an instance
+	// that comes free is handed to the first through its channel.
+	waiters []chan *instance
+	// n counts the instances held or being made (re-entrant ones aside),
+	// live those held; busy counts the instances lent to calls, re-entrant
+	// ones included.
+	n, live, busy int
+	// growing counts the instantiations for growth in flight. filling is
+	// set while a first load's background fill runs: it is making
+	// instances already, and the pool does not grow meanwhile.
+	growing int
+	filling bool
+	// mem is the linear memory of the live instances, each as of the end
+	// of its last call; fresh is a new instance's, which growth expects to
+	// add.
+	mem, fresh uint64
+	// noGrowUntil pauses growth after a failure.
+	noGrowUntil time.Time
+	// reaper closes the instances above size that stayed idle; reaping is
+	// set while it is scheduled, and for good once the pool is closed.
+	reaper  *time.Timer
+	reaping bool
+
 	overflow atomic.Int32
 
-	// refs counts the calls and background replacements using the pool;
+	// refs counts the calls and background instantiations using the pool;
 	// retire adds retiredBias, and the last reference out closes it.
 	refs    atomic.Int64
 	retired atomic.Bool
@@ -79,31 +122,34 @@ func (p *pool) retire() {
 }
 
 // close closes the idle instances and the compiled code. Every instance is
-// idle by then: busy ones are held by references.
+// idle by then: busy ones are held by references, and so are the
+// instantiations in flight.
 func (p *pool) close() {
-	ctx := context.Background()
-	for {
-		select {
-		case in := <-p.idle:
-			in.close()
-			continue
-		default:
-		}
-		break
+	p.mu.Lock()
+	free := p.free
+	p.free, p.n, p.live, p.mem = nil, 0, 0, 0
+	if p.reaper != nil {
+		p.reaper.Stop()
 	}
-	p.cm.Close(ctx)
+	p.reaping = true
+	p.mu.Unlock()
+	for _, in := range free {
+		in.close()
+	}
+	p.cm.Close(context.Background())
 	close(p.done)
 }
 
 // newPool instantiates a pool of the compiled module. The first instance
 // settles the app id (see Runtime.Load) and the ABI version; a reload's
-// pool has all its instances set up before newPool returns, a first load's
-// gets the others in the background.
+// pool has its base instances set up before newPool returns, a first
+// load's gets the others in the background.
 //
 // newPool owns cm: on error it has closed it, with any instance made.
 func (m *Module) newPool(ctx context.Context, cm wazero.CompiledModule) (_ *pool, err error) {
-	p := &pool{m: m, cm: cm, size: m.opts.PoolSize, idle: make(chan *instance, m.opts.PoolSize),
-		done: make(chan struct{}), version: m.versions.Load() + 1}
+	o := m.opts
+	p := &pool{m: m, cm: cm, size: o.PoolSize, max: o.MaxPoolSize, budget: o.PoolMemoryBytes,
+		free: make([]*instance, 0, o.PoolSize), done: make(chan struct{}), version: m.versions.Load() + 1}
 	defer func() {
 		if err != nil {
 			p.close()
@@ -155,18 +201,30 @@ func (m *Module) newPool(ctx context.Context, cm wazero.CompiledModule) (_ *pool
 		first.close()
 		return nil, err
 	}
-	p.idle <- first
+	p.fresh = first.memBytes
+	p.mu.Lock()
+	p.n = p.size // the first instance and the rest of the base pool, to be made
+	p.addLocked(first)
+	p.filling = !reload
+	p.mu.Unlock()
 
 	if !reload {
 		// A first load is ready with its first instance: the rest are made
 		// in the background, one at a time, so that they take neither the
 		// host's start nor the CPU another module's load needs. Calls that
 		// find no idle instance meanwhile queue as for a busy pool.
-		p.refs.Add(1)
-		go func() {
-			defer p.unref()
-			p.fill(context.Background(), p.size-1, 1, true)
-		}()
+		filling := p.background(func(ctx context.Context) {
+			p.fill(ctx, p.size-1, 1, true)
+			p.mu.Lock()
+			p.filling = false
+			p.growLocked(len(p.waiters)) // for calls that queued meanwhile
+			p.mu.Unlock()
+		})
+		if !filling { // the runtime is closing: so is this pool
+			p.mu.Lock()
+			p.n, p.filling = p.live, false
+			p.mu.Unlock()
+		}
 		return p, nil
 	}
 	// A reload swaps the new version in fully warmed: the old one serves
@@ -177,12 +235,11 @@ func (m *Module) newPool(ctx context.Context, cm wazero.CompiledModule) (_ *pool
 	return p, nil
 }
 
-// fill adds n instances to the pool with the given number of workers
+// fill adds n instances to the base pool with the given number of workers
 // (instantiation is CPU-bound, about 5 ms each) and returns their errors.
-// It stops early once the pool is retired or the runtime closed. An
-// instance whose manifest differs from the first's is refused: its setup
-// depends on more than its capabilities. A background fill logs the errors,
-// and the pool serves with the instances it has.
+// It stops early once the pool is retired or the runtime closed. A
+// background fill logs the errors, and the pool serves with the instances
+// it has.
 func (p *pool) fill(ctx context.Context, n, workers int, background bool) []error {
 	m := p.m
 	var wg sync.WaitGroup
@@ -193,6 +250,7 @@ func (p *pool) fill(ctx context.Context, n, workers int, background bool) []erro
 		work <- struct{}{}
 	}
 	close(work)
+	var made atomic.Int32
 	for w := 0; w < min(n, workers); w++ {
 		wg.Add(1)
 		go func() {
@@ -201,22 +259,24 @@ func (p *pool) fill(ctx context.Context, n, workers int, background bool) []erro
 				if p.retired.Load() || m.rt.isClosed() {
 					return
 				}
-				in, err := p.instantiate(ctx, m.caps)
-				if err == nil && !reflect.DeepEqual(in.man, p.man) {
-					in.close()
-					err = m.errorf("instances of app %s reported different manifests: its setup must not depend on anything but its capabilities", m.id)
-				}
+				in, err := p.newInstance(ctx)
 				if err != nil {
 					mu.Lock()
 					errs = append(errs, err)
 					mu.Unlock()
 					continue
 				}
-				p.idle <- in
+				made.Add(1)
+				p.mu.Lock()
+				p.addLocked(in)
+				p.mu.Unlock()
 			}
 		}()
 	}
 	wg.Wait()
+	p.mu.Lock()
+	p.n -= n - int(made.Load()) // the slots of the instances not made
+	p.mu.Unlock()
 	if len(errs) > 0 && background && !p.retired.Load() && !m.rt.isClosed() {
 		m.log.Error("could not create every instance of the pool; serving with fewer", "app", m.id,
 			"instances", p.size-len(errs), "size", p.size, "err", errs[0])
@@ -226,36 +286,204 @@ func (p *pool) fill(ctx context.Context, n, workers int, background bool) []erro
 
 func maxParallel() int { return max(1, min(8, runtime.GOMAXPROCS(0))) }
 
+// background runs f in the background (Runtime.background) with a
+// reference on the pool, so that the pool cannot close under it. It
+// reports false once the runtime is closing. The caller holds a reference.
+func (p *pool) background(f func(ctx context.Context)) bool {
+	p.refs.Add(1)
+	ok := p.m.rt.background(func(ctx context.Context) {
+		defer p.unref()
+		f(ctx)
+	})
+	if !ok {
+		p.unref()
+	}
+	return ok
+}
+
+// newInstance makes an instance of the pool with the app's capabilities.
+// One whose manifest differs from the first's is refused: its setup
+// depends on more than its capabilities.
+func (p *pool) newInstance(ctx context.Context) (*instance, error) {
+	in, err := p.instantiate(ctx, p.m.caps)
+	if err == nil && !reflect.DeepEqual(in.man, p.man) {
+		in.close()
+		return nil, p.m.errorf("instances of app %s reported different manifests: its setup must not depend on anything but its capabilities", p.m.id)
+	}
+	return in, err
+}
+
+// addLocked adds a new instance to the pool.
+func (p *pool) addLocked(in *instance) {
+	p.live++
+	p.mem += in.memBytes
+	p.putLocked(in)
+}
+
+// putLocked hands an instance no call holds to the first queued call, or
+// adds it to the free ones.
+func (p *pool) putLocked(in *instance) {
+	if len(p.waiters) > 0 {
+		w := p.waiters[0]
+		p.waiters[0] = nil
+		p.waiters = p.waiters[1:]
+		p.busy++
+		w <- in // buffered: never blocks
+		return
+	}
+	in.idleSince = time.Now()
+	p.free = append(p.free, in)
+}
+
 // acquire takes a free instance, waiting in the bounded queue if there is
-// none. A call made from inside this very module (it invoked itself, maybe
-// through other apps) gets a temporary extra instance instead of waiting:
-// its caller holds an instance that would otherwise never be released.
+// none; a queued call makes the pool grow if it may (growLocked), and takes
+// whichever instance comes first, a new one or one released. A call made
+// from inside this very module (it invoked itself, maybe through other
+// apps) gets a temporary extra instance instead of waiting: its caller
+// holds an instance that would otherwise never be released.
 func (p *pool) acquire(ctx context.Context, what string) (*instance, error) {
-	select {
-	case in := <-p.idle:
-		p.busy.Add(1)
+	p.mu.Lock()
+	if k := len(p.free) - 1; k >= 0 {
+		in := p.free[k]
+		p.free[k] = nil
+		p.free = p.free[:k]
+		p.busy++
+		p.mu.Unlock()
 		return in, nil
-	default:
 	}
 	m := p.m
 	if inChain(ctx, m) {
+		p.mu.Unlock()
 		return p.overflowInstance(ctx, what)
 	}
-	if int(p.waiting.Add(1)) > m.opts.MaxQueue {
-		p.waiting.Add(-1)
+	if len(p.waiters) >= m.opts.MaxQueue {
+		// A refused call is demand too: without a queue, the next one may
+		// find the new instance.
+		p.growLocked(max(len(p.waiters), 1))
+		live := p.live
+		p.mu.Unlock()
 		m.rejected.Add(1)
-		return nil, sdk.Errorf(sdk.Unavailable, "app %s is at capacity: all %d instances are busy and %d calls are queued; retry later (or raise --pool-size / --max-queue)",
-			m.id, p.size, m.opts.MaxQueue)
+		return nil, sdk.Errorf(sdk.Unavailable, "app %s is at capacity: all %d instances are busy and %d calls are queued; retry later (or raise --max-pool-size / --max-queue)",
+			m.id, live, m.opts.MaxQueue)
 	}
-	defer p.waiting.Add(-1)
+	w := make(chan *instance, 1)
+	p.waiters = append(p.waiters, w)
+	p.growLocked(len(p.waiters))
+	p.mu.Unlock()
 	start := time.Now()
 	select {
-	case in := <-p.idle:
-		p.busy.Add(1)
+	case in := <-w:
 		return in, nil
 	case <-ctx.Done():
-		code := sdk.CodeOf(ctx.Err())
-		return nil, sdk.Errorf(code, "%s %s: %v after waiting %s for a free instance (all %d busy)", m.id, what, ctx.Err(), time.Since(start).Round(time.Millisecond), p.size)
+	}
+	p.mu.Lock()
+	if i := slices.Index(p.waiters, w); i >= 0 {
+		p.waiters = slices.Delete(p.waiters, i, i+1)
+	} else {
+		// An instance was handed over as the wait ended: pass it on.
+		p.busy--
+		p.putLocked(<-w)
+	}
+	live := p.live
+	p.mu.Unlock()
+	code := sdk.CodeOf(ctx.Err())
+	return nil, sdk.Errorf(code, "%s %s: %v after waiting %s for a free instance (all %d busy)", m.id, what, ctx.Err(), time.Since(start).Round(time.Millisecond), live)
+}
+
+// growLocked starts instantiations for growth while more calls wait
+// (demand) than instances are on their way, at most maxGrowing at a time,
+// as long as the pool stays under its ceiling and, counting the instances
+// on their way, within its memory budget. It waits for a first load's
+// fill, and pauses after a failure. The caller holds a reference.
+func (p *pool) growLocked(demand int) {
+	if p.filling || p.n >= p.max || (!p.noGrowUntil.IsZero() && time.Now().Before(p.noGrowUntil)) {
+		return
+	}
+	for {
+		coming := p.n - p.live // growth, replacements
+		if coming >= demand || p.growing >= maxGrowing || p.n >= p.max || p.mem+uint64(coming+1)*p.fresh > p.budget {
+			return
+		}
+		p.growing++
+		p.n++
+		if !p.background(p.grow) {
+			p.growing--
+			p.n--
+			return
+		}
+	}
+}
+
+// grow makes one more instance for the calls waiting, and goes on growing
+// while calls still wait.
+func (p *pool) grow(ctx context.Context) {
+	in, err := p.newInstance(ctx)
+	p.mu.Lock()
+	p.growing--
+	if err != nil {
+		p.n--
+		p.noGrowUntil = time.Now().Add(growPause)
+		p.mu.Unlock()
+		if !p.retired.Load() && !p.m.rt.isClosed() {
+			p.m.log.Error("could not grow the pool; serving with the instances it has", "app", p.m.id, "err", err)
+		}
+		return
+	}
+	p.m.grown.Add(1)
+	p.addLocked(in)
+	p.growLocked(len(p.waiters))
+	p.scheduleReapLocked()
+	p.mu.Unlock()
+}
+
+// scheduleReapLocked schedules reap for when the longest idle instance
+// reaches the idle timeout, if the pool holds more than its base size.
+func (p *pool) scheduleReapLocked() {
+	if p.reaping || p.n <= p.size {
+		return
+	}
+	d := p.m.opts.IdleTimeout
+	if len(p.free) > 0 {
+		d = time.Until(p.free[0].idleSince.Add(d))
+	}
+	d = max(d, time.Millisecond)
+	p.reaping = true
+	if p.reaper == nil {
+		p.reaper = time.AfterFunc(d, p.reap)
+	} else {
+		p.reaper.Reset(d)
+	}
+}
+
+// reap closes the instances that stayed idle for the idle timeout, the
+// longest idle first, down to the base size.
+func (p *pool) reap() {
+	if !p.tryRef() {
+		return // retired: it closes whole
+	}
+	defer p.unref()
+	timeout := p.m.opts.IdleTimeout
+	now := time.Now()
+	p.mu.Lock()
+	p.reaping = false
+	k := 0
+	for k < len(p.free) && p.n > p.size && now.Sub(p.free[k].idleSince) >= timeout {
+		in := p.free[k]
+		p.n--
+		p.live--
+		p.mem -= in.memBytes
+		k++
+	}
+	idle := slices.Clone(p.free[:k])
+	p.free = slices.Delete(p.free, 0, k)
+	p.scheduleReapLocked()
+	p.mu.Unlock()
+	for _, in := range idle {
+		in.close()
+	}
+	if len(idle) > 0 {
+		p.m.shrunk.Add(uint64(len(idle)))
+		p.m.rt.releaseMemory()
 	}
 }
 
@@ -272,49 +500,77 @@ func (p *pool) overflowInstance(ctx context.Context, what string) (*instance, er
 		return nil, sdk.Errorf(sdk.Unavailable, "%s %s: no instance for a re-entrant call: %v", m.id, what, err)
 	}
 	in.overflow = true
-	p.busy.Add(1)
+	p.mu.Lock()
+	p.busy++
+	p.mu.Unlock()
 	return in, nil
 }
 
 // release returns an instance after a call. One that trapped, timed out or
-// grew too large is closed and replaced in the background.
+// grew too large is closed; it is replaced in the background if the pool
+// is below its base size, else the pool grows again only if calls wait.
 func (p *pool) release(in *instance, keep bool) {
-	p.busy.Add(-1)
 	if in.overflow {
 		in.close()
 		p.overflow.Add(-1)
+		p.mu.Lock()
+		p.busy--
+		p.mu.Unlock()
 		return
 	}
+	var size uint64
 	if keep {
-		p.idle <- in
+		size = uint64(in.mem.Size())
+	}
+	p.mu.Lock()
+	p.busy--
+	if keep {
+		p.mem = p.mem - in.memBytes + size
+		in.memBytes = size
+		p.putLocked(in)
+		p.mu.Unlock()
 		return
 	}
+	p.n--
+	p.live--
+	p.mem -= in.memBytes
+	if p.n < p.size {
+		p.n++
+		if !p.background(p.replace) {
+			p.n--
+		}
+	} else {
+		p.growLocked(len(p.waiters))
+	}
+	p.mu.Unlock()
 	in.close()
-	p.replace()
 }
 
-// replace creates an instance in place of a discarded one. The caller holds
-// a reference, so the pool cannot close before the replacement takes one.
-func (p *pool) replace() {
-	p.refs.Add(1)
-	go func() {
-		defer p.unref()
-		backoff := 50 * time.Millisecond
-		for {
-			ctx := context.Background()
-			in, err := p.instantiate(ctx, p.m.caps)
-			if err == nil {
-				p.idle <- in
-				return
-			}
-			if p.retired.Load() || p.m.rt.isClosed() {
-				return
-			}
-			p.m.log.Error("could not replace a discarded instance; retrying", "app", p.m.id, "err", err, "in", backoff)
-			time.Sleep(backoff)
-			backoff = min(2*backoff, 5*time.Second)
+// replace makes an instance in place of a discarded one of the base pool,
+// retrying until it succeeds or the pool is retired.
+func (p *pool) replace(ctx context.Context) {
+	backoff := 50 * time.Millisecond
+	for {
+		in, err := p.newInstance(ctx)
+		if err == nil {
+			p.mu.Lock()
+			p.addLocked(in)
+			p.mu.Unlock()
+			return
 		}
-	}()
+		if p.retired.Load() || ctx.Err() != nil {
+			p.mu.Lock()
+			p.n--
+			p.mu.Unlock()
+			return
+		}
+		p.m.log.Error("could not replace a discarded instance; retrying", "app", p.m.id, "err", err, "in", backoff)
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
 }
 
 // instance is one instantiation of a module: its own linear memory, its own
@@ -337,6 +593,11 @@ type instance struct {
 	// done is the current call's interruption signal, for nanosleep.
 	done     <-chan struct{}
 	overflow bool
+	// memBytes is the size of its linear memory at the end of its last
+	// call (or of its setup), and idleSince when it was last made free:
+	// both are the pool's, under its lock.
+	memBytes  uint64
+	idleSince time.Time
 }
 
 // instantiate creates and sets up one instance: _initialize (the Go runtime
@@ -419,6 +680,7 @@ func (p *pool) instantiate(ctx context.Context, c *caps) (*instance, error) {
 	}
 	in.man = man
 	in.st.ctx = nil
+	in.memBytes = uint64(in.mem.Size())
 	return in, nil
 }
 

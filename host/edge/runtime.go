@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -62,6 +63,16 @@ type Runtime struct {
 	mu      sync.Mutex
 	modules []*Module
 	closed  bool
+
+	// bg counts the instantiations the pools run in the background (the
+	// rest of a first load's pool, growth, replacements), which run under
+	// bgCtx: Close cancels them and waits for them before it closes the
+	// wazero runtime under them.
+	bg       sync.WaitGroup
+	bgCtx    context.Context
+	bgCancel context.CancelFunc
+	// freeing is set while a release of memory to the OS is pending.
+	freeing atomic.Bool
 }
 
 // WazeroVersion is the wazero version this host was built with, as go.mod
@@ -84,6 +95,7 @@ func WazeroVersion() string {
 // wazero supports one (amd64 and arm64) and its interpreter elsewhere.
 func NewRuntime(ctx context.Context, o RuntimeOptions) (*Runtime, error) {
 	r := &Runtime{log: o.Logger}
+	r.bgCtx, r.bgCancel = context.WithCancel(context.WithoutCancel(ctx))
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
 	}
@@ -180,7 +192,8 @@ func (r *Runtime) pruneCache() {
 // CacheDir returns the directory of compiled code, or "".
 func (r *Runtime) CacheDir() string { return r.dir }
 
-// Close closes every module and the runtime. Calls in flight fail.
+// Close closes every module and the runtime. Calls in flight fail; the
+// instances being made in the background are interrupted, and waited for.
 func (r *Runtime) Close(ctx context.Context) error {
 	r.mu.Lock()
 	mods := slices.Clone(r.modules)
@@ -189,11 +202,44 @@ func (r *Runtime) Close(ctx context.Context) error {
 	for _, m := range mods {
 		m.retire()
 	}
+	r.bgCancel()
+	r.bg.Wait()
 	err := r.rt.Close(ctx)
 	if r.cache != nil {
 		err = errors.Join(err, r.cache.Close(ctx))
 	}
 	return err
+}
+
+// background runs f in the background, counted in r.bg, unless the runtime
+// is closing.
+func (r *Runtime) background(f func(ctx context.Context)) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return false
+	}
+	r.bg.Add(1)
+	go func() {
+		defer r.bg.Done()
+		f(r.bgCtx)
+	}()
+	return true
+}
+
+// releaseMemory returns the memory of instances a pool closed to the OS,
+// a second later. Linear memory is Go heap: without this, a host idle
+// enough to close instances keeps it until its next garbage collection
+// (while idle, the forced one every two minutes) and returns it only
+// gradually after. Pools that shrink together share one collection.
+func (r *Runtime) releaseMemory() {
+	if r.freeing.Swap(true) {
+		return
+	}
+	time.AfterFunc(time.Second, func() {
+		r.freeing.Store(false)
+		debug.FreeOSMemory()
+	})
 }
 
 func (r *Runtime) isClosed() bool {
@@ -400,8 +446,12 @@ var (
 	descIdle           = prometheus.NewDesc("roam_edge_instances_idle", "Wasm instances ready for a call, by app.", []string{"app"}, nil)
 	descBusy           = prometheus.NewDesc("roam_edge_instances_busy", "Wasm instances running a call, by app.", []string{"app"}, nil)
 	descQueued         = prometheus.NewDesc("roam_edge_calls_queued", "Calls waiting for a free instance, by app.", []string{"app"}, nil)
-	descPoolSize       = prometheus.NewDesc("roam_edge_pool_size", "Instances a module's pool holds when none is lent to a re-entrant call, by app.", []string{"app"}, nil)
-	descInstantiations = prometheus.NewDesc("roam_edge_instantiations_total", "Wasm instances created (pre-warm, replacement, reload, re-entrant overflow), by app.", []string{"app"}, nil)
+	descPoolSize       = prometheus.NewDesc("roam_edge_pool_size", "Instances a module's pool holds now, re-entrant ones aside: its base size, more while calls queue, by app.", []string{"app"}, nil)
+	descPoolMax        = prometheus.NewDesc("roam_edge_pool_max", "Instances a module's pool may grow to while calls queue, by app.", []string{"app"}, nil)
+	descPoolMemory     = prometheus.NewDesc("roam_edge_pool_memory_bytes", "Linear memory of a module's pooled instances, each as of its last call; the pool stops growing at its memory budget, by app.", []string{"app"}, nil)
+	descGrown          = prometheus.NewDesc("roam_edge_pool_grown_total", "Instances added to a module's pool because calls queued, by app.", []string{"app"}, nil)
+	descShrunk         = prometheus.NewDesc("roam_edge_pool_shrunk_total", "Instances above a module's base pool size closed after staying idle, by app.", []string{"app"}, nil)
+	descInstantiations = prometheus.NewDesc("roam_edge_instantiations_total", "Wasm instances created (pre-warm, growth, replacement, reload, re-entrant overflow), by app.", []string{"app"}, nil)
 	descTraps          = prometheus.NewDesc("roam_edge_traps_total", "Calls whose instance trapped or exited and was discarded, by app.", []string{"app"}, nil)
 	descTimeouts       = prometheus.NewDesc("roam_edge_timeouts_total", "Calls interrupted at their deadline, whose instance was discarded, by app.", []string{"app"}, nil)
 	descRejected       = prometheus.NewDesc("roam_edge_rejected_total", "Calls refused with Unavailable because every instance was busy and the queue full, by app.", []string{"app"}, nil)
@@ -410,7 +460,8 @@ var (
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descIdle, descBusy, descQueued, descPoolSize, descInstantiations, descTraps, descTimeouts, descRejected, descRecycled, descReloads} {
+	for _, d := range []*prometheus.Desc{descIdle, descBusy, descQueued, descPoolSize, descPoolMax, descPoolMemory, descGrown, descShrunk,
+		descInstantiations, descTraps, descTimeouts, descRejected, descRecycled, descReloads} {
 		ch <- d
 	}
 }
@@ -426,6 +477,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descBusy, prometheus.GaugeValue, float64(s.Busy), id)
 		ch <- prometheus.MustNewConstMetric(descQueued, prometheus.GaugeValue, float64(s.Queued), id)
 		ch <- prometheus.MustNewConstMetric(descPoolSize, prometheus.GaugeValue, float64(s.PoolSize), id)
+		ch <- prometheus.MustNewConstMetric(descPoolMax, prometheus.GaugeValue, float64(s.MaxPoolSize), id)
+		ch <- prometheus.MustNewConstMetric(descPoolMemory, prometheus.GaugeValue, float64(s.MemoryBytes), id)
+		ch <- prometheus.MustNewConstMetric(descGrown, prometheus.CounterValue, float64(s.Grown), id)
+		ch <- prometheus.MustNewConstMetric(descShrunk, prometheus.CounterValue, float64(s.Shrunk), id)
 		ch <- prometheus.MustNewConstMetric(descInstantiations, prometheus.CounterValue, float64(s.Instantiations), id)
 		ch <- prometheus.MustNewConstMetric(descTraps, prometheus.CounterValue, float64(s.Traps), id)
 		ch <- prometheus.MustNewConstMetric(descTimeouts, prometheus.CounterValue, float64(s.Timeouts), id)

@@ -50,9 +50,11 @@ and timeout settings, and is the only way to grant a module environment
 variables or directories: by default a guest sees no environment, no files and
 no sockets. Each module gets a pool of instances (--pool-size); a call
 that finds none free waits in a queue (--max-queue) and is refused with 503
-when the queue is full. Compiled code is cached in --cache-dir, so a restart
-does not recompile. With --watch (the default) a module whose file changes is
-reloaded without dropping a request.`,
+when the queue is full. While calls queue, the pool grows, up to
+--max-pool-size instances and --pool-memory-mb of their memory; the instances
+it grew by close after --pool-idle-timeout without a call. Compiled code is
+cached in --cache-dir, so a restart does not recompile. With --watch (the
+default) a module whose file changes is reloaded without dropping a request.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c.Paths = args
@@ -61,7 +63,10 @@ reloaded without dropping a request.`,
 	}
 	RegisterHostFlags(cmd, &c.Flags)
 	f := cmd.Flags()
-	f.IntVar(&c.PoolSize, "pool-size", 0, "instances per module (0: 4 per CPU, at least 4, at most 12)")
+	f.IntVar(&c.PoolSize, "pool-size", 0, "instances per module, made at start and kept (0: 4 per CPU, at least 4, at most 12)")
+	f.IntVar(&c.MaxPoolSize, "max-pool-size", 0, "instances a module's pool may grow to while calls queue (0: 4 × --pool-size, at most 64; equal to --pool-size for a fixed pool)")
+	f.IntVar(&c.PoolMemoryMB, "pool-memory-mb", edge.DefaultPoolMemoryBytes>>20, "a module's pool stops growing once its instances' memory adds up to this, in MiB")
+	f.DurationVar(&c.PoolIdleTimeout, "pool-idle-timeout", edge.DefaultIdleTimeout, "how long an instance beyond --pool-size stays idle before it is closed")
 	f.IntVar(&c.MaxQueue, "max-queue", edge.DefaultMaxQueue, "calls per module that may wait for a free instance before 503 (0: none)")
 	f.IntVar(&c.MemoryLimitMB, "memory-limit-mb", edge.DefaultMemoryLimitPages/16, "memory cap of each instance, in MiB")
 	f.StringVar(&c.CacheDir, "cache-dir", edge.DefaultCacheDir(), "directory of compiled modules")

@@ -80,7 +80,8 @@ type moduleLoad struct {
 }
 
 // parseModuleLine reads edge.LoadFiles's
-// "roam: module orders.wasm: app orders, 8 instances, 4.2 MB, loaded in 176ms".
+// "roam: module orders.wasm: app orders, 8 instances (up to 32), 4.2 MB, loaded in 176ms"
+// (a fixed pool has no "up to").
 func parseModuleLine(line string) (moduleLoad, bool) {
 	rest, ok := strings.CutPrefix(line, "roam: module ")
 	if !ok {
@@ -94,7 +95,8 @@ func parseModuleLine(line string) (moduleLoad, bool) {
 	if len(f) < 4 {
 		return moduleLoad{}, false
 	}
-	n, err := strconv.Atoi(strings.TrimSuffix(f[1], " instances"))
+	num, _, _ := strings.Cut(f[1], " instances")
+	n, err := strconv.Atoi(num)
 	if err != nil {
 		return moduleLoad{}, false
 	}
@@ -223,10 +225,15 @@ type edgeReport struct {
 	nativeList []time.Duration // the native shop: exec → first 200 from the same call
 
 	// From the load phase.
-	loadPool  int // -edge-pool (0: the default)
-	afterLoad memory
-	logErrors int
-	stats     string // the host's edge metrics after the load
+	loadPool    int // -edge-pool (0: the default)
+	loadMaxPool int // -edge-max-pool (0: the default)
+	afterLoad   memory
+	logErrors   int
+	stats       string // the host's edge metrics after the load
+	// After -edge-idle without calls (zero: not measured).
+	idleFor   time.Duration
+	afterIdle memory
+	idleStats string
 }
 
 // edgeHostArgs returns roam edge's command line.
@@ -393,9 +400,10 @@ func measureEdgeStarts(ctx context.Context, c config, rep *report, tmp, modDir, 
 	return nil
 }
 
-// edgeMetrics returns the host's roam_edge_* counters that tell whether the
-// pool behaved under load (instantiations beyond the pre-warm, traps,
-// timeouts, rejections, recycles), from its /metrics.
+// edgeMetrics returns the host's roam_edge_* counters and gauges that tell
+// whether the pool behaved under load (instantiations beyond the pre-warm,
+// traps, timeouts, rejections, recycles; its size, ceiling, memory, growth
+// and shrinking), from its /metrics.
 func edgeMetrics(ctx context.Context, base string) string {
 	c := &http.Client{Timeout: 5 * time.Second}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
@@ -410,7 +418,8 @@ func edgeMetrics(ctx context.Context, base string) string {
 	b, _ := io.ReadAll(resp.Body)
 	var out []string
 	for line := range strings.SplitSeq(string(b), "\n") {
-		for _, name := range []string{"roam_edge_instantiations_total", "roam_edge_traps_total", "roam_edge_timeouts_total", "roam_edge_rejected_total", "roam_edge_recycled_total"} {
+		for _, name := range []string{"roam_edge_instantiations_total", "roam_edge_traps_total", "roam_edge_timeouts_total", "roam_edge_rejected_total", "roam_edge_recycled_total",
+			"roam_edge_pool_size", "roam_edge_pool_max", "roam_edge_pool_memory_bytes", "roam_edge_pool_grown_total", "roam_edge_pool_shrunk_total"} {
 			if strings.HasPrefix(line, name+"{") {
 				out = append(out, strings.TrimPrefix(line, "roam_edge_"))
 			}
@@ -543,9 +552,17 @@ func (r *report) printEdge(p func(string, ...any), c config) {
 	if er.loadPool > 0 {
 		pool = fmt.Sprintf("--pool-size %d (-edge-pool)", er.loadPool)
 	}
+	if er.loadMaxPool > 0 {
+		pool += fmt.Sprintf(", --max-pool-size %d (-edge-max-pool)", er.loadMaxPool)
+	} else {
+		pool += ", the default --max-pool-size"
+	}
 	p("roam edge under load ran with %s, the compilation cache warm.", pool)
 	p("roam edge after load: VmRSS %s, VmHWM %s; %d ERROR lines in its log; %s.",
 		mibText(er.afterLoad.RSS), mibText(er.afterLoad.HWM), er.logErrors, er.stats)
+	if er.idleFor > 0 {
+		p("roam edge after %s idle: VmRSS %s; %s.", er.idleFor, mibText(er.afterIdle.RSS), er.idleStats)
+	}
 }
 
 // edgePair returns the native shop's and the edge host's results for op.

@@ -40,6 +40,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -72,7 +73,8 @@ type config struct {
 	serverCPUs                            string
 	runs, rssRuns, conc                   int
 	edgeRuns, edgeColdRuns, edgePool      int
-	rssDelay, warmup, duration            time.Duration
+	edgeMaxPool                           int
+	rssDelay, warmup, duration, edgeIdle  time.Duration
 	noWrk, noHot, noEdge                  bool
 }
 
@@ -87,6 +89,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&c.edgeRuns, "edge-runs", 10, "warm starts of roam edge per pool size (compilation cache filled)")
 	fs.IntVar(&c.edgeColdRuns, "edge-cold-runs", 3, "cold starts of roam edge per pool size (fresh compilation cache; seconds each)")
 	fs.IntVar(&c.edgePool, "edge-pool", 0, "--pool-size of roam edge under load (0: the host's default)")
+	fs.IntVar(&c.edgeMaxPool, "edge-max-pool", 0, "--max-pool-size of roam edge under load (0: the host's default; equal to -edge-pool for a fixed pool)")
+	fs.DurationVar(&c.edgeIdle, "edge-idle", 0, "after the load, leave roam edge idle this long and read its RSS and pool again (0: skip; its pools shrink after --pool-idle-timeout, 30s)")
 	fs.IntVar(&c.runs, "runs", 10, "starts for the start-to-ready median")
 	fs.IntVar(&c.rssRuns, "rss-runs", 5, "starts for the idle RSS median (the first ones of -runs)")
 	fs.DurationVar(&c.rssDelay, "rss-delay", time.Second, "wait after ready before reading idle RSS")
@@ -110,8 +114,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if c.runs < 1 || c.conc < 1 || c.duration < time.Second {
 		return errors.New("-runs and -c must be at least 1, -duration at least 1s")
 	}
-	if !c.noEdge && (c.edgeRuns < 1 || c.edgeColdRuns < 0 || c.edgePool < 0) {
-		return errors.New("-edge-runs must be at least 1, -edge-cold-runs and -edge-pool at least 0 (or -no-edge)")
+	if !c.noEdge && (c.edgeRuns < 1 || c.edgeColdRuns < 0 || c.edgePool < 0 || c.edgeMaxPool < 0 || c.edgeIdle < 0) {
+		return errors.New("-edge-runs must be at least 1, -edge-cold-runs, -edge-pool, -edge-max-pool and -edge-idle at least 0 (or -no-edge)")
 	}
 	c.rssRuns = min(c.rssRuns, c.runs)
 	return measure(ctx, c, os.Args, stdout, stderr)
@@ -389,13 +393,17 @@ func measureLoad(ctx context.Context, c config, rep *report, tmp, modDir, edgeCa
 	var edgeState shopState
 	edgeLog := filepath.Join(tmp, "edge-load-stderr.log")
 	if rep.edge != nil {
-		argv := edgeHostArgs(prefix, rep.roam, modDir, filepath.Join(tmp, "edge-load-data"), edgeCache, c.edgePool, extra...)
+		eextra := slices.Clone(extra)
+		if c.edgeMaxPool > 0 {
+			eextra = append(eextra, "--max-pool-size", strconv.Itoa(c.edgeMaxPool))
+		}
+		argv := edgeHostArgs(prefix, rep.roam, modDir, filepath.Join(tmp, "edge-load-data"), edgeCache, c.edgePool, eextra...)
 		if e, _, err = startEdge(ctx, argv, edgeLog); err != nil {
 			return err
 		}
 		defer e.Stop()
 		progress("roam edge under load at %s (pid %d)", e.URL, e.Pid())
-		rep.edge.loadPool = c.edgePool
+		rep.edge.loadPool, rep.edge.loadMaxPool = c.edgePool, c.edgeMaxPool
 		if edgeState, err = setupShop(ctx, e.URL, c.conc); err != nil {
 			return fmt.Errorf("roam edge: %w", err)
 		}
@@ -516,6 +524,15 @@ func measureLoad(ctx context.Context, c config, rep *report, tmp, modDir, edgeCa
 			return err
 		}
 		rep.edge.stats = edgeMetrics(ctx, e.URL)
+		if c.edgeIdle > 0 {
+			progress("roam edge: idle for %s", c.edgeIdle)
+			time.Sleep(c.edgeIdle)
+			rep.edge.idleFor = c.edgeIdle
+			if rep.edge.afterIdle, err = readMemory(e.Pid()); err != nil {
+				return err
+			}
+			rep.edge.idleStats = edgeMetrics(ctx, e.URL)
+		}
 		if logs, err := os.ReadFile(edgeLog); err == nil {
 			rep.edge.logErrors = bytes.Count(logs, []byte("level=ERROR"))
 		}

@@ -169,6 +169,9 @@ func TestParseModuleLine(t *testing.T) {
 	if m, ok := parseModuleLine("roam: module inventory.wasm: app inventory, 1 instances, 4.1 MB, loaded in 2.145s"); !ok || m.LoadedIn != 2145*time.Millisecond || m.Instances != 1 {
 		t.Fatalf("got %+v %v", m, ok)
 	}
+	if m, ok := parseModuleLine("roam: module orders.wasm: app orders, 8 instances (up to 32), 4.2 MB, loaded in 176ms"); !ok || m != want {
+		t.Fatalf("a pool that may grow: got %+v %v", m, ok)
+	}
 	for _, bad := range []string{
 		"roam: edge runtime wazero v1.12.0, compiled code cached in x",
 		"roam: module x.wasm: app x, many instances, 1 MB, loaded in 1ms",
