@@ -42,6 +42,11 @@ command -v skopeo >/dev/null || (apt-get update -qq && apt-get install -y -qq sk
 step "unit, conformance and end-to-end tests"
 go test -count=1 -timeout 20m ./...
 
+# The edge host builds on either WebAssembly runtime (internal/wasmrt):
+# wazero by default, wazy with the build tag roam_wazy. Its tests run on both.
+step "the edge host on wazy (-tags roam_wazy)"
+go test -count=1 -tags roam_wazy -timeout 20m ./host/edge/... ./internal/wasmrt/... ./bench
+
 step "race detector on the concurrent core"
 go test -count=1 -race -timeout 20m ./sdk/... ./host ./host/native ./backend/...
 

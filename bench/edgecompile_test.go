@@ -10,25 +10,26 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/tetratelabs/wazero"
-	"github.com/tetratelabs/wazero/experimental"
+	"github.com/roam-dev/roam/internal/wasmrt"
 )
 
 // BenchmarkEdgeCompile compiles the shop's two wasm modules from scratch
-// (no compilation cache), as a cold `roam edge` start does, with wazero
+// (no compilation cache), as a cold `roam edge` start does, with the
+// runtime (internal/wasmrt: wazero, or wazy with -tags roam_wazy)
 // configured as the edge host configures it (the optimizing compiler,
 // interruptible guests), three ways:
 //
 //   - serial: one module after the other on one compiler goroutine, which
 //     is what the edge host does today;
 //   - workers=N: one module after the other, each compiled by N goroutines
-//     (wazero's experimental.WithCompilationWorkers, N = GOMAXPROCS);
+//     (the runtime's WithCompilationWorkers, N = GOMAXPROCS);
 //   - parallel-modules: both modules at once, one goroutine each.
 //
 // It is what bounds the cold start (see BENCHMARKS.md, Edge). Each
 // iteration takes seconds:
 //
 //	go test ./bench -run '^$' -bench EdgeCompile -benchtime 1x -count 3
+//	go test -tags roam_wazy ./bench -run '^$' -bench EdgeCompile -benchtime 1x -count 3
 func BenchmarkEdgeCompile(b *testing.B) {
 	dir := b.TempDir()
 	var mods [][]byte
@@ -48,10 +49,9 @@ func BenchmarkEdgeCompile(b *testing.B) {
 	compile := func(b *testing.B, workers int, parallel bool) {
 		for b.Loop() {
 			ctx := context.Background()
-			rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().
-				WithCloseOnContextDone(true).WithMemoryLimitPages(65536))
+			rt := wasmrt.NewRuntimeWithConfig(ctx, wasmrt.NewConfig(false, true).WithMemoryLimitPages(65536))
 			if workers > 1 {
-				ctx = experimental.WithCompilationWorkers(ctx, workers)
+				ctx = wasmrt.WithCompilationWorkers(ctx, workers)
 			}
 			var wg sync.WaitGroup
 			errs := make([]error, len(mods))

@@ -21,6 +21,7 @@ import (
 func newDistCmd(stdout, stderr io.Writer) *cobra.Command {
 	var out, platforms, backendList, push, tag, ver string
 	var noEdge, noOperator, noImages bool
+	var edgeRuntime string
 	var jobs int
 	c := &cobra.Command{
 		Use:   "dist [packages or directories]",
@@ -66,7 +67,7 @@ helpers.`,
 			live := dist.IsTerminal(stderr)
 			res, err := dist.Build(cmd.Context(), dist.Options{
 				Patterns: args, Out: out, Platforms: plats, Version: ver, Backends: backends,
-				NoEdge: noEdge, NoOperator: noOperator, NoImages: noImages, Jobs: jobs, Progress: stderr, Live: live,
+				NoEdge: noEdge, EdgeRuntime: edgeRuntime, NoOperator: noOperator, NoImages: noImages, Jobs: jobs, Progress: stderr, Live: live,
 			})
 			if err != nil {
 				return err
@@ -109,6 +110,7 @@ helpers.`,
 	f.StringVar(&push, "push", "", "push the images to this repository prefix, e.g. ghcr.io/acme/shop (REPO/APP:TAG, REPO/roam-edge:TAG, REPO/roam-operator:TAG, REPO/APP-wasm:TAG)")
 	f.StringVar(&tag, "tag", "", "tag of pushed images (default: the version)")
 	f.BoolVar(&noEdge, "no-edge", false, "leave out the edge host binary and image")
+	f.StringVar(&edgeRuntime, "edge-runtime", "wazero", "WebAssembly runtime of the edge host: wazero, or wazy (a wazero fork with inline interruption checks; see RATIONALE.md)")
 	f.BoolVar(&noOperator, "no-operator", false, "leave out the operator binary and image")
 	f.BoolVar(&noImages, "no-images", false, "leave out the OCI images")
 	f.IntVar(&jobs, "jobs", 0, "builds at once (0: the number of CPUs)")

@@ -28,6 +28,7 @@ import (
 	"github.com/roam-dev/roam/examples/shop/orders"
 	"github.com/roam-dev/roam/host"
 	"github.com/roam-dev/roam/host/native"
+	"github.com/roam-dev/roam/internal/wasmrt"
 	"github.com/roam-dev/roam/sdk"
 )
 
@@ -125,16 +126,18 @@ func BenchmarkCall(b *testing.B) {
 	b.Run("OrdersCreate/edge", create(ord, "bench-edge"))
 
 	// Without interruption: a runtime compiled without the loop checks
-	// (its own cache entries; the first run compiles).
-	uninterruptible = true
-	rtu := newRuntime(b, nil)
-	uninterruptible = false
-	confU, ordU := load(b, rtu, confWasm), load(b, rtu, ordersWasm)
-	b.Run("Echo/edge-uninterruptible", func(b *testing.B) { run(b, confU, "Echo", echoReq) })
-	b.Run("OrdersGet/edge-uninterruptible", func(b *testing.B) { run(b, ordU, "Get", getReq) })
-	b.Run("OrdersCreate/edge-uninterruptible", create(ordU, "bench-edge-u"))
+	// (its own cache entries; the first run compiles). wazy always checks.
+	if !wasmrt.AlwaysInterruptible {
+		uninterruptible = true
+		rtu := newRuntime(b, nil)
+		uninterruptible = false
+		confU, ordU := load(b, rtu, confWasm), load(b, rtu, ordersWasm)
+		b.Run("Echo/edge-uninterruptible", func(b *testing.B) { run(b, confU, "Echo", echoReq) })
+		b.Run("OrdersGet/edge-uninterruptible", func(b *testing.B) { run(b, ordU, "Get", getReq) })
+		b.Run("OrdersCreate/edge-uninterruptible", create(ordU, "bench-edge-u"))
+	}
 
-	// wazero's interpreter, for the record of why the compiler.
+	// The interpreter, for the record of why the compiler.
 	interpreter = true
 	rti := newRuntime(b, nil)
 	interpreter = false

@@ -13,6 +13,7 @@ import (
 	"github.com/roam-dev/roam/backend/memory"
 	"github.com/roam-dev/roam/internal/build"
 	"github.com/roam-dev/roam/internal/jsonbench"
+	"github.com/roam-dev/roam/internal/wasmrt"
 )
 
 // BenchmarkGuestCodec measures the SDK's JSON codec work of orders.Get and
@@ -73,7 +74,9 @@ func BenchmarkGuestCodec(b *testing.B) {
 				}
 			})
 			b.Run(op+"/"+codec+"/edge", guest(&edge, false, op, codec))
-			b.Run(op+"/"+codec+"/edge-uninterruptible", guest(&edgeU, true, op, codec))
+			if !wasmrt.AlwaysInterruptible {
+				b.Run(op+"/"+codec+"/edge-uninterruptible", guest(&edgeU, true, op, codec))
+			}
 		}
 	}
 }

@@ -534,7 +534,7 @@ func TestCompilationCacheReused(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer rt.Close(ctx)
-		if !strings.HasPrefix(filepath.Base(rt.CacheDir()), "wazero-") {
+		if !strings.HasPrefix(filepath.Base(rt.CacheDir()), RuntimeName()+"-") {
 			t.Errorf("cache dir %s is not keyed by the wazero version", rt.CacheDir())
 		}
 		start := time.Now()
@@ -660,7 +660,7 @@ func scrape(t *testing.T, url string) string {
 // entries first.
 func TestCacheBounded(t *testing.T) {
 	dir := t.TempDir()
-	sub := filepath.Join(dir, "wazero-"+WazeroVersion(), "entries")
+	sub := filepath.Join(dir, RuntimeName()+"-"+RuntimeVersion(), "entries")
 	if err := os.MkdirAll(sub, 0o755); err != nil {
 		t.Fatal(err)
 	}

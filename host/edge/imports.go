@@ -9,13 +9,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/tetratelabs/wazero"
-	"github.com/tetratelabs/wazero/api"
-
 	"github.com/roam-dev/roam/abi"
 	"github.com/roam-dev/roam/backend"
 	"github.com/roam-dev/roam/host"
 	"github.com/roam-dev/roam/internal/tracectx"
+	"github.com/roam-dev/roam/internal/wasmrt"
 	"github.com/roam-dev/roam/sdk"
 )
 
@@ -187,7 +185,7 @@ const (
 // request limits already cap.
 const maxImportRequest = 64 << 20
 
-// memory is the part of api.Memory the imports use, so that tests and the
+// memory is the part of wasmrt.Memory the imports use, so that tests and the
 // fuzz target can run them on a plain byte slice.
 type guestMemory interface {
 	Read(offset, n uint32) ([]byte, bool)
@@ -271,36 +269,36 @@ func takeResult(ctx context.Context, mem guestMemory, ptr uint32) error {
 }
 
 // newHostModule builds the roam_v1 import module.
-func newHostModule(rt wazero.Runtime) wazero.HostModuleBuilder {
+func newHostModule(rt wasmrt.Runtime) wasmrt.HostModuleBuilder {
 	b := rt.NewHostModuleBuilder(abi.ImportModule)
-	i32, i64 := api.ValueTypeI32, api.ValueTypeI64
+	i32, i64 := wasmrt.ValueTypeI32, wasmrt.ValueTypeI64
 	for op := range operations {
 		b.NewFunctionBuilder().
-			WithGoModuleFunction(api.GoModuleFunc(func(ctx context.Context, mod api.Module, stack []uint64) {
+			WithGoModuleFunction(wasmrt.GoModuleFunc(func(ctx context.Context, mod wasmrt.Module, stack []uint64) {
 				stack[0] = dispatch(ctx, mod.Memory(), op, uint32(stack[0]), uint32(stack[1]))
-			}), []api.ValueType{i32, i32}, []api.ValueType{i64}).
+			}), []wasmrt.ValueType{i32, i32}, []wasmrt.ValueType{i64}).
 			WithParameterNames("ptr", "len").
 			Export(operations[op].name)
 	}
 	b.NewFunctionBuilder().
-		WithGoModuleFunction(api.GoModuleFunc(func(ctx context.Context, mod api.Module, stack []uint64) {
+		WithGoModuleFunction(wasmrt.GoModuleFunc(func(ctx context.Context, mod wasmrt.Module, stack []uint64) {
 			if err := takeResult(ctx, mod.Memory(), uint32(stack[0])); err != nil {
 				panic(err) // wazero turns it into an error of the export call
 			}
-		}), []api.ValueType{i32}, nil).
+		}), []wasmrt.ValueType{i32}, nil).
 		WithParameterNames("ptr").
 		Export(abi.ImportTakeResult)
 	return b
 }
 
 // importSignatures are the params and results of every roam_v1 import.
-func importSignature(name string) (params, results []api.ValueType, ok bool) {
+func importSignature(name string) (params, results []wasmrt.ValueType, ok bool) {
 	if name == abi.ImportTakeResult {
-		return []api.ValueType{api.ValueTypeI32}, nil, true
+		return []wasmrt.ValueType{wasmrt.ValueTypeI32}, nil, true
 	}
 	for _, o := range operations {
 		if o.name == name {
-			return []api.ValueType{api.ValueTypeI32, api.ValueTypeI32}, []api.ValueType{api.ValueTypeI64}, true
+			return []wasmrt.ValueType{wasmrt.ValueTypeI32, wasmrt.ValueTypeI32}, []wasmrt.ValueType{wasmrt.ValueTypeI64}, true
 		}
 	}
 	return nil, nil, false

@@ -154,7 +154,7 @@ func Run(ctx context.Context, c Config, stdout, stderr io.Writer) error {
 			return m.Wasm(), true
 		}},
 	})
-	fmt.Fprintf(stdout, "roam: edge runtime wazero %s, compiled code cached in %s\n", WazeroVersion(), rt.CacheDir())
+	fmt.Fprintf(stdout, "roam: edge runtime %s %s, compiled code cached in %s\n", RuntimeName(), RuntimeVersion(), rt.CacheDir())
 	specs, err := ModuleSpecs(c.Paths, mo)
 	if err != nil {
 		return err

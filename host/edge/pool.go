@@ -16,12 +16,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/tetratelabs/wazero"
-	"github.com/tetratelabs/wazero/api"
-	"github.com/tetratelabs/wazero/experimental"
-	"github.com/tetratelabs/wazero/sys"
-
 	"github.com/roam-dev/roam/abi"
+	"github.com/roam-dev/roam/internal/wasmrt"
 	"github.com/roam-dev/roam/sdk"
 )
 
@@ -44,7 +40,7 @@ const (
 // closed, so that the memory of a burst goes back.
 type pool struct {
 	m       *Module
-	cm      wazero.CompiledModule
+	cm      wasmrt.CompiledModule
 	man     abi.Manifest
 	version int64
 	// size is the base pool, made at load and kept however idle; max and
@@ -146,7 +142,7 @@ func (p *pool) close() {
 // load's gets the others in the background.
 //
 // newPool owns cm: on error it has closed it, with any instance made.
-func (m *Module) newPool(ctx context.Context, cm wazero.CompiledModule) (_ *pool, err error) {
+func (m *Module) newPool(ctx context.Context, cm wasmrt.CompiledModule) (_ *pool, err error) {
 	o := m.opts
 	p := &pool{m: m, cm: cm, size: o.PoolSize, max: o.MaxPoolSize, budget: o.PoolMemoryBytes,
 		free: make([]*instance, 0, o.PoolSize), done: make(chan struct{}), version: m.versions.Load() + 1}
@@ -577,10 +573,10 @@ func (p *pool) replace(ctx context.Context) {
 // Go runtime. It runs one call at a time.
 type instance struct {
 	p      *pool
-	mod    api.Module
-	mem    api.Memory
-	alloc  api.Function
-	handle api.Function
+	mod    wasmrt.Module
+	mem    wasmrt.Memory
+	alloc  wasmrt.Function
+	handle wasmrt.Function
 	man    abi.Manifest
 
 	stack [2]uint64
@@ -615,7 +611,7 @@ func (p *pool) instantiate(ctx context.Context, c *caps) (*instance, error) {
 	}
 	in.stdout = newOutput("stdout", slog.LevelInfo, logger)
 	in.stderr = newOutput("stderr", slog.LevelWarn, logger)
-	cfg := wazero.NewModuleConfig().
+	cfg := wasmrt.NewModuleConfig().
 		WithName(""). // anonymous: one runtime holds any number of instances
 		WithStartFunctions("_initialize").
 		WithSysWalltime().WithSysNanotime().
@@ -626,7 +622,7 @@ func (p *pool) instantiate(ctx context.Context, c *caps) (*instance, error) {
 		cfg = cfg.WithEnv(k, v)
 	}
 	if len(m.opts.Mounts) > 0 {
-		fsc := wazero.NewFSConfig()
+		fsc := wasmrt.NewFSConfig()
 		for _, mt := range m.opts.Mounts {
 			if mt.ReadOnly {
 				fsc = fsc.WithReadOnlyDirMount(mt.Host, mt.Guest)
@@ -637,9 +633,9 @@ func (p *pool) instantiate(ctx context.Context, c *caps) (*instance, error) {
 		cfg = cfg.WithFSConfig(fsc)
 	}
 	limit := uint64(m.opts.MemoryLimitPages) << 16
-	ictx := experimental.WithMemoryAllocator(ctx, experimental.MemoryAllocatorFunc(func(capacity, maxBytes uint64) experimental.LinearMemory {
+	ictx := wasmrt.WithMemoryAllocator(ctx, func(capacity, maxBytes uint64) wasmrt.LinearMemory {
 		return &limitedMemory{limit: min(limit, maxBytes)}
-	}))
+	})
 	mod, err := m.rt.rt.InstantiateModule(ictx, p.cm, cfg)
 	if err != nil {
 		msg := firstLine(err.Error())
@@ -828,16 +824,15 @@ func (in *instance) healthy() bool {
 // undefined state (a lock held, a goroutine half-run).
 func (in *instance) failed(name string, err error) error {
 	m := in.p.m
-	var ee *sys.ExitError
-	if errors.As(err, &ee) {
-		switch ee.ExitCode() {
-		case sys.ExitCodeDeadlineExceeded:
-			m.timeouts.Add(1)
-			m.log.Warn("call interrupted at its deadline; instance discarded", "app", m.id, "call", name)
-			return sdk.Errorf(sdk.DeadlineExceeded, "%s %s: deadline exceeded: the call ran past its deadline and was stopped", m.id, name)
-		case sys.ExitCodeContextCanceled:
-			return sdk.Errorf(sdk.Unavailable, "%s %s: canceled: the host is shutting down", m.id, name)
-		}
+	// Both runtimes' interruption errors match the context's error (wazero:
+	// a sys.ExitError with the matching exit code; wazy: a trap wrapping it).
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		m.timeouts.Add(1)
+		m.log.Warn("call interrupted at its deadline; instance discarded", "app", m.id, "call", name)
+		return sdk.Errorf(sdk.DeadlineExceeded, "%s %s: deadline exceeded: the call ran past its deadline and was stopped", m.id, name)
+	case errors.Is(err, context.Canceled):
+		return sdk.Errorf(sdk.Unavailable, "%s %s: canceled: the host is shutting down", m.id, name)
 	}
 	m.traps.Add(1)
 	msg := in.describe(err)
@@ -857,20 +852,17 @@ func (in *instance) broken(name, what string) error {
 // the start of what the guest wrote to stderr.
 func (in *instance) describe(err error) string {
 	var msg string
-	var ee *sys.ExitError
+	var ee *wasmrt.ExitError
 	var t trap
 	switch {
 	case errors.As(err, &t):
 		msg = "the module broke the ABI: " + t.msg
+	case errors.Is(err, context.DeadlineExceeded):
+		msg = "interrupted at its deadline"
+	case errors.Is(err, context.Canceled):
+		msg = "canceled"
 	case errors.As(err, &ee):
-		switch ee.ExitCode() {
-		case sys.ExitCodeDeadlineExceeded:
-			msg = "interrupted at its deadline"
-		case sys.ExitCodeContextCanceled:
-			msg = "canceled"
-		default:
-			msg = fmt.Sprintf("the module exited with code %d", ee.ExitCode())
-		}
+		msg = fmt.Sprintf("the module exited with code %d", ee.ExitCode())
 	default:
 		msg = "the module trapped: " + firstLine(err.Error())
 	}

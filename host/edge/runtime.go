@@ -17,11 +17,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/tetratelabs/wazero"
-	"github.com/tetratelabs/wazero/api"
-	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 
 	"github.com/roam-dev/roam/abi"
+	"github.com/roam-dev/roam/internal/wasmrt"
 )
 
 // uninterruptible turns off interruption at deadlines, for the benchmark
@@ -54,8 +52,8 @@ type RuntimeOptions struct {
 // shared by every module and every instance: the compiled code, the WASI
 // functions and the roam_v1 host functions exist once per process.
 type Runtime struct {
-	rt       wazero.Runtime
-	cache    wazero.CompilationCache
+	rt       wasmrt.Runtime
+	cache    wasmrt.CompilationCache
 	dir      string
 	maxCache int64
 	log      *slog.Logger
@@ -75,21 +73,11 @@ type Runtime struct {
 	freeing atomic.Bool
 }
 
-// WazeroVersion is the wazero version this host was built with, as go.mod
-// resolved it ("unknown" when the binary carries no module information).
-func WazeroVersion() string {
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		for _, d := range bi.Deps {
-			if d.Path == "github.com/tetratelabs/wazero" {
-				if d.Replace != nil && d.Replace.Version != "" {
-					return d.Replace.Version
-				}
-				return d.Version
-			}
-		}
-	}
-	return "unknown"
-}
+// RuntimeName and RuntimeVersion name the WebAssembly runtime this host
+// was built with (internal/wasmrt: wazero, or wazy with the build tag
+// roam_wazy) and its version as go.mod resolved it.
+func RuntimeName() string    { return wasmrt.Name }
+func RuntimeVersion() string { return wasmrt.Version() }
 
 // NewRuntime starts a runtime. It uses wazero's optimizing compiler where
 // wazero supports one (amd64 and arm64) and its interpreter elsewhere.
@@ -99,24 +87,19 @@ func NewRuntime(ctx context.Context, o RuntimeOptions) (*Runtime, error) {
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
 	}
-	cfg := wazero.NewRuntimeConfig()
-	if interpreter {
-		cfg = wazero.NewRuntimeConfigInterpreter()
-	}
-	cfg = cfg.
-		// A deadline interrupts a looping guest. Without it a guest in an
-		// infinite loop would hold its thread for ever and, since compiled
-		// wasm cannot be preempted, stall every garbage collection of the
-		// host. The price is high in wazero v1.12: the compiler makes every
-		// loop back-edge exit to Go to check for interruption, which costs a
-		// Go guest 2 to 4 times its CPU time (see bench_test.go). Upstream
-		// work (wazero PRs 2524, 2533) makes the check inline.
-		WithCloseOnContextDone(!uninterruptible).
+	// A deadline interrupts a looping guest. Without it a guest in an
+	// infinite loop would hold its thread for ever and, since compiled wasm
+	// cannot be preempted, stall every garbage collection of the host. The
+	// price is high in wazero v1.12: its compiled code exits to Go at every
+	// loop back-edge to check for interruption, which costs a Go guest 2 to
+	// 4 times its CPU time (see bench_test.go). wazy (build tag roam_wazy)
+	// checks inline, always; upstream work (wazero PRs 2524, 2533) would.
+	cfg := wasmrt.NewConfig(interpreter, !uninterruptible).
 		// Per-module caps are enforced by each instance's allocator (see
-		// limitedMemory); this is wazero's ceiling.
+		// limitedMemory); this is the runtime's ceiling.
 		WithMemoryLimitPages(65536)
 	if o.CacheDir != "" {
-		r.dir = filepath.Join(o.CacheDir, "wazero-"+WazeroVersion())
+		r.dir = filepath.Join(o.CacheDir, wasmrt.Name+"-"+wasmrt.Version())
 		r.maxCache = o.CacheMaxBytes
 		if r.maxCache == 0 {
 			r.maxCache = 1 << 30
@@ -125,15 +108,15 @@ func NewRuntime(ctx context.Context, o RuntimeOptions) (*Runtime, error) {
 		if err := os.MkdirAll(r.dir, 0o755); err != nil {
 			return nil, fmt.Errorf("compilation cache: %w", err)
 		}
-		c, err := wazero.NewCompilationCacheWithDir(r.dir)
+		c, err := wasmrt.NewCompilationCacheWithDir(r.dir)
 		if err != nil {
 			return nil, fmt.Errorf("compilation cache %s: %w", r.dir, err)
 		}
 		r.cache = c
 		cfg = cfg.WithCompilationCache(c)
 	}
-	r.rt = wazero.NewRuntimeWithConfig(ctx, cfg)
-	if _, err := wasi_snapshot_preview1.Instantiate(ctx, r.rt); err != nil {
+	r.rt = wasmrt.NewRuntimeWithConfig(ctx, cfg)
+	if err := wasmrt.InstantiateWASI(ctx, r.rt); err != nil {
 		r.Close(ctx)
 		return nil, err
 	}
@@ -271,7 +254,7 @@ func (r *Runtime) unregister(m *Module) {
 
 // compile compiles wasm (or loads it from the cache) and checks that it is
 // a Roam module of this ABI before anything of it runs.
-func (r *Runtime) compile(ctx context.Context, wasm []byte) (wazero.CompiledModule, error) {
+func (r *Runtime) compile(ctx context.Context, wasm []byte) (wasmrt.CompiledModule, error) {
 	// Refuse a module of another ABI before paying for its compilation
 	// (seconds for a Go module); checkABI below is the complete check.
 	if err := checkImportModules(wasm); err != nil {
@@ -293,7 +276,7 @@ const buildHint = "build it with roam build --target wasm"
 // checkImport checks the module name of one import.
 func checkImport(mod, name string) error {
 	switch {
-	case mod == abi.ImportModule, mod == wasi_snapshot_preview1.ModuleName:
+	case mod == abi.ImportModule, mod == wasmrt.WASIModuleName:
 		return nil
 	case strings.HasPrefix(mod, abi.ImportModulePrefix):
 		v := strings.TrimPrefix(mod, abi.ImportModulePrefix)
@@ -345,7 +328,7 @@ func checkImportModules(wasm []byte) error {
 }
 
 // checkABI checks a compiled module's imports and exports against ABI v1.
-func checkABI(cm wazero.CompiledModule) error {
+func checkABI(cm wasmrt.CompiledModule) error {
 	for _, f := range cm.ImportedFunctions() {
 		mod, name, _ := f.Import()
 		if err := checkImport(mod, name); err != nil {
@@ -369,13 +352,13 @@ func checkABI(cm wazero.CompiledModule) error {
 	exports := cm.ExportedFunctions()
 	for _, e := range []struct {
 		name            string
-		params, results []api.ValueType
+		params, results []wasmrt.ValueType
 	}{
 		{"_initialize", nil, nil},
-		{abi.ExportABIVersion, nil, []api.ValueType{api.ValueTypeI32}},
-		{abi.ExportAlloc, []api.ValueType{api.ValueTypeI32}, []api.ValueType{api.ValueTypeI32}},
-		{abi.ExportInit, nil, []api.ValueType{api.ValueTypeI64}},
-		{abi.ExportHandle, []api.ValueType{api.ValueTypeI32, api.ValueTypeI32}, []api.ValueType{api.ValueTypeI64}},
+		{abi.ExportABIVersion, nil, []wasmrt.ValueType{wasmrt.ValueTypeI32}},
+		{abi.ExportAlloc, []wasmrt.ValueType{wasmrt.ValueTypeI32}, []wasmrt.ValueType{wasmrt.ValueTypeI32}},
+		{abi.ExportInit, nil, []wasmrt.ValueType{wasmrt.ValueTypeI64}},
+		{abi.ExportHandle, []wasmrt.ValueType{wasmrt.ValueTypeI32, wasmrt.ValueTypeI32}, []wasmrt.ValueType{wasmrt.ValueTypeI64}},
 	} {
 		f, ok := exports[e.name]
 		if !ok {
@@ -397,11 +380,11 @@ func checkABI(cm wazero.CompiledModule) error {
 	return nil
 }
 
-func signature(params, results []api.ValueType) string {
-	name := func(ts []api.ValueType) string {
+func signature(params, results []wasmrt.ValueType) string {
+	name := func(ts []wasmrt.ValueType) string {
 		s := make([]string, len(ts))
 		for i, t := range ts {
-			s[i] = api.ValueTypeName(t)
+			s[i] = wasmrt.ValueTypeName(t)
 		}
 		return strings.Join(s, ", ")
 	}

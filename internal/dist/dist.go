@@ -34,6 +34,18 @@ import (
 // DefaultPlatforms are the native platforms built when none are named.
 var DefaultPlatforms = []build.Target{{GOOS: "linux", GOARCH: "amd64"}, {GOOS: "linux", GOARCH: "arm64"}}
 
+// EdgeRuntimeTags returns the build tags that put the edge host on the
+// named WebAssembly runtime (internal/wasmrt).
+func EdgeRuntimeTags(name string) (string, error) {
+	switch name {
+	case "", "wazero":
+		return "", nil
+	case "wazy":
+		return "roam_wazy", nil
+	}
+	return "", fmt.Errorf("unknown edge runtime %q: wazero (the default) or wazy", name)
+}
+
 // EdgeName is the edge host's name: its binary and its image.
 const EdgeName = "roam-edge"
 
@@ -59,10 +71,13 @@ type Options struct {
 	Created   time.Time // stamped in images; default: SourceDate(Dir)
 	Backends  []string  // backends the native binaries link
 	NoEdge    bool      // leave out the edge host binary and image
-	NoImages  bool      // leave out the OCI images
-	Jobs      int       // builds at once; default: the number of CPUs
-	Progress  io.Writer // where progress goes (nil: nowhere)
-	Live      bool      // draw live lines (Progress is a terminal)
+	// EdgeRuntime is the WebAssembly runtime the edge host is built on:
+	// "wazero" (the default) or "wazy" (internal/wasmrt).
+	EdgeRuntime string
+	NoImages    bool      // leave out the OCI images
+	Jobs        int       // builds at once; default: the number of CPUs
+	Progress    io.Writer // where progress goes (nil: nowhere)
+	Live        bool      // draw live lines (Progress is a terminal)
 
 	// NoOperator leaves out the Kubernetes operator's binary and image.
 	NoOperator bool
@@ -129,6 +144,10 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	}
 	if o.Version == "" {
 		o.Version = "dev"
+	}
+	edgeTags, err := EdgeRuntimeTags(o.EdgeRuntime)
+	if err != nil {
+		return nil, err
 	}
 	pkgs, modRoot, err := build.FindApps(ctx, dir, o.Patterns)
 	if err != nil {
@@ -201,7 +220,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 		for _, t := range o.Platforms {
 			path := filepath.Join(out, t.GOOS+"_"+t.GOARCH, EdgeName)
 			edges = append(edges, g.add(t.GOOS+"/"+t.GOARCH+" "+EdgeName+" (edge host)", nil, func() (string, error) {
-				err := goBuildCommand(ctx, modRoot, EdgeCmd, path, t, o.Version)
+				err := goBuildCommand(ctx, modRoot, EdgeCmd, path, t, o.Version, edgeTags)
 				return sizeOf(path), err
 			}))
 			plats = append(plats, platform(t, path))
@@ -226,7 +245,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 		for _, t := range o.Platforms {
 			path := filepath.Join(out, t.GOOS+"_"+t.GOARCH, OperatorName)
 			ops = append(ops, g.add(t.GOOS+"/"+t.GOARCH+" "+OperatorName, nil, func() (string, error) {
-				err := goBuildCommand(ctx, modRoot, OperatorCmd, path, t, o.Version)
+				err := goBuildCommand(ctx, modRoot, OperatorCmd, path, t, o.Version, "")
 				return sizeOf(path), err
 			}))
 			plats = append(plats, platform(t, path))
@@ -359,11 +378,11 @@ func compressedSize(img v1.Image) (int64, error) {
 
 // goBuildCommand builds one of Roam's commands (roam, roam-operator) for t,
 // stamping main.version, with the flags build.Options.Release uses.
-func goBuildCommand(ctx context.Context, modRoot, pkg, out string, t build.Target, version string) error {
+func goBuildCommand(ctx context.Context, modRoot, pkg, out string, t build.Target, version, tags string) error {
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 		return err
 	}
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-buildvcs=false",
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-buildvcs=false", "-tags="+tags,
 		"-ldflags=-s -w -buildid= -X main.version="+version, "-o", out, pkg)
 	cmd.Dir = modRoot
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS="+t.GOOS, "GOARCH="+t.GOARCH)

@@ -117,6 +117,7 @@ type edgeStart struct {
 	ToLine    time.Duration // exec → "ready on" line
 	ReadyIn   time.Duration // the process's own "ready in"
 	ToRuntime time.Duration // exec → "edge runtime" line (process start, runtime and cache opened)
+	Runtime   string        // the WebAssembly runtime and its version, from that line
 	Modules   []moduleLoad
 	Mem       memory // idle RSS; zero when not read
 	CodeRSS   int64  // resident anonymous executable mappings: the compiled modules
@@ -254,8 +255,9 @@ func startEdge(ctx context.Context, argv []string, logFile string) (*shop, edgeS
 	}
 	st := edgeStart{ToOK: s.ExecToReady, ToLine: s.ExecToLine, ReadyIn: s.ReadyIn}
 	for _, l := range s.Lines {
-		if strings.HasPrefix(l.Text, "roam: edge runtime ") {
+		if rt, ok := strings.CutPrefix(l.Text, "roam: edge runtime "); ok {
 			st.ToRuntime = l.At
+			st.Runtime, _, _ = strings.Cut(rt, ",")
 		}
 		if m, ok := parseModuleLine(l.Text); ok {
 			st.Modules = append(st.Modules, m)
@@ -433,7 +435,11 @@ func edgeMetrics(ctx context.Context, base string) string {
 func (r *report) printEdge(p func(string, ...any), c config) {
 	er := r.edge
 	p("")
-	p("### Edge host: the same shop as wasm modules on `roam edge` (wazero)")
+	rt := "wazero"
+	if er.warm != nil && len(er.warm.Starts) > 0 && er.warm.Starts[0].Runtime != "" {
+		rt = er.warm.Starts[0].Runtime
+	}
+	p("### Edge host: the same shop as wasm modules on `roam edge` (%s)", rt)
 	p("")
 	p("- roam: `%s` (%s)", er.roamBuild, bytesText(er.roamSize))
 	for i, cmd := range er.modCmds {

@@ -70,6 +70,7 @@ const (
 
 type config struct {
 	repo, bin, roam, pprofDir, bareServer string
+	tags                                  string
 	serverCPUs                            string
 	runs, rssRuns, conc                   int
 	edgeRuns, edgeColdRuns, edgePool      int
@@ -85,6 +86,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&c.repo, "repo", "", "root of the roam repository (default: found from the working directory)")
 	fs.StringVar(&c.bin, "bin", "", "measure this shop binary instead of building one")
 	fs.StringVar(&c.roam, "roam", "", "use this roam binary instead of building one (go build ./cmd/roam)")
+	fs.StringVar(&c.tags, "tags", "", "build tags for go build ./cmd/roam: roam_wazy runs the edge host on wazy instead of wazero")
 	fs.BoolVar(&c.noEdge, "no-edge", false, "skip the edge host (roam edge with the shop as wasm modules)")
 	fs.IntVar(&c.edgeRuns, "edge-runs", 10, "warm starts of roam edge per pool size (compilation cache filled)")
 	fs.IntVar(&c.edgeColdRuns, "edge-cold-runs", 3, "cold starts of roam edge per pool size (fresh compilation cache; seconds each)")
@@ -201,8 +203,11 @@ func measure(ctx context.Context, c config, argv []string, stdout, stderr io.Wri
 	if rep.roam == "" && (c.bin == "" || !c.noEdge) {
 		rep.roam = filepath.Join(tmp, "roam")
 		roamCmd = "go build -o " + rep.roam + " ./cmd/roam"
+		if c.tags != "" {
+			roamCmd = "go build -o " + rep.roam + " -tags " + c.tags + " ./cmd/roam"
+		}
 		progress("building: %s", roamCmd)
-		d, err := buildRoam(ctx, repo, rep.roam, stderr)
+		d, err := buildRoam(ctx, repo, rep.roam, c.tags, stderr)
 		if err != nil {
 			return err
 		}

@@ -21,9 +21,13 @@ import (
 // buildRoam builds the roam command once (`go build -o OUT ./cmd/roam`);
 // roambench then builds the shop and its wasm modules with it, as a user
 // would with an installed roam.
-func buildRoam(ctx context.Context, repo, out string, stderr io.Writer) (time.Duration, error) {
+func buildRoam(ctx context.Context, repo, out, tags string, stderr io.Writer) (time.Duration, error) {
 	start := time.Now()
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "./cmd/roam")
+	args := []string{"build", "-o", out}
+	if tags != "" {
+		args = append(args, "-tags", tags)
+	}
+	cmd := exec.CommandContext(ctx, "go", append(args, "./cmd/roam")...)
 	cmd.Dir = repo
 	cmd.Stdout = stderr
 	cmd.Stderr = stderr
