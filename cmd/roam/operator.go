@@ -85,6 +85,7 @@ REPO/roam-operator:TAG); RoamApps in edge mode that name no host image run
 	f.StringVar(&o.Image, "image", "", "the operator image (default "+defaultImageRepo+"/roam-operator:VERSION)")
 	f.StringVar(&o.EdgeHostImage, "edge-host-image", "", "the edge host image for RoamApps in edge mode (default: roam-edge beside --image)")
 	f.StringVarP(&out, "output", "o", "", "write the files into this directory instead of stdout")
+	f.StringSliceVar(&o.PullSecrets, "pull-secret", nil, "NAME[,NAME]: kubernetes.io/dockerconfigjson Secrets in the operator's namespace, to pull its image from a private registry (RoamApps name their own in spec.imagePullSecrets)")
 	op.AddCommand(install)
 	return op
 }

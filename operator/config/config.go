@@ -26,6 +26,7 @@ import (
 	"sort"
 	"strings"
 
+	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/yaml"
 )
 
@@ -47,6 +48,9 @@ type Options struct {
 	// EdgeHostImage is the edge host image (roam dist's roam-edge) the
 	// operator runs for RoamApps in edge mode that name none.
 	EdgeHostImage string
+	// PullSecrets name kubernetes.io/dockerconfigjson Secrets in the
+	// operator's namespace for pulling its image from a private registry.
+	PullSecrets []string
 }
 
 // A File is one file of an install, in the order kubectl should apply them.
@@ -75,6 +79,16 @@ func Install(o Options) ([]File, error) {
 	}
 	if o.Image == "" || o.EdgeHostImage == "" {
 		return nil, fmt.Errorf("the operator and edge host images are required")
+	}
+	seen := map[string]bool{}
+	for _, s := range o.PullSecrets {
+		if msgs := validation.IsDNS1123Subdomain(s); len(msgs) > 0 {
+			return nil, fmt.Errorf("pull secret %q: not a Secret name: %s", s, strings.Join(msgs, "; "))
+		}
+		if seen[s] {
+			return nil, fmt.Errorf("pull secret %s is named twice", s)
+		}
+		seen[s] = true
 	}
 	var out []File
 	for _, g := range groups {
@@ -169,6 +183,13 @@ func rewrite(d map[string]any, o Options) error {
 	cs, _ := pspec["containers"].([]any)
 	if len(cs) != 1 {
 		return fmt.Errorf("the operator Deployment has %d containers, want 1", len(cs))
+	}
+	if len(o.PullSecrets) > 0 {
+		var refs []any
+		for _, s := range o.PullSecrets {
+			refs = append(refs, map[string]any{"name": s})
+		}
+		pspec["imagePullSecrets"] = refs
 	}
 	c := cs[0].(map[string]any)
 	c["image"] = o.Image

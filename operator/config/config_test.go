@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -230,8 +231,39 @@ func TestInstall(t *testing.T) {
 		}
 	}
 
+	if _, ok := pod["imagePullSecrets"]; ok {
+		t.Errorf("imagePullSecrets without --pull-secret: %v", pod["imagePullSecrets"])
+	}
+
 	if _, err := config.Install(config.Options{Namespace: "Bad_NS", Image: "x", EdgeHostImage: "y"}); err == nil {
 		t.Error("a bad namespace was accepted")
+	}
+
+	// A private registry: the operator's pod pulls with the named Secrets.
+	files, err = config.Install(config.Options{Image: "x", EdgeHostImage: "y", PullSecrets: []string{"regcred", "mirror"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, f := range files {
+		docs, _ := config.Documents(f.Data)
+		for _, d := range docs {
+			if d["kind"] == "Deployment" {
+				ps := d["spec"].(map[string]any)["template"].(map[string]any)["spec"].(map[string]any)["imagePullSecrets"]
+				found = fmt.Sprint(ps) == "[map[name:regcred] map[name:mirror]]"
+				if !found {
+					t.Errorf("imagePullSecrets %v", ps)
+				}
+			}
+		}
+	}
+	if !found {
+		t.Error("no Deployment with the pull secrets")
+	}
+	for _, bad := range [][]string{{"Reg_Cred"}, {"a", "a"}, {""}} {
+		if _, err := config.Install(config.Options{Image: "x", EdgeHostImage: "y", PullSecrets: bad}); err == nil {
+			t.Errorf("pull secrets %q accepted", bad)
+		}
 	}
 }
 
