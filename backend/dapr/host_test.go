@@ -2,7 +2,6 @@ package dapr_test
 
 import (
 	"context"
-	"net"
 	"net/http"
 	"strconv"
 	"testing"
@@ -37,13 +36,14 @@ type hostOptions struct {
 
 // startHost starts daprd for o.appID with an app channel to a fresh port,
 // opens the Dapr backend, sets apps up on it and serves them on that port.
+//
+// The port is reserved, not listened on, until the host serves, as a real
+// host opens its port (native.Run: host.Listen, then Serve): daprd sees it
+// refused until the host answers there (daprtest.ReservedPort).
 func startHost(t testing.TB, o hostOptions, apps ...*sdk.App) *hostOnDapr {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
+	rp := daprtest.ReservePort(t)
+	port := rp.Port
 	sc := daprtest.StartSidecar(t, daprtest.SidecarOptions{
 		AppID: o.appID, AppPort: port, AppProtocol: o.appProtocol, Resources: o.res, Env: o.sidecarEnv,
 	})
@@ -52,7 +52,6 @@ func startHost(t testing.TB, o hostOptions, apps ...*sdk.App) *hostOnDapr {
 	opts.Tracing = o.tracing != nil
 	b, err := dapr.Open(context.Background(), opts)
 	if err != nil {
-		ln.Close()
 		t.Fatal(err)
 	}
 	def := ""
@@ -63,7 +62,11 @@ func startHost(t testing.TB, o hostOptions, apps ...*sdk.App) *hostOnDapr {
 	}
 	srv, err := native.NewServer(b, apps, host.Options{DefaultApp: def, RequestTimeout: 20 * time.Second, Tracing: o.tracing})
 	if err != nil {
-		ln.Close()
+		b.Close()
+		t.Fatal(err)
+	}
+	ln, err := rp.Listen()
+	if err != nil {
 		b.Close()
 		t.Fatal(err)
 	}

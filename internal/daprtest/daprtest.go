@@ -88,15 +88,129 @@ func RepoRoot(t testing.TB) string {
 	return r
 }
 
-// FreePort returns a TCP port that was free a moment ago on 127.0.0.1.
+// handedOut holds every port FreePort and ReservePort have returned in this
+// process. The kernel picks a port for bind(0) at random among the free
+// ones, and a port FreePort has closed is free again at once: without this
+// record, two calls of one sidecar's start sometimes got the same number
+// (daprd then dies with "could not listen on any endpoint", or, when its
+// metrics server took the HTTP API's port, answers the harness's health
+// probe from the wrong server).
+var handedOut struct {
+	sync.Mutex
+	ports map[int]bool
+}
+
+// claim records port as handed out, reporting false when it already was.
+func claim(port int) bool {
+	handedOut.Lock()
+	defer handedOut.Unlock()
+	if handedOut.ports == nil {
+		handedOut.ports = map[int]bool{}
+	}
+	if handedOut.ports[port] {
+		return false
+	}
+	handedOut.ports[port] = true
+	return true
+}
+
+// FreePort returns a TCP port that was free a moment ago on 127.0.0.1 and
+// that no other call of FreePort or ReservePort in this process returned.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+		if claim(port) {
+			return port
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// ReservedPort is a port on 127.0.0.1 bound to a socket that does not
+// listen yet: nobody else can take the port, and a connection to it is
+// refused, as to a closed port, until Listen.
+//
+// It is the app port of a host under test, which a sidecar must be started
+// with before the host can open its backend. A real host opens its port
+// when it serves (host.Listen just before Serve), and daprd, which waits
+// for its app port to accept a connection and then reads the app's
+// subscriptions, sees it refused until then. A listener opened early would
+// instead accept daprd's connections into its backlog and leave them
+// unanswered while the host starts (see DefaultAppStartBudget for what
+// daprd makes of that): Listen on a ReservedPort when the host serves.
+type ReservedPort struct {
+	Port int
+
+	mu       sync.Mutex
+	fd       int // -1 once Listen or the test's end took it
+	listened bool
+}
+
+// ReservePort binds a fresh port on 127.0.0.1 without listening on it. The
+// socket is closed when t ends, unless Listen turned it into a listener
+// (which the caller closes).
+func ReservePort(t testing.TB) *ReservedPort {
+	t.Helper()
+	for {
+		fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+		if err != nil {
+			t.Fatalf("reserving a port: socket: %v", err)
+		}
+		if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+			syscall.Close(fd)
+			t.Fatalf("reserving a port: bind: %v", err)
+		}
+		sa, err := syscall.Getsockname(fd)
+		if err != nil {
+			syscall.Close(fd)
+			t.Fatalf("reserving a port: getsockname: %v", err)
+		}
+		port := sa.(*syscall.SockaddrInet4).Port
+		if !claim(port) {
+			// FreePort handed it out before; whoever got it may still bind it.
+			syscall.Close(fd)
+			continue
+		}
+		p := &ReservedPort{Port: port, fd: fd}
+		t.Cleanup(func() {
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			if p.fd >= 0 {
+				syscall.Close(p.fd)
+				p.fd = -1
+			}
+		})
+		return p
+	}
+}
+
+// Listen starts listening on the reserved port and returns the listener.
+// It can be called once.
+func (p *ReservedPort) Listen() (net.Listener, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.listened || p.fd < 0 {
+		return nil, fmt.Errorf("port %d: Listen called twice, or after the test ended", p.Port)
+	}
+	p.listened = true
+	fd := p.fd
+	p.fd = -1
+	if err := syscall.Listen(fd, syscall.SOMAXCONN); err != nil {
+		syscall.Close(fd)
+		return nil, fmt.Errorf("listen on reserved port %d: %v", p.Port, err)
+	}
+	f := os.NewFile(uintptr(fd), "127.0.0.1:"+strconv.Itoa(p.Port))
+	defer f.Close() // FileListener holds a duplicate
+	ln, err := net.FileListener(f)
+	if err != nil {
+		return nil, fmt.Errorf("listen on reserved port %d: %v", p.Port, err)
+	}
+	return ln, nil
 }
 
 // ---- processes ----
@@ -315,18 +429,47 @@ type ResourceOptions struct {
 	// StateStores names more state.redis stores beside "statestore", each
 	// in a Redis database of its own.
 	StateStores []string
+	// AppStartBudget bounds how long each sidecar keeps reading its app's
+	// subscriptions at start-up, retrying every 500ms while the app does
+	// not answer (or refuses); zero means DefaultAppStartBudget. Daprd
+	// reports healthy only after that.
+	AppStartBudget time.Duration
 	// OTLPEndpoint, when set (host:port of an OTLP/gRPC receiver, such as
 	// internal/otlptest's), makes the sidecars trace every call and export
 	// their spans there, in plaintext.
 	OTLPEndpoint string
 }
 
+// DefaultAppStartBudget is how long a sidecar keeps trying to read its
+// app's subscriptions at start-up (ResourceOptions.AppStartBudget): as long
+// as the harness waits for a sidecar to start or to become healthy, since
+// daprd's health waits for this too.
+//
+// Daprd reads an app's subscriptions once, when the app's port first
+// accepts a connection, under its built-in policy
+// DaprBuiltInInitializationRetries: by default four attempts within about
+// 3s. Over gRPC that is too short for an app that is not serving yet: daprd
+// dials its app channel when it starts, the dial's reconnect backoff grows
+// (1s, 1.6s, 2.6s, ...) while the app starts, and each attempt in between
+// fails at once, or after 1s when the port accepts but nothing answers the
+// HTTP/2 handshake. A host that takes a few seconds to serve (loading
+// apps, wasm modules, under -race) then never gets an event: the sidecar
+// logs "failed to subscribe to topics" and goes on without them
+// (dapr/dapr#9034). The Resiliency overrides that policy, as Dapr documents
+// for this case, so that the sidecar keeps reading until the app answers.
+const DefaultAppStartBudget = 60 * time.Second
+
+// appStartRetryInterval is the wait between two reads of the subscriptions.
+const appStartRetryInterval = 500 * time.Millisecond
+
 // WriteResources writes, for Redis r: statestore (state.redis), pubsub
 // (pubsub.redis, one delivery at a time, so that order holds), configstore
 // (configuration.redis), secretstore (secretstores.local.file), a
 // Resiliency whose inbound retry policy on pubsub makes MaxAttempts
-// deliveries, and a Configuration that resolves app ids through a SQLite
-// file shared by every sidecar of the group.
+// deliveries and whose DaprBuiltInInitializationRetries give an app
+// AppStartBudget to answer for its subscriptions, and a Configuration that
+// resolves app ids through a SQLite file shared by every sidecar of the
+// group.
 func WriteResources(t testing.TB, r *Redis, o ResourceOptions) Resources {
 	t.Helper()
 	if o.MaxAttempts <= 0 {
@@ -335,6 +478,11 @@ func WriteResources(t testing.TB, r *Redis, o ResourceOptions) Resources {
 	if o.RetryInterval <= 0 {
 		o.RetryInterval = 10 * time.Millisecond
 	}
+	if o.AppStartBudget <= 0 {
+		o.AppStartBudget = DefaultAppStartBudget
+	}
+	// Dapr resets an override of a built-in policy below 3 retries to 3.
+	startRetries := max(3, int((o.AppStartBudget+appStartRetryInterval-1)/appStartRetryInterval))
 	dir := t.TempDir()
 	res := Resources{Dir: filepath.Join(dir, "resources"), Config: filepath.Join(dir, "config.yaml"), SecretsFile: filepath.Join(dir, "secrets.json")}
 	if err := os.MkdirAll(res.Dir, 0o755); err != nil {
@@ -371,12 +519,16 @@ spec:
         policy: constant
         duration: %s
         maxRetries: %d
+      DaprBuiltInInitializationRetries:
+        policy: constant
+        duration: %s
+        maxRetries: %d
   targets:
     components:
       pubsub:
         inbound:
           retry: events
-`, o.RetryInterval, o.MaxAttempts-1),
+`, o.RetryInterval, o.MaxAttempts-1, appStartRetryInterval, startRetries),
 		res.Config: fmt.Sprintf(`apiVersion: dapr.io/v1alpha1
 kind: Configuration
 metadata:

@@ -32,16 +32,24 @@ func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return 
 var readyRE = regexp.MustCompile(`roam: ready on (http://\S+) in`)
 
 // run starts the native host as its generated main would, with args, and
-// returns its base URL and logs.
-func run(t *testing.T, args ...string) (string, *syncBuffer) {
+// returns its base URL and a function that stops it and returns its logs.
+// The host logs through an asynchronous handler, which Run flushes as it
+// returns: a record logged before the ready line may reach stderr after
+// it, so the logs are read once the host has stopped.
+func run(t *testing.T, args ...string) (string, func() string) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	stdout, stderr := &syncBuffer{}, &syncBuffer{}
-	done := make(chan error, 1)
-	go func() { done <- native.Run(ctx, args, stdout, stderr) }()
-	t.Cleanup(func() {
+	done := make(chan struct{})
+	var runErr error
+	go func() { runErr = native.Run(ctx, args, stdout, stderr); close(done) }()
+	stop := func() string {
 		cancel()
 		<-done
+		return stderr.String()
+	}
+	t.Cleanup(func() {
+		stop()
 		if t.Failed() {
 			t.Logf("stdout:\n%s\nstderr:\n%s", stdout, stderr)
 		}
@@ -49,11 +57,11 @@ func run(t *testing.T, args ...string) (string, *syncBuffer) {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		if m := readyRE.FindStringSubmatch(stdout.String()); m != nil {
-			return m[1], stderr
+			return m[1], stop
 		}
 		select {
-		case err := <-done:
-			t.Fatalf("host exited: %v\n%s\n%s", err, stdout, stderr)
+		case <-done:
+			t.Fatalf("host exited: %v\n%s\n%s", runErr, stdout, stderr)
 		default:
 		}
 		if time.Now().After(deadline) {
@@ -76,11 +84,7 @@ func TestNativeHostSelection(t *testing.T) {
 	}
 
 	t.Run("dapr from the environment", func(t *testing.T) {
-		base, logs := run(t, "--port", strconv.Itoa(port), "--data-dir", t.TempDir())
-		if !strings.Contains(logs.String(), "backend selected") || !strings.Contains(logs.String(), "backend=dapr") ||
-			!strings.Contains(logs.String(), "DAPR_") {
-			t.Fatalf("start-up log does not give the choice and its reason:\n%s", logs)
-		}
+		base, stop := run(t, "--port", strconv.Itoa(port), "--data-dir", t.TempDir())
 		sc.WaitHealthy(t)
 		// Through the sidecar, which calls the host's app channel.
 		resp, err := http.Post("http://"+sc.HTTPAddr()+"/v1.0/invoke/inventory/method/Restock", "application/json",
@@ -100,11 +104,15 @@ func TestNativeHostSelection(t *testing.T) {
 		if resp.StatusCode != 200 {
 			t.Fatalf("Stock: %s", resp.Status)
 		}
+		if logs := stop(); !strings.Contains(logs, "backend selected") || !strings.Contains(logs, "backend=dapr") ||
+			!strings.Contains(logs, "DAPR_") {
+			t.Fatalf("start-up log does not give the choice and its reason:\n%s", logs)
+		}
 	})
 
 	t.Run("forced embedded", func(t *testing.T) {
-		_, logs := run(t, "--port", "0", "--data-dir", t.TempDir(), "--backend", "embedded")
-		if !strings.Contains(logs.String(), "backend=embedded") || !strings.Contains(logs.String(), "--backend embedded") {
+		_, stop := run(t, "--port", "0", "--data-dir", t.TempDir(), "--backend", "embedded")
+		if logs := stop(); !strings.Contains(logs, "backend=embedded") || !strings.Contains(logs, "--backend embedded") {
 			t.Fatalf("start-up log:\n%s", logs)
 		}
 	})
