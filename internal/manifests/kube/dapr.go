@@ -259,6 +259,12 @@ func DaprResiliency(d Dapr) (*unstructured.Unstructured, error) {
 					"matching": map[string]any{"httpStatusCodes": "502,503,504", "gRPCStatusCodes": "14"},
 				},
 				"events": map[string]any{"policy": "exponential", "maxInterval": "2s", "maxRetries": int64(4)},
+				// Daprd reads an app's subscriptions once, as soon as the
+				// app's port accepts, and by default gives up after about
+				// 3s (four tries): an edge host still loading its modules,
+				// over the gRPC app channel above all, would then get no
+				// events at all (dapr/dapr#9034). Keep reading for 60s.
+				"DaprBuiltInInitializationRetries": map[string]any{"policy": "constant", "duration": "500ms", "maxRetries": int64(120)},
 			},
 			"circuitBreakers": map[string]any{
 				"invoke": map[string]any{"maxRequests": int64(1), "interval": "30s", "timeout": "30s", "trip": "consecutiveFailures > 5"},
