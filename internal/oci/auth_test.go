@@ -95,6 +95,17 @@ func TestPullWasmPrivateRegistry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A push without credentials, as roam dist --push makes it: the error
+	// names the registry and docker login.
+	_, err = Push(context.Background(), host+"/shop/inventory-wasm:v1", art)
+	if err == nil || !strings.Contains(err.Error(), "registry "+host+" refused the push without credentials (401 Unauthorized)") ||
+		!strings.Contains(err.Error(), "docker login "+host) {
+		t.Errorf("push without credentials: %v", err)
+	}
+	t.Setenv("DOCKER_CONFIG", dockerConfig(t, host, "roam", "guess"))
+	if _, err = Push(context.Background(), host+"/shop/inventory-wasm:v1", art); err == nil || !strings.Contains(err.Error(), "refused (401 Unauthorized) the credentials for it in ") {
+		t.Errorf("push with a wrong password: %v", err)
+	}
 	t.Setenv("DOCKER_CONFIG", good)
 	digest, err := Push(context.Background(), host+"/shop/inventory-wasm:v1", art)
 	if err != nil {

@@ -79,12 +79,12 @@ func Push(ctx context.Context, ref string, x any) (v1.Hash, error) {
 	switch v := x.(type) {
 	case v1.ImageIndex:
 		if err := remote.WriteIndex(r, v, RemoteOptions(ctx)...); err != nil {
-			return v1.Hash{}, err
+			return v1.Hash{}, pushAuthError(r, err)
 		}
 		return v.Digest()
 	case v1.Image:
 		if err := remote.Write(r, v, RemoteOptions(ctx)...); err != nil {
-			return v1.Hash{}, err
+			return v1.Hash{}, pushAuthError(r, err)
 		}
 		return v.Digest()
 	}
