@@ -5,12 +5,38 @@
 package tracecheck
 
 import (
+	"io"
+	"net/http"
+	"strings"
 	"testing"
 
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 
 	"github.com/roam-dev/roam/internal/otlptest"
 )
+
+// The trace context the tests send as the caller's (traceparent).
+const (
+	ClientTrace = "4bf92f3577b34da6a3ce929d0e0e4736"
+	ClientSpan  = "00f067aa0ba902b7"
+)
+
+// Post calls app.method on the host at url with body and the given header
+// name/value pairs, and returns the reply's status and body.
+func Post(t testing.TB, url, app, method, body string, hdr ...string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, url+"/v1/apps/"+app+"/methods/"+method, strings.NewReader(body))
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
 
 // Create holds the spans of one orders.Create.
 type Create struct {

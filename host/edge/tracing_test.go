@@ -61,24 +61,11 @@ func flushUntil(t *testing.T, tr host.Tracer, r *otlptest.Receiver, what string,
 	}
 }
 
-func postH(t testing.TB, url, app, method, body string, hdr ...string) (int, string) {
-	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, url+"/v1/apps/"+app+"/methods/"+method, strings.NewReader(body))
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
-}
+var postH = tracecheck.Post
 
 const (
-	clientTrace = "4bf92f3577b34da6a3ce929d0e0e4736"
-	clientSpan  = "00f067aa0ba902b7"
+	clientTrace = tracecheck.ClientTrace
+	clientSpan  = tracecheck.ClientSpan
 )
 
 // TestTraceShopWasm: orders and inventory both run as wasm guests, and

@@ -146,9 +146,8 @@ func FreePort(t testing.TB) int {
 type ReservedPort struct {
 	Port int
 
-	mu       sync.Mutex
-	fd       int // -1 once Listen or the test's end took it
-	listened bool
+	mu sync.Mutex
+	fd int // -1 once Listen or the test's end took it
 }
 
 // ReservePort binds a fresh port on 127.0.0.1 without listening on it. The
@@ -194,10 +193,9 @@ func ReservePort(t testing.TB) *ReservedPort {
 func (p *ReservedPort) Listen() (net.Listener, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.listened || p.fd < 0 {
+	if p.fd < 0 {
 		return nil, fmt.Errorf("port %d: Listen called twice, or after the test ended", p.Port)
 	}
-	p.listened = true
 	fd := p.fd
 	p.fd = -1
 	if err := syscall.Listen(fd, syscall.SOMAXCONN); err != nil {

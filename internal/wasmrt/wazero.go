@@ -26,8 +26,6 @@ const (
 type (
 	Runtime           = wazero.Runtime
 	RuntimeConfig     = wazero.RuntimeConfig
-	ModuleConfig      = wazero.ModuleConfig
-	FSConfig          = wazero.FSConfig
 	CompiledModule    = wazero.CompiledModule
 	CompilationCache  = wazero.CompilationCache
 	HostModuleBuilder = wazero.HostModuleBuilder
@@ -36,8 +34,8 @@ type (
 	Memory            = api.Memory
 	GoModuleFunc      = api.GoModuleFunc
 	ValueType         = api.ValueType
-	// ExitError is the error of a call that ended the module (proc_exit, or
-	// an interruption: see ExitCode*).
+	// ExitError is the error of a call that ended the module (proc_exit;
+	// on wazero, an interruption too).
 	ExitError    = sys.ExitError
 	LinearMemory = experimental.LinearMemory
 )
@@ -45,9 +43,6 @@ type (
 const (
 	ValueTypeI32 = api.ValueTypeI32
 	ValueTypeI64 = api.ValueTypeI64
-
-	ExitCodeDeadlineExceeded = sys.ExitCodeDeadlineExceeded
-	ExitCodeContextCanceled  = sys.ExitCodeContextCanceled
 
 	// WASIModuleName is the import module of WASI preview 1.
 	WASIModuleName = wasi_snapshot_preview1.ModuleName
