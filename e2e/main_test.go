@@ -136,10 +136,19 @@ type proc struct {
 // startRoam starts roam with args in the module root.
 func startRoam(t testing.TB, args ...string) (*proc, *readyWatcher) {
 	t.Helper()
+	return startRoamEnv(t, nil, args...)
+}
+
+// startRoamEnv is startRoam with env added to this process's environment.
+func startRoamEnv(t testing.TB, env []string, args ...string) (*proc, *readyWatcher) {
+	t.Helper()
 	out := &syncBuffer{}
 	w := &readyWatcher{out: out, ready: make(chan string, 1)}
 	cmd := exec.Command(roamBin, args...)
 	cmd.Dir = repoRoot
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.Stdout = w
 	cmd.Stderr = out
 	// A group of its own, so that cleanup also reaches a `go build` that
@@ -201,10 +210,16 @@ type host struct {
 // waits until it prints its ready line.
 func startHost(t testing.TB, dataDir string, pkgs []string, extra ...string) *host {
 	t.Helper()
+	return startHostEnv(t, nil, dataDir, pkgs, extra...)
+}
+
+// startHostEnv is startHost with env added to this process's environment.
+func startHostEnv(t testing.TB, env []string, dataDir string, pkgs []string, extra ...string) *host {
+	t.Helper()
 	args := append([]string{"run"}, pkgs...)
 	args = append(args, "--port", "0", "--data-dir", dataDir)
 	args = append(args, extra...)
-	p, w := startRoam(t, args...)
+	p, w := startRoamEnv(t, env, args...)
 	select {
 	case u := <-w.ready:
 		h := &host{proc: p, URL: u}

@@ -2,10 +2,6 @@ package e2e_test
 
 import (
 	"net/http"
-	"os"
-	"os/exec"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -32,43 +28,4 @@ func TestRunTraced(t *testing.T) {
 			len(otlptest.Find(ss, "orders", "orders/Create")) > 0 && len(otlptest.Find(ss, "inventory", "state.Transact statestore")) > 0
 	})
 	tracecheck.OrdersCreate(t, spans, "", "")
-}
-
-// startHostEnv is startHost with more environment.
-func startHostEnv(t testing.TB, env []string, dataDir string, pkgs []string) *host {
-	t.Helper()
-	args := append(append([]string{"run"}, pkgs...), "--port", "0", "--data-dir", dataDir)
-	out := &syncBuffer{}
-	w := &readyWatcher{out: out, ready: make(chan string, 1)}
-	cmd := exec.Command(roamBin, args...)
-	cmd.Dir = repoRoot
-	cmd.Env = append(os.Environ(), env...)
-	cmd.Stdout, cmd.Stderr = w, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start roam %s: %v", strings.Join(args, " "), err)
-	}
-	p := &proc{t: t, cmd: cmd, out: out, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		p.exited = time.Now()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-p.done:
-		default:
-			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-p.done
-		}
-	})
-	select {
-	case u := <-w.ready:
-		return &host{proc: p, URL: u}
-	case <-p.done:
-		t.Fatalf("roam %s exited (%v) before it was ready; output:\n%s", strings.Join(args, " "), p.err, out)
-	case <-time.After(readyTimeout):
-		t.Fatalf("roam %s not ready within %v; output:\n%s", strings.Join(args, " "), readyTimeout, out)
-	}
-	return nil
 }
