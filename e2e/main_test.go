@@ -27,6 +27,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/roam-dev/roam/internal/syncbuf"
 )
 
 var (
@@ -73,23 +75,8 @@ func testMain(m *testing.M) int {
 	return m.Run()
 }
 
-// syncBuffer is a goroutine-safe output capture.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+// syncBuffer captures output written from several goroutines.
+type syncBuffer = syncbuf.Buffer
 
 // readyWatcher captures stdout and reports the URL of the first
 // "roam: ready on URL" line.

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/roam-dev/roam/internal/envtestbin"
+	"github.com/roam-dev/roam/internal/syncbuf"
 	"github.com/roam-dev/roam/operator/api/v1alpha1"
 	"github.com/roam-dev/roam/operator/config"
 	"github.com/roam-dev/roam/operator/controller"
@@ -57,23 +57,8 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
-// syncBuffer collects the operator's log lines from its goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer captures output written from several goroutines.
+type syncBuffer = syncbuf.Buffer
 
 // TestInstalledOperator installs the operator as `roam operator install`
 // renders it into a real API server (envtest: etcd and kube-apiserver, no

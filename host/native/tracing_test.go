@@ -1,14 +1,12 @@
 package native_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,6 +19,7 @@ import (
 	"github.com/roam-dev/roam/host/native"
 	"github.com/roam-dev/roam/host/telemetry"
 	"github.com/roam-dev/roam/internal/otlptest"
+	"github.com/roam-dev/roam/internal/syncbuf"
 	"github.com/roam-dev/roam/sdk"
 )
 
@@ -56,22 +55,8 @@ type tracedHost struct {
 	logs *syncBuffer // the host's log, as JSON lines
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer captures output written from several goroutines.
+type syncBuffer = syncbuf.Buffer
 
 func serveTraced(t *testing.T, getenv func(string) string) tracedHost {
 	t.Helper()

@@ -25,6 +25,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/roam-dev/roam/internal/syncbuf"
 )
 
 // ---- binaries ----
@@ -213,23 +215,8 @@ func (p *ReservedPort) Listen() (net.Listener, error) {
 
 // ---- processes ----
 
-// syncBuffer is a goroutine-safe log capture.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+// syncBuffer captures output written from several goroutines.
+type syncBuffer = syncbuf.Buffer
 
 // proc is a child process that can be killed and started again.
 type proc struct {

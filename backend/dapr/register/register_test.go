@@ -1,13 +1,11 @@
 package register_test
 
 import (
-	"bytes"
 	"context"
 	"net/http"
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,19 +13,11 @@ import (
 	_ "github.com/roam-dev/roam/examples/shop/inventory"
 	"github.com/roam-dev/roam/host/native"
 	"github.com/roam-dev/roam/internal/daprtest"
+	"github.com/roam-dev/roam/internal/syncbuf"
 )
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+// syncBuffer captures output written from several goroutines.
+type syncBuffer = syncbuf.Buffer
 
 var readyRE = regexp.MustCompile(`roam: ready on (http://\S+) in`)
 
