@@ -36,7 +36,10 @@ function say(text, error = false) {
   $('#message').className = error ? 'error' : '';
 }
 
+// setOnline shows whether the server is reachable. A sync that finished
+// after the browser went offline must not show it online again.
 function setOnline(v) {
+  v = v && navigator.onLine;
   $('#online').dataset.online = String(v);
   $('#online').textContent = v ? 'online' : 'offline';
 }
