@@ -52,6 +52,7 @@ go test -count=1 -race -timeout 20m ./sdk/... ./host ./host/native ./backend/...
 
 step "fuzz: HTTP request decoding (short run)"
 go test ./host -run='^$' -fuzz=FuzzServeCall -fuzztime=20s
+go test ./internal/wasmopt -run='^$' -fuzz=FuzzMergeData -fuzztime=10s
 
 # ---- browser --------------------------------------------------------------
 # The browser host (web/) in Debian's headless Chromium, driven through

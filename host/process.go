@@ -79,6 +79,9 @@ type ServeOptions struct {
 	DataDir string
 	Grace   time.Duration // how long in-flight requests get at shutdown
 	Logger  *slog.Logger
+	// OnReady, when set, runs once the host serves and has printed its
+	// ready line.
+	OnReady func()
 }
 
 // ServeUntilDone announces srv's apps on b (when b is a
@@ -113,6 +116,9 @@ func ServeUntilDone(ctx context.Context, srv *Server, b backend.Backend, ln net.
 		fmt.Fprintf(o.Stdout, "roam: page %s/web/\n", baseURL)
 	}
 	fmt.Fprintf(o.Stdout, "roam: ready on %s in %s (metrics %s/metrics)\n", baseURL, time.Since(o.Start).Round(time.Microsecond), baseURL)
+	if o.OnReady != nil {
+		o.OnReady()
+	}
 
 	select {
 	case err := <-errc:

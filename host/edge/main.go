@@ -159,6 +159,10 @@ func Run(ctx context.Context, c Config, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// The pools fill once the host is ready: until then the start has the
+	// CPU, and each module serves with its first instance.
+	fillPools := rt.HoldFills()
+	defer fillPools()
 	mods, err := LoadFiles(ctx, rt, srv, b, specs, log, stdout)
 	if err != nil {
 		return err
@@ -200,6 +204,7 @@ func Run(ctx context.Context, c Config, stdout, stderr io.Writer) error {
 	}
 	return host.ServeUntilDone(ctx, srv, b, ln, host.ServeOptions{
 		Stdout: stdout, Start: start, DataDir: dataDir, Grace: c.ShutdownGrace, Logger: log,
+		OnReady: fillPools,
 	})
 }
 

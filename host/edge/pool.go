@@ -134,6 +134,7 @@ func (p *pool) close() {
 	}
 	p.cm.Close(context.Background())
 	close(p.done)
+	p.m.rt.poolClosed()
 }
 
 // newPool instantiates a pool of the compiled module. The first instance
@@ -146,6 +147,7 @@ func (m *Module) newPool(ctx context.Context, cm wasmrt.CompiledModule) (_ *pool
 	o := m.opts
 	p := &pool{m: m, cm: cm, size: o.PoolSize, max: o.MaxPoolSize, budget: o.PoolMemoryBytes,
 		free: make([]*instance, 0, o.PoolSize), done: make(chan struct{}), version: m.versions.Load() + 1}
+	m.rt.poolOpened()
 	defer func() {
 		if err != nil {
 			p.close()
@@ -209,7 +211,14 @@ func (m *Module) newPool(ctx context.Context, cm wasmrt.CompiledModule) (_ *pool
 		// in the background, one at a time, so that they take neither the
 		// host's start nor the CPU another module's load needs. Calls that
 		// find no idle instance meanwhile queue as for a busy pool.
+		gate := p.m.rt.fillGate()
 		filling := p.background(func(ctx context.Context) {
+			if gate != nil {
+				select {
+				case <-gate:
+				case <-ctx.Done():
+				}
+			}
 			p.fill(ctx, p.size-1, 1, true)
 			p.mu.Lock()
 			p.filling = false
@@ -575,6 +584,7 @@ type instance struct {
 	p      *pool
 	mod    wasmrt.Module
 	mem    wasmrt.Memory
+	lin    *linearMemory // mem's backing, bracketed around calls
 	alloc  wasmrt.Function
 	handle wasmrt.Function
 	man    abi.Manifest
@@ -632,12 +642,15 @@ func (p *pool) instantiate(ctx context.Context, c *caps) (*instance, error) {
 		}
 		cfg = cfg.WithFSConfig(fsc)
 	}
-	limit := uint64(m.opts.MemoryLimitPages) << 16
+	in.lin = newLinearMemory(uint64(m.opts.MemoryLimitPages) << 16)
+	defer in.lin.exit()
 	ictx := wasmrt.WithMemoryAllocator(ctx, func(capacity, maxBytes uint64) wasmrt.LinearMemory {
-		return &limitedMemory{limit: min(limit, maxBytes)}
+		in.lin.limit = min(in.lin.limit, maxBytes)
+		return in.lin
 	})
 	mod, err := m.rt.rt.InstantiateModule(ictx, p.cm, cfg)
 	if err != nil {
+		in.lin.discard()
 		msg := firstLine(err.Error())
 		if s := in.stderr.summary(3); s != "" {
 			msg += " (stderr: " + s + ")"
@@ -682,6 +695,8 @@ func (p *pool) instantiate(ctx context.Context, c *caps) (*instance, error) {
 
 // checkVersion compares the module's reported ABI major with the host's.
 func (in *instance) checkVersion(ctx context.Context) error {
+	in.lin.enter()
+	defer in.lin.exit()
 	if err := in.mod.ExportedFunction(abi.ExportABIVersion).CallWithStack(ctx, in.stack[:]); err != nil {
 		return in.p.m.errorf("roam_abi_version: %s", in.describe(err))
 	}
@@ -751,12 +766,15 @@ func (in *instance) call(ctx context.Context, kind uint64, name string, body []b
 		c.TraceParent, c.TraceState = tc.TraceParent, tc.TraceState
 	}
 	in.enc = abi.AppendCall(in.enc[:0], c)
+	in.lin.enter()
+	defer in.lin.exit()
 
 	// The guest learns the deadline and, given the grace, usually honours
-	// it itself; wazero interrupts it otherwise. The request's own
-	// cancellation (a client gone) does not interrupt: the guest cannot be
-	// told, and killing it would cost a new instance.
-	kctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline.Add(killGrace))
+	// it itself; the runtime interrupts it otherwise, or when the Runtime
+	// closes. The request's own cancellation (a client gone) does not
+	// interrupt: the guest cannot be told, and killing it would cost a new
+	// instance. Host functions take the request's values from st.ctx.
+	kctx, cancel := context.WithDeadline(m.rt.bgCtx, deadline.Add(killGrace))
 	defer cancel()
 	st := &in.st
 	st.ctx, st.caps, st.module, st.result, st.imports = ctx, m.caps, m, nil, 0

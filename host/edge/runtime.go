@@ -71,6 +71,30 @@ type Runtime struct {
 	bgCancel context.CancelFunc
 	// freeing is set while a release of memory to the OS is pending.
 	freeing atomic.Bool
+	// gate, while not nil, holds back the background fill of first loads'
+	// pools (see HoldFills); under mu.
+	gate chan struct{}
+	// pools counts the pools not yet closed, and drained is closed when
+	// the last one closes during Close; under mu.
+	pools   int
+	drained chan struct{}
+}
+
+// poolOpened and poolClosed keep Runtime.pools.
+func (r *Runtime) poolOpened() {
+	r.mu.Lock()
+	r.pools++
+	r.mu.Unlock()
+}
+
+func (r *Runtime) poolClosed() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.pools--
+	if r.pools == 0 && r.drained != nil {
+		close(r.drained)
+		r.drained = nil
+	}
 }
 
 // RuntimeName and RuntimeVersion name the WebAssembly runtime this host
@@ -96,7 +120,7 @@ func NewRuntime(ctx context.Context, o RuntimeOptions) (*Runtime, error) {
 	// checks inline, always; upstream work (wazero PRs 2524, 2533) would.
 	cfg := wasmrt.NewConfig(interpreter, !uninterruptible).
 		// Per-module caps are enforced by each instance's allocator (see
-		// limitedMemory); this is the runtime's ceiling.
+		// linearMemory); this is the runtime's ceiling.
 		WithMemoryLimitPages(65536)
 	if o.CacheDir != "" {
 		r.dir = filepath.Join(o.CacheDir, wasmrt.Name+"-"+wasmrt.Version())
@@ -175,8 +199,11 @@ func (r *Runtime) pruneCache() {
 // CacheDir returns the directory of compiled code, or "".
 func (r *Runtime) CacheDir() string { return r.dir }
 
-// Close closes every module and the runtime. Calls in flight fail; the
-// instances being made in the background are interrupted, and waited for.
+// Close closes every module and the runtime. Calls in flight are
+// interrupted (they fail with Unavailable) and the instances being made in
+// the background too; Close waits for both, until ctx is done, before it
+// closes the runtime under them. If ctx ends first, it returns an error and
+// leaves the runtime open: closing it under a running call would race.
 func (r *Runtime) Close(ctx context.Context) error {
 	r.mu.Lock()
 	mods := slices.Clone(r.modules)
@@ -187,6 +214,20 @@ func (r *Runtime) Close(ctx context.Context) error {
 	}
 	r.bgCancel()
 	r.bg.Wait()
+	r.mu.Lock()
+	var drained chan struct{}
+	if r.pools > 0 {
+		drained = make(chan struct{})
+		r.drained = drained
+	}
+	r.mu.Unlock()
+	if drained != nil {
+		select {
+		case <-drained:
+		case <-ctx.Done():
+			return fmt.Errorf("edge: closing the runtime: calls still running: %w", ctx.Err())
+		}
+	}
 	err := r.rt.Close(ctx)
 	if r.cache != nil {
 		err = errors.Join(err, r.cache.Close(ctx))
@@ -210,8 +251,38 @@ func (r *Runtime) background(f func(ctx context.Context)) bool {
 	return true
 }
 
+// HoldFills holds back the background fill of the pools of modules loaded
+// from now on (each beyond its first instance) until release is called,
+// so that a host's start gets the CPU first: its modules load, it listens,
+// and then the pools fill. Calls meanwhile queue for the first instances.
+// Release is idempotent; Close ends the wait (the fills stop).
+func (r *Runtime) HoldFills() (release func()) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.gate == nil {
+		r.gate = make(chan struct{})
+	}
+	g := r.gate
+	return sync.OnceFunc(func() {
+		r.mu.Lock()
+		if r.gate == g {
+			r.gate = nil
+		}
+		r.mu.Unlock()
+		close(g)
+	})
+}
+
+// fillGate returns the channel a background fill waits on, or nil.
+func (r *Runtime) fillGate() <-chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.gate
+}
+
 // releaseMemory returns the memory of instances a pool closed to the OS,
-// a second later. Linear memory is Go heap: without this, a host idle
+// a second later: the instances' Go side, and their linear memory where it
+// is Go heap (off Linux; see linearMemory). Without this, a host idle
 // enough to close instances keeps it until its next garbage collection
 // (while idle, the forced one every two minutes) and returns it only
 // gradually after. Pools that shrink together share one collection.
@@ -390,37 +461,6 @@ func signature(params, results []wasmrt.ValueType) string {
 	}
 	return "(" + name(params) + ") -> (" + name(results) + ")"
 }
-
-// limitedMemory backs one instance's linear memory and refuses to grow it
-// past limit, so that the guest's memory.grow fails (the Go runtime then
-// exits with "out of memory", which the host treats as a trap). It is how a
-// per-module cap coexists with one wazero runtime, whose own limit is
-// runtime-wide.
-type limitedMemory struct {
-	buf   []byte
-	limit uint64
-}
-
-func (m *limitedMemory) Reallocate(size uint64) []byte {
-	if size > m.limit {
-		return nil
-	}
-	if size <= uint64(cap(m.buf)) {
-		m.buf = m.buf[:size]
-		return m.buf
-	}
-	// Grow the capacity geometrically, as append would: fresh pages are
-	// untouched (the Go allocator maps them zeroed), so the spare capacity
-	// costs address space, not memory.
-	c := max(size, uint64(cap(m.buf))+uint64(cap(m.buf))/2)
-	c = min(c, m.limit)
-	nb := make([]byte, size, c)
-	copy(nb, m.buf)
-	m.buf = nb
-	return nb
-}
-
-func (m *limitedMemory) Free() { m.buf = nil }
 
 // collector exports the edge metrics of every module of a runtime.
 type collector struct{ r *Runtime }

@@ -1,0 +1,123 @@
+package edge
+
+import "sync"
+
+// linearMemory backs one instance's linear memory and refuses to grow it
+// past limit, so that the guest's memory.grow fails (the Go runtime then
+// exits with "out of memory", which the host treats as a trap). It is how a
+// per-module cap coexists with one runtime, whose own limit is
+// runtime-wide.
+//
+// Where the platform allows (see memory_linux.go), the memory is a mapping
+// of its own, outside the Go heap: address space for the whole limit is
+// reserved once, and pages are made accessible as the guest grows. Growing
+// then never copies, fresh pages come zeroed from the kernel rather than
+// being cleared, and freeing the instance gives its memory back to the OS
+// at once instead of to the Go heap. Elsewhere, or when the reservation
+// fails, it is a Go slice grown like append.
+//
+// A mapping must not be unmapped while a call might still touch it: wazero
+// may free a module's memory from another goroutine (Runtime.Close) while a
+// call into it runs. The instance brackets its calls and its set-up with
+// enter and exit, and Free during a call is deferred to the call's exit.
+type linearMemory struct {
+	limit uint64
+
+	mu        sync.Mutex
+	users     int  // calls (and the set-up) in flight
+	freed     bool // Free was called during a call
+	heap      bool // not mapped: buf is a Go slice
+	res       []byte
+	committed uint64
+	buf       []byte
+}
+
+func newLinearMemory(limit uint64) *linearMemory {
+	return &linearMemory{limit: limit, users: 1} // the set-up's enter
+}
+
+func (m *linearMemory) Reallocate(size uint64) []byte {
+	if size > m.limit {
+		return nil
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.res == nil && !m.heap {
+		r, err := reserve(m.limit)
+		if err != nil {
+			m.heap = true
+		} else {
+			m.res = r
+		}
+	}
+	if m.heap {
+		return m.grow(size)
+	}
+	if size > m.committed {
+		if err := commit(m.res[m.committed:size]); err != nil {
+			return nil
+		}
+		m.committed = size
+	}
+	m.buf = m.res[:size:size]
+	return m.buf
+}
+
+// grow is Reallocate on the Go heap. The capacity grows geometrically, as
+// append's would: fresh pages are untouched (the Go allocator maps them
+// zeroed), so the spare capacity costs address space, not memory.
+func (m *linearMemory) grow(size uint64) []byte {
+	if size <= uint64(cap(m.buf)) {
+		m.buf = m.buf[:size]
+		return m.buf
+	}
+	c := max(size, uint64(cap(m.buf))+uint64(cap(m.buf))/2)
+	c = min(c, m.limit)
+	nb := make([]byte, size, c)
+	copy(nb, m.buf)
+	m.buf = nb
+	return nb
+}
+
+// Free releases the memory, or marks it for release when the call in
+// flight exits.
+func (m *linearMemory) Free() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.users > 0 {
+		m.freed = true
+		return
+	}
+	m.release()
+}
+
+// enter and exit bracket a call into the instance.
+func (m *linearMemory) enter() {
+	m.mu.Lock()
+	m.users++
+	m.mu.Unlock()
+}
+
+func (m *linearMemory) exit() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.users--
+	if m.users == 0 && m.freed {
+		m.release()
+	}
+}
+
+// discard releases the memory of an instance whose instantiation failed
+// when the set-up exits: the runtime does not free it on every failure.
+func (m *linearMemory) discard() {
+	m.mu.Lock()
+	m.freed = true
+	m.mu.Unlock()
+}
+
+func (m *linearMemory) release() {
+	if m.res != nil {
+		unmap(m.res)
+	}
+	m.res, m.buf, m.committed, m.freed = nil, nil, 0, false
+}
