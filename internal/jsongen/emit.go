@@ -441,7 +441,6 @@ func (g *gen) emitDecode(w *bytes.Buffer, s *structInfo) error {
 			fmt.Fprintf(&body, "case %d:\n", i+1)
 			x := g.fieldExpr(f)
 			b := simpleKind(f.typ)
-			te := g.typeExpr(f.typ)
 			switch {
 			case b == nil:
 				fmt.Fprintf(&body, "if d.Key(%s, first) {\nf = %d\n}\n", key, i+1)
@@ -452,9 +451,11 @@ func (g *gen) emitDecode(w *bytes.Buffer, s *structInfo) error {
 					fmt.Fprintf(&body, "if d.KeyString(%s, first, (*string)(&%s)) {\nnext = %d\ncontinue\n}\n", key, x, i+2)
 				}
 			case b.Info()&types.IsBoolean != 0:
-				fmt.Fprintf(&body, "if x, ok := d.KeyBool(%s, first); ok {\n%s = %s(x)\nnext = %d\ncontinue\n}\n", key, x, te, i+2)
+				// (The type expression only where it is written: it
+				// registers its package's import.)
+				fmt.Fprintf(&body, "if x, ok := d.KeyBool(%s, first); ok {\n%s = %s(x)\nnext = %d\ncontinue\n}\n", key, x, g.typeExpr(f.typ), i+2)
 			default:
-				fmt.Fprintf(&body, "if x, ok := d.KeyUint(%s, first, %s); ok {\n%s = %s(x)\nnext = %d\ncontinue\n}\n", key, maxValue(b), x, te, i+2)
+				fmt.Fprintf(&body, "if x, ok := d.KeyUint(%s, first, %s); ok {\n%s = %s(x)\nnext = %d\ncontinue\n}\n", key, maxValue(b), x, g.typeExpr(f.typ), i+2)
 			}
 		}
 		fmt.Fprintf(&body, "case %d:\nif d.End() {\nreturn\n}\n", len(s.fields)+1)

@@ -3,9 +3,12 @@ package jsongen
 import (
 	"bufio"
 	"bytes"
+	"go/parser"
+	"go/token"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -190,5 +193,37 @@ func write(t *testing.T, path, content string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestImportsOnlyWhatItWrites: a field whose type lives in another package
+// but whose code never names it (a time.Time, decoded through its own
+// methods) adds no import: an unused import would not compile.
+func TestImportsOnlyWhatItWrites(t *testing.T) {
+	dir := t.TempDir()
+	write(t, filepath.Join(dir, "go.mod"), "module example.com/x\n\ngo 1.26\n")
+	if err := os.Mkdir(filepath.Join(dir, "y"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(dir, "y", "y.go"), "package y\n\ntype Kind string\n\ntype Raw []byte\n")
+	write(t, filepath.Join(dir, "x.go"), "package x\n\nimport (\n\t\"encoding/json\"\n\t\"time\"\n\n\t\"example.com/x/y\"\n)\n\n"+
+		"type T struct {\n\tK y.Kind `json:\"k\"`\n\tR json.RawMessage `json:\"r\"`\n\tAt time.Time `json:\"at\"`\n}\n")
+	src, err := Generate(dir, []string{"T"}, DefaultOutput)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := parser.ParseFile(token.NewFileSet(), DefaultOutput, src, 0)
+	if err != nil {
+		t.Fatalf("generated code does not parse: %v\n%s", err, src)
+	}
+	for _, imp := range f.Imports {
+		path, _ := strconv.Unquote(imp.Path.Value)
+		name := path[strings.LastIndex(path, "/")+1:]
+		if imp.Name != nil {
+			name = imp.Name.Name
+		}
+		if !bytes.Contains(src, []byte(name+".")) {
+			t.Errorf("generated code imports %s without using it:\n%s", path, src)
+		}
 	}
 }
