@@ -2,13 +2,12 @@ package host
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/pprof"
@@ -60,8 +59,10 @@ type Server struct {
 	metrics *Metrics
 	tracing Tracer
 
-	mu    sync.RWMutex
-	apps  map[string]*entry
+	mu sync.RWMutex // guards http; serializes Add
+	// apps is replaced, never modified (Add copies it), so that the request
+	// path looks an app up without a lock.
+	apps  atomic.Pointer[map[string]*entry]
 	ready atomic.Bool
 	http  *http.Server
 	mux   *http.ServeMux
@@ -101,9 +102,10 @@ func NewServer(b backend.Backend, opts Options) *Server {
 	if opts.Metrics == nil {
 		opts.Metrics = NewMetrics(nil)
 	}
-	s := &Server{opts: opts, backend: b, log: opts.Logger, metrics: opts.Metrics, tracing: opts.Tracing, apps: map[string]*entry{}}
+	s := &Server{opts: opts, backend: b, log: opts.Logger, metrics: opts.Metrics, tracing: opts.Tracing}
+	s.apps.Store(&map[string]*entry{})
 	s.mux = s.routes()
-	s.handler = s.withCORS(s.mux)
+	s.handler = s.withCORS(http.HandlerFunc(s.route))
 	if ac, ok := b.(backend.AppChannel); ok {
 		// A sidecar calls in on this port too (Dapr's app channel).
 		s.handler = ac.AppHandler(s.handler)
@@ -115,23 +117,28 @@ func NewServer(b backend.Backend, opts Options) *Server {
 func (s *Server) Add(a App) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, dup := s.apps[a.ID()]; dup {
+	old := *s.apps.Load()
+	if _, dup := old[a.ID()]; dup {
 		return sdk.Errorf(sdk.FailedPrecondition, "app %q is already served here", a.ID())
 	}
 	e := &entry{app: a, methods: map[string]*method{}}
 	for _, m := range a.Methods() {
 		e.methods[m] = &method{methodMetrics: s.metrics.forMethod(a.ID(), m), spans: newMethodSpans(a.ID(), m)}
 	}
-	s.apps[a.ID()] = e
+	apps := make(map[string]*entry, len(old)+1)
+	for id, e := range old {
+		apps[id] = e
+	}
+	apps[a.ID()] = e
+	s.apps.Store(&apps)
 	return nil
 }
 
 // AppIDs returns the served app ids, sorted.
 func (s *Server) AppIDs() []string {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	ids := make([]string, 0, len(s.apps))
-	for id := range s.apps {
+	apps := *s.apps.Load()
+	ids := make([]string, 0, len(apps))
+	for id := range apps {
 		ids = append(ids, id)
 	}
 	sort.Strings(ids)
@@ -139,9 +146,7 @@ func (s *Server) AppIDs() []string {
 }
 
 func (s *Server) lookup(id string) (*entry, bool) {
-	s.mu.RLock()
-	e, ok := s.apps[id]
-	s.mu.RUnlock()
+	e, ok := (*s.apps.Load())[id]
 	return e, ok
 }
 
@@ -269,8 +274,10 @@ func (s *Server) call(ctx context.Context, e *entry, method string, body []byte)
 	}
 	start := time.Now()
 	if _, has := ctx.Deadline(); !has {
+		// WithTimeout, with the clock read once: the deadline is
+		// RequestTimeout after start.
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, s.opts.RequestTimeout)
+		ctx, cancel = context.WithDeadline(ctx, start.Add(s.opts.RequestTimeout))
 		defer cancel()
 	}
 	var span Span
@@ -301,9 +308,70 @@ func (s *Server) unknownApp(app string) error {
 	return sdk.Errorf(sdk.NotFound, "no app %q here; apps: %s", app, strings.Join(s.AppIDs(), ", "))
 }
 
+// callPattern is the route of method calls.
+const callPattern = "/v1/apps/{app}/methods/{method}"
+
+// route is the host's handler before CORS: method calls on plain paths are
+// served at once, everything else by the ServeMux. The mux's match costs
+// allocations (its path values) and a walk of its tree on every call;
+// callPath takes only the paths for which the mux would pick callPattern
+// with the same app and method, so the answer is the same either way. The
+// one difference is that r.PathValue is not set (r.Pattern is), and nothing
+// on the call's path reads it.
+func (s *Server) route(w http.ResponseWriter, r *http.Request) {
+	if app, method, ok := callPath(r); ok {
+		r.Pattern = callPattern
+		s.serveCall(w, r, app, method)
+		return
+	}
+	s.mux.ServeHTTP(w, r)
+}
+
+// callPath splits /v1/apps/{app}/methods/{method} when the mux would match
+// it to callPattern without cleaning or unescaping anything: a request that
+// is not CONNECT (whose path the mux leaves alone), whose path is the
+// escaped path as it is (no RawPath), and whose app and method are plain
+// segments. Anything else goes to the mux, which answers as it always has
+// (404, a redirect to the clean path, or the call with unescaped values).
+func callPath(r *http.Request) (app, method string, ok bool) {
+	if r.URL.RawPath != "" || r.Method == http.MethodConnect {
+		return "", "", false
+	}
+	rest, ok := strings.CutPrefix(r.URL.Path, "/v1/apps/")
+	if !ok {
+		return "", "", false
+	}
+	i := strings.IndexByte(rest, '/')
+	if i < 0 {
+		return "", "", false
+	}
+	app = rest[:i]
+	method, ok = strings.CutPrefix(rest[i:], "/methods/")
+	if !ok || !plainSegment(app) || !plainSegment(method) {
+		return "", "", false
+	}
+	return app, method, true
+}
+
+// plainSegment reports whether s is a path segment that the mux neither
+// cleans (empty, "." or "..") nor escapes or unescapes: URL-unreserved
+// characters only, so no '/' and no '%'.
+func plainSegment(s string) bool {
+	if s == "" || s == "." || s == ".." {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~') {
+			return false
+		}
+	}
+	return true
+}
+
 func (s *Server) routes() *http.ServeMux {
 	mux := http.NewServeMux()
-	mux.HandleFunc("/v1/apps/{app}/methods/{method}", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc(callPattern, func(w http.ResponseWriter, r *http.Request) {
 		s.serveCall(w, r, r.PathValue("app"), r.PathValue("method"))
 	})
 	mux.HandleFunc("GET /v1/apps", s.serveApps)
@@ -352,11 +420,16 @@ func (s *Server) defaultApp() string {
 }
 
 func (s *Server) serveCall(w http.ResponseWriter, r *http.Request, app, method string) {
-	reqID := r.Header.Get("X-Request-Id")
-	if reqID == "" || len(reqID) > 128 {
-		reqID = newRequestID()
+	rc := new(requestCtx)
+	// r.Header.Get, without canonicalizing a key that is canonical: the
+	// server canonicalizes the request's keys, and Get finds no other.
+	if v := r.Header["X-Request-Id"]; len(v) > 0 && v[0] != "" && len(v[0]) <= 128 {
+		rc.id = v[0]
+	} else {
+		rc.id = newRequestID()
 	}
-	w.Header()["X-Request-Id"] = []string{reqID} // canonical already
+	rc.hdr[0] = rc.id
+	w.Header()["X-Request-Id"] = rc.hdr[:] // canonical already
 	if r.Method != http.MethodPost && r.Method != http.MethodPut {
 		w.Header().Set("Allow", "POST, PUT")
 		writeError(w, http.StatusMethodNotAllowed, sdk.Errorf(sdk.InvalidArgument, "method %s not allowed: call with POST and a JSON body", r.Method))
@@ -368,21 +441,22 @@ func (s *Server) serveCall(w http.ResponseWriter, r *http.Request, app, method s
 		return
 	}
 	if s.tracing == nil {
-		s.serveApp(r.Context(), w, r, e, method, reqID)
+		s.serveApp(r.Context(), w, r, e, method, rc)
 		return
 	}
 	mt, known := e.methods[method]
 	if !known {
-		s.serveApp(r.Context(), w, r, e, method, reqID) // NotFound, untraced
+		s.serveApp(r.Context(), w, r, e, method, rc) // NotFound, untraced
 		return
 	}
 	ctx, span := startIngress(s.tracing, r, app, &mt.spans)
-	status, err := s.serveApp(ctx, w, r, e, method, reqID)
+	status, err := s.serveApp(ctx, w, r, e, method, rc)
 	endIngress(span, status, err)
 }
 
 // serveApp answers a call of a known app and reports the status it wrote.
-func (s *Server) serveApp(ctx context.Context, w http.ResponseWriter, r *http.Request, e *entry, method, reqID string) (int, error) {
+// The app's context is ctx with rc's request id.
+func (s *Server) serveApp(ctx context.Context, w http.ResponseWriter, r *http.Request, e *entry, method string, rc *requestCtx) (int, error) {
 	body, err := readBody(r, s.opts.MaxBodyBytes)
 	if err != nil {
 		var tooBig *http.MaxBytesError
@@ -400,7 +474,7 @@ func (s *Server) serveApp(ctx context.Context, w http.ResponseWriter, r *http.Re
 		writeError(w, http.StatusBadRequest, err)
 		return http.StatusBadRequest, err
 	}
-	out, err := s.call(sdk.WithRequestID(ctx, reqID), e, method, body)
+	out, err := s.call(rc.with(ctx), e, method, body)
 	if err != nil {
 		st := HTTPStatus(sdk.CodeOf(err))
 		writeError(w, st, err)
@@ -459,11 +533,72 @@ func writeJSON(w http.ResponseWriter, status int, b []byte) {
 	w.Write(b)
 }
 
+// newRequestID returns 16 random hex digits, in one allocation. The ids
+// correlate records; they are not secrets, so the runtime's generator
+// (ChaCha8, seeded by the OS) serves, without a getrandom call each.
 func newRequestID() string {
-	var b [8]byte
-	rand.Read(b[:])
-	return hex.EncodeToString(b[:])
+	const digits = "0123456789abcdef"
+	var b [16]byte
+	n := rand.Uint64()
+	for i := len(b) - 1; i >= 0; i-- {
+		b[i] = digits[n&0xf]
+		n >>= 4
+	}
+	return string(b[:])
 }
+
+// requestCtx is a call's context with its request id, as
+// sdk.WithRequestID(ctx, id) would make it, and the value of its
+// X-Request-Id header: one allocation where they took three (the context,
+// the id boxed in it, the header's slice).
+type requestCtx struct {
+	context.Context
+	id  string
+	hdr [1]string
+}
+
+// with returns ctx with rc's request id.
+func (rc *requestCtx) with(ctx context.Context) context.Context {
+	if requestIDKey == nil {
+		return sdk.WithRequestID(ctx, rc.id)
+	}
+	rc.Context = ctx
+	return rc
+}
+
+// Value is sdk.RequestID's value, then ctx's. Another context made of this
+// one finds its cancellation through Value, as it would through
+// sdk.WithRequestID's, so it adds no goroutine.
+func (rc *requestCtx) Value(key any) any {
+	if key == requestIDKey {
+		return rc.id
+	}
+	return rc.Context.Value(key)
+}
+
+// requestIDKey is the key sdk.RequestID looks its value up by, learnt from
+// sdk.RequestID itself; nil if it could not be, and then requestCtx.with
+// uses sdk.WithRequestID.
+var requestIDKey = func() any {
+	p := &keyProbe{Context: context.Background()}
+	sdk.RequestID(p)
+	return p.key
+}()
+
+func init() {
+	// The key is right if sdk.RequestID finds the id by it.
+	if requestIDKey != nil && sdk.RequestID((&requestCtx{id: "probe"}).with(context.Background())) != "probe" {
+		requestIDKey = nil
+	}
+}
+
+// keyProbe records the key of the last Value call.
+type keyProbe struct {
+	context.Context
+	key any
+}
+
+func (p *keyProbe) Value(key any) any { p.key = key; return nil }
 
 // Serve serves HTTP on ln until Shutdown. It marks the server ready first.
 func (s *Server) Serve(ln net.Listener) error { return <-s.Start(ln) }

@@ -50,7 +50,10 @@ func etagOf(it stored) string {
 	}
 	h := fnv.New32a()
 	h.Write(it.value)
-	return it.version + "-" + strconv.FormatUint(uint64(h.Sum32()), 16)
+	// version + "-" + the hash in hex, in one allocation.
+	var buf [48]byte
+	b := append(append(buf[:0], it.version...), '-')
+	return string(strconv.AppendUint(b, uint64(h.Sum32()), 16))
 }
 
 // impossibleETag is an ETag no Redis item has: a write conditional on it
