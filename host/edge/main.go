@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -17,6 +18,7 @@ import (
 	"github.com/roam-dev/roam/backend/embedded"
 	"github.com/roam-dev/roam/host"
 	"github.com/roam-dev/roam/host/hostbackend"
+	"github.com/roam-dev/roam/internal/wasmrt"
 	// The edge host (the roam CLI) always links tracing.
 	_ "github.com/roam-dev/roam/host/telemetry"
 )
@@ -251,7 +253,13 @@ func LoadFiles(ctx context.Context, rt *Runtime, srv *host.Server, b backend.Bac
 	}
 	res := make([]loaded, len(specs))
 	var wg sync.WaitGroup
-	sem := make(chan struct{}, maxParallel())
+	parallel := maxParallel()
+	sem := make(chan struct{}, parallel)
+	// A module compiled without a cache uses the CPUs the other loads
+	// leave: one module alone gets them all.
+	if workers := runtime.GOMAXPROCS(0) / min(parallel, len(specs)); workers > 1 {
+		ctx = wasmrt.WithCompilationWorkers(ctx, workers)
+	}
 	for i, sp := range specs {
 		wg.Add(1)
 		go func() {
