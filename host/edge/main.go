@@ -130,7 +130,16 @@ func Run(ctx context.Context, c Config, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	defer rt.Close(context.Background())
+	defer func() {
+		// Close interrupts the calls still running and waits for them; one
+		// stuck in a backend call ends at its own deadline. Past the grace,
+		// the process exits without closing the runtime.
+		cctx, cancel := context.WithTimeout(context.Background(), c.ShutdownGrace+time.Second)
+		defer cancel()
+		if err := rt.Close(cctx); err != nil {
+			log.Warn("edge runtime not closed", "err", err)
+		}
+	}()
 	b, err := hostbackend.Open(ctx, hostbackend.Config{
 		Backend: c.Backend, DataDir: dataDir, Config: cfg, Secrets: secrets, Logger: log,
 		OnDeliver: metrics.OnDeliver, Tracing: tracing != nil,
