@@ -12,8 +12,11 @@
 package wasmopt
 
 import (
+	"cmp"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 )
 
@@ -35,27 +38,11 @@ const DefaultMaxGap = 64
 // not rewrite (passive, or placed by anything but an i32.const); it returns
 // an error for a malformed module.
 func MergeData(wasm []byte, maxGap int) ([]byte, bool, error) {
-	if len(wasm) < 8 || string(wasm[:4]) != "\x00asm" {
-		return nil, false, errors.New("not a wasm module")
+	sections, err := readSections(wasm)
+	if err != nil {
+		return nil, false, err
 	}
-	type section struct {
-		id         byte
-		start, end int // the payload
-	}
-	var sections []section
-	dataAt := -1
-	for r := (reader{b: wasm, i: 8}); r.i < len(wasm); {
-		id := r.byte()
-		n := r.u32()
-		if r.err != nil || uint64(r.i)+uint64(n) > uint64(len(wasm)) {
-			return nil, false, fmt.Errorf("malformed module: section %d overruns the module", id)
-		}
-		if id == sectionData {
-			dataAt = len(sections)
-		}
-		sections = append(sections, section{id, r.i, r.i + int(n)})
-		r.i += int(n)
-	}
+	dataAt := slices.IndexFunc(sections, func(s section) bool { return s.id == sectionData })
 	if dataAt < 0 {
 		return wasm, false, nil
 	}
@@ -88,21 +75,41 @@ func MergeData(wasm []byte, maxGap int) ([]byte, bool, error) {
 
 // DataSegments returns how many data segments wasm holds.
 func DataSegments(wasm []byte) (int, error) {
-	if len(wasm) < 8 || string(wasm[:4]) != "\x00asm" {
-		return 0, errors.New("not a wasm module")
+	sections, err := readSections(wasm)
+	if err != nil {
+		return 0, err
 	}
-	for r := (reader{b: wasm, i: 8}); r.i < len(wasm); {
-		id, n := r.byte(), r.u32()
-		if r.err != nil || uint64(r.i)+uint64(n) > uint64(len(wasm)) {
-			return 0, errors.New("malformed module: a section overruns the module")
+	for _, s := range sections {
+		if s.id == sectionData {
+			r := reader{b: wasm[s.start:s.end]}
+			return int(r.u32()), r.err
 		}
-		if id == sectionData {
-			c := (&reader{b: wasm[r.i : r.i+int(n)]}).u32()
-			return int(c), nil
-		}
-		r.i += int(n)
 	}
 	return 0, nil
+}
+
+// section is a section of a module: its id and where its payload lies.
+type section struct {
+	id         byte
+	start, end int
+}
+
+// readSections splits a module into its sections.
+func readSections(wasm []byte) ([]section, error) {
+	if len(wasm) < 8 || string(wasm[:4]) != "\x00asm" {
+		return nil, errors.New("not a wasm module")
+	}
+	var sections []section
+	for r := (reader{b: wasm, i: 8}); r.i < len(wasm); {
+		id := r.byte()
+		n := r.u32()
+		if r.err != nil || uint64(r.i)+uint64(n) > uint64(len(wasm)) {
+			return nil, fmt.Errorf("malformed module: section %d overruns the module", id)
+		}
+		sections = append(sections, section{id, r.i, r.i + int(n)})
+		r.i += int(n)
+	}
+	return sections, nil
 }
 
 // segment is an active data segment of memory 0.
@@ -155,15 +162,7 @@ func readData(p []byte) (segs []segment, ok bool, err error) {
 // change.
 func mergeSegments(segs []segment, maxGap uint64) []segment {
 	sorted := slices.Clone(segs)
-	slices.SortStableFunc(sorted, func(a, b segment) int {
-		switch {
-		case a.offset < b.offset:
-			return -1
-		case a.offset > b.offset:
-			return 1
-		}
-		return 0
-	})
+	slices.SortStableFunc(sorted, func(a, b segment) int { return cmp.Compare(a.offset, b.offset) })
 	for i := 1; i < len(sorted); i++ {
 		if sorted[i].offset < sorted[i-1].offset+uint64(len(sorted[i-1].data)) {
 			return segs // overlaps: order matters, leave them
@@ -173,16 +172,15 @@ func mergeSegments(segs []segment, maxGap uint64) []segment {
 	for _, s := range sorted {
 		if len(out) > 0 {
 			last := &out[len(out)-1]
-			end := last.offset + uint64(len(last.data))
-			if s.offset-end <= maxGap {
-				buf := make([]byte, 0, s.offset+uint64(len(s.data))-last.offset)
-				buf = append(buf, last.data...)
-				buf = append(buf, make([]byte, s.offset-end)...)
-				last.data = append(buf, s.data...)
+			if gap := s.offset - (last.offset + uint64(len(last.data))); gap <= maxGap {
+				// A run's first segment is clipped below, so the first
+				// append copies it out of the module and the rest extend
+				// that copy.
+				last.data = append(append(last.data, make([]byte, gap)...), s.data...)
 				continue
 			}
 		}
-		out = append(out, s)
+		out = append(out, segment{s.offset, slices.Clip(s.data)})
 	}
 	return out
 }
@@ -199,13 +197,7 @@ func appendData(b []byte, segs []segment) []byte {
 	return b
 }
 
-func appendU32(b []byte, v uint32) []byte {
-	for v >= 0x80 {
-		b = append(b, byte(v)|0x80)
-		v >>= 7
-	}
-	return append(b, byte(v))
-}
+func appendU32(b []byte, v uint32) []byte { return binary.AppendUvarint(b, uint64(v)) }
 
 func appendS32(b []byte, v int32) []byte {
 	for {
@@ -218,7 +210,8 @@ func appendS32(b []byte, v int32) []byte {
 	}
 }
 
-// reader reads LEB128 integers and bytes; the first error sticks.
+// reader reads bytes and LEB128 integers (unsigned through
+// encoding/binary, which reads the same encoding); the first error sticks.
 type reader struct {
 	b   []byte
 	i   int
@@ -241,19 +234,20 @@ func (r *reader) byte() byte {
 }
 
 func (r *reader) u32() uint32 {
-	var v uint64
-	for shift := 0; shift < 35; shift += 7 {
-		c := r.byte()
-		v |= uint64(c&0x7f) << shift
-		if c&0x80 == 0 {
-			if v > 1<<32-1 {
-				r.fail()
-			}
-			return uint32(v)
-		}
+	if r.err != nil {
+		return 0
 	}
-	r.fail()
-	return 0
+	v, n := binary.Uvarint(r.b[r.i:])
+	switch {
+	case n == 0:
+		r.err = errShort
+		return 0
+	case n < 0 || n > 5 || v > math.MaxUint32:
+		r.fail()
+		return 0
+	}
+	r.i += n
+	return uint32(v)
 }
 
 func (r *reader) s32() int32 {
