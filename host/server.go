@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -125,10 +126,7 @@ func (s *Server) Add(a App) error {
 	for _, m := range a.Methods() {
 		e.methods[m] = &method{methodMetrics: s.metrics.forMethod(a.ID(), m), spans: newMethodSpans(a.ID(), m)}
 	}
-	apps := make(map[string]*entry, len(old)+1)
-	for id, e := range old {
-		apps[id] = e
-	}
+	apps := maps.Clone(old)
 	apps[a.ID()] = e
 	s.apps.Store(&apps)
 	return nil

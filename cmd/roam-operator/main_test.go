@@ -57,9 +57,6 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
-// syncBuffer captures output written from several goroutines.
-type syncBuffer = syncbuf.Buffer
-
 // TestInstalledOperator installs the operator as `roam operator install`
 // renders it into a real API server (envtest: etcd and kube-apiserver, no
 // kubelet, so the operator's Deployment runs no pod) and runs the binary's
@@ -129,7 +126,7 @@ func TestInstalledOperator(t *testing.T) {
 	opCfg.Impersonate = rest.ImpersonationConfig{UserName: "system:serviceaccount:" + ns + ":roam-operator"}
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	done := make(chan error, 1)
 	go func() {
 		done <- run(runCtx, []string{

@@ -17,9 +17,6 @@ import (
 	"github.com/roam-dev/roam/internal/syncbuf"
 )
 
-// syncBuffer captures output written from several goroutines.
-type syncBuffer = syncbuf.Buffer
-
 // TestEdgeCommand runs `roam edge DIR` in-process on a built module and
 // calls it over HTTP.
 func TestEdgeCommand(t *testing.T) {
@@ -45,7 +42,7 @@ func TestEdgeCommand(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var stdout, stderr syncBuffer
+	var stdout, stderr syncbuf.Buffer
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"edge", mods, "--port", "0", "--data-dir", filepath.Join(dir, "data"), "--cache-dir", cache,

@@ -18,6 +18,7 @@ import (
 
 	"github.com/roam-dev/roam/internal/build"
 	"github.com/roam-dev/roam/internal/oci"
+	"github.com/roam-dev/roam/internal/syncbuf"
 )
 
 // TestEdgeOCI pushes a module as a wasm artifact to an in-process registry
@@ -84,7 +85,7 @@ func TestEdgeOCI(t *testing.T) {
 
 func startEdge(t *testing.T, ref, data, compiled string) (string, func()) {
 	ctx, cancel := context.WithCancel(context.Background())
-	var stdout, stderr syncBuffer
+	var stdout, stderr syncbuf.Buffer
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"edge", ref, "--port", "0", "--data-dir", data, "--cache-dir", compiled,

@@ -27,11 +27,13 @@
 // in a bounded queue if there is none, and is refused with Unavailable (503)
 // once the queue is full too, so overload sheds instead of piling up.
 //
-// Pool size: a warm Go instance costs about 5 MiB of resident memory (its
-// linear memory as the Go runtime touches it; the compiled code is shared).
-// Calls wait on state and on other apps as well as on CPU, so the base size
-// is four instances per CPU, at least 4, within a 64 MiB budget
-// (DefaultPoolSize). A 2-core machine gets 8 instances, about 40 MiB.
+// Pool size: a warm Go instance costs about 3 MiB of resident memory on
+// Linux (its linear memory as the Go runtime touches it; the compiled code
+// is shared), and about 5 MiB where linear memory is Go heap. Calls wait on
+// state and on other apps as well as on CPU, so the base size is four
+// instances per CPU, at least 4, within a 64 MiB budget reckoned at 5 MiB
+// an instance (DefaultPoolSize). A 2-core machine gets 8 instances, about
+// 25 MiB.
 //
 // The base pool is what an idle host keeps. A call that holds its instance
 // while it waits on other apps and on state commits (orders.Create: about
@@ -43,9 +45,9 @@
 // once the instances' linear memory adds up to
 // ModuleOptions.PoolMemoryBytes (default 256 MiB). Instances beyond the
 // base that stay idle for ModuleOptions.IdleTimeout (default 30 s) are
-// closed, and the runtime then hands their memory back to the OS
-// (debug.FreeOSMemory: linear memory is Go heap, which an idle host would
-// otherwise keep). The pool hands out the most recently released instance
+// closed, and their memory goes back to the OS: on Linux each instance's
+// linear memory is a mapping of its own, unmapped at close; elsewhere it is
+// Go heap, which the runtime hands back with debug.FreeOSMemory. The pool hands out the most recently released instance
 // first, so that under a light load the extra ones are the ones left idle.
 // A pool whose MaxPoolSize is its PoolSize is fixed. Queueing, 503 and
 // deadlines are the same either way.

@@ -403,35 +403,11 @@ func wasmModule(imp []string, exports ...string) []byte {
 func TestHotReloadUnderLoad(t *testing.T) {
 	es := newEdgeServer(t, ModuleOptions{PoolSize: 2}, host.Options{}, confWasm, inventoryWasm)
 	m := es.mods["conformance"]
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	var ok, failed atomic.Int64
-	var firstErr atomic.Value
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
-	for i := 0; i < 6; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for n := 0; ctx.Err() == nil; n++ {
-				body := fmt.Sprintf(`{"n":%d}`, n)
-				resp, err := client.Post(es.url+"/v1/apps/conformance/methods/Echo", "application/json", strings.NewReader(body))
-				if err != nil {
-					failed.Add(1)
-					firstErr.CompareAndSwap(nil, err.Error())
-					continue
-				}
-				b, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != 200 || string(b) != body {
-					failed.Add(1)
-					firstErr.CompareAndSwap(nil, fmt.Sprint(resp.StatusCode, " ", string(b)))
-					continue
-				}
-				ok.Add(1)
-			}
-		}()
-	}
-	waitFor(t, "load", 5*time.Second, func() bool { return ok.Load() > 50 })
+	l := startLoad(es.url, 6, func(_, n int) (string, string, string) {
+		body := fmt.Sprintf(`{"n":%d}`, n)
+		return "Echo", body, body
+	})
+	waitFor(t, "load", 5*time.Second, func() bool { return l.ok.Load() > 50 })
 	var olds []*pool
 	for i := 0; i < 3; i++ {
 		olds = append(olds, m.cur.Load())
@@ -445,10 +421,9 @@ func TestHotReloadUnderLoad(t *testing.T) {
 		t.Errorf("reload to another app: %v", err)
 	}
 	time.Sleep(100 * time.Millisecond)
-	cancel()
-	wg.Wait()
-	if failed.Load() > 0 {
-		t.Fatalf("%d of %d requests failed during reloads; first: %v", failed.Load(), failed.Load()+ok.Load(), firstErr.Load())
+	l.stop()
+	if l.failed.Load() > 0 {
+		t.Fatalf("%d of %d requests failed during reloads; first: %v", l.failed.Load(), l.failed.Load()+l.ok.Load(), l.firstErr.Load())
 	}
 	if v := m.Version(); v != 4 {
 		t.Errorf("version %d after 3 reloads, want 4", v)
@@ -463,7 +438,7 @@ func TestHotReloadUnderLoad(t *testing.T) {
 			t.Errorf("version %d's pool did not close", i+1)
 		}
 	}
-	t.Logf("%d requests served across 3 reloads", ok.Load())
+	t.Logf("%d requests served across 3 reloads", l.ok.Load())
 }
 
 // TestWatcherReloads: the CLI's watcher reloads a module whose file changes.

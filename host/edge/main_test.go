@@ -10,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -184,4 +186,48 @@ func waitFor(t testing.TB, what string, d time.Duration, cond func() bool) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// load keeps workers calling the conformance app over HTTP until stop,
+// each call chosen by next (the method, the body, and the reply wanted),
+// and counts the calls answered 200 with the wanted reply and the others.
+type load struct {
+	ok, failed atomic.Int64
+	firstErr   atomic.Value // the first failure, as text
+	cancel     context.CancelFunc
+	wg         sync.WaitGroup
+}
+
+func startLoad(url string, workers int, next func(w, n int) (method, body, want string)) *load {
+	ctx, cancel := context.WithCancel(context.Background())
+	l := &load{cancel: cancel}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
+	for w := 0; w < workers; w++ {
+		l.wg.Go(func() {
+			for n := 0; ctx.Err() == nil; n++ {
+				method, body, want := next(w, n)
+				resp, err := client.Post(url+"/v1/apps/conformance/methods/"+method, "application/json", strings.NewReader(body))
+				if err != nil {
+					l.failed.Add(1)
+					l.firstErr.CompareAndSwap(nil, err.Error())
+					continue
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 || string(b) != want {
+					l.failed.Add(1)
+					l.firstErr.CompareAndSwap(nil, fmt.Sprint(resp.StatusCode, " ", string(b)))
+					continue
+				}
+				l.ok.Add(1)
+			}
+		})
+	}
+	return l
+}
+
+// stop ends the calls and waits for the workers.
+func (l *load) stop() {
+	l.cancel()
+	l.wg.Wait()
 }

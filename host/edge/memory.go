@@ -23,13 +23,13 @@ import "sync"
 type linearMemory struct {
 	limit uint64
 
-	mu        sync.Mutex
-	users     int  // calls (and the set-up) in flight
-	freed     bool // Free was called during a call
-	heap      bool // not mapped: buf is a Go slice
-	res       []byte
-	committed uint64
-	buf       []byte
+	mu    sync.Mutex
+	users int  // calls (and the set-up) in flight
+	freed bool // Free was called during a call
+	heap  bool // not mapped: buf is a Go slice
+	// res is the reservation, and buf its accessible start (the memory as
+	// the guest sees it), or the Go slice.
+	res, buf []byte
 }
 
 func newLinearMemory(limit uint64) *linearMemory {
@@ -53,11 +53,10 @@ func (m *linearMemory) Reallocate(size uint64) []byte {
 	if m.heap {
 		return m.grow(size)
 	}
-	if size > m.committed {
-		if err := commit(m.res[m.committed:size]); err != nil {
+	if n := uint64(len(m.buf)); size > n {
+		if err := commit(m.res[n:size]); err != nil {
 			return nil
 		}
-		m.committed = size
 	}
 	m.buf = m.res[:size:size]
 	return m.buf
@@ -91,6 +90,13 @@ func (m *linearMemory) Free() {
 	m.release()
 }
 
+// onHeap reports whether the memory was a Go slice rather than a mapping.
+func (m *linearMemory) onHeap() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.heap
+}
+
 // enter and exit bracket a call into the instance.
 func (m *linearMemory) enter() {
 	m.mu.Lock()
@@ -119,5 +125,5 @@ func (m *linearMemory) release() {
 	if m.res != nil {
 		unmap(m.res)
 	}
-	m.res, m.buf, m.committed, m.freed = nil, nil, 0, false
+	m.res, m.buf, m.freed = nil, nil, false
 }

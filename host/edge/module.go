@@ -44,8 +44,9 @@ const (
 	// DefaultMaxResponseBytes bounds a reply read back from a guest.
 	DefaultMaxResponseBytes = 16 << 20
 	// DefaultInstanceBudget is the memory the default pool size is derived
-	// from: about 5 MiB of resident memory per warm Go instance (measured;
-	// see the package doc) into 64 MiB gives 12, then capped by CPU.
+	// from: 5 MiB of resident memory per warm Go instance (measured with
+	// linear memory on the Go heap; about 3 MiB now on Linux, see the
+	// package doc) into 64 MiB gives 12, then capped by CPU.
 	DefaultInstanceBudget = 64 << 20
 	instanceRSS           = 5 << 20
 	// DefaultPoolMemoryBytes bounds the growth of a module's pool: it does
@@ -53,10 +54,11 @@ const (
 	// instance holds about 4 MiB after its setup and 5 to 8 MiB under load
 	// (measured: the shop's orders and inventory), so a pool of 32 fits
 	// with room, while one whose instances run large (up to
-	// DefaultRecycleBytes each) stops at 16. Resident memory is more than
-	// this: linear memory is Go heap, which the host's GC lets grow past
-	// the live data (measured: about 8 MiB of RSS per instance added under
-	// load). A quarter of a 1 GiB edge node for one busy module.
+	// DefaultRecycleBytes each) stops at 16. On Linux resident memory
+	// follows it (about 4.5 MiB of RSS per instance added under load); where
+	// linear memory is Go heap it is more, since the host's GC lets the heap
+	// grow past the live data (about 8 MiB per instance). A quarter of a
+	// 1 GiB edge node for one busy module.
 	DefaultPoolMemoryBytes = 256 << 20
 	// DefaultIdleTimeout is how long an instance above the base pool size
 	// stays idle before it is closed.

@@ -483,11 +483,13 @@ func (p *pool) reap() {
 	p.free = slices.Delete(p.free, 0, k)
 	p.scheduleReapLocked()
 	p.mu.Unlock()
+	heap := false
 	for _, in := range idle {
 		in.close()
+		heap = heap || in.lin.onHeap()
 	}
-	if len(idle) > 0 {
-		p.m.shrunk.Add(uint64(len(idle)))
+	p.m.shrunk.Add(uint64(len(idle)))
+	if heap {
 		p.m.rt.releaseMemory()
 	}
 }

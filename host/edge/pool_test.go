@@ -3,11 +3,8 @@ package edge
 import (
 	"context"
 	"fmt"
-	"io"
-	"net/http"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -289,40 +286,13 @@ func TestGrownInstanceNotReplaced(t *testing.T) {
 func TestHotReloadGrownPool(t *testing.T) {
 	es := newEdgeServer(t, ModuleOptions{PoolSize: 2, MaxPoolSize: 6, IdleTimeout: time.Minute}, host.Options{}, confWasm)
 	m := es.mods["conformance"]
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	var ok, failed atomic.Int64
-	var firstErr atomic.Value
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
-	for i := 0; i < 10; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for n := 0; ctx.Err() == nil; n++ {
-				method, body, want := "Echo", fmt.Sprintf(`{"w":%d,"n":%d}`, i, n), ""
-				if n%2 == 0 {
-					method, body, want = "Sleep", `{"ms":20}`, "{}"
-				}
-				if want == "" {
-					want = body
-				}
-				resp, err := client.Post(es.url+"/v1/apps/conformance/methods/"+method, "application/json", strings.NewReader(body))
-				if err != nil {
-					failed.Add(1)
-					firstErr.CompareAndSwap(nil, err.Error())
-					continue
-				}
-				b, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != 200 || string(b) != want {
-					failed.Add(1)
-					firstErr.CompareAndSwap(nil, fmt.Sprint(resp.StatusCode, " ", string(b)))
-					continue
-				}
-				ok.Add(1)
-			}
-		}()
-	}
+	l := startLoad(es.url, 10, func(w, n int) (string, string, string) {
+		if n%2 == 0 {
+			return "Sleep", `{"ms":20}`, "{}"
+		}
+		body := fmt.Sprintf(`{"w":%d,"n":%d}`, w, n)
+		return "Echo", body, body
+	})
 	var olds []*pool
 	for i := 0; i < 3; i++ {
 		waitFor(t, "the pool to grow", 10*time.Second, func() bool { return m.Stats().PoolSize > 2 })
@@ -332,10 +302,9 @@ func TestHotReloadGrownPool(t *testing.T) {
 		}
 	}
 	waitFor(t, "the new version to grow", 10*time.Second, func() bool { return m.Stats().PoolSize > 2 })
-	cancel()
-	wg.Wait()
-	if failed.Load() > 0 {
-		t.Fatalf("%d of %d requests failed during reloads; first: %v", failed.Load(), failed.Load()+ok.Load(), firstErr.Load())
+	l.stop()
+	if l.failed.Load() > 0 {
+		t.Fatalf("%d of %d requests failed during reloads; first: %v", l.failed.Load(), l.failed.Load()+l.ok.Load(), l.firstErr.Load())
 	}
 	if s := m.Stats(); s.Reloads != 3 || s.Traps != 0 || s.Rejected != 0 || s.PoolSize > 6 {
 		t.Errorf("stats %+v", s)
@@ -350,7 +319,7 @@ func TestHotReloadGrownPool(t *testing.T) {
 			t.Errorf("version %d's pool closed with %d instances", i+1, p.live)
 		}
 	}
-	t.Logf("%d requests served across 3 reloads", ok.Load())
+	t.Logf("%d requests served across 3 reloads", l.ok.Load())
 }
 
 // TestModuleOptionsDefaults: the ceiling defaults to 4 × the pool size (at

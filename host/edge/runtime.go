@@ -281,11 +281,12 @@ func (r *Runtime) fillGate() <-chan struct{} {
 }
 
 // releaseMemory returns the memory of instances a pool closed to the OS,
-// a second later: the instances' Go side, and their linear memory where it
-// is Go heap (off Linux; see linearMemory). Without this, a host idle
-// enough to close instances keeps it until its next garbage collection
-// (while idle, the forced one every two minutes) and returns it only
-// gradually after. Pools that shrink together share one collection.
+// a second later, when their linear memory was Go heap (off Linux, or where
+// the mapping failed; see linearMemory; a mapping is unmapped at close).
+// Without this, a host idle enough to close instances keeps that memory
+// until its next garbage collection (while idle, the forced one every two
+// minutes) and returns it only gradually after. Pools that shrink together
+// share one collection.
 func (r *Runtime) releaseMemory() {
 	if r.freeing.Swap(true) {
 		return

@@ -149,7 +149,7 @@ func scanApps(r *idResolver, importPath, dir string, files []string) ([]string, 
 			if x, ok := sel.X.(*ast.Ident); ok && x.Name == sdkName {
 				declares = true
 				if len(call.Args) > 0 {
-					if id, ok := r.resolve(importPath, cexpr{call.Args[0], imps}); ok {
+					if id, ok := r.eval(importPath, cexpr{call.Args[0], imps}, 0); ok {
 						ids = append(ids, id)
 					}
 				}

@@ -1,13 +1,11 @@
 package build
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"go/ast"
 	"go/parser"
 	"go/token"
-	"io"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -89,7 +87,7 @@ func (r *idResolver) load(importPath string) map[string]cexpr {
 		return nil
 	}
 	var p listed
-	if err := json.NewDecoder(bytes.NewReader(out)).Decode(&p); err != nil && err != io.EOF {
+	if err := json.Unmarshal(out, &p); err != nil {
 		return nil
 	}
 	var files []*ast.File
@@ -104,12 +102,8 @@ func (r *idResolver) load(importPath string) map[string]cexpr {
 	return r.pkgs[importPath]
 }
 
-// resolve returns the string value of x, written in package importPath,
-// and whether it could be read.
-func (r *idResolver) resolve(importPath string, x cexpr) (string, bool) {
-	return r.eval(importPath, x, 0)
-}
-
+// eval returns the string value of x, written in package pkg, and
+// whether it could be read; depth counts the constants followed.
 func (r *idResolver) eval(pkg string, x cexpr, depth int) (string, bool) {
 	if depth > 32 { // a cycle: not valid Go anyway
 		return "", false

@@ -16,9 +16,6 @@ import (
 	"github.com/roam-dev/roam/internal/syncbuf"
 )
 
-// syncBuffer captures output written from several goroutines.
-type syncBuffer = syncbuf.Buffer
-
 var readyRE = regexp.MustCompile(`roam: ready on (http://\S+) in`)
 
 // run starts the native host as its generated main would, with args, and
@@ -29,7 +26,7 @@ var readyRE = regexp.MustCompile(`roam: ready on (http://\S+) in`)
 func run(t *testing.T, args ...string) (string, func() string) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	stdout, stderr := &syncBuffer{}, &syncBuffer{}
+	stdout, stderr := &syncbuf.Buffer{}, &syncbuf.Buffer{}
 	done := make(chan struct{})
 	var runErr error
 	go func() { runErr = native.Run(ctx, args, stdout, stderr); close(done) }()
