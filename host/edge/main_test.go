@@ -226,8 +226,13 @@ func startLoad(url string, workers int, next func(w, n int) (method, body, want 
 	return l
 }
 
-// stop ends the calls and waits for the workers.
-func (l *load) stop() {
+// stop ends the calls, waits for the workers, and fails t if any call
+// failed.
+func (l *load) stop(t *testing.T) {
+	t.Helper()
 	l.cancel()
 	l.wg.Wait()
+	if l.failed.Load() > 0 {
+		t.Fatalf("%d of %d requests failed during reloads; first: %v", l.failed.Load(), l.failed.Load()+l.ok.Load(), l.firstErr.Load())
+	}
 }
