@@ -16,7 +16,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -27,25 +26,8 @@ import (
 	"github.com/roam-dev/roam/operator/api/v1alpha1"
 	"github.com/roam-dev/roam/operator/config"
 	"github.com/roam-dev/roam/operator/controller"
+	"github.com/roam-dev/roam/operator/operatortest"
 )
-
-// wait bounds every poll; polls end as soon as their condition holds.
-const wait = 60 * time.Second
-
-func eventually(t *testing.T, what string, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(wait)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: still not so after %s: %v", what, wait, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
@@ -82,29 +64,22 @@ func TestInstalledOperator(t *testing.T) {
 	ctx := context.Background()
 
 	const ns = "roam-ops"
-	files, err := config.Install(config.Options{Namespace: ns, Image: "ghcr.io/acme/roam-operator:v1", EdgeHostImage: "ghcr.io/acme/roam-edge:v1"})
+	objs, err := operatortest.Install(ctx, admin, config.Options{Namespace: ns, Image: "ghcr.io/acme/roam-operator:v1", EdgeHostImage: "ghcr.io/acme/roam-edge:v1"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var template *corev1.PodTemplateSpec
-	for _, f := range files {
-		docs, err := config.Documents(f.Data)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, d := range docs {
-			u := &unstructured.Unstructured{Object: d}
-			if err := admin.Create(ctx, u); err != nil {
-				t.Fatalf("%s: %s %s: %v", f.Name, u.GetKind(), u.GetName(), err)
+	for _, u := range objs {
+		if u.GetKind() == "Deployment" {
+			var dep appsv1.Deployment
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &dep); err != nil {
+				t.Fatal(err)
 			}
-			if u.GetKind() == "Deployment" {
-				var dep appsv1.Deployment
-				if err := runtime.DefaultUnstructuredConverter.FromUnstructured(d, &dep); err != nil {
-					t.Fatal(err)
-				}
-				template = &dep.Spec.Template
-			}
+			template = &dep.Spec.Template
 		}
+	}
+	if template == nil {
+		t.Fatal("the install has no Deployment")
 	}
 
 	// The namespace enforces the restricted Pod Security Standard: the API
@@ -154,11 +129,11 @@ func TestInstalledOperator(t *testing.T) {
 		return string(b), nil
 	}
 	for _, p := range []string{"/healthz", "/readyz"} {
-		eventually(t, p, func() error { _, err := httpGet("http://" + probeAddr + p); return err })
+		operatortest.Eventually(t, p, func() error { _, err := httpGet("http://" + probeAddr + p); return err })
 	}
 
 	lease := &coordinationv1.Lease{}
-	eventually(t, "the leader election Lease is held", func() error {
+	operatortest.Eventually(t, "the leader election Lease is held", func() error {
 		if err := admin.Get(ctx, client.ObjectKey{Namespace: ns, Name: leaderElectionID}, lease); err != nil {
 			return err
 		}
@@ -177,10 +152,10 @@ func TestInstalledOperator(t *testing.T) {
 	if err := admin.Create(ctx, app); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the Deployment of RoamApp orders", func() error {
+	operatortest.Eventually(t, "the Deployment of RoamApp orders", func() error {
 		return admin.Get(ctx, client.ObjectKey{Namespace: "shop", Name: "orders"}, &appsv1.Deployment{})
 	})
-	eventually(t, "the reconcile metrics", func() error {
+	operatortest.Eventually(t, "the reconcile metrics", func() error {
 		body, err := httpGet("http://" + metricsAddr + "/metrics")
 		if err != nil {
 			return err
@@ -199,7 +174,7 @@ func TestInstalledOperator(t *testing.T) {
 		if err != nil {
 			t.Errorf("run after cancel: %v", err)
 		}
-	case <-time.After(wait):
+	case <-time.After(operatortest.Wait):
 		t.Fatal("the operator did not stop")
 	}
 	// LeaderElectionReleaseOnCancel: a successor need not wait out the

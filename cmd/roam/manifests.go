@@ -16,6 +16,7 @@ import (
 	"github.com/roam-dev/roam/internal/build"
 	"github.com/roam-dev/roam/internal/dist"
 	"github.com/roam-dev/roam/internal/manifests/kube"
+	"github.com/roam-dev/roam/internal/manifests/pullsecret"
 	"github.com/roam-dev/roam/operator/api/v1alpha1"
 )
 
@@ -63,10 +64,11 @@ Images and modules in a private registry: --pull-secret names a Secret of
 type kubernetes.io/dockerconfigjson in each namespace, e.g.
   kubectl -n NS create secret docker-registry regcred --docker-server=ghcr.io \
     --docker-username=USER --docker-password=TOKEN
-Every pod gets it as imagePullSecrets. An edge app's host also mounts the
-first --pull-secret read-only as $DOCKER_CONFIG/config.json and pulls its
-wasm module with it, so that Secret must hold the module registry's
-credentials too.`,
+Every pod gets the named Secrets as imagePullSecrets. An edge app's host
+also mounts each read-only as /var/run/roam/registry/NAME/config.json and
+pulls its wasm module with them: for each registry, with the credentials of
+the first Secret, in flag order, that has any. Every Secret named must exist
+in the namespace, or the edge host's pod does not start.`,
 		Example: `  roam manifests ./examples/shop --namespace shop --image-repo ghcr.io/acme/shop --tag v1 \
     --allow-from inventory=orders -o deploy
   roam manifests ./examples/shop --namespace shop --image-repo ghcr.io/acme/shop --tag v1 \
@@ -134,7 +136,7 @@ credentials too.`,
 	fl.StringVar(&f.samplingRate, "trace-sampling-rate", "1", "share of requests traced, 0 to 1")
 	fl.StringVar(&f.metricsNamespace, "metrics-namespace", "monitoring", "namespace of the Prometheus that scrapes the apps and sidecars (empty: none)")
 	fl.StringArrayVar(&f.httpFrom, "http-from", nil, "NAMESPACE whose pods may call the apps' HTTP port directly, e.g. an ingress controller's")
-	fl.StringSliceVar(&f.pullSecrets, "pull-secret", nil, "NAME[,NAME]: a kubernetes.io/dockerconfigjson Secret in every namespace of the apps, for a private registry: the pods' imagePullSecrets; an edge app's host pulls its module with the first one")
+	fl.StringSliceVar(&f.pullSecrets, "pull-secret", nil, "NAME[,NAME]: a kubernetes.io/dockerconfigjson Secret in every namespace of the apps, for a private registry: the pods' imagePullSecrets; an edge app's host pulls its module with all of them (per registry, the first that has credentials for it)")
 	return c
 }
 
@@ -149,15 +151,8 @@ func (f *manifestsFlags) check() error {
 	if f.out == "" {
 		return errors.New("-o: give a directory, or - for stdout")
 	}
-	seen := map[string]bool{}
-	for _, s := range f.pullSecrets {
-		if msgs := validation.IsDNS1123Subdomain(s); len(msgs) > 0 {
-			return fmt.Errorf("--pull-secret %q: not a Secret name: %s (name a kubernetes.io/dockerconfigjson Secret, e.g. one kubectl create secret docker-registry made)", s, strings.Join(msgs, "; "))
-		}
-		if seen[s] {
-			return fmt.Errorf("--pull-secret: %s is given twice", s)
-		}
-		seen[s] = true
+	if err := pullsecret.CheckNames(f.pullSecrets, func(int) string { return "--pull-secret" }); err != nil {
+		return err
 	}
 	if f.tag == "" {
 		f.tag = dist.Tag(versionString())

@@ -156,13 +156,16 @@ func TestManifestsStdout(t *testing.T) {
 		t.Errorf("edge host %s %v", ds.Containers[0].Image, args)
 	}
 	// Pull secrets in flag order, comma lists and repeats alike; the edge
-	// host reads the first as its DOCKER_CONFIG.
+	// host reads all of them, listed in ROAM_DOCKER_CONFIGS (DOCKER_CONFIG
+	// names the first, for edge hosts that read only it).
 	for _, ps := range [][]corev1.LocalObjectReference{ordersDeploy.Spec.Template.Spec.ImagePullSecrets, ds.ImagePullSecrets} {
 		if want := []corev1.LocalObjectReference{{Name: "regcred"}, {Name: "mirror-creds"}, {Name: "edge-modules"}}; !reflect.DeepEqual(ps, want) {
 			t.Errorf("imagePullSecrets %v, want %v", ps, want)
 		}
 	}
-	if env := ds.Containers[0].Env; len(env) != 1 || env[0].Name != "DOCKER_CONFIG" || env[0].Value != "/var/run/roam/registry/regcred" {
+	if env, dir := ds.Containers[0].Env, "/var/run/roam/registry/"; len(env) != 2 ||
+		env[0] != (corev1.EnvVar{Name: "DOCKER_CONFIG", Value: dir + "regcred"}) ||
+		env[1] != (corev1.EnvVar{Name: "ROAM_DOCKER_CONFIGS", Value: dir + "regcred:" + dir + "mirror-creds:" + dir + "edge-modules"}) {
 		t.Errorf("edge host env %v", env)
 	}
 	var callers []string

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 )
@@ -78,6 +80,7 @@ func isolateCredentials(t *testing.T) {
 	t.Setenv("XDG_RUNTIME_DIR", "")
 	t.Setenv("REGISTRY_AUTH_FILE", "")
 	t.Setenv("DOCKER_CONFIG", "")
+	t.Setenv(EnvDockerConfigs, "")
 }
 
 // TestPullWasmPrivateRegistry is the edge host's pull of its module from a
@@ -163,6 +166,47 @@ func TestPullWasmPrivateRegistry(t *testing.T) {
 		})
 	}
 
+	// Several pull secrets, as roam manifests mounts them: each in a
+	// directory of its own, all listed in $ROAM_DOCKER_CONFIGS, which
+	// DOCKER_CONFIG (the first's) does not override. Credentials for the
+	// registry only in the second file are found; a refusal names the file
+	// the credentials came from, or every file looked in.
+	other, wrong := dockerConfig(t, "ghcr.io", "roam", "s3cret"), dockerConfig(t, host, "roam", "guess")
+	t.Setenv("DOCKER_CONFIG", other)
+	for _, c := range []struct {
+		name string
+		dirs []string
+		want []string
+	}{
+		{"pull secrets for other registries", []string{other, dockerConfig(t, "quay.io", "roam", "s3cret")}, []string{
+			"refused the pull without credentials (401 Unauthorized): none of " + filepath.Join(other, "config.json") + ", ",
+			"($ROAM_DOCKER_CONFIGS) has any for " + host, "$ROAM_DOCKER_CONFIGS, in order",
+		}},
+		{"a wrong password in the second", []string{other, wrong, good}, []string{
+			"refused (401 Unauthorized) the credentials for it in " + filepath.Join(wrong, "config.json") +
+				" (the first in $ROAM_DOCKER_CONFIGS to have any)",
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Setenv(EnvDockerConfigs, strings.Join(c.dirs, string(filepath.ListSeparator)))
+			_, err := PullWasm(context.Background(), ref, t.TempDir())
+			if err == nil {
+				t.Fatal("pulled from a private registry without valid credentials")
+			}
+			for _, w := range c.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("the error does not say %q:\n%s", w, err)
+				}
+			}
+			t.Log(err)
+		})
+	}
+	t.Setenv(EnvDockerConfigs, other+string(filepath.ListSeparator)+good)
+	if p, err := PullWasm(context.Background(), ref, t.TempDir()); err != nil || p.Manifest != digest {
+		t.Fatalf("pull with the credentials in the second of $%s=%s: %+v, %v", EnvDockerConfigs, os.Getenv(EnvDockerConfigs), p, err)
+	}
+	t.Setenv(EnvDockerConfigs, "")
+
 	// The pull secret as mounted: pulled, checked, cached.
 	t.Setenv("DOCKER_CONFIG", good)
 	cache := t.TempDir()
@@ -178,5 +222,62 @@ func TestPullWasmPrivateRegistry(t *testing.T) {
 	t.Setenv("DOCKER_CONFIG", "")
 	if p, err := PullWasm(context.Background(), ref, cache); err != nil || !p.Cached {
 		t.Fatalf("cached pull without credentials: %+v, %v", p, err)
+	}
+}
+
+// TestKeychainDockerConfigs: with $ROAM_DOCKER_CONFIGS, credentials come
+// from each listed directory's config.json, the first with any for a
+// registry winning; a registry in none of them gets none, and so does every
+// registry when the variable lists nothing. DOCKER_CONFIG is not read then.
+func TestKeychainDockerConfigs(t *testing.T) {
+	isolateCredentials(t)
+	a := dockerConfig(t, "registry-a.example", "alice", "pa")
+	b := dockerConfig(t, "registry-b.example", "bob", "pb")
+	both := dockerConfig(t, "registry-a.example", "mallory", "pm") // a's registry again, listed last
+	missing := filepath.Join(t.TempDir(), "no-such-secret")
+	t.Setenv("DOCKER_CONFIG", dockerConfig(t, "registry-c.example", "carol", "pc"))
+	t.Setenv(EnvDockerConfigs, strings.Join([]string{a, "", missing, b, both}, string(filepath.ListSeparator)))
+
+	for reg, want := range map[string]string{
+		"registry-a.example": "alice:pa",
+		"registry-b.example": "bob:pb",
+		"registry-c.example": "", // only in DOCKER_CONFIG
+		"index.docker.io":    "",
+	} {
+		repo, err := name.NewRepository(reg + "/shop/inventory-wasm")
+		if err != nil {
+			t.Fatal(err)
+		}
+		auth, err := keychain().Resolve(repo)
+		if err != nil {
+			t.Fatalf("%s: %v", reg, err)
+		}
+		got := ""
+		if auth != authn.Anonymous {
+			cfg, err := auth.Authorization()
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = cfg.Username + ":" + cfg.Password
+		}
+		if got != want {
+			t.Errorf("%s: credentials %q, want %q", reg, got, want)
+		}
+	}
+
+	// A malformed file is an error that names it.
+	bad := t.TempDir()
+	if err := os.WriteFile(filepath.Join(bad, "config.json"), []byte("{not json"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(EnvDockerConfigs, bad)
+	repo, _ := name.NewRepository("registry-a.example/shop")
+	if _, err := keychain().Resolve(repo); err == nil || !strings.Contains(err.Error(), filepath.Join(bad, "config.json")) {
+		t.Errorf("malformed config.json: %v, want an error naming it", err)
+	}
+	// Unset, the default keychain reads DOCKER_CONFIG as before.
+	t.Setenv(EnvDockerConfigs, "")
+	if keychain() != authn.DefaultKeychain {
+		t.Error("without $" + EnvDockerConfigs + ", not the default keychain")
 	}
 }

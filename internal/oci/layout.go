@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
@@ -64,10 +63,11 @@ func ReadLayout(dir string) (v1.ImageIndex, v1.Image, error) {
 }
 
 // RemoteOptions are the options of every registry call: credentials from
-// the standard keychain (docker's config.json, credential helpers,
-// $REGISTRY_AUTH_FILE...).
+// the config.json files of $ROAM_DOCKER_CONFIGS (EnvDockerConfigs) when it
+// is set, else from the standard keychain (docker's config.json,
+// credential helpers, $REGISTRY_AUTH_FILE...).
 func RemoteOptions(ctx context.Context) []remote.Option {
-	return []remote.Option{remote.WithContext(ctx), remote.WithAuthFromKeychain(authn.DefaultKeychain)}
+	return []remote.Option{remote.WithContext(ctx), remote.WithAuthFromKeychain(keychain())}
 }
 
 // Push writes an index or an image to ref and returns its digest.

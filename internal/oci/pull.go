@@ -53,11 +53,13 @@ type Pulled struct {
 // at the registry each time, and only a module not yet cached is
 // downloaded.
 //
-// Credentials come from RemoteOptions' keychain: $DOCKER_CONFIG/config.json
-// (on Kubernetes, the edge host's mounted pull secret) or
-// ~/.docker/config.json. When the registry refuses the pull, the error says
-// which registry, whether credentials for it were found, and where to put
-// them.
+// Credentials come from RemoteOptions' keychain: on Kubernetes, the edge
+// host's mounted pull secrets (the config.json of $DOCKER_CONFIG for one,
+// of each directory in $ROAM_DOCKER_CONFIGS for several, the first with
+// credentials for the registry winning); elsewhere ~/.docker/config.json.
+// When the registry refuses the pull, the error says which registry,
+// whether credentials for it were found and in which file, and where to
+// put them.
 func PullWasm(ctx context.Context, ref, cacheDir string) (Pulled, error) {
 	ref = strings.TrimPrefix(ref, Scheme)
 	r, err := name.ParseReference(ref)

@@ -28,6 +28,8 @@ import (
 
 	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/yaml"
+
+	"github.com/roam-dev/roam/internal/manifests/pullsecret"
 )
 
 //go:embed crd/*.yaml rbac/*.yaml manager/*.yaml
@@ -67,28 +69,19 @@ var groups = []struct{ name, glob string }{
 	{"3-operator.yaml", "manager/operator.yaml"},
 }
 
-var dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
-
 // Install renders the manifests with o's namespace and images.
 func Install(o Options) ([]File, error) {
 	if o.Namespace == "" {
 		o.Namespace = DefaultNamespace
 	}
-	if !dnsLabel.MatchString(o.Namespace) || len(o.Namespace) > 63 {
-		return nil, fmt.Errorf("namespace %q is not a DNS label", o.Namespace)
+	if msgs := validation.IsDNS1123Label(o.Namespace); len(msgs) > 0 {
+		return nil, fmt.Errorf("namespace %q is not a DNS label: %s", o.Namespace, strings.Join(msgs, "; "))
 	}
 	if o.Image == "" || o.EdgeHostImage == "" {
 		return nil, fmt.Errorf("the operator and edge host images are required")
 	}
-	seen := map[string]bool{}
-	for _, s := range o.PullSecrets {
-		if msgs := validation.IsDNS1123Subdomain(s); len(msgs) > 0 {
-			return nil, fmt.Errorf("pull secret %q: not a Secret name: %s", s, strings.Join(msgs, "; "))
-		}
-		if seen[s] {
-			return nil, fmt.Errorf("pull secret %s is named twice", s)
-		}
-		seen[s] = true
+	if err := pullsecret.CheckNames(o.PullSecrets, func(int) string { return "pull secret" }); err != nil {
+		return nil, err
 	}
 	var out []File
 	for _, g := range groups {

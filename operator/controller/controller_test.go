@@ -21,6 +21,7 @@ import (
 
 	"github.com/roam-dev/roam/internal/manifests"
 	"github.com/roam-dev/roam/operator/api/v1alpha1"
+	"github.com/roam-dev/roam/operator/operatortest"
 )
 
 var isConflict = apierrors.IsConflict
@@ -66,7 +67,7 @@ func condition(app *v1alpha1.RoamApp, typ string) string {
 func wantStatus(t *testing.T, c client.Client, app *v1alpha1.RoamApp, ready, progressing, degraded string) *v1alpha1.RoamApp {
 	t.Helper()
 	live := &v1alpha1.RoamApp{}
-	eventually(t, fmt.Sprintf("RoamApp %s Ready=%s Progressing=%s Degraded=%s", app.Name, ready, progressing, degraded), func() error {
+	operatortest.Eventually(t, fmt.Sprintf("RoamApp %s Ready=%s Progressing=%s Degraded=%s", app.Name, ready, progressing, degraded), func() error {
 		if err := get(c, app.Namespace, app.Name, live); err != nil {
 			return err
 		}
@@ -90,7 +91,7 @@ func wantStatus(t *testing.T, c client.Client, app *v1alpha1.RoamApp, ready, pro
 // wantEvent polls for an Event about the RoamApp with the reason.
 func wantEvent(t *testing.T, c client.Client, app *v1alpha1.RoamApp, typ, reason, contains string) {
 	t.Helper()
-	eventually(t, "event "+reason+" about RoamApp "+app.Name, func() error {
+	operatortest.Eventually(t, "event "+reason+" about RoamApp "+app.Name, func() error {
 		var evs corev1.EventList
 		if err := c.List(context.Background(), &evs, client.InNamespace(app.Namespace)); err != nil {
 			return err
@@ -118,7 +119,7 @@ func TestNativeMode(t *testing.T) {
 	}
 
 	d := &appsv1.Deployment{}
-	eventually(t, "Deployment orders", func() error { return get(c, ns, "orders", d) })
+	operatortest.Eventually(t, "Deployment orders", func() error { return get(c, ns, "orders", d) })
 	if got := d.Spec.Template.Spec.Containers[0].Image; got != app.Spec.Image {
 		t.Errorf("image %q, want %q", got, app.Spec.Image)
 	}
@@ -138,7 +139,7 @@ func TestNativeMode(t *testing.T) {
 		t.Error(err)
 	}
 	for _, o := range []client.Object{&corev1.Service{}, &corev1.ServiceAccount{}, &networkingv1.NetworkPolicy{}} {
-		eventually(t, fmt.Sprintf("%T orders", o), func() error { return get(c, ns, "orders", o) })
+		operatortest.Eventually(t, fmt.Sprintf("%T orders", o), func() error { return get(c, ns, "orders", o) })
 		if err := checkOwner(o, app); err != nil {
 			t.Error(err)
 		}
@@ -171,7 +172,7 @@ func TestSpecChangeRollsTheDeployment(t *testing.T) {
 	if changed.Generation != 2 {
 		t.Fatalf("generation %d after one spec change", changed.Generation)
 	}
-	eventually(t, "the Deployment follows the spec", func() error {
+	operatortest.Eventually(t, "the Deployment follows the spec", func() error {
 		d := &appsv1.Deployment{}
 		if err := get(c, ns, "orders", d); err != nil {
 			return err
@@ -196,7 +197,7 @@ func TestEdgeMode(t *testing.T) {
 		t.Fatal(err)
 	}
 	ds := &appsv1.DaemonSet{}
-	eventually(t, "DaemonSet orders", func() error { return get(c, ns, "orders", ds) })
+	operatortest.Eventually(t, "DaemonSet orders", func() error { return get(c, ns, "orders", ds) })
 	pod := ds.Spec.Template.Spec
 	if !reflect.DeepEqual(pod.NodeSelector, app.Spec.Edge.NodeSelector) {
 		t.Errorf("node selector %v, want %v", pod.NodeSelector, app.Spec.Edge.NodeSelector)
@@ -223,7 +224,7 @@ func TestEdgeMode(t *testing.T) {
 		t.Error(err)
 	}
 	for _, o := range []client.Object{&corev1.Service{}, &corev1.ServiceAccount{}, &networkingv1.NetworkPolicy{}} {
-		eventually(t, fmt.Sprintf("%T orders", o), func() error { return get(c, ns, "orders", o) })
+		operatortest.Eventually(t, fmt.Sprintf("%T orders", o), func() error { return get(c, ns, "orders", o) })
 		if err := checkOwner(o, app); err != nil {
 			t.Error(err)
 		}
@@ -244,10 +245,10 @@ func TestEdgeMode(t *testing.T) {
 }
 
 // TestImagePullSecrets: spec.imagePullSecrets reach the pods as
-// imagePullSecrets, and the first is mounted into the edge host as its
-// DOCKER_CONFIG for the pull of the module; dropping them from the spec
-// drops them from the DaemonSet (server-side apply removes what the
-// operator no longer applies).
+// imagePullSecrets, and every one is mounted into the edge host for the
+// pull of the module, listed in ROAM_DOCKER_CONFIGS (DOCKER_CONFIG names
+// the first); dropping them from the spec drops them from the DaemonSet
+// (server-side apply removes what the operator no longer applies).
 func TestImagePullSecrets(t *testing.T) {
 	c := setup(t)
 	ns := namespace(t, c)
@@ -257,32 +258,43 @@ func TestImagePullSecrets(t *testing.T) {
 		t.Fatal(err)
 	}
 	ds := &appsv1.DaemonSet{}
-	eventually(t, "DaemonSet orders", func() error { return get(c, ns, "orders", ds) })
+	operatortest.Eventually(t, "DaemonSet orders", func() error { return get(c, ns, "orders", ds) })
 	pod := ds.Spec.Template.Spec
 	if want := []corev1.LocalObjectReference{{Name: "regcred"}, {Name: "mirror-creds"}}; !reflect.DeepEqual(pod.ImagePullSecrets, want) {
 		t.Errorf("imagePullSecrets %v, want %v", pod.ImagePullSecrets, want)
 	}
-	dir := "/var/run/roam/registry/regcred"
 	var vol *corev1.Volume
 	for i, v := range pod.Volumes {
 		if v.Name == "registry" {
 			vol = &pod.Volumes[i]
 		}
 	}
-	if vol == nil || vol.Secret == nil || vol.Secret.SecretName != "regcred" ||
-		!reflect.DeepEqual(vol.Secret.Items, []corev1.KeyToPath{{Key: corev1.DockerConfigJsonKey, Path: "config.json"}}) {
-		t.Errorf("registry volume %+v", vol)
+	var mounted []string
+	if vol != nil && vol.Projected != nil {
+		for _, src := range vol.Projected.Sources {
+			if s := src.Secret; s != nil && reflect.DeepEqual(s.Items, []corev1.KeyToPath{{Key: corev1.DockerConfigJsonKey, Path: s.Name + "/config.json"}}) {
+				mounted = append(mounted, s.Name)
+			}
+		}
+	}
+	if !slices.Equal(mounted, []string{"regcred", "mirror-creds"}) {
+		t.Errorf("registry volume %+v: want regcred and mirror-creds, each as NAME/config.json", vol)
 	}
 	host := pod.Containers[0]
-	if !slices.Contains(host.VolumeMounts, corev1.VolumeMount{Name: "registry", MountPath: dir, ReadOnly: true}) {
-		t.Errorf("edge host mounts %+v, want registry read-only at %s", host.VolumeMounts, dir)
+	if !slices.Contains(host.VolumeMounts, corev1.VolumeMount{Name: "registry", MountPath: "/var/run/roam/registry", ReadOnly: true}) {
+		t.Errorf("edge host mounts %+v, want registry read-only at /var/run/roam/registry", host.VolumeMounts)
 	}
-	if !slices.Contains(host.Env, corev1.EnvVar{Name: "DOCKER_CONFIG", Value: dir}) {
-		t.Errorf("edge host env %+v, want DOCKER_CONFIG=%s", host.Env, dir)
+	for _, want := range []corev1.EnvVar{
+		{Name: "DOCKER_CONFIG", Value: "/var/run/roam/registry/regcred"},
+		{Name: "ROAM_DOCKER_CONFIGS", Value: "/var/run/roam/registry/regcred:/var/run/roam/registry/mirror-creds"},
+	} {
+		if !slices.Contains(host.Env, want) {
+			t.Errorf("edge host env %+v, want %s=%s", host.Env, want.Name, want.Value)
+		}
 	}
 
 	update(t, c, app, func(a *v1alpha1.RoamApp) { a.Spec.ImagePullSecrets = nil })
-	eventually(t, "the pull secrets leave the DaemonSet", func() error {
+	operatortest.Eventually(t, "the pull secrets leave the DaemonSet", func() error {
 		if err := get(c, ns, "orders", ds); err != nil {
 			return err
 		}
@@ -316,13 +328,13 @@ func TestModeSwitchDeletesTheStaleWorkload(t *testing.T) {
 	if err := c.Create(context.Background(), app); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "Deployment orders", func() error { return get(c, ns, "orders", &appsv1.Deployment{}) })
+	operatortest.Eventually(t, "Deployment orders", func() error { return get(c, ns, "orders", &appsv1.Deployment{}) })
 	edge := edgeApp(ns, "orders")
 	update(t, c, app, func(a *v1alpha1.RoamApp) {
 		a.Spec.Mode, a.Spec.Image, a.Spec.Edge, a.Spec.Replicas = edge.Spec.Mode, edge.Spec.Image, edge.Spec.Edge, nil
 	})
-	eventually(t, "DaemonSet orders", func() error { return get(c, ns, "orders", &appsv1.DaemonSet{}) })
-	eventually(t, "the Deployment is deleted", func() error {
+	operatortest.Eventually(t, "DaemonSet orders", func() error { return get(c, ns, "orders", &appsv1.DaemonSet{}) })
+	operatortest.Eventually(t, "the Deployment is deleted", func() error {
 		if err := get(c, ns, "orders", &appsv1.Deployment{}); !apierrors.IsNotFound(err) {
 			return fmt.Errorf("Deployment orders: %v", err)
 		}
@@ -403,11 +415,11 @@ func TestDriftIsRepaired(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := &appsv1.Deployment{}
-	eventually(t, "Deployment orders", func() error { return get(c, ns, "orders", d) })
+	operatortest.Eventually(t, "Deployment orders", func() error { return get(c, ns, "orders", d) })
 
 	// Edit by hand, as kubectl edit would: another image, one replica, no
 	// Dapr config.
-	eventually(t, "editing the Deployment by hand", func() error {
+	operatortest.Eventually(t, "editing the Deployment by hand", func() error {
 		if err := get(c, ns, "orders", d); err != nil {
 			return err
 		}
@@ -417,7 +429,7 @@ func TestDriftIsRepaired(t *testing.T) {
 		delete(d.Spec.Template.Annotations, "dapr.io/config")
 		return c.Update(ctx, d, client.FieldOwner("kubectl-edit"))
 	})
-	eventually(t, "the Deployment is restored", func() error {
+	operatortest.Eventually(t, "the Deployment is restored", func() error {
 		if err := get(c, ns, "orders", d); err != nil {
 			return err
 		}
@@ -436,7 +448,7 @@ func TestDriftIsRepaired(t *testing.T) {
 		if err := c.Delete(ctx, o); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, fmt.Sprintf("%T orders is recreated", o), func() error {
+		operatortest.Eventually(t, fmt.Sprintf("%T orders is recreated", o), func() error {
 			if err := get(c, ns, "orders", o); err != nil {
 				return err
 			}
@@ -463,7 +475,7 @@ func TestStatusFollowsTheRollout(t *testing.T) {
 	// status the Deployment controller would, to simulate the rollout.
 	setDeploymentStatus := func(ready int32, conds ...appsv1.DeploymentCondition) {
 		t.Helper()
-		eventually(t, "writing the Deployment's status", func() error {
+		operatortest.Eventually(t, "writing the Deployment's status", func() error {
 			d := &appsv1.Deployment{}
 			if err := get(c, ns, "orders", d); err != nil {
 				return err

@@ -11,12 +11,10 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -28,6 +26,7 @@ import (
 	"github.com/roam-dev/roam/internal/manifests"
 	"github.com/roam-dev/roam/operator/api/v1alpha1"
 	"github.com/roam-dev/roam/operator/config"
+	"github.com/roam-dev/roam/operator/operatortest"
 )
 
 // The package's tests and benchmarks share one envtest: a real etcd and
@@ -50,10 +49,8 @@ import (
 const (
 	operatorUser  = "system:serviceaccount:" + config.DefaultNamespace + ":roam-operator"
 	testEdgeImage = "ghcr.io/roam-dev/roam-edge:test"
-	// wait bounds how long a test waits for the controller. It is a
-	// failure bound, not a timing assertion: polls end as soon as the
-	// condition holds.
-	wait = 60 * time.Second
+	// wait bounds how long a test waits for the controller.
+	wait = operatortest.Wait
 )
 
 var testOptions = manifests.Options{EdgeHostImage: testEdgeImage}
@@ -125,23 +122,9 @@ func start(assets string) error {
 	}
 	ctx := context.Background()
 	// The namespace and RBAC exactly as roam operator install renders them.
-	files, err := config.Install(config.Options{Image: "roam-operator:test", EdgeHostImage: testEdgeImage})
-	if err != nil {
+	if _, err := operatortest.Install(ctx, suite.admin, config.Options{Image: "roam-operator:test", EdgeHostImage: testEdgeImage},
+		"0-namespace.yaml", "2-rbac.yaml"); err != nil {
 		return err
-	}
-	for _, f := range files {
-		if f.Name != "0-namespace.yaml" && f.Name != "2-rbac.yaml" {
-			continue
-		}
-		docs, err := config.Documents(f.Data)
-		if err != nil {
-			return err
-		}
-		for _, d := range docs {
-			if err := suite.admin.Create(ctx, &unstructured.Unstructured{Object: d}); err != nil {
-				return fmt.Errorf("%s: %w", f.Name, err)
-			}
-		}
 	}
 	opCfg := rest.CopyConfig(cfg)
 	opCfg.Impersonate = rest.ImpersonationConfig{UserName: operatorUser}
@@ -178,23 +161,6 @@ func namespace(t testing.TB, c client.Client) string {
 		t.Fatal(err)
 	}
 	return ns.Name
-}
-
-// eventually polls f until it returns nil, failing t with f's last error
-// after the wait bound.
-func eventually(t testing.TB, what string, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(wait)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: still not so after %s: %v", what, wait, err)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
 }
 
 // digest is a syntactically valid sha256 digest.

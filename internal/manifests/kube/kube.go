@@ -37,6 +37,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/roam-dev/roam/host"
+	"github.com/roam-dev/roam/internal/manifests/pullsecret"
 	"github.com/roam-dev/roam/internal/oci"
 	"github.com/roam-dev/roam/operator/api/v1alpha1"
 )
@@ -77,12 +78,12 @@ const (
 	DaprMetricsPort = 9090
 )
 
-// RegistryConfigDir is where an edge host mounts its RoamApp's first image
-// pull secret, in a directory named after the Secret: the Secret's
-// .dockerconfigjson is DIR/config.json and DOCKER_CONFIG is DIR, the file
-// layout docker and go-containerregistry's default keychain read. The edge
-// host pulls its wasm module with these credentials (internal/oci), and an
-// error about them names the directory, so the Secret.
+// RegistryConfigDir is where an edge host mounts its RoamApp's image pull
+// secrets, each in a directory named after the Secret: the Secret's
+// .dockerconfigjson is DIR/config.json, the layout docker and
+// go-containerregistry's default keychain read from DOCKER_CONFIG. The
+// edge host pulls its wasm module with these credentials (internal/oci),
+// and an error about them names the file, so the Secret.
 const RegistryConfigDir = "/var/run/roam/registry"
 
 // DefaultEdgeNodeSelector places the edge host when a RoamApp in edge mode
@@ -283,15 +284,7 @@ func Validate(app *v1alpha1.RoamApp) error {
 			bad("spec.allowFrom: %v", err)
 		}
 	}
-	seen := map[string]bool{}
-	for i, p := range s.ImagePullSecrets {
-		if msgs := validation.IsDNS1123Subdomain(p.Name); len(msgs) > 0 {
-			bad("spec.imagePullSecrets[%d].name %q: %s (the name of a kubernetes.io/dockerconfigjson Secret in namespace %s)", i, p.Name, strings.Join(msgs, "; "), app.Namespace)
-		} else if seen[p.Name] {
-			bad("spec.imagePullSecrets: %s is named twice", p.Name)
-		}
-		seen[p.Name] = true
-	}
+	errs = append(errs, pullsecret.CheckNames(pullSecretNames(app), func(i int) string { return fmt.Sprintf("spec.imagePullSecrets[%d].name", i) }))
 	return errors.Join(errs...)
 }
 
@@ -526,18 +519,21 @@ func (r renderer) podTemplate() (corev1.PodTemplateSpec, error) {
 		spec.NodeSelector = s.Edge.NodeSelector
 		spec.Tolerations = s.Edge.Tolerations
 	}
-	for _, p := range s.ImagePullSecrets {
-		spec.ImagePullSecrets = append(spec.ImagePullSecrets, corev1.LocalObjectReference{Name: p.Name})
+	secrets := pullSecretNames(r.app)
+	for _, p := range secrets {
+		spec.ImagePullSecrets = append(spec.ImagePullSecrets, corev1.LocalObjectReference{Name: p})
 	}
-	if r.edge() && len(s.ImagePullSecrets) > 0 {
-		registryConfig(&spec, s.ImagePullSecrets[0].Name)
+	if r.edge() && len(secrets) > 0 {
+		registryConfig(&spec, secrets)
 	}
 	if cfg := r.opts.AppConfig[r.id]; len(cfg) > 0 {
 		env, err := r.configEnv(cfg)
 		if err != nil {
 			return corev1.PodTemplateSpec{}, err
 		}
-		spec.Containers[0].Env = append(spec.Containers[0].Env, env...)
+		c := &spec.Containers[0]
+		c.Env = append(c.Env, env...)
+		sort.Slice(c.Env, func(i, j int) bool { return c.Env[i].Name < c.Env[j].Name })
 	}
 	return corev1.PodTemplateSpec{
 		ObjectMeta: metav1.ObjectMeta{Labels: r.labels(), Annotations: r.annotations()},
@@ -545,22 +541,48 @@ func (r renderer) podTemplate() (corev1.PodTemplateSpec, error) {
 	}, nil
 }
 
-// registryConfig mounts the pull secret named secret into the edge host,
-// read-only, as DOCKER_CONFIG's config.json (see RegistryConfigDir): the
-// edge host's own pull of its wasm module authenticates as the kubelet's
-// pull of its image does. The file is readable by the pod's group (fsGroup)
-// only.
-func registryConfig(spec *corev1.PodSpec, secret string) {
-	dir := RegistryConfigDir + "/" + secret
+// registryConfig mounts every pull secret into the edge host, read-only,
+// each as the config.json of its own directory below RegistryConfigDir:
+// the edge host's own pull of its wasm module authenticates as the
+// kubelet's pull of its image does, with any of them. One projected volume
+// holds them all; the files are readable by the pod's group (fsGroup)
+// only. The Secrets are not optional: one that is missing, or has no
+// .dockerconfigjson, keeps the pod from starting with an event that names
+// it, where an optional one would surface as a 401 at the pull.
+//
+// DOCKER_CONFIG names the first directory, which is all one secret needs
+// and all an edge host older than $ROAM_DOCKER_CONFIGS reads; with more
+// than one, $ROAM_DOCKER_CONFIGS (oci.EnvDockerConfigs) lists every
+// directory in spec order, separated by the container's (Linux) ':', and
+// the edge host takes a registry's credentials from the first file that
+// has any.
+func registryConfig(spec *corev1.PodSpec, secrets []string) {
 	mode := int32(0o440)
-	spec.Volumes = append(spec.Volumes, corev1.Volume{Name: "registry", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
-		SecretName:  secret,
-		Items:       []corev1.KeyToPath{{Key: corev1.DockerConfigJsonKey, Path: "config.json"}},
-		DefaultMode: &mode,
-	}}})
+	proj := &corev1.ProjectedVolumeSource{DefaultMode: &mode}
+	dirs := make([]string, len(secrets))
+	for i, s := range secrets {
+		dirs[i] = RegistryConfigDir + "/" + s
+		proj.Sources = append(proj.Sources, corev1.VolumeProjection{Secret: &corev1.SecretProjection{
+			LocalObjectReference: corev1.LocalObjectReference{Name: s},
+			Items:                []corev1.KeyToPath{{Key: corev1.DockerConfigJsonKey, Path: s + "/config.json"}},
+		}})
+	}
+	spec.Volumes = append(spec.Volumes, corev1.Volume{Name: "registry", VolumeSource: corev1.VolumeSource{Projected: proj}})
 	c := &spec.Containers[0]
-	c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: "registry", MountPath: dir, ReadOnly: true})
-	c.Env = append(c.Env, corev1.EnvVar{Name: "DOCKER_CONFIG", Value: dir})
+	c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: "registry", MountPath: RegistryConfigDir, ReadOnly: true})
+	c.Env = append(c.Env, corev1.EnvVar{Name: "DOCKER_CONFIG", Value: dirs[0]})
+	if len(dirs) > 1 {
+		c.Env = append(c.Env, corev1.EnvVar{Name: oci.EnvDockerConfigs, Value: strings.Join(dirs, ":")})
+	}
+}
+
+// pullSecretNames are the names in spec.imagePullSecrets, in order.
+func pullSecretNames(app *v1alpha1.RoamApp) []string {
+	names := make([]string, len(app.Spec.ImagePullSecrets))
+	for i, p := range app.Spec.ImagePullSecrets {
+		names[i] = p.Name
+	}
+	return names
 }
 
 func containerSecurity() *corev1.SecurityContext {

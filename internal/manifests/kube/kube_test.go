@@ -459,22 +459,31 @@ func TestEdge(t *testing.T) {
 	if *c.SecurityContext.ReadOnlyRootFilesystem != true || c.VolumeMounts[0].MountPath != "/data" {
 		t.Errorf("security context %v, mounts %v", c.SecurityContext, c.VolumeMounts)
 	}
-	// Every pull secret for the kubelet; the first, read-only, as the edge
-	// host's DOCKER_CONFIG for its pull of the module.
+	// Every pull secret for the kubelet, and every one, read-only, for the
+	// edge host's pull of the module: each Secret's .dockerconfigjson as
+	// the config.json of its own directory, all listed in
+	// $ROAM_DOCKER_CONFIGS in spec order; DOCKER_CONFIG names the first.
 	if want := []corev1.LocalObjectReference{{Name: "regcred"}, {Name: "mirror-creds"}}; !reflect.DeepEqual(spec.ImagePullSecrets, want) {
 		t.Errorf("imagePullSecrets %v, want %v", spec.ImagePullSecrets, want)
 	}
-	dir := kube.RegistryConfigDir + "/regcred"
-	if got := c.VolumeMounts[len(c.VolumeMounts)-1]; got != (corev1.VolumeMount{Name: "registry", MountPath: dir, ReadOnly: true}) {
+	if got := c.VolumeMounts[len(c.VolumeMounts)-1]; got != (corev1.VolumeMount{Name: "registry", MountPath: kube.RegistryConfigDir, ReadOnly: true}) {
 		t.Errorf("registry mount %+v", got)
 	}
-	if len(c.Env) != 1 || c.Env[0] != (corev1.EnvVar{Name: "DOCKER_CONFIG", Value: dir}) {
-		t.Errorf("env %v, want DOCKER_CONFIG=%s", c.Env, dir)
+	dir := kube.RegistryConfigDir + "/"
+	wantEnv := []corev1.EnvVar{{Name: "DOCKER_CONFIG", Value: dir + "regcred"}, {Name: "ROAM_DOCKER_CONFIGS", Value: dir + "regcred:" + dir + "mirror-creds"}}
+	if !reflect.DeepEqual(c.Env, wantEnv) {
+		t.Errorf("env %v, want %v", c.Env, wantEnv)
 	}
 	vol := spec.Volumes[len(spec.Volumes)-1]
-	if sec := vol.Secret; vol.Name != "registry" || sec == nil || sec.SecretName != "regcred" || *sec.DefaultMode != 0o440 ||
-		!reflect.DeepEqual(sec.Items, []corev1.KeyToPath{{Key: ".dockerconfigjson", Path: "config.json"}}) {
-		t.Errorf("registry volume %+v", vol)
+	if p := vol.Projected; vol.Name != "registry" || p == nil || p.DefaultMode == nil || *p.DefaultMode != 0o440 || len(p.Sources) != 2 {
+		t.Fatalf("registry volume %+v", vol)
+	}
+	for i, name := range []string{"regcred", "mirror-creds"} {
+		want := &corev1.SecretProjection{LocalObjectReference: corev1.LocalObjectReference{Name: name},
+			Items: []corev1.KeyToPath{{Key: ".dockerconfigjson", Path: name + "/config.json"}}}
+		if got := vol.Projected.Sources[i]; !reflect.DeepEqual(got, corev1.VolumeProjection{Secret: want}) {
+			t.Errorf("registry volume source %d: %+v, want Secret %s's .dockerconfigjson as %s/config.json", i, got, name, name)
+		}
 	}
 	svc := byKind[*corev1.Service](objs)
 	for _, s := range svc {
@@ -524,17 +533,24 @@ func TestPullSecretsNative(t *testing.T) {
 	if len(spec.Volumes) != 2 || len(c.VolumeMounts) != 2 || len(c.Env) != 1 || c.Env[0].Name != "ROAM_CONFIG_GREETING" {
 		t.Errorf("volumes %v, mounts %v, env %v", spec.Volumes, c.VolumeMounts, c.Env)
 	}
-	// At the edge, DOCKER_CONFIG beside the configuration, sorted.
-	objs, err = kube.App(app("orders", "shop", edge(nil), pullSecrets("regcred")), o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var env []string
-	for _, e := range byKind[*appsv1.DaemonSet](objs)[0].Spec.Template.Spec.Containers[0].Env {
-		env = append(env, e.Name+"="+e.Value)
-	}
-	if got := strings.Join(env, " "); got != "DOCKER_CONFIG=/var/run/roam/registry/regcred ROAM_CONFIG_GREETING=hello" {
-		t.Errorf("edge env: %s", got)
+	// At the edge, DOCKER_CONFIG (and, for more than one secret,
+	// ROAM_DOCKER_CONFIGS) beside the configuration, sorted.
+	for secrets, want := range map[string]string{
+		"regcred": "DOCKER_CONFIG=/var/run/roam/registry/regcred ROAM_CONFIG_GREETING=hello",
+		"regcred mirror": "DOCKER_CONFIG=/var/run/roam/registry/regcred ROAM_CONFIG_GREETING=hello " +
+			"ROAM_DOCKER_CONFIGS=/var/run/roam/registry/regcred:/var/run/roam/registry/mirror",
+	} {
+		objs, err = kube.App(app("orders", "shop", edge(nil), pullSecrets(strings.Fields(secrets)...)), o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var env []string
+		for _, e := range byKind[*appsv1.DaemonSet](objs)[0].Spec.Template.Spec.Containers[0].Env {
+			env = append(env, e.Name+"="+e.Value)
+		}
+		if got := strings.Join(env, " "); got != want {
+			t.Errorf("edge env with pull secrets %s: %s, want %s", secrets, got, want)
+		}
 	}
 }
 
@@ -614,10 +630,10 @@ func TestSecurityContext(t *testing.T) {
 		// mounted read-only.
 		secrets := map[string]bool{}
 		for _, v := range ps.Volumes {
-			if v.Secret != nil {
+			if v.Secret != nil || v.Projected != nil {
 				secrets[v.Name] = true
 			} else if v.EmptyDir == nil {
-				t.Errorf("%s: volume %s is neither an emptyDir nor a Secret", d.Name, v.Name)
+				t.Errorf("%s: volume %s is neither an emptyDir nor Secrets", d.Name, v.Name)
 			}
 		}
 		for _, c := range append(ps.InitContainers, ps.Containers...) {
@@ -657,7 +673,7 @@ func TestValidation(t *testing.T) {
 		{"replicas", app("orders", "shop", func(a *v1alpha1.RoamApp) { r := int32(-1); a.Spec.Replicas = &r }), "spec.replicas -1"},
 		{"bad pull secret", app("orders", "shop", pullSecrets("regcred", "Reg_Cred")), `spec.imagePullSecrets[1].name "Reg_Cred"`},
 		{"empty pull secret", app("orders", "shop", pullSecrets("")), `spec.imagePullSecrets[0].name ""`},
-		{"pull secret twice", app("orders", "shop", pullSecrets("regcred", "regcred")), "spec.imagePullSecrets: regcred is named twice"},
+		{"pull secret twice", app("orders", "shop", pullSecrets("regcred", "regcred")), "spec.imagePullSecrets[1].name: regcred is given twice"},
 	}
 	for _, c := range cases {
 		_, err := kube.App(c.app, opts)

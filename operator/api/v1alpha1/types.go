@@ -67,16 +67,22 @@ type RoamAppSpec struct {
 	// in the RoamApp's namespace (kubectl create secret docker-registry),
 	// for a private registry. They become the pod's imagePullSecrets, with
 	// which the kubelet pulls the app's image (native mode) or the edge
-	// host's (edge mode). In edge mode the first one is also mounted
-	// read-only into the edge host as $DOCKER_CONFIG/config.json, and the
-	// edge host pulls the wasm module with it: it must hold the module
-	// registry's credentials.
+	// host's (edge mode). In edge mode every one is also mounted read-only
+	// into the edge host, as /var/run/roam/registry/NAME/config.json, and
+	// the edge host pulls the wasm module with them: for each registry, the
+	// credentials of the first Secret in this list that has any. Every
+	// Secret named must exist and hold .dockerconfigjson, or the edge host's
+	// pod does not start.
 	// +kubebuilder:validation:MaxItems=16
 	// +listType=map
 	// +listMapKey=name
 	// +optional
 	ImagePullSecrets []PullSecret `json:"imagePullSecrets,omitempty"`
 }
+
+// The CEL rule on PullSecret's Name is the API server's copy of
+// internal/manifests/pullsecret's check, which roam manifests and the
+// operator apply. (Not in the doc comment: the CRD would publish it.)
 
 // PullSecret names a Secret of type kubernetes.io/dockerconfigjson in the
 // RoamApp's namespace, as a pod's imagePullSecrets do.
