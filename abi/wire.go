@@ -15,9 +15,13 @@ import (
 // of a Call (the host sends them only to guests reporting minor ≥ 1, and only
 // when it traces), and the same two strings at the end of an invoke or
 // publish request (a guest sends them only when its call carried them).
+//
+// Minor 2 adds the roam_app_id export, which names the module's app before
+// its setup runs, so that a host binds the app's own capabilities to the
+// first roam_init instead of setting the app up twice.
 const (
 	VersionMajor = 1
-	VersionMinor = 1
+	VersionMinor = 2
 )
 
 // ImportModule is the wasm import module of this major version. A module
@@ -33,6 +37,9 @@ const ImportModulePrefix = "roam_v"
 //	roam_abi_version() -> i32            major<<16 | minor
 //	roam_alloc(size i32) -> i32          pointer to a guest buffer of size bytes,
 //	                                     valid until the next roam_alloc
+//	roam_app_id() -> i64                 (v1.2) returns a Frame holding the id of
+//	                                     the module's app, without running its
+//	                                     setup (or the error: no app, or several)
 //	roam_init() -> i64                   binds the app; returns a Frame holding
 //	                                     the Manifest (or the setup error)
 //	roam_handle(ptr i32, len i32) -> i64 runs one Call read from [ptr, ptr+len)
@@ -45,6 +52,7 @@ const ImportModulePrefix = "roam_v"
 const (
 	ExportABIVersion = "roam_abi_version"
 	ExportAlloc      = "roam_alloc"
+	ExportAppID      = "roam_app_id" // v1.2, optional
 	ExportInit       = "roam_init"
 	ExportHandle     = "roam_handle"
 )

@@ -174,17 +174,37 @@ func errorFrame(err error) uint64 {
 	return frame(c, []byte(err.Error()))
 }
 
-//go:wasmexport roam_init
-func exportInit() uint64 {
+// theApp returns the module's one app.
+func theApp() (*App, error) {
 	apps := Apps()
 	if len(apps) != 1 {
 		ids := make([]string, len(apps))
 		for i, a := range apps {
 			ids[i] = a.ID()
 		}
-		return errorFrame(Errorf(FailedPrecondition, "a wasm module holds exactly one app; this one registers %d (%s)", len(apps), strings.Join(ids, ", ")))
+		return nil, Errorf(FailedPrecondition, "a wasm module holds exactly one app; this one registers %d (%s)", len(apps), strings.Join(ids, ", "))
 	}
-	a := apps[0]
+	return apps[0], nil
+}
+
+// exportAppID names the app before its setup runs (ABI v1.2): apps register
+// during package initialisation, which _initialize has already run.
+//
+//go:wasmexport roam_app_id
+func exportAppID() uint64 {
+	a, err := theApp()
+	if err != nil {
+		return errorFrame(err)
+	}
+	return frame(abi.OK, []byte(a.ID()))
+}
+
+//go:wasmexport roam_init
+func exportInit() uint64 {
+	a, err := theApp()
+	if err != nil {
+		return errorFrame(err)
+	}
 	env := &guestEnv{id: a.ID()}
 	r, err := a.Setup(env)
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/roam-dev/roam/abi"
 	"github.com/roam-dev/roam/backend/embedded"
 	"github.com/roam-dev/roam/backend/memory"
 	"github.com/roam-dev/roam/conformance"
@@ -36,10 +37,11 @@ func TestVectorsMatchNative(t *testing.T) {
 	t.Run("edge", func(t *testing.T) {
 		es := newEdgeServer(t, ModuleOptions{}, host.Options{}, confWasm, ordersWasm, inventoryWasm)
 		edgeTr = conformance.RunVectors(t, conformance.HTTPDriver{BaseURL: es.url})
-		// orders' setup reads config: its discovery instance was set up
-		// again with the app's own capabilities.
-		if s := es.mods["orders"].Stats(); s.Instantiations != uint64(s.BasePoolSize)+1+s.Grown {
-			t.Errorf("orders: %d instantiations for a pool of %d grown by %d, want the pool plus the discovery instance", s.Instantiations, s.BasePoolSize, s.Grown)
+		// orders' setup reads config, and roam_app_id let its first
+		// instance be set up with the app's own capabilities: no discovery
+		// instance was made (TestAppIDBeforeSetup has the fallback).
+		if s := es.mods["orders"].Stats(); s.Instantiations != uint64(s.BasePoolSize)+s.Grown {
+			t.Errorf("orders: %d instantiations for a pool of %d grown by %d, want the pool alone", s.Instantiations, s.BasePoolSize, s.Grown)
 		}
 		for id, m := range es.mods {
 			if s := m.Stats(); s.Traps != 0 || s.Timeouts != 0 || s.Rejected != 0 {
@@ -125,6 +127,61 @@ func TestCounterExact(t *testing.T) {
 	if status != 200 || json.Unmarshal([]byte(body), &v) != nil || v.Value.N != 64 {
 		t.Fatalf("counter: %d %s, want n = 64", status, body)
 	}
+}
+
+// TestAppIDBeforeSetup: a module that names its app before its setup runs
+// (roam_app_id, ABI v1.2) is set up once, with the app's own capabilities.
+// One without the export (a v1.1 guest) is set up first with discovery
+// capabilities and, since orders' setup reads config, again with its own.
+// Both read the app's config in setup and serve.
+func TestAppIDBeforeSetup(t *testing.T) {
+	old := withoutExport(t, ordersWasm, abi.ExportAppID)
+	for _, tc := range []struct {
+		name           string
+		wasm           []byte
+		instantiations uint64
+	}{{"v1.2", ordersWasm, 1}, {"without roam_app_id", old, 2}} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			be := memory.New(memory.Options{Config: map[string]string{"inventory-app-id": "stock"}})
+			defer be.Close()
+			var invoked atomic.Value
+			bind := Binding{Backend: be, Invoker: func(caller string) sdk.Invoker {
+				return invokerFunc(func(ctx context.Context, app, method string, data []byte) ([]byte, error) {
+					invoked.Store(caller + "->" + app)
+					return nil, sdk.NewError(sdk.Unavailable, "no inventory here")
+				})
+			}}
+			m, err := newRuntime(t, nil).Load(ctx, tc.wasm, ModuleOptions{PoolSize: 1}, bind)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s := m.Stats(); m.ID() != "orders" || s.Instantiations != tc.instantiations {
+				t.Errorf("app %q, %d instantiations; want orders, %d", m.ID(), s.Instantiations, tc.instantiations)
+			}
+			// The config read in setup was the app's: Create reserves
+			// stock at the app it names.
+			_, err = m.Call(ctx, "Create", []byte(`{"customer":"c","sku":"s","quantity":1}`))
+			if sdk.CodeOf(err) != sdk.Unavailable || invoked.Load() != "orders->stock" {
+				t.Errorf("Create: %v, invoked %v; want Unavailable from orders->stock", err, invoked.Load())
+			}
+		})
+	}
+}
+
+// withoutExport returns a copy of wasm whose export name is renamed (its
+// last letter), as a module built before the export existed would lack it.
+func withoutExport(t *testing.T, wasm []byte, name string) []byte {
+	// In the export section a name is its length, the name and the
+	// export's kind (0, a function).
+	entry := append(append([]byte{byte(len(name))}, name...), 0)
+	i := bytes.Index(wasm, entry)
+	if i < 0 {
+		t.Fatalf("module exports no %s", name)
+	}
+	out := bytes.Clone(wasm)
+	out[i+len(name)] = 'X'
+	return out
 }
 
 // TestSpinInterruptedAtDeadline: a guest that loops without yielding is

@@ -172,8 +172,16 @@ func (m *Module) newPool(ctx context.Context, cm wasmrt.CompiledModule) (_ *pool
 		}
 		m.caps = c
 	default:
-		first, err = p.instantiate(ctx, m.bind.discoveryCaps())
+		first, err = p.instantiate(ctx, nil)
 		if err != nil {
+			break
+		}
+		if c := first.st.caps; !c.discovery {
+			if first.man.AppID != c.id {
+				first.close()
+				return nil, m.errorf("module named app %q, then set up %q", c.id, first.man.AppID)
+			}
+			m.caps = c
 			break
 		}
 		c := m.bind.bind(first.man.AppID)
@@ -665,6 +673,12 @@ func (p *pool) instantiate(ctx context.Context, c *caps) (*instance, error) {
 	in.alloc = mod.ExportedFunction(abi.ExportAlloc)
 	in.handle = mod.ExportedFunction(abi.ExportHandle)
 
+	if c == nil {
+		if c, err = in.appCaps(ctx); err != nil {
+			in.close()
+			return nil, err
+		}
+	}
 	in.st = callState{ctx: ctx, caps: c, module: m}
 	cctx := context.WithValue(ctx, stateKey{}, &in.st)
 	if err := mod.ExportedFunction(abi.ExportInit).CallWithStack(cctx, in.stack[:]); err != nil {
@@ -693,6 +707,31 @@ func (p *pool) instantiate(ctx context.Context, c *caps) (*instance, error) {
 	in.st.ctx = nil
 	in.memBytes = uint64(in.mem.Size())
 	return in, nil
+}
+
+// appCaps are the capabilities a first load sets an instance up with: the
+// app's own when the module names its app before setup (roam_app_id, ABI
+// v1.2), else discovery capabilities (see Module).
+func (in *instance) appCaps(ctx context.Context) (*caps, error) {
+	m := in.p.m
+	f := in.mod.ExportedFunction(abi.ExportAppID)
+	if f == nil {
+		return m.bind.discoveryCaps(), nil
+	}
+	if err := f.CallWithStack(ctx, in.stack[:]); err != nil {
+		return nil, m.errorf("roam_app_id: %s", in.describe(err))
+	}
+	code, payload, ok := in.frame(in.stack[0])
+	switch {
+	case !ok:
+		return nil, m.errorf("roam_app_id returned a frame outside the module's memory")
+	case code != abi.OK:
+		return nil, m.errorf("app setup failed (%s): %s", code, payload)
+	}
+	if err := sdk.ValidAppID(string(payload)); err != nil {
+		return nil, m.errorf("roam_app_id: %v", err)
+	}
+	return m.bind.bind(string(payload)), nil
 }
 
 // checkVersion compares the module's reported ABI major with the host's.
