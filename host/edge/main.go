@@ -124,6 +124,14 @@ func Run(ctx context.Context, c Config, stdout, stderr io.Writer) error {
 	}
 	defer host.FlushTracing(tracing, log)
 
+	// The modules' files are read while the runtime and the backend are
+	// set up.
+	specs, err := ModuleSpecs(c.Paths, mo)
+	if err != nil {
+		return err
+	}
+	readAhead(specs)
+
 	// The runtime outlives the backend: the backend's Close waits for the
 	// deliveries in flight, which run in the modules.
 	rt, err := NewRuntime(ctx, RuntimeOptions{CacheDir: c.CacheDir, Logger: log, Registerer: metrics.Registry})
@@ -166,10 +174,6 @@ func Run(ctx context.Context, c Config, stdout, stderr io.Writer) error {
 		}},
 	})
 	fmt.Fprintf(stdout, "roam: edge runtime %s %s, compiled code cached in %s\n", RuntimeName(), RuntimeVersion(), rt.CacheDir())
-	specs, err := ModuleSpecs(c.Paths, mo)
-	if err != nil {
-		return err
-	}
 	// The pools fill once the host is ready: until then the start has the
 	// CPU, and each module serves with its first instance.
 	fillPools := rt.HoldFills()
@@ -276,7 +280,7 @@ func LoadFiles(ctx context.Context, rt *Runtime, srv *host.Server, b backend.Bac
 			sem <- struct{}{}
 			defer func() { <-sem }()
 			t := time.Now()
-			wasm, err := os.ReadFile(sp.Path)
+			wasm, err := sp.read()
 			if err != nil {
 				res[i].err = err
 				return

@@ -56,6 +56,36 @@ type Mount struct {
 type Spec struct {
 	Path    string
 	Options ModuleOptions
+	ahead   *fileRead // set by readAhead
+}
+
+// fileRead is a read of a module's file that started early.
+type fileRead struct {
+	done chan struct{}
+	b    []byte
+	err  error
+}
+
+// readAhead starts reading the specs' files, so that the reads overlap
+// whatever the caller does before it loads them.
+func readAhead(specs []Spec) {
+	for i := range specs {
+		r := &fileRead{done: make(chan struct{})}
+		specs[i].ahead = r
+		go func(path string) {
+			r.b, r.err = os.ReadFile(path)
+			close(r.done)
+		}(specs[i].Path)
+	}
+}
+
+// read returns the bytes of the spec's file: those read ahead, if they were.
+func (s Spec) read() ([]byte, error) {
+	if s.ahead == nil {
+		return os.ReadFile(s.Path)
+	}
+	<-s.ahead.done
+	return s.ahead.b, s.ahead.err
 }
 
 // ModuleSpecs expands paths into module specs: a .wasm file is a module with

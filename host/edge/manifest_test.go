@@ -2,6 +2,8 @@ package edge
 
 import (
 	"context"
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -179,5 +181,26 @@ func TestConfigPoolFlags(t *testing.T) {
 		if _, err := c.c.moduleOptions(); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%+v: %v, want an error about %s", c.c, err, c.want)
 		}
+	}
+}
+
+// TestReadAhead: a spec read ahead gives its file's bytes, or the error of
+// reading it, as a plain read would.
+func TestReadAhead(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "a.wasm")
+	if err := os.WriteFile(path, []byte("\x00asm"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	specs := []Spec{{Path: path}, {Path: filepath.Join(dir, "missing.wasm")}}
+	readAhead(specs)
+	if b, err := specs[0].read(); err != nil || string(b) != "\x00asm" {
+		t.Errorf("read ahead: %q, %v", b, err)
+	}
+	if _, err := specs[1].read(); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("missing file read ahead: %v, want not-exist", err)
+	}
+	if b, err := (Spec{Path: path}).read(); err != nil || string(b) != "\x00asm" {
+		t.Errorf("plain read: %q, %v", b, err)
 	}
 }

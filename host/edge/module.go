@@ -452,16 +452,17 @@ type Stats struct {
 
 // Stats returns the module's figures.
 func (m *Module) Stats() Stats {
-	s := Stats{
-		Instantiations: m.instantiations.Load(), Traps: m.traps.Load(), Timeouts: m.timeouts.Load(),
-		Rejected: m.rejected.Load(), Recycled: m.recycled.Load(), Reloads: m.reloads.Load(), ReloadFailures: m.reloadFailures.Load(),
-		Grown: m.grown.Load(), Shrunk: m.shrunk.Load(),
-	}
+	var s Stats
 	if p := m.cur.Load(); p != nil {
 		p.mu.Lock()
 		s.Idle, s.Busy, s.Queued = len(p.free), p.busy, len(p.waiters)
 		s.PoolSize, s.BasePoolSize, s.MaxPoolSize, s.MemoryBytes = p.live, p.size, p.max, p.mem
 		p.mu.Unlock()
 	}
+	// The counters after the pool: a shrink counts its instances before
+	// it releases the pool's lock, so they include every change seen above.
+	s.Instantiations, s.Traps, s.Timeouts = m.instantiations.Load(), m.traps.Load(), m.timeouts.Load()
+	s.Rejected, s.Recycled, s.Reloads, s.ReloadFailures = m.rejected.Load(), m.recycled.Load(), m.reloads.Load(), m.reloadFailures.Load()
+	s.Grown, s.Shrunk = m.grown.Load(), m.shrunk.Load()
 	return s
 }

@@ -489,6 +489,9 @@ func (p *pool) reap() {
 	}
 	idle := slices.Clone(p.free[:k])
 	p.free = slices.Delete(p.free, 0, k)
+	// Counted with the size they leave, so that Stats never shows the
+	// pool shrunk and the instances not (closing takes a while).
+	p.m.shrunk.Add(uint64(k))
 	p.scheduleReapLocked()
 	p.mu.Unlock()
 	heap := false
@@ -496,7 +499,6 @@ func (p *pool) reap() {
 		in.close()
 		heap = heap || in.lin.onHeap()
 	}
-	p.m.shrunk.Add(uint64(len(idle)))
 	if heap {
 		p.m.rt.releaseMemory()
 	}

@@ -144,7 +144,9 @@ func (s edgeStart) instances() int {
 // edgeSet is a series of starts under one setting.
 type edgeSet struct {
 	Cold   bool
-	Pool   int // 0: the host's default
+	Pool   int  // 0: the host's default
+	Alone  bool // roam-edge (the edge host alone, as in its image) instead of roam edge
+	Orders bool // orders.wasm alone instead of the shop's modules
 	Starts []edgeStart
 }
 
@@ -157,7 +159,14 @@ func (s *edgeSet) label() string {
 	if s.Pool > 0 {
 		pool = "--pool-size " + strconv.Itoa(s.Pool)
 	}
-	return cache + ", " + pool
+	l := cache + ", " + pool
+	if s.Alone {
+		l = "roam-edge, " + l
+	}
+	if s.Orders {
+		l += ", orders alone"
+	}
+	return l
 }
 
 func (s *edgeSet) median(f func(edgeStart) time.Duration) time.Duration {
@@ -221,6 +230,11 @@ type edgeReport struct {
 	warm       *edgeSet
 	warm1      *edgeSet
 	warm8      *edgeSet // only when the default pool size is not 8
+	alone1     *edgeSet // roam-edge, --pool-size 1
+	orders1    *edgeSet // roam-edge, orders alone, --pool-size 1
+	edgeBin    string   // the roam-edge binary
+	edgeBuild  string   // how it was built
+	edgeSize   int64
 	cold       *edgeSet
 	cold1      *edgeSet
 	nativeList []time.Duration // the native shop: exec → first 200 from the same call
@@ -237,9 +251,14 @@ type edgeReport struct {
 	idleStats string
 }
 
-// edgeHostArgs returns roam edge's command line.
+// edgeHostArgs returns roam edge's command line; a host named roam-edge
+// (the edge host alone) takes no subcommand.
 func edgeHostArgs(prefix []string, roam, modDir, dataDir, cacheDir string, pool int, extra ...string) []string {
-	argv := append(append([]string(nil), prefix...), roam, "edge", modDir, "--port", "0", "--data-dir", dataDir, "--cache-dir", cacheDir)
+	argv := append(append([]string(nil), prefix...), roam)
+	if filepath.Base(roam) != "roam-edge" {
+		argv = append(argv, "edge")
+	}
+	argv = append(argv, modDir, "--port", "0", "--data-dir", dataDir, "--cache-dir", cacheDir)
 	if pool > 0 {
 		argv = append(argv, "--pool-size", strconv.Itoa(pool))
 	}
@@ -281,11 +300,24 @@ func probeList(c *http.Client, base string) bool {
 	return resp.StatusCode == http.StatusOK && bytes.Contains(body, []byte(`"orders":[]`))
 }
 
-// prepareEdge builds roam's wasm modules of the shop into tmp/modules.
-func prepareEdge(ctx context.Context, repo, roam, tmp string, er *edgeReport, stderr io.Writer, progress func(string, ...any)) (modDir string, err error) {
+// prepareEdge builds roam's wasm modules of the shop into tmp/modules, and
+// the roam-edge binary into tmp/roam-edge.
+func prepareEdge(ctx context.Context, repo, roam, tags, tmp string, er *edgeReport, stderr io.Writer, progress func(string, ...any)) (modDir string, err error) {
 	modDir = filepath.Join(tmp, "modules")
 	if err := os.Mkdir(modDir, 0o755); err != nil {
 		return "", err
+	}
+	er.edgeBin = filepath.Join(tmp, "roam-edge")
+	er.edgeBuild = "CGO_ENABLED=0 go build -trimpath -buildvcs=false -ldflags='-s -w' -o roam-edge ./cmd/roam-edge"
+	if tags != "" {
+		er.edgeBuild += " -tags " + tags
+	}
+	progress("building: %s", er.edgeBuild)
+	if err := buildRoamEdge(ctx, repo, er.edgeBin, tags, stderr); err != nil {
+		return "", err
+	}
+	if fi, err := os.Stat(er.edgeBin); err == nil {
+		er.edgeSize = fi.Size()
 	}
 	progress("building the wasm modules: roam build --target wasm (orders, inventory)")
 	if er.modBuild, er.modCmds, err = buildModules(ctx, repo, roam, modDir, stderr); err != nil {
@@ -309,6 +341,7 @@ func measureEdgeStarts(ctx context.Context, c config, rep *report, tmp, modDir, 
 	er := rep.edge
 	er.cold, er.cold1 = &edgeSet{Cold: true}, &edgeSet{Cold: true, Pool: 1}
 	er.warm, er.warm1 = &edgeSet{}, &edgeSet{Pool: 1}
+	er.alone1, er.orders1 = &edgeSet{Pool: 1, Alone: true}, &edgeSet{Pool: 1, Alone: true, Orders: true}
 	er.hostCmd = strings.Join(edgeHostArgs(nil, "roam", "DIR", "DATA", "CACHE", 0), " ")
 
 	n := 0
@@ -322,7 +355,14 @@ func measureEdgeStarts(ctx context.Context, c config, rep *report, tmp, modDir, 
 		if cache == "" {
 			cache = filepath.Join(dir, "cache")
 		}
-		argv := edgeHostArgs(nil, rep.roam, modDir, filepath.Join(dir, "data"), cache, set.Pool, "--watch=false")
+		host, mods := rep.roam, modDir
+		if set.Alone {
+			host = er.edgeBin
+		}
+		if set.Orders {
+			mods = filepath.Join(modDir, "orders.wasm")
+		}
+		argv := edgeHostArgs(nil, host, mods, filepath.Join(dir, "data"), cache, set.Pool, "--watch=false")
 		s, st, err := startEdge(ctx, argv, filepath.Join(dir, "stderr.log"))
 		if err != nil {
 			return err
@@ -368,6 +408,14 @@ func measureEdgeStarts(ctx context.Context, c config, rep *report, tmp, modDir, 
 		}
 		if err := start(er.warm1, cacheDir, mem); err != nil {
 			return err
+		}
+		if er.edgeBin != "" {
+			if err := start(er.alone1, cacheDir, false); err != nil {
+				return err
+			}
+			if err := start(er.orders1, cacheDir, false); err != nil {
+				return err
+			}
 		}
 	}
 	er.defPool = er.warm.Starts[0].instances()
@@ -442,6 +490,9 @@ func (r *report) printEdge(p func(string, ...any), c config) {
 	p("### Edge host: the same shop as wasm modules on `roam edge` (%s)", rt)
 	p("")
 	p("- roam: `%s` (%s)", er.roamBuild, bytesText(er.roamSize))
+	if er.edgeBuild != "" {
+		p("- roam-edge, the edge host alone (the roam-edge image's binary, built as roam dist builds it): `%s` (%s)", er.edgeBuild, bytesText(er.edgeSize))
+	}
 	for i, cmd := range er.modCmds {
 		p("- module: `%s` (%s)", cmd, bytesText(er.modSizes[i]))
 	}
@@ -495,6 +546,8 @@ func (r *report) printEdge(p func(string, ...any), c config) {
 	}
 	startRows(er.warm, targetEdgeWarm, "≤ 25 ms")
 	startRows(er.warm1, targetEdgeWarm, "≤ 25 ms")
+	startRows(er.alone1, targetEdgeWarm, "≤ 25 ms")
+	startRows(er.orders1, targetEdgeWarm, "≤ 25 ms")
 	startRows(er.cold, targetEdgeCold, "≤ 2.5 s")
 	startRows(er.cold1, targetEdgeCold, "≤ 2.5 s")
 	if len(er.nativeList) > 0 {

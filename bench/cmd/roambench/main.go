@@ -233,7 +233,7 @@ func measure(ctx context.Context, c config, argv []string, stdout, stderr io.Wri
 		if fi, err := os.Stat(rep.roam); err == nil {
 			rep.edge.roamSize = fi.Size()
 		}
-		if modDir, err = prepareEdge(ctx, repo, rep.roam, tmp, rep.edge, stderr, progress); err != nil {
+		if modDir, err = prepareEdge(ctx, repo, rep.roam, c.tags, tmp, rep.edge, stderr, progress); err != nil {
 			return err
 		}
 	}

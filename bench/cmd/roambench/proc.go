@@ -37,6 +37,24 @@ func buildRoam(ctx context.Context, repo, out, tags string, stderr io.Writer) (t
 	return time.Since(start), nil
 }
 
+// buildRoamEdge builds cmd/roam-edge, the edge host alone, as roam dist
+// builds it for the roam-edge image: static, stripped.
+func buildRoamEdge(ctx context.Context, repo, out, tags string, stderr io.Writer) error {
+	args := []string{"build", "-trimpath", "-buildvcs=false", "-ldflags=-s -w", "-o", out}
+	if tags != "" {
+		args = append(args, "-tags", tags)
+	}
+	cmd := exec.CommandContext(ctx, "go", append(args, "./cmd/roam-edge")...)
+	cmd.Dir = repo
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	cmd.Stdout = stderr
+	cmd.Stderr = stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("build roam-edge: %w", err)
+	}
+	return nil
+}
+
 // buildShop builds the shop exactly as a user would for release
 // (`roam build -o OUT ./examples/shop`, run from the repository) and returns
 // how long the build took.

@@ -192,6 +192,9 @@ func TestEdgeHostArgs(t *testing.T) {
 	if got := strings.Join(edgeHostArgs(nil, "roam", "mods", "d", "c", 0), " "); strings.Contains(got, "pool-size") {
 		t.Fatalf("default pool passed a size: %q", got)
 	}
+	if got, want := strings.Join(edgeHostArgs(nil, "/tmp/x/roam-edge", "mods/orders.wasm", "d", "c", 1), " "), "/tmp/x/roam-edge mods/orders.wasm --port 0 --data-dir d --cache-dir c --pool-size 1"; got != want {
+		t.Fatalf("roam-edge: got %q, want %q", got, want)
+	}
 }
 
 func TestProbeList(t *testing.T) {
@@ -237,6 +240,9 @@ func TestEdgeSetFigures(t *testing.T) {
 	}
 	if rss, _, _, _ := s.rss(); len(rss) != 2 {
 		t.Errorf("rss of starts without a reading: %v", rss)
+	}
+	if l := (&edgeSet{Pool: 1, Alone: true, Orders: true}).label(); l != "roam-edge, cache warm, --pool-size 1, orders alone" {
+		t.Errorf("label %q", l)
 	}
 	if s.label() != "cache warm, --pool-size 1" || (&edgeSet{Cold: true}).label() != "fresh cache dir, default pool" {
 		t.Errorf("labels: %q", s.label())
