@@ -100,13 +100,25 @@ class Module {
     this.manifest = null;
     this.inst = null;
     this.stderr = [];
+    this.settingUp = false; // roam_init is running
   }
 
   label() { return this.app ?? this.name; }
 
-  // instantiate creates an instance, runs the Go runtime's start-up and the
-  // app's setup (roam_init), and returns the manifest.
+  // instantiate makes the module's instance afresh (after a trap): it
+  // starts one, checks it still names the module's app, and sets it up.
+  // Runtime.load does the same steps for a first load, with the app's
+  // store loaded in between.
   instantiate() {
+    const inst = this.start();
+    const id = this.appID(inst);
+    if (id !== null && id !== this.app) throw new RoamError(FailedPrecondition, `${this.name}: holds app ${id} now, ${this.app} before`);
+    return this.setup(inst);
+  }
+
+  // start creates an instance and runs the Go runtime's start-up
+  // (_initialize, which registers the app). The instance is not set up.
+  start() {
     const tail = (line) => {
       this.stderr.push(line);
       if (this.stderr.length > 50) this.stderr.shift();
@@ -121,9 +133,8 @@ class Module {
     const wasi = new WASI([this.name], [], fds, { debug: false });
     const inst = { exports: null, memory: null, pending: null, depth: 0, dead: false };
     const imports = { wasi_snapshot_preview1: wasi.wasiImport, [ImportModule]: this.rt.imports(this, inst) };
-    let frame;
     this.stderr = [];
-    try {
+    this.guard(() => {
       const instance = new WebAssembly.Instance(this.compiled, imports);
       inst.exports = instance.exports;
       inst.memory = instance.exports.memory;
@@ -132,22 +143,66 @@ class Module {
       if (v >>> 16 !== abiMajor) {
         throw new RoamError(FailedPrecondition, `${this.name} speaks ABI ${v >>> 16}.${v & 0xffff}; this host implements ${abiMajor}.x`);
       }
-      frame = this.readFrame(inst, inst.exports.roam_init());
-    } catch (e) {
-      if (e instanceof RoamError) throw e;
-      throw new RoamError(FailedPrecondition, `${this.name}: starting the module failed: ${describe(e)}${this.stderrDetail()}`);
+    });
+    return inst;
+  }
+
+  // appID returns the id of the app a started instance holds, from
+  // roam_app_id (ABI v1.2), without running its setup; null when the
+  // module does not export it (built before v1.2).
+  appID(inst) {
+    if (typeof inst.exports.roam_app_id !== 'function') return null;
+    const frame = this.guard(() => this.readFrame(inst, inst.exports.roam_app_id()));
+    if (frame.code !== OK) throw this.setupFailed(frame);
+    const id = fromUTF8(frame.payload);
+    const bad = appIDError(id);
+    if (bad) throw new RoamError(FailedPrecondition, `${this.name}: roam_app_id: ${bad}`);
+    return id;
+  }
+
+  // setup runs the app's setup (roam_init) on a started instance, makes it
+  // the module's instance and returns the manifest. When the app is known
+  // (this.app), the setup's state, publish and invoke are served for it;
+  // otherwise they fail (see Runtime.appOf).
+  setup(inst) {
+    this.settingUp = true;
+    let frame;
+    try {
+      frame = this.guard(() => this.readFrame(inst, inst.exports.roam_init()));
+    } finally {
+      this.settingUp = false;
     }
-    if (frame.code !== OK) {
-      throw new RoamError(frame.code, `${this.name}: app setup failed: ${fromUTF8(frame.payload)}`);
-    }
+    if (frame.code !== OK) throw this.setupFailed(frame);
     const r = new Reader(frame.payload);
     const m = { app: r.string(), methods: [], subscriptions: [] };
     for (let n = r.count(), i = 0; i < n; i++) m.methods.push(r.string());
     for (let n = r.count(), i = 0; i < n; i++) m.subscriptions.push({ pubsub: r.string(), topic: r.string(), deadLetterTopic: r.string() });
     if (!r.done()) throw new RoamError(FailedPrecondition, `${this.name}: roam_init returned a malformed manifest`);
-    if (this.app && m.app !== this.app) throw new RoamError(FailedPrecondition, `${this.name}: holds app ${m.app} now, ${this.app} before`);
+    const bad = appIDError(m.app);
+    if (bad) throw new RoamError(FailedPrecondition, `${this.name}: roam_init: ${bad}`);
+    if (this.app && m.app !== this.app) {
+      throw new RoamError(FailedPrecondition, this.manifest
+        ? `${this.name}: holds app ${m.app} now, ${this.app} before`
+        : `${this.name}: named app ${this.app} (roam_app_id), then set up ${m.app}`);
+    }
     this.inst = inst;
     return m;
+  }
+
+  // guard runs fn, a call into the guest while it starts or is set up: a
+  // trap or a host error there fails the load, with what the guest wrote
+  // to stderr.
+  guard(fn) {
+    try {
+      return fn();
+    } catch (e) {
+      if (e instanceof RoamError) throw e;
+      throw new RoamError(FailedPrecondition, `${this.name}: starting the module failed: ${describe(e)}${this.stderrDetail()}`);
+    }
+  }
+
+  setupFailed(frame) {
+    return new RoamError(frame.code, `${this.name}: app setup failed: ${fromUTF8(frame.payload)}`);
   }
 
   stderrDetail() {
@@ -168,6 +223,12 @@ class Module {
   // handle runs one roam_handle call and returns {code, payload}. A trap
   // discards the instance and is thrown as a Trap.
   handle(kind, name, body, deadlineMs) {
+    if (this.settingUp) {
+      // Only a new instance's setup can get here (a first load's app is not
+      // callable yet), by invoking its own app: making yet another instance
+      // for that call would recurse.
+      throw new RoamError(FailedPrecondition, `app ${this.label()} was called during its own setup: a setup cannot call its own app`);
+    }
     let inst = this.inst;
     if (!inst || inst.dead) {
       this.inst = null;
@@ -220,6 +281,7 @@ export class Runtime {
     const given = Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined && v !== null));
     this.opts = { ...defaults, ...given, retry: { ...defaults.retry, ...(given.retry ?? {}) } };
     this.modules = new Map(); // app id -> Module
+    this.loading = new Set(); // app ids of loads in progress: two modules of one app would share its state
     this.subs = new Map(); // "pubsub\0topic" -> [subscription]
     this.allSubs = [];
     this.deadlines = []; // deadline of each call in progress, innermost last
@@ -246,17 +308,48 @@ export class Runtime {
   // load sets up a module fetched and compiled by fetchModule, registers
   // its subscriptions, and returns its manifest. It fails with a message
   // that names the problem: another ABI version, not a Roam module, setup.
+  //
+  // A module that names its app before its setup (roam_app_id, ABI v1.2)
+  // is set up with the app's own capabilities, as on the other hosts: its
+  // store is loaded first, since state must answer synchronously. Without
+  // the export the app is known only from the manifest, so the setup's
+  // state, publish and invoke fail (appOf). What the setup wrote or
+  // published is saved before the app serves.
   async load({ compiled, name }) {
     checkShape(compiled, name);
     const mod = new Module(this, compiled, name);
-    const m = mod.instantiate();
-    if (this.modules.has(m.app)) throw new RoamError(FailedPrecondition, `app ${m.app} is already loaded here`);
-    mod.app = m.app;
-    mod.manifest = m;
-    await this.store.loadApp(m.app);
-    this.modules.set(m.app, mod);
+    const inst = mod.start();
+    let id = mod.appID(inst); // null before v1.2
+    let reserved = false;
+    const reserve = () => {
+      if (this.modules.has(id) || this.loading.has(id)) throw new RoamError(FailedPrecondition, `app ${id} is already loaded here`);
+      this.loading.add(id);
+      reserved = true;
+      mod.app = id;
+    };
+    try {
+      if (id !== null) {
+        reserve();
+        await this.store.loadApp(id);
+      }
+      const m = mod.setup(inst);
+      if (id === null) {
+        id = m.app;
+        reserve();
+        await this.store.loadApp(id);
+      }
+      mod.manifest = m;
+      try {
+        await this.commit();
+      } catch (e) {
+        throw new RoamError(Unavailable, `${name}: what the app's setup wrote was not saved: ${e.message}`);
+      }
+      this.modules.set(id, mod);
+    } finally {
+      if (reserved) this.loading.delete(id);
+    }
     await this.subscribe(mod);
-    return m;
+    return mod.manifest;
   }
 
   // subscribe registers a module's subscriptions and reloads their queues.
@@ -671,6 +764,19 @@ export class Runtime {
 
 function reply(err) {
   return { status: httpStatus(err.code), body: errorBody(err.code, err.message) };
+}
+
+// appIDError is sdk.ValidAppID: an app id is a DNS label. It returns the
+// error's message, or '' for a valid id.
+function appIDError(id) {
+  const n = utf8(id).length;
+  if (n === 0 || n > 63) return 'app id must be 1 to 63 characters';
+  for (let i = 0; i < id.length; i++) {
+    const c = id[i];
+    const ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || (c === '-' && i > 0 && i < id.length - 1);
+    if (!ok) return `app id "${id}" is not a DNS label (a-z, 0-9, inner '-')`;
+  }
+  return '';
 }
 
 function malformed(op) {

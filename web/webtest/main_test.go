@@ -30,6 +30,7 @@ var apps = map[string]string{
 	"conformance": "./conformance/testapp",
 	"orders":      "./examples/shop/orders",
 	"inventory":   "./examples/shop/inventory",
+	"setupapp":    "./web/webtest/testdata/setupapp",
 }
 
 func TestMain(m *testing.M) {
