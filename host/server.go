@@ -309,14 +309,18 @@ func (s *Server) unknownApp(app string) error {
 // callPattern is the route of method calls.
 const callPattern = "/v1/apps/{app}/methods/{method}"
 
-// route is the host's handler before CORS: method calls on plain paths are
-// served at once, everything else by the ServeMux. The mux's match costs
-// allocations (its path values) and a walk of its tree on every call;
-// callPath takes only the paths for which the mux would pick callPattern
-// with the same app and method, so the answer is the same either way. The
-// one difference is that r.PathValue is not set (r.Pattern is), and nothing
-// on the call's path reads it.
+// route is the host's handler before CORS: CONNECT is refused, method
+// calls on plain paths are served at once, everything else by the
+// ServeMux. The mux's match costs allocations (its path values) and a walk
+// of its tree on every call; callPath takes only the paths for which the
+// mux would pick callPattern with the same app and method, so the answer
+// is the same either way. The one difference is that r.PathValue is not
+// set (r.Pattern is), and nothing on the call's path reads it.
 func (s *Server) route(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodConnect {
+		refuseConnect(w)
+		return
+	}
 	if app, method, ok := callPath(r); ok {
 		r.Pattern = callPattern
 		s.serveCall(w, r, app, method)
@@ -325,14 +329,31 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 	s.mux.ServeHTTP(w, r)
 }
 
+// refuseConnect answers a CONNECT, which no route takes: a host is an
+// origin server, not a proxy, and a CONNECT with a path rather than a
+// host:port is malformed anyway (RFC 9112, section 3.2.3). It is 400 rather
+// than 405 because there is no resource whose Allow the reply could list.
+//
+// The mux never sees a CONNECT. It matches a CONNECT's path as sent,
+// uncleaned, and binds a wildcard to an empty segment without recording a
+// value (golang/go#81222): for CONNECT /v1/apps//methods/Get it picks
+// callPattern with one path value for two wildcards, so r.PathValue("app")
+// is "Get" and r.PathValue("method") panics. Refusing every CONNECT here
+// closes that for every pattern, present and future.
+func refuseConnect(w http.ResponseWriter) {
+	writeError(w, http.StatusBadRequest, sdk.NewError(sdk.InvalidArgument,
+		"method CONNECT not allowed: this host is not a proxy; call /v1/apps/{app}/methods/{method} with POST and a JSON body"))
+}
+
 // callPath splits /v1/apps/{app}/methods/{method} when the mux would match
-// it to callPattern without cleaning or unescaping anything: a request that
-// is not CONNECT (whose path the mux leaves alone), whose path is the
-// escaped path as it is (no RawPath), and whose app and method are plain
-// segments. Anything else goes to the mux, which answers as it always has
-// (404, a redirect to the clean path, or the call with unescaped values).
+// it to callPattern without cleaning or unescaping anything: a path that is
+// the escaped path as it is (no RawPath) and whose app and method are
+// plain segments. Anything else goes to the mux, which answers as it
+// always has (404, a redirect to the clean path, or the call with
+// unescaped values). route has answered CONNECT before, so the mux cleans
+// every path it is given.
 func callPath(r *http.Request) (app, method string, ok bool) {
-	if r.URL.RawPath != "" || r.Method == http.MethodConnect {
+	if r.URL.RawPath != "" {
 		return "", "", false
 	}
 	rest, ok := strings.CutPrefix(r.URL.Path, "/v1/apps/")
