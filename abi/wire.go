@@ -3,6 +3,8 @@ package abi
 import (
 	"encoding/binary"
 	"errors"
+	"math"
+	"time"
 )
 
 // Version is the ABI version. A host refuses a module whose major version
@@ -198,11 +200,25 @@ const (
 	FlagIfAbsent = 1
 )
 
-// AppendWriteOptions encodes an ETag, a TTL in milliseconds and flags.
+// AppendWriteOptions encodes an ETag, a TTL in milliseconds (TTLMillis)
+// and flags.
 func AppendWriteOptions(b []byte, etag string, ttlMs uint64, flags uint64) []byte {
 	b = AppendString(b, etag)
 	b = AppendUvarint(b, ttlMs)
 	return AppendUvarint(b, flags)
+}
+
+// TTLMillis is a TTL as WriteOptions carry it: whole milliseconds, rounded
+// up so that a TTL under a millisecond still expires (but not past the
+// largest Duration), in the two's complement of an int64 so that a
+// negative TTL crosses as it is and the host's backend refuses it as it
+// would natively.
+func TTLMillis(ttl time.Duration) uint64 {
+	ms := ttl / time.Millisecond
+	if ttl > 0 && ttl%time.Millisecond != 0 && ms < math.MaxInt64/time.Millisecond {
+		ms++
+	}
+	return uint64(ms)
 }
 
 // Op kinds in state_transact, matching sdk.OpKind.

@@ -1,8 +1,10 @@
 package abi_test
 
 import (
+	"math"
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/roam-dev/roam/abi"
 )
@@ -83,4 +85,26 @@ func FuzzReader(f *testing.F) {
 		}
 		abi.ReadManifest(b)
 	})
+}
+
+// TestTTLMillis: whole milliseconds rounded up, so that a TTL under one
+// still expires; a negative TTL as the two's complement of its int64, for
+// the host to refuse as the backend does natively.
+func TestTTLMillis(t *testing.T) {
+	for _, tc := range []struct {
+		ttl  time.Duration
+		want uint64
+	}{
+		{0, 0},
+		{time.Microsecond, 1},
+		{time.Millisecond, 1},
+		{1500 * time.Microsecond, 2},
+		{time.Hour, 3_600_000},
+		{-5 * time.Millisecond, 1<<64 - 5},
+		{math.MaxInt64, math.MaxInt64 / uint64(time.Millisecond)}, // not rounded past the largest Duration
+	} {
+		if got := abi.TTLMillis(tc.ttl); got != tc.want {
+			t.Errorf("TTLMillis(%v) = %d, want %d", tc.ttl, got, tc.want)
+		}
+	}
 }

@@ -14,6 +14,7 @@ import (
 	"context"
 	"crypto/rand"
 	"embed"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -59,7 +60,10 @@ type Step struct {
 	// Raw, when set, is sent verbatim instead of Body (for malformed input).
 	Raw *string `json:"raw"`
 	// RawRepeat repeats Raw this many times (for oversized bodies).
-	RawRepeat int             `json:"raw_repeat"`
+	RawRepeat int `json:"raw_repeat"`
+	// RawBase64, when set, is sent decoded instead of Body: bytes that no
+	// JSON string of a vector file can hold, such as invalid UTF-8.
+	RawBase64 *string         `json:"raw_base64"`
 	Status    int             `json:"status"`
 	Expect    json.RawMessage `json:"expect"`
 	// Eventually retries the step until it matches or 20s pass: for
@@ -133,6 +137,12 @@ func RunVector(t *testing.T, d Driver, v Vector) Transcript {
 		switch {
 		case st.Raw != nil:
 			body = bytes.Repeat([]byte(r.subst(*st.Raw)), max(1, st.RawRepeat))
+		case st.RawBase64 != nil:
+			b, err := base64.StdEncoding.DecodeString(*st.RawBase64)
+			if err != nil {
+				t.Fatalf("step %d: raw_base64: %v", i, err)
+			}
+			body = b
 		case len(st.Body) > 0:
 			body = []byte(r.subst(string(st.Body)))
 		}

@@ -18,6 +18,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -413,19 +414,41 @@ func (s *Server) routes() *http.ServeMux {
 		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
-	// Dapr's app channel invokes /{method}. It reaches the default app.
+	// Dapr's app channel invokes /{method}. It reaches the default app,
+	// except on the paths of the host's own GET routes (/healthz, ...).
 	mux.HandleFunc("/{method}", func(w http.ResponseWriter, r *http.Request) {
 		app := s.defaultApp()
-		if app == "" {
-			writeError(w, http.StatusNotFound, sdk.Errorf(sdk.NotFound, "no route %s; call /v1/apps/{app}/methods/{method}", r.URL.Path))
+		if app == "" || s.getOnly(mux, r) {
+			s.noRoute(mux, w, r)
 			return
 		}
 		s.serveCall(w, r, app, r.PathValue("method"))
 	})
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, sdk.Errorf(sdk.NotFound, "no route %s; call /v1/apps/{app}/methods/{method}", r.URL.Path))
-	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { s.noRoute(mux, w, r) })
 	return mux
+}
+
+// noRoute answers a request no route takes: 405 when a GET route serves
+// its path (POST /healthz), else 404.
+func (s *Server) noRoute(mux *http.ServeMux, w http.ResponseWriter, r *http.Request) {
+	if s.getOnly(mux, r) {
+		w.Header().Set("Allow", "GET, HEAD")
+		writeError(w, http.StatusMethodNotAllowed, sdk.Errorf(sdk.InvalidArgument, "method %s not allowed on %s: it takes GET", r.Method, r.URL.Path))
+		return
+	}
+	writeError(w, http.StatusNotFound, sdk.Errorf(sdk.NotFound, "no route %s; call /v1/apps/{app}/methods/{method}", r.URL.Path))
+}
+
+// getOnly reports whether r, not a GET, is on the path of one of the
+// host's GET routes. The catch-alls do not count.
+func (s *Server) getOnly(mux *http.ServeMux, r *http.Request) bool {
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		return false
+	}
+	g := r.Clone(r.Context())
+	g.Method = http.MethodGet
+	_, pattern := mux.Handler(g)
+	return pattern != "" && pattern != "/" && pattern != "/{method}"
 }
 
 func (s *Server) defaultApp() string {
@@ -488,7 +511,9 @@ func (s *Server) serveApp(ctx context.Context, w http.ResponseWriter, r *http.Re
 		writeError(w, http.StatusBadRequest, err)
 		return http.StatusBadRequest, err
 	}
-	if len(body) > 0 && !json.Valid(body) {
+	// JSON is UTF-8 (RFC 8259); json.Valid alone passes other bytes, which
+	// decoding would then replace with U+FFFD, silently.
+	if len(body) > 0 && (!json.Valid(body) || !utf8.Valid(body)) {
 		err = sdk.NewError(sdk.InvalidArgument, "request body is not valid JSON")
 		writeError(w, http.StatusBadRequest, err)
 		return http.StatusBadRequest, err

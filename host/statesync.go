@@ -27,6 +27,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"time"
 
@@ -43,6 +44,10 @@ type SyncItem struct {
 	Value []byte `json:"value,omitempty"`
 	ETag  string `json:"etag,omitempty"`
 }
+
+// maxTTLMs is the largest TTL a sync op can carry: the most milliseconds a
+// time.Duration holds.
+const maxTTLMs = math.MaxInt64 / int64(time.Millisecond)
 
 // SyncOp is one write of a push.
 type SyncOp struct {
@@ -151,8 +156,20 @@ func (s *Server) serveStateTransact(w http.ResponseWriter, r *http.Request) {
 	}
 	keys := make([]string, len(req.Ops))
 	ops := make([]sdk.Op, len(req.Ops))
+	seen := make(map[string]int, len(req.Ops))
 	for i, o := range req.Ops {
+		// One op per key: the conflicts are reported per key, and a client
+		// pushes each key's latest write only.
+		if j, dup := seen[o.Key]; dup {
+			writeError(w, http.StatusBadRequest, sdk.Errorf(sdk.InvalidArgument, "ops %d and %d both write key %q: send one op per key", j, i, o.Key))
+			return
+		}
+		seen[o.Key] = i
 		keys[i] = o.Key
+		if o.TTLMs < 0 || o.TTLMs > maxTTLMs {
+			writeError(w, http.StatusBadRequest, sdk.Errorf(sdk.InvalidArgument, "op %d: ttl_ms %d is out of range: use 0 (none) to %d", i, o.TTLMs, maxTTLMs))
+			return
+		}
 		wo := sdk.WriteOptions{ETag: o.ETag, IfAbsent: o.IfAbsent, TTL: time.Duration(o.TTLMs) * time.Millisecond}
 		switch o.Op {
 		case "set":

@@ -167,6 +167,27 @@ func TestStateSyncAPI(t *testing.T) {
 	if resp.StatusCode != 200 || string(it[0].Value) != "10" || it[0].ETag == ea || it[1].Found {
 		t.Fatalf("push: %d %s", resp.StatusCode, body)
 	}
+	// Refused whole, with a 400 that says why: a key written twice, and a
+	// TTL no Duration holds (it wrapped to a TTL of under a millisecond).
+	for _, tc := range []struct{ ops, want string }{
+		{`[{"op":"set","key":"d","value":"MQ==","if_absent":true},{"op":"set","key":"d","value":"Mg==","if_absent":true}]`, `ops 0 and 1 both write key \"d\"`},
+		{`[{"op":"set","key":"d","value":"MQ==","ttl_ms":18446744073710}]`, `op 0: ttl_ms 18446744073710 is out of range`},
+		{`[{"op":"set","key":"d","value":"MQ==","ttl_ms":-1}]`, `op 0: ttl_ms -1 is out of range`},
+	} {
+		resp, body = do(t, "POST", base+"/transact", `{"ops":`+tc.ops+`}`, nil)
+		if resp.StatusCode != 400 || !strings.Contains(string(body), `"InvalidArgument"`) || !strings.Contains(string(body), tc.want) {
+			t.Errorf("%s: %d %s, want 400 saying %s", tc.ops, resp.StatusCode, body, tc.want)
+		}
+	}
+	resp, body = do(t, "POST", base+"/bulk", `{"keys":["d"]}`, nil)
+	if it = items(body); resp.StatusCode != 200 || it[0].Found {
+		t.Fatalf("refused ops wrote: %s", body)
+	}
+	// The longest TTL a Duration holds keeps the item.
+	resp, body = do(t, "POST", base+"/transact", `{"ops":[{"op":"set","key":"far","value":"MQ==","ttl_ms":9223372036854}]}`, nil)
+	if it = items(body); resp.StatusCode != 200 || !it[0].Found {
+		t.Fatalf("longest TTL: %d %s", resp.StatusCode, body)
+	}
 	resp, body = do(t, "POST", u+"/v1/apps/synctest/publish/pubsub/t1", `{"data_base64":"e30=","datacontenttype":"application/json"}`, nil)
 	if resp.StatusCode != 204 {
 		t.Fatalf("publish: %d %s", resp.StatusCode, body)
@@ -179,5 +200,28 @@ func TestStateSyncAPI(t *testing.T) {
 	resp, _ = do(t, "POST", off+"/v1/apps/synctest/state/statestore/bulk", `{"keys":["a"]}`, nil)
 	if resp.StatusCode == 200 {
 		t.Fatal("state API served without Options.StateAPI")
+	}
+}
+
+// TestWrongVerbOnHostRoutes: another verb on a path of the host's own GET
+// routes is 405 naming GET, even on a host of one app, whose /{method}
+// route (Dapr's app channel) takes every other single-segment path.
+func TestWrongVerbOnHostRoutes(t *testing.T) {
+	u := webServer(t, host.Options{})
+	for _, tc := range []struct{ verb, path string }{
+		{"POST", "/healthz"}, {"PUT", "/readyz"}, {"DELETE", "/metrics"}, {"POST", "/v1/apps"}, {"PATCH", "/healthz"},
+	} {
+		resp, body := do(t, tc.verb, u+tc.path, "{}", nil)
+		if resp.StatusCode != http.StatusMethodNotAllowed || resp.Header.Get("Allow") != "GET, HEAD" ||
+			!strings.Contains(string(body), `"code":"InvalidArgument"`) || !strings.Contains(string(body), "it takes GET") {
+			t.Errorf("%s %s: %d %v %s, want 405 allowing GET", tc.verb, tc.path, resp.StatusCode, resp.Header.Get("Allow"), body)
+		}
+	}
+	if resp, body := do(t, "GET", u+"/healthz", "", nil); resp.StatusCode != 200 {
+		t.Errorf("GET /healthz: %d %s", resp.StatusCode, body)
+	}
+	// Any other single segment is still a method of the one app.
+	if resp, body := do(t, "POST", u+"/nosuch", "{}", nil); resp.StatusCode != 404 || !strings.Contains(string(body), "has no method") {
+		t.Errorf("POST /nosuch: %d %s, want the app's 404 for an unknown method", resp.StatusCode, body)
 	}
 }

@@ -435,7 +435,7 @@ func appendOptions(b []byte, o WriteOptions) []byte {
 	if o.IfAbsent {
 		flags |= abi.FlagIfAbsent
 	}
-	return abi.AppendWriteOptions(b, o.ETag, uint64(o.TTL/time.Millisecond), flags)
+	return abi.AppendWriteOptions(b, o.ETag, abi.TTLMillis(o.TTL), flags)
 }
 
 func (s guestState) Set(ctx context.Context, key string, value []byte, o WriteOptions) error {

@@ -785,7 +785,7 @@ function malformed(op) {
 
 // readOptions decodes WriteOptions: ETag, TTL in ms, flags.
 function readOptions(r, op) {
-  const etag = r.string(), ttlMs = r.uvarint(), flags = r.uvarint();
+  const etag = r.string(), ttlMs = r.int64(), flags = r.uvarint();
   if (r.err) throw malformed(op);
   if (flags & ~1) throw new RoamError(InvalidArgument, `${op}: unknown write flags 0x${flags.toString(16)} (a module built for a newer ABI?)`);
   return { etag, ttlMs, ifAbsent: (flags & 1) !== 0 };

@@ -17,7 +17,7 @@
 // changed locally since it was last pushed; tomb, a deleted item the server
 // still has; conflict, set when sync found both sides changed.
 
-import { RoamError, InvalidArgument, NotFound, Conflict, goQuote, utf8, sameBytes } from './wire.js';
+import { RoamError, InvalidArgument, NotFound, Conflict, goQuote, goMillis, utf8, sameBytes } from './wire.js';
 
 // Limits of the embedded backend, whose messages the vectors compare.
 const maxStoreName = 1 << 10;
@@ -62,6 +62,7 @@ function checkKeyLen(key) {
 function checkSet(key, o) {
   checkKey(key);
   if (o.etag !== '' && o.ifAbsent) throw ia(`state ${goQuote(key)}: ETag and IfAbsent exclude each other`);
+  if (o.ttlMs < 0) throw ia(`state ${goQuote(key)}: negative TTL ${goMillis(o.ttlMs)}`);
 }
 function checkDelete(key, o) {
   checkKey(key);

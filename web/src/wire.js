@@ -112,6 +112,21 @@ export class Reader {
     this.fail();
     return 0;
   }
+  // int64 reads a uvarint holding an int64 in two's complement (a TTL in
+  // milliseconds, abi.TTLMillis), exactly: past 2^53 a Number would round.
+  int64() {
+    if (this.err) return 0;
+    let v = 0n, shift = 0n;
+    for (let k = 0; k < 10; k++) {
+      if (this.i >= this.b.length) break;
+      const c = this.b[this.i++];
+      v |= BigInt(c & 0x7f) << shift;
+      if (c < 0x80) return Number(BigInt.asIntN(64, v));
+      shift += 7n;
+    }
+    this.fail();
+    return 0;
+  }
   // count reads a length that must fit in what is left, as abi.Reader.Count.
   count() {
     const v = this.uvarint();
@@ -143,6 +158,24 @@ export class Reader {
 const hex = (c, w) => c.toString(16).padStart(w, '0');
 
 // goQuote is Go's strconv.Quote, as fmt's %q prints a string.
+// goMillis formats a whole number of milliseconds as Go's
+// time.Duration.String does: "-5ms", "1.5s", "1m30s", "1h0m0s".
+export function goMillis(ms) {
+  if (ms === 0) return '0s';
+  const sign = ms < 0 ? '-' : '';
+  let n = Math.abs(ms);
+  if (n < 1000) return `${sign}${n}ms`;
+  const h = Math.floor(n / 3600000);
+  n -= h * 3600000;
+  const m = Math.floor(n / 60000);
+  n -= m * 60000;
+  const frac = String(n % 1000).padStart(3, '0').replace(/0+$/, '');
+  const s = `${Math.floor(n / 1000)}${frac ? '.' + frac : ''}s`;
+  if (h > 0) return `${sign}${h}h${m}m${s}`;
+  if (m > 0) return `${sign}${m}m${s}`;
+  return sign + s;
+}
+
 export function goQuote(s) {
   let out = '"';
   for (const ch of s) {

@@ -13,6 +13,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -178,12 +179,19 @@ func CheckTransact(ops []sdk.Op, lookup Lookup) error {
 // FormatETag renders a sequence number as an ETag.
 func FormatETag(seq uint64) string { return strconv.FormatUint(seq, 10) }
 
-// Expiry returns the expiry instant for a TTL in Unix nanoseconds, 0 for none.
+// Expiry returns the expiry instant for a TTL in Unix nanoseconds, 0 for
+// none. An instant past what int64 nanoseconds hold (after 2262) is the
+// last one they do: it never comes, where the sum would wrap negative and
+// the item read as long expired.
 func Expiry(now time.Time, ttl time.Duration) int64 {
 	if ttl <= 0 {
 		return 0
 	}
-	return now.Add(ttl).UnixNano()
+	n := now.UnixNano()
+	if int64(ttl) > math.MaxInt64-n {
+		return math.MaxInt64
+	}
+	return n + int64(ttl)
 }
 
 // Expired reports whether an item with the given expiry (Unix ns, 0 for none)

@@ -2,6 +2,7 @@ package core
 
 import (
 	"context"
+	"math"
 	"regexp"
 	"testing"
 	"time"
@@ -68,5 +69,20 @@ func TestRecordEvent(t *testing.T) {
 	d := r.DeadLettered("dead")
 	if d.Topic != "dead" || r.Topic != "t" || d.ID != r.ID || d.Metadata["k"] != "v" {
 		t.Fatalf("DeadLettered = %+v", d)
+	}
+}
+
+// TestExpiryFarFuture: a TTL that ends past what int64 nanoseconds hold
+// (after 2262) never expires; the sum used to wrap negative, into the past.
+func TestExpiryFarFuture(t *testing.T) {
+	now := time.Now()
+	for _, ttl := range []time.Duration{9e12 * time.Millisecond, math.MaxInt64} {
+		e := Expiry(now, ttl)
+		if e != math.MaxInt64 || Expired(e, now) || Expired(e, now.Add(100*365*24*time.Hour)) {
+			t.Errorf("TTL %v: expiry %d, want the last instant int64 holds, not expired", ttl, e)
+		}
+	}
+	if e := Expiry(now, time.Second); e != now.UnixNano()+int64(time.Second) {
+		t.Errorf("TTL 1s: expiry %d, want %d", e, now.UnixNano()+int64(time.Second))
 	}
 }
