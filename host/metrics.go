@@ -22,6 +22,8 @@ type Metrics struct {
 	deliveries *prometheus.CounterVec
 	inFlight   *prometheus.GaugeVec
 	retrying   *prometheus.GaugeVec
+	unrouted   *prometheus.GaugeVec
+	unDropped  *prometheus.CounterVec
 }
 
 // NewMetrics registers the host collectors plus the Go and process ones.
@@ -45,8 +47,14 @@ func NewMetrics(logDropped func() uint64) *Metrics {
 		retrying: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "roam_pubsub_retries_pending", Help: "Events whose last delivery failed and that wait to be delivered again, by app, pubsub and topic. In-process backends deliver a subscription in order, so it is 0 or 1 there; on Dapr it stays at 1 after retries that the sidecar exhausts, until the subscription's next event is acknowledged.",
 		}, []string{"app", "pubsub", "topic"}),
+		unrouted: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "roam_pubsub_unrouted_events", Help: "Events an app published while no subscription in this process took their topic, kept in the publishing app's unrouted log until a subscriber for the topic starts in this process, by publishing app, pubsub and topic (embedded backend). Routing is per process: a subscriber in another process sharing the data directory (--apps) does not receive them.",
+		}, []string{"app", "pubsub", "topic"}),
+		unDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "roam_pubsub_unrouted_dropped_total", Help: "Unrouted events dropped, oldest first, to keep a topic's unrouted log within its limit (10,000 by default), by publishing app, pubsub and topic (embedded backend).",
+		}, []string{"app", "pubsub", "topic"}),
 	}
-	m.Registry.MustRegister(m.requests, m.latency, m.deliveries, m.inFlight, m.retrying,
+	m.Registry.MustRegister(m.requests, m.latency, m.deliveries, m.inFlight, m.retrying, m.unrouted, m.unDropped,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if logDropped != nil {
 		m.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
@@ -88,7 +96,29 @@ func (m *Metrics) Delivered(sub backend.Subscription, outcome string) {
 // of both hosts: the server counts what its handlers return; this counts
 // what only the backend knows, the events it moved to a dead-letter topic,
 // and tracks the retries it has pending ("ok", "retry", "deadletter").
+//
+// It also tracks the embedded backend's unrouted logs, one call per event,
+// with sub naming the publishing app: "unrouted" (parked, or found parked
+// at start), "unrouted-routed" (moved to subscriptions), "unrouted-dropped"
+// (dropped at the log's limit); see embedded.OutcomeUnrouted. They pass
+// through this hook, which both hosts already hand their backend, so that
+// the families are the same on both.
 func (m *Metrics) OnDeliver(sub backend.Subscription, outcome string) {
+	switch outcome {
+	case "unrouted":
+		m.unrouted.WithLabelValues(sub.AppID, sub.PubSub, sub.Topic).Inc()
+		// The counter starts at 0 with its topic's first parked event,
+		// so that rate() and alerts see it before the first drop.
+		m.unDropped.WithLabelValues(sub.AppID, sub.PubSub, sub.Topic)
+		return
+	case "unrouted-routed":
+		m.unrouted.WithLabelValues(sub.AppID, sub.PubSub, sub.Topic).Dec()
+		return
+	case "unrouted-dropped":
+		m.unrouted.WithLabelValues(sub.AppID, sub.PubSub, sub.Topic).Dec()
+		m.unDropped.WithLabelValues(sub.AppID, sub.PubSub, sub.Topic).Inc()
+		return
+	}
 	g := m.retrying.WithLabelValues(sub.AppID, sub.PubSub, sub.Topic)
 	switch outcome {
 	case "retry":

@@ -60,6 +60,19 @@
 // process; an event whose topic only another process subscribes to waits in
 // the publisher's unrouted log.
 //
+// Parking is not silent. The first event a given app parks on a given
+// pubsub/topic in this process is logged, and so are, once per topic at
+// Announce (a host announces its apps once it has subscribed them), the
+// events already waiting in the logs of the open files: at Info, or at
+// Warn, naming them, when apps with data in Dir do not run in this process
+// (they do not receive the events when they run elsewhere, --apps). Drops at
+// Options.UnroutedLimit log a Warn at most once a minute per topic. The
+// OnDeliver hook receives one OutcomeUnrouted per event parked (or found
+// parked when the file opens), one OutcomeUnroutedRouted per event drained
+// to subscriptions and one OutcomeUnroutedDropped per event dropped: hosts
+// export them as roam_pubsub_unrouted_events and
+// roam_pubsub_unrouted_dropped_total.
+//
 // Each subscription has one delivery goroutine that hands the head of its
 // queue to the Deliverer. A nil error removes it; an error redelivers it after
 // Options.Retry's backoff; after MaxAttempts deliveries, or at once for an
@@ -136,6 +149,14 @@ type Options struct {
 	// when acknowledged, OutcomeRetry when it failed and will be retried,
 	// OutcomeDeadLetter when it failed for the last time (that attempt is
 	// not also reported as a retry). Hosts use it to count deliveries.
+	//
+	// It also follows the unrouted logs, once per event, with sub naming
+	// the publishing app rather than a subscription: OutcomeUnrouted when
+	// an event is parked, or found parked when the publisher's file opens;
+	// OutcomeUnroutedRouted when it moves to subscription queues;
+	// OutcomeUnroutedDropped when it is dropped at UnroutedLimit. The
+	// unrouted events of a file opened in this process are the ones
+	// reported unrouted minus those reported routed or dropped.
 	OnDeliver func(sub backend.Subscription, outcome string)
 
 	// LockTimeout bounds the wait for an app file held by another process;
@@ -149,10 +170,11 @@ type Options struct {
 	// means 2ms. A lone writer never waits.
 	MaxBatchDelay time.Duration
 	// UnroutedLimit bounds each topic's unrouted log (events published while
-	// no subscription exists): past it the oldest are dropped, logged and
-	// counted (Backend.UnroutedDropped). Zero means 10,000; negative means
-	// no bound. Without a bound a topic nobody subscribes to, such as the
-	// shop's order.created, would grow the publisher's file forever.
+	// no subscription exists): past it the oldest are dropped, logged (at
+	// most once a minute per topic) and counted (Backend.UnroutedDropped,
+	// OutcomeUnroutedDropped). Zero means 10,000; negative means no bound.
+	// Without a bound a topic nobody subscribes to, such as the shop's
+	// order.created, would grow the publisher's file forever.
 	UnroutedLimit int
 	// CloseGrace is how long Close waits for in-flight deliveries before
 	// cancelling their context; zero means 5 seconds.
@@ -164,6 +186,8 @@ type Backend struct {
 	opts Options
 
 	unroutedDropped atomic.Uint64
+	noteMu          sync.Mutex
+	notes           map[topicKey]*unroutedNote // what was logged about each unrouted log
 	dir             string
 	regDir          string
 	policy          backend.RetryPolicy
@@ -271,6 +295,7 @@ func Open(opts Options) (*Backend, error) {
 		secrets: core.Secrets{},
 		apps:    map[string]*appEntry{},
 		routes:  map[routeKey][]*subscriber{},
+		notes:   map[topicKey]*unroutedNote{},
 		stop:    make(chan struct{}),
 	}
 	if b.dlTopic == "" {
@@ -418,6 +443,8 @@ func (b *Backend) app(appID string) (*appDB, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Count what the unrouted logs hold before anything changes them.
+	b.reportOpened(a)
 	e.db.Store(a)
 	// Events this app published before anyone subscribed may now have
 	// subscribers; route them before anything else is published.

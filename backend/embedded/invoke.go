@@ -38,6 +38,12 @@ const maxReplyBytes = 64 << 20
 // Each entry is written to a temporary file and renamed into place, so a
 // reader never sees half an entry. The returned withdraw removes the entries,
 // unless another process has announced the same app since.
+//
+// A host announces its apps once it has subscribed them, so Announce also
+// logs, once per topic, every unrouted log of an open app file
+// that holds events no subscription in this process takes, with its count:
+// such events wait, and if the topic's subscriber runs in another process
+// sharing Dir, they wait until a subscriber for it starts in this one.
 func (b *Backend) Announce(appIDs []string, baseURL string) (withdraw func(), err error) {
 	if _, err := url.Parse(baseURL); err != nil || baseURL == "" {
 		return nil, sdk.Errorf(sdk.InvalidArgument, "announce: invalid base URL %q", baseURL)
@@ -71,6 +77,9 @@ func (b *Backend) Announce(appIDs []string, baseURL string) (withdraw func(), er
 		}
 		written = append(written, p)
 	}
+	// A host announces its apps once it has subscribed them: events still
+	// unrouted now wait for a subscriber this process does not have.
+	b.warnStranded()
 	var once sync.Once
 	return func() { once.Do(remove) }, nil
 }

@@ -126,54 +126,6 @@ func (b *Backend) appendLocked(from *appDB, rk routeKey, recs [][]byte) ([]*subs
 	return subs, errors.Join(errs...)
 }
 
-// appendUnrouted appends recs to from's unrouted log for rk and trims the
-// log's oldest events beyond Options.UnroutedLimit, in the same transaction.
-func (b *Backend) appendUnrouted(from *appDB, rk routeKey, recs [][]byte) error {
-	var dropped int
-	err := from.update(func(tx *bolt.Tx) error {
-		dropped = 0 // a batch may run this function again
-		q, err := tx.Bucket(bucketUnrouted).CreateBucketIfNotExists(rk.bucket())
-		if err != nil {
-			return err
-		}
-		for _, r := range recs {
-			seq, err := q.NextSequence()
-			if err != nil {
-				return err
-			}
-			if err := q.Put(seqKey(seq), r); err != nil {
-				return err
-			}
-		}
-		limit := b.opts.UnroutedLimit
-		if limit < 0 {
-			return nil
-		}
-		// Keys are sequence numbers removed only from the front, so the log
-		// holds about last-first+1 events; trim until within the limit.
-		c := q.Cursor()
-		k, _ := c.First()
-		for k != nil && q.Sequence()-binary.BigEndian.Uint64(k)+1 > uint64(limit) {
-			if err := c.Delete(); err != nil {
-				return err
-			}
-			dropped++
-			k, _ = c.Next()
-		}
-		return nil
-	})
-	if err == nil && dropped > 0 {
-		b.unroutedDropped.Add(uint64(dropped))
-		b.log.Warn("pubsub: no subscriber for topic: dropped its oldest unrouted events", "app", from.id,
-			"pubsub", rk.pubsub, "topic", rk.topic, "dropped", dropped, "limit", b.opts.UnroutedLimit)
-	}
-	return err
-}
-
-// UnroutedDropped returns how many unrouted events were dropped to keep
-// unrouted logs within Options.UnroutedLimit.
-func (b *Backend) UnroutedDropped() uint64 { return b.unroutedDropped.Load() }
-
 // appendTo appends recs, in order, to each bucket top/<name> of a, in one
 // (possibly batched) transaction.
 func appendTo(a *appDB, top []byte, names [][]byte, recs [][]byte) error {
@@ -257,6 +209,7 @@ func (b *Backend) drainLocked(a *appDB, only map[routeKey]bool) ([]*subscriber, 
 			if err != nil {
 				return woken, err
 			}
+			b.report(a.id, rk, OutcomeUnroutedRouted, len(ks))
 			if len(ks) < drainChunk {
 				break
 			}

@@ -40,7 +40,10 @@ type Config struct {
 	// AppIDs are the apps the host runs.
 	AppIDs []string
 	Logger *slog.Logger
-	// OnDeliver receives delivery outcomes ("ok", "retry", "deadletter").
+	// OnDeliver receives delivery outcomes ("ok", "retry", "deadletter")
+	// and, from the embedded backend, the events of its unrouted logs
+	// ("unrouted", "unrouted-routed", "unrouted-dropped", with sub naming
+	// the publishing app; see embedded.Options.OnDeliver).
 	OnDeliver func(sub backend.Subscription, outcome string)
 	// Tracing says the host traces: a backend whose engine calls into the
 	// host (Dapr) then reads the trace context of its deliveries.

@@ -3,9 +3,12 @@ package hostbackend_test
 import (
 	"context"
 	"strings"
+	"sync"
 	"testing"
 
+	"github.com/roam-dev/roam/backend"
 	"github.com/roam-dev/roam/host/hostbackend"
+	"github.com/roam-dev/roam/sdk"
 )
 
 func TestChoose(t *testing.T) {
@@ -56,5 +59,32 @@ func TestEmbedded(t *testing.T) {
 	defer b.Close()
 	if b.Name() != "embedded" {
 		t.Fatalf("backend %s", b.Name())
+	}
+}
+
+// The embedded backend reports its unrouted logs through Config.OnDeliver,
+// the hook both hosts hand it: their metrics follow it.
+func TestEmbeddedReportsUnrouted(t *testing.T) {
+	var mu sync.Mutex
+	var got []string
+	b, err := hostbackend.Open(context.Background(), hostbackend.Config{
+		DataDir: t.TempDir(), AppIDs: []string{"a"}, Getenv: func(string) string { return "" },
+		OnDeliver: func(sub backend.Subscription, outcome string) {
+			mu.Lock()
+			defer mu.Unlock()
+			got = append(got, sub.AppID+" "+sub.PubSub+"/"+sub.Topic+" "+outcome)
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if err := b.Publisher("a").Publish(context.Background(), sdk.Message{PubSub: "ps", Topic: "t", Data: []byte(`1`)}); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != 1 || got[0] != "a ps/t unrouted" {
+		t.Fatalf("OnDeliver calls %q, want [a ps/t unrouted]", got)
 	}
 }

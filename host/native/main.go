@@ -52,7 +52,7 @@ func ParseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.SetOutput(stderr)
 	c.Flags.Register(fs)
 	fs.StringVar(&c.DefaultApp, "app-id", "", "app that receives Dapr app-channel calls (/{method}); default: the only app")
-	fs.StringVar(&c.Apps, "apps", "", "comma-separated app ids to run (default: all registered)")
+	fs.StringVar(&c.Apps, "apps", "", "comma-separated app ids to run (default: all registered); events are routed per process: subscribers in another process on the same --data-dir do not receive them (they wait in the publisher's unrouted log; see roam_pubsub_unrouted_events)")
 	fs.BoolVar(&c.PrintVersion, "version", false, "print the version and commit this binary was built from, and exit")
 	fs.StringVar(&c.WebDir, "web-dir", "", "directory of a web page to serve under /web/ (the browser host's page)")
 	fs.StringVar(&c.WebModules, "web-modules", "", "directory of {app}.wasm modules to serve under /web/modules/")

@@ -1,0 +1,286 @@
+package embedded
+
+import (
+	"encoding/binary"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/roam-dev/roam/backend"
+)
+
+// Unrouted-log outcomes passed to Options.OnDeliver, once per event. For
+// these, sub names the publishing app (sub.AppID) and the event's pubsub and
+// topic; no subscription exists.
+const (
+	// OutcomeUnrouted: the event is kept in the publisher's unrouted log,
+	// because it was published, or found in the log when the publisher's
+	// file was opened, while no subscription in this process took it.
+	OutcomeUnrouted = "unrouted"
+	// OutcomeUnroutedRouted: the event left the log for the queues of
+	// subscriptions registered since.
+	OutcomeUnroutedRouted = "unrouted-routed"
+	// OutcomeUnroutedDropped: the event was deleted from the log to keep
+	// it within Options.UnroutedLimit.
+	OutcomeUnroutedDropped = "unrouted-dropped"
+)
+
+// dropLogEvery rate-limits the Warn about dropped unrouted events, per
+// topic: a topic nobody subscribes to drops one event per publish once its
+// log is full.
+const dropLogEvery = time.Minute
+
+// topicKey names one unrouted log: the publishing app's, for pubsub/topic.
+type topicKey struct{ app, pubsub, topic string }
+
+// unroutedNote is what this process has said about one unrouted log.
+type unroutedNote struct {
+	warned     bool      // parking has been logged (first park, or Announce)
+	dropped    uint64    // events dropped in this process
+	unlogged   uint64    // dropped since the last Warn about drops
+	lastDropAt time.Time // of that Warn
+}
+
+// note returns k's note; the caller holds b.noteMu.
+func (b *Backend) note(k topicKey) *unroutedNote {
+	n := b.notes[k]
+	if n == nil {
+		n = &unroutedNote{}
+		b.notes[k] = n
+	}
+	return n
+}
+
+// appendUnrouted appends recs to from's unrouted log for rk and trims the
+// log's oldest events beyond Options.UnroutedLimit, in the same transaction.
+func (b *Backend) appendUnrouted(from *appDB, rk routeKey, recs [][]byte) error {
+	var dropped int
+	err := from.update(func(tx *bolt.Tx) error {
+		dropped = 0 // a batch may run this function again
+		q, err := tx.Bucket(bucketUnrouted).CreateBucketIfNotExists(rk.bucket())
+		if err != nil {
+			return err
+		}
+		for _, r := range recs {
+			seq, err := q.NextSequence()
+			if err != nil {
+				return err
+			}
+			if err := q.Put(seqKey(seq), r); err != nil {
+				return err
+			}
+		}
+		limit := b.opts.UnroutedLimit
+		if limit < 0 {
+			return nil
+		}
+		// Keys are sequence numbers removed only from the front, so the log
+		// holds about last-first+1 events; trim until within the limit.
+		c := q.Cursor()
+		k, _ := c.First()
+		for k != nil && q.Sequence()-binary.BigEndian.Uint64(k)+1 > uint64(limit) {
+			if err := c.Delete(); err != nil {
+				return err
+			}
+			dropped++
+			k, _ = c.Next()
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	b.parked(from.id, rk, len(recs), dropped)
+	return nil
+}
+
+// parked reports n events appended to app's unrouted log for rk and dropped
+// trimmed from it: to the OnDeliver hook, per event, and to the log, the
+// first time the log receives an event in this process and at most every
+// dropLogEvery for drops.
+func (b *Backend) parked(app string, rk routeKey, n, dropped int) {
+	b.report(app, rk, OutcomeUnrouted, n)
+	b.report(app, rk, OutcomeUnroutedDropped, dropped)
+	if dropped > 0 {
+		b.unroutedDropped.Add(uint64(dropped))
+	}
+
+	now := time.Now()
+	b.noteMu.Lock()
+	note := b.note(topicKey{app, rk.pubsub, rk.topic})
+	first := !note.warned
+	note.warned = true
+	var logDrops, total uint64
+	if dropped > 0 {
+		note.dropped += uint64(dropped)
+		note.unlogged += uint64(dropped)
+		if note.lastDropAt.IsZero() || now.Sub(note.lastDropAt) >= dropLogEvery {
+			logDrops, total = note.unlogged, note.dropped
+			note.unlogged, note.lastDropAt = 0, now
+		}
+	}
+	b.noteMu.Unlock()
+
+	if first {
+		b.warnUnrouted(app, rk, 0)
+	}
+	if logDrops > 0 {
+		b.log.Warn("pubsub: no subscriber for topic: dropped its oldest unrouted events", "app", app,
+			"pubsub", rk.pubsub, "topic", rk.topic, "dropped", logDrops, "dropped_total", total,
+			"limit", b.opts.UnroutedLimit, "next_warning_after", dropLogEvery)
+	}
+}
+
+// warnUnrouted logs that app's events on rk are parked: the first one, when
+// waiting is 0, or waiting events found when the host announced its apps.
+func (b *Backend) warnUnrouted(app string, rk routeKey, waiting uint64) {
+	args := []any{"app", app, "pubsub", rk.pubsub, "topic", rk.topic}
+	msg := "pubsub: no subscription in this process takes this topic: its events are kept in the publisher's unrouted log (up to limit, the oldest dropped beyond) and delivered when a subscriber for the topic starts in this process"
+	if waiting > 0 {
+		msg = "pubsub: unrouted events wait for their topic, which no subscription in this process takes: they are kept in the publisher's unrouted log (up to limit, the oldest dropped beyond) and delivered when a subscriber for the topic starts in this process"
+		args = append(args, "events", waiting)
+	}
+	if limit := b.opts.UnroutedLimit; limit > 0 {
+		args = append(args, "limit", limit)
+	} else {
+		args = append(args, "limit", "none")
+	}
+	// A topic with no subscriber yet is an ordinary thing for a host of
+	// all its apps (the shop's order.created): Info. The split-process
+	// case, `--apps` hosts on one data directory, is where events go
+	// missing from view: Warn.
+	if others := b.appsElsewhere(); len(others) > 0 {
+		msg += "; events are routed per process, so apps in other processes sharing the data directory (--apps) do not receive them"
+		args = append(args, "apps_not_in_this_process", strings.Join(others, ","), "data_dir", b.dir)
+		b.log.Warn(msg, args...)
+		return
+	}
+	b.log.Info(msg, args...)
+}
+
+// report calls the OnDeliver hook n times with outcome, for app's unrouted
+// log of rk.
+func (b *Backend) report(app string, rk routeKey, outcome string, n int) {
+	if b.opts.OnDeliver == nil {
+		return
+	}
+	sub := backend.Subscription{AppID: app, PubSub: rk.pubsub, Topic: rk.topic}
+	for range n {
+		b.opts.OnDeliver(sub, outcome)
+	}
+}
+
+// unroutedCounts returns the number of events in each of a's non-empty
+// unrouted logs.
+func unroutedCounts(a *appDB) (map[routeKey]uint64, error) {
+	counts := map[routeKey]uint64{}
+	err := a.db.View(func(tx *bolt.Tx) error {
+		ub := tx.Bucket(bucketUnrouted)
+		return ub.ForEachBucket(func(name []byte) error {
+			rk, ok := parseRouteBucket(name)
+			if !ok {
+				return nil
+			}
+			// Events leave a log only from its front (draining, trimming),
+			// so its keys are consecutive.
+			c := ub.Bucket(name).Cursor()
+			first, _ := c.First()
+			last, _ := c.Last()
+			if first != nil {
+				counts[rk] = binary.BigEndian.Uint64(last) - binary.BigEndian.Uint64(first) + 1
+			}
+			return nil
+		})
+	})
+	return counts, err
+}
+
+// reportOpened reports the events found in the unrouted logs of a file just
+// opened, before anything is drained from or appended to them.
+func (b *Backend) reportOpened(a *appDB) {
+	if b.opts.OnDeliver == nil {
+		return
+	}
+	counts, err := unroutedCounts(a)
+	if err != nil {
+		b.log.Error("embedded: counting unrouted events failed", "app", a.id, "err", err)
+		return
+	}
+	for rk, n := range counts {
+		b.report(a.id, rk, OutcomeUnrouted, int(n))
+	}
+}
+
+// warnStranded logs, once per topic, the events waiting in the unrouted
+// logs of the open app files for a topic that no subscription in this
+// process takes. Announce calls it: by then a host has registered its
+// subscriptions, so these events are not delivered while it runs, which is
+// what happens to the events of a topic whose only subscriber runs in
+// another process sharing the data directory.
+func (b *Backend) warnStranded() {
+	type stranded struct {
+		app string
+		rk  routeKey
+		n   uint64
+	}
+	var found []stranded
+	for _, a := range b.openApps() {
+		counts, err := unroutedCounts(a)
+		if err != nil {
+			if !b.isClosed() {
+				b.log.Error("embedded: counting unrouted events failed", "app", a.id, "err", err)
+			}
+			continue
+		}
+		b.routeMu.RLock()
+		for rk, n := range counts {
+			if len(b.routes[rk]) == 0 {
+				found = append(found, stranded{a.id, rk, n})
+			}
+		}
+		b.routeMu.RUnlock()
+	}
+	slices.SortFunc(found, func(x, y stranded) int {
+		return strings.Compare(x.app+"\x00"+x.rk.pubsub+"\x00"+x.rk.topic, y.app+"\x00"+y.rk.pubsub+"\x00"+y.rk.topic)
+	})
+	for _, s := range found {
+		b.noteMu.Lock()
+		note := b.note(topicKey{s.app, s.rk.pubsub, s.rk.topic})
+		first := !note.warned
+		note.warned = true
+		b.noteMu.Unlock()
+		if first {
+			b.warnUnrouted(s.app, s.rk, s.n)
+		}
+	}
+}
+
+// appsElsewhere returns the apps that have data in the data directory but
+// are not open in this process, sorted: apps that other processes sharing
+// the directory may run (`--apps`), and whose subscriptions this process's
+// events do not reach.
+func (b *Backend) appsElsewhere() []string {
+	here := map[string]bool{}
+	for _, a := range b.openApps() {
+		here[a.id] = true
+	}
+	entries, err := os.ReadDir(filepath.Join(b.dir, "apps"))
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, e := range entries {
+		if e.IsDir() && !here[e.Name()] {
+			out = append(out, e.Name())
+		}
+	}
+	return out // os.ReadDir sorts by name
+}
+
+// UnroutedDropped returns how many unrouted events were dropped to keep
+// unrouted logs within Options.UnroutedLimit.
+func (b *Backend) UnroutedDropped() uint64 { return b.unroutedDropped.Load() }
