@@ -36,6 +36,14 @@ func TestKillDurability(t *testing.T) {
 	)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	// stopLoad ends the load; deferred too, so that a failure before the
+	// kill does not leave the workers calling.
+	stopLoad := sync.OnceFunc(func() {
+		close(stop)
+		cancel()
+		wg.Wait()
+	})
+	defer stopLoad()
 	callOK := func(method string, body any) bool {
 		cctx, ccancel := context.WithTimeout(ctx, 10*time.Second)
 		defer ccancel()
@@ -78,22 +86,31 @@ func TestKillDurability(t *testing.T) {
 		})
 	}
 
-	// Let the load run, then pull the plug on the host process itself.
-	time.Sleep(time.Second)
+	// Let the load run until enough is acknowledged to test anything,
+	// then pull the plug on the host process itself, with the load still
+	// running. The bound only turns a host that stopped acknowledging into
+	// a failure.
+	const minPuts, minPublishes = 50, 10
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		mu.Lock()
+		np, nb := len(puts), len(published)
+		mu.Unlock()
+		if np >= minPuts && nb >= minPublishes {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("too little load acknowledged within 60s to test anything: %d puts (want %d), %d publishes (want %d); output:\n%s", np, minPuts, nb, minPublishes, h.out)
+		}
+	}
 	h.signal(syscall.SIGKILL)
 	h.exitedWithin(10 * time.Second)
-	close(stop)
-	cancel()
-	wg.Wait()
+	stopLoad()
 	if ws, ok := h.cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
 		t.Fatalf("host did not die of SIGKILL: %v", h.cmd.ProcessState)
 	}
 	mu.Lock()
 	defer mu.Unlock()
 	t.Logf("acknowledged before the kill: %d puts, %d publishes", len(puts), len(published))
-	if len(puts) < 50 || len(published) < 10 {
-		t.Fatalf("too little load to test anything: %d puts, %d publishes acknowledged; output:\n%s", len(puts), len(published), h.out)
-	}
 
 	h2 := startHost(t, dir, shopAndConformance)
 

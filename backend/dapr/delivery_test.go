@@ -3,6 +3,9 @@ package dapr_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -60,6 +63,11 @@ var aloApp = sdk.NewApp("alo", func(env sdk.Env, r *sdk.Router) error {
 // after which the event lands on the dead-letter topic, unchanged; one that
 // rejects an event (InvalidArgument, DROP) sends it there at once.
 func TestAtLeastOnce(t *testing.T) {
+	alo.Lock() // a clean record for each run (go test -count)
+	clear(alo.attempts)
+	clear(alo.dead)
+	clear(alo.ok)
+	alo.Unlock()
 	r := daprtest.StartRedis(t)
 	const attempts = 4
 	res := daprtest.WriteResources(t, r, daprtest.ResourceOptions{MaxAttempts: attempts, RetryInterval: 20 * time.Millisecond})
@@ -85,7 +93,32 @@ func TestAtLeastOnce(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	time.Sleep(300 * time.Millisecond) // a stray redelivery would show now
+	// Every event has reached its final handler; a stray redelivery would
+	// come after. Dapr delivers an event again in two ways: the Resiliency
+	// retries (every 20ms here, up to attempts), which run inside one
+	// delivery, before the Redis streams component acknowledges the entry;
+	// and the component's reclaim of entries read and left unacknowledged
+	// for processingTimeout (15s, looked for every redeliverInterval, 2s:
+	// daprtest.WriteResources). Once both streams have nothing pending in
+	// the app's consumer group, neither can deliver again, so the counts
+	// below are final: no wait for a guessed time, which would have to be
+	// over 17s to see the second kind. (A lost acknowledgement would show
+	// within this bound too: the reclaimed entry is delivered again, then
+	// acknowledged, and counted below.)
+	deadline = time.Now().Add(30 * time.Second)
+	for _, topic := range []string{"alo.events", "alo.dead"} {
+		for {
+			n, err := unacked(r, topic, "alo")
+			if err == nil && n == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				alo.Lock()
+				t.Fatalf("%s still has %d entries unacknowledged (%v), which Dapr would redeliver: attempts %v", topic, n, err, alo.attempts)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
 	alo.Lock()
 	defer alo.Unlock()
 	want := map[string]int{"twice": 3, "always": attempts, "bad": 1, "fine": 1}
@@ -103,4 +136,22 @@ func TestAtLeastOnce(t *testing.T) {
 			t.Errorf("dead-lettered %s = %+v, want the original type and source on pubsub/alo.dead", l, e)
 		}
 	}
+}
+
+// unacked is how many entries of the Redis stream the consumer group has
+// read and not acknowledged: XPENDING's count. Dapr's consumer group is the
+// component's consumerID, the app id by default.
+func unacked(r *daprtest.Redis, stream, group string) (int, error) {
+	rep, err := r.Do("XPENDING", stream, group)
+	if err != nil {
+		return 0, err
+	}
+	// The summary form: *4, then :count, the smallest and greatest ids and
+	// the consumers.
+	rest, ok := strings.CutPrefix(rep, "*4\r\n:")
+	if !ok {
+		return 0, fmt.Errorf("XPENDING %s %s: %q", stream, group, rep)
+	}
+	n, _, _ := strings.Cut(rest, "\r\n")
+	return strconv.Atoi(n)
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"maps"
 	"net/http"
 	"strconv"
 	"strings"
@@ -18,23 +19,30 @@ import (
 	"github.com/roam-dev/roam/sdk"
 )
 
-// load calls inventory.Stock from 8 goroutines until stop, recording every
-// reply's status and how long the slowest took.
+// loadWorkers is how many goroutines a load calls from.
+const loadWorkers = 8
+
+// load calls inventory.Stock from loadWorkers goroutines until end. It
+// records the calls that started since its last reset: their statuses, the
+// last body of each, and which workers have finished one. A worker stuck in
+// a call never finishes one, so waiting for every worker (settle) is what
+// catches a hang, and what makes "only 503s" mean something: each worker
+// has answered at least once.
 type load struct {
 	mu      sync.Mutex
-	counts  map[int]int
-	bodies  map[int]string
-	slowest time.Duration
+	from    time.Time      // calls that started before are not counted
+	counts  map[int]int    // status (-1: transport error) -> calls
+	bodies  map[int]string // status -> the last body
+	slowest time.Duration  // of every call that ended since the reset
+	fresh   [loadWorkers]bool
 	stop    chan struct{}
 	wg      sync.WaitGroup
 }
 
-func startLoad(t *testing.T, base, sku string) *load {
+func startLoad(base, sku string) *load {
 	l := &load{counts: map[int]int{}, bodies: map[int]string{}, stop: make(chan struct{})}
-	for i := 0; i < 8; i++ {
-		l.wg.Add(1)
-		go func() {
-			defer l.wg.Done()
+	for w := range loadWorkers {
+		l.wg.Go(func() {
 			for {
 				select {
 				case <-l.stop:
@@ -49,35 +57,80 @@ func startLoad(t *testing.T, base, sku string) *load {
 					b = []byte(err.Error())
 				}
 				l.mu.Lock()
-				l.counts[st]++
-				l.bodies[st] = string(b)
+				// A call in flight at the reset counts towards slowest (one
+				// caught by a kill must not hang either), not towards the
+				// statuses: it may have been answered before the kill.
 				l.slowest = max(l.slowest, el)
+				if !start.Before(l.from) {
+					l.counts[st]++
+					l.bodies[st] = string(b)
+					l.fresh[w] = true
+				}
 				l.mu.Unlock()
 				time.Sleep(5 * time.Millisecond)
 			}
-		}()
+		})
 	}
 	return l
 }
 
-func (l *load) snapshot() (map[int]int, map[int]string, time.Duration) {
+// reset forgets what was recorded: from now on only calls that start after
+// it count.
+func (l *load) reset() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	c := map[int]int{}
-	for k, v := range l.counts {
-		c[k] = v
-	}
-	b := map[int]string{}
-	for k, v := range l.bodies {
-		b[k] = v
-	}
-	s := l.slowest
+	l.from = time.Now()
 	clear(l.counts)
+	clear(l.bodies)
 	l.slowest = 0
-	return c, b, s
+	l.fresh = [loadWorkers]bool{}
+}
+
+// settle waits until every worker has finished a call that started since
+// the last reset, and returns what those calls answered. within bounds the
+// wait, for a failure's sake: it is not what the test measures.
+func (l *load) settle(t *testing.T, what string, within time.Duration) (map[int]int, map[int]string, time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		l.mu.Lock()
+		n := 0
+		for _, f := range l.fresh {
+			if f {
+				n++
+			}
+		}
+		c, b, s := maps.Clone(l.counts), maps.Clone(l.bodies), l.slowest
+		l.mu.Unlock()
+		if n == loadWorkers {
+			return c, b, s
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: only %d of %d workers answered a call within %v (the others hang): statuses %v %v", what, n, loadWorkers, within, c, b)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 func (l *load) end() { close(l.stop); l.wg.Wait() }
+
+// onlyStatus fails t unless every call counted in c answered want.
+func onlyStatus(t *testing.T, what string, c map[int]int, b map[int]string, want int) {
+	t.Helper()
+	if len(c) != 1 || c[want] == 0 {
+		t.Fatalf("%s: statuses %v %v, want %d only", what, c, b, want)
+	}
+}
+
+// available decodes the stock level a 200 carried.
+func available(t *testing.T, body string) int {
+	t.Helper()
+	var s contract.StockLevel
+	if err := json.Unmarshal([]byte(body), &s); err != nil {
+		t.Fatalf("Stock reply %q: %v", body, err)
+	}
+	return s.Available
+}
 
 // waitStatus polls until a Stock call returns want.
 func waitStatus(t *testing.T, base, sku string, want int, within time.Duration) {
@@ -98,6 +151,11 @@ func waitStatus(t *testing.T, base, sku string, want int, within time.Duration) 
 // Faults: the sidecar killed mid-load, then Redis. Requests fail fast with
 // 503 Unavailable and a message that says what is down, never hang, and
 // succeed again once it is back.
+//
+// Nothing here sleeps for a guess of how long an effect takes: each phase
+// resets the load and waits until every worker has answered a call that
+// started in it, then checks what all of those answered. The waits' bounds
+// only turn a hang into a failure.
 func TestFaults(t *testing.T) {
 	r := daprtest.StartRedis(t)
 	res := daprtest.WriteResources(t, r, daprtest.ResourceOptions{})
@@ -106,57 +164,62 @@ func TestFaults(t *testing.T) {
 	mustCall(t, appDriver{"inventory": h.URL}, "inventory", "Restock", contract.Restock{SKU: sku, Quantity: 5}, http.StatusOK)
 
 	t.Run("sidecar killed", func(t *testing.T) {
-		l := startLoad(t, h.URL, sku)
+		l := startLoad(h.URL, sku)
 		defer l.end()
-		time.Sleep(300 * time.Millisecond)
-		if c, b, _ := l.snapshot(); c[http.StatusOK] == 0 || len(c) != 1 {
-			t.Fatalf("before the kill: statuses %v %v", c, b)
+		c, b, _ := l.settle(t, "before the kill", 30*time.Second)
+		onlyStatus(t, "before the kill", c, b, http.StatusOK)
+		if n := available(t, b[http.StatusOK]); n != 5 {
+			t.Fatalf("before the kill: %d available, want 5", n)
 		}
-		h.Sidecar.Kill()
-		time.Sleep(time.Second)
-		c, b, slow := l.snapshot()
-		if c[http.StatusServiceUnavailable] == 0 || slow > 5*time.Second {
-			t.Fatalf("with the sidecar down: statuses %v (slowest %v), want 503s, fast", c, slow)
+
+		h.Sidecar.Kill() // returns once the process is gone
+		l.reset()
+		c, b, slow := l.settle(t, "with the sidecar down", 30*time.Second)
+		onlyStatus(t, "with the sidecar down", c, b, http.StatusServiceUnavailable)
+		if slow > 5*time.Second {
+			t.Fatalf("with the sidecar down: the slowest call took %v, want a prompt 503", slow)
 		}
 		var eb struct{ Code, Message string }
 		json.Unmarshal([]byte(b[http.StatusServiceUnavailable]), &eb)
 		if eb.Code != "Unavailable" || !strings.Contains(eb.Message, "sidecar") {
 			t.Fatalf("503 body %s: want code Unavailable and a message naming the sidecar", b[http.StatusServiceUnavailable])
 		}
-		t.Logf("sidecar down: %v in 1s, slowest %v: %s", c, slow, eb.Message)
+		t.Logf("sidecar down: %v, slowest %v: %s", c, slow, eb.Message)
+
 		if err := h.Sidecar.Start(); err != nil {
 			t.Fatal(err)
 		}
 		waitStatus(t, h.URL, sku, http.StatusOK, 15*time.Second)
-		l.snapshot()
-		time.Sleep(300 * time.Millisecond)
-		if c, b, _ := l.snapshot(); c[http.StatusOK] == 0 || len(c) != 1 {
-			t.Fatalf("after the sidecar came back: statuses %v %v", c, b)
+		l.reset()
+		c, b, _ = l.settle(t, "after the sidecar came back", 30*time.Second)
+		onlyStatus(t, "after the sidecar came back", c, b, http.StatusOK)
+		if n := available(t, b[http.StatusOK]); n != 5 {
+			t.Fatalf("after the sidecar came back: %d available, want the 5 restocked before", n)
 		}
 	})
 
 	t.Run("redis killed", func(t *testing.T) {
-		l := startLoad(t, h.URL, sku)
+		l := startLoad(h.URL, sku)
 		defer l.end()
-		time.Sleep(300 * time.Millisecond)
-		if c, b, _ := l.snapshot(); c[http.StatusOK] == 0 || len(c) != 1 {
-			t.Fatalf("before the kill: statuses %v %v", c, b)
-		}
-		r.Kill()
+		c, b, _ := l.settle(t, "before the kill", 30*time.Second)
+		onlyStatus(t, "before the kill", c, b, http.StatusOK)
+
+		r.Kill() // returns once the process is gone
+		l.reset()
 		// With Redis refusing connections, Dapr's Redis client retries a
 		// read for about 3s (go-redis: 3 retries with backoff, on HGETALL
 		// and then GET) before it answers with the error.
-		time.Sleep(5 * time.Second)
-		c, b, slow := l.snapshot()
-		if c[http.StatusServiceUnavailable] == 0 || slow > 10*time.Second {
-			t.Fatalf("with Redis down: statuses %v (slowest %v) %v, want 503s", c, slow, b)
+		c, b, slow := l.settle(t, "with Redis down", 60*time.Second)
+		onlyStatus(t, "with Redis down", c, b, http.StatusServiceUnavailable)
+		if slow > 10*time.Second {
+			t.Fatalf("with Redis down: the slowest call took %v, want a 503 after the client's retries", slow)
 		}
 		var eb struct{ Code, Message string }
 		json.Unmarshal([]byte(b[http.StatusServiceUnavailable]), &eb)
 		if eb.Code != "Unavailable" || !strings.Contains(eb.Message, "unreachable") {
 			t.Fatalf("503 body %s: want code Unavailable and a message saying the store is unreachable", b[http.StatusServiceUnavailable])
 		}
-		t.Logf("redis down: %v in 5s, slowest %v: %s", c, slow, eb.Message)
+		t.Logf("redis down: %v, slowest %v: %s", c, slow, eb.Message)
 		if err := r.Start(); err != nil {
 			t.Fatal(err)
 		}

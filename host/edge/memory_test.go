@@ -5,10 +5,12 @@ import (
 	"context"
 	"errors"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/roam-dev/roam/backend/memory"
+	"github.com/roam-dev/roam/conformance/testapp"
 	"github.com/roam-dev/roam/internal/wasmopt"
 	"github.com/roam-dev/roam/sdk"
 )
@@ -65,8 +67,21 @@ func TestLinearMemory(t *testing.T) {
 // waking) interrupts the call, which fails with Unavailable, and waits for
 // it before closing the runtime: the host neither hangs, nor races, nor
 // faults on freed memory.
+//
+// Close comes only once the guest is seen where the case means it to be (in
+// the loop, in the sleep), not after a guess of how long that takes: a
+// Close before the guest ran would fail the call with Unavailable too,
+// without covering either path.
 func TestCloseDuringCall(t *testing.T) {
-	for _, c := range []struct{ method, req string }{{"Spin", "{}"}, {"Sleep", `{"ms":500}`}} {
+	for _, c := range []struct {
+		method, req string
+		inside      func(t *testing.T, in *instance)
+	}{
+		{"Spin", "{}", waitSpinning},
+		// Far longer than the wait for the call to end below: only Close
+		// ends it in time, however late it comes.
+		{"Sleep", `{"ms":600000}`, waitAsleep},
+	} {
 		t.Run(c.method, func(t *testing.T) {
 			ctx := context.Background()
 			rt, err := NewRuntime(ctx, RuntimeOptions{CacheDir: cacheDir, Logger: testLogger(t)})
@@ -79,13 +94,16 @@ func TestCloseDuringCall(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			in := onlyInstance(t, m)
 			done := make(chan error, 1)
 			go func() {
 				_, err := m.Call(ctx, c.method, []byte(c.req))
 				done <- err
 			}()
-			waitFor(t, "the call to start", 5*time.Second, func() bool { return m.Stats().Busy == 1 })
-			time.Sleep(50 * time.Millisecond) // into the loop, or the sleep
+			c.inside(t, in)
+			if s := m.Stats(); s.Busy != 1 {
+				t.Fatalf("the call is not running: %+v", s)
+			}
 			closed := make(chan error, 1)
 			go func() { closed <- rt.Close(ctx) }()
 			select {
@@ -103,6 +121,52 @@ func TestCloseDuringCall(t *testing.T) {
 				t.Fatal("Close did not return")
 			}
 		})
+	}
+}
+
+// onlyInstance returns the one instance of m, a pool of one, idle.
+func onlyInstance(t *testing.T, m *Module) *instance {
+	t.Helper()
+	p := m.cur.Load()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.free) != 1 || p.busy != 0 {
+		t.Fatalf("want a pool of one idle instance: %d idle, %d busy", len(p.free), p.busy)
+	}
+	return p.free[0]
+}
+
+// waitSpinning waits until in's guest has written testapp.SpinLine to
+// stderr, just before Spin's loop. (A guest descheduled in the
+// microseconds between that write and the loop looks the same; Close then
+// interrupts roam_handle's compiled code a little earlier: still a running
+// guest, never one that has not started.)
+func waitSpinning(t *testing.T, in *instance) {
+	t.Helper()
+	waitFor(t, "the guest to reach Spin's loop", 30*time.Second, func() bool { return in.stderr.summary(1) == testapp.SpinLine })
+}
+
+// waitAsleep waits until the goroutine that runs the call is in the
+// instance's WASI sleep (instance.nanosleep, under wazero's poll_oneoff):
+// the guest is asleep in a host function. The goroutine is told by its
+// creator, this test.
+func waitAsleep(t *testing.T, _ *instance) {
+	t.Helper()
+	buf := make([]byte, 1<<20)
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		n := runtime.Stack(buf, true)
+		if n == len(buf) {
+			buf = make([]byte, 2*len(buf))
+			continue
+		}
+		for g := range strings.SplitSeq(string(buf[:n]), "\n\n") {
+			if strings.Contains(g, "edge.(*instance).nanosleep(") && strings.Contains(g, "created by github.com/roam-dev/roam/host/edge.TestCloseDuringCall.") {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the guest did not fall asleep in the host within 30s")
+		}
 	}
 }
 
