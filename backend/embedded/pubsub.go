@@ -136,18 +136,26 @@ func appendTo(a *appDB, top []byte, names [][]byte, recs [][]byte) error {
 			if err != nil {
 				return err
 			}
-			for _, r := range recs {
-				seq, err := q.NextSequence()
-				if err != nil {
-					return err
-				}
-				if err := q.Put(seqKey(seq), r); err != nil {
-					return err
-				}
+			if err := appendSeq(q, recs); err != nil {
+				return err
 			}
 		}
 		return nil
 	})
+}
+
+// appendSeq puts recs, in order, at q's next sequence numbers.
+func appendSeq(q *bolt.Bucket, recs [][]byte) error {
+	for _, r := range recs {
+		seq, err := q.NextSequence()
+		if err != nil {
+			return err
+		}
+		if err := q.Put(seqKey(seq), r); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // drainLocked moves the events of a's unrouted logs that now have

@@ -65,14 +65,8 @@ func (b *Backend) appendUnrouted(from *appDB, rk routeKey, recs [][]byte) error 
 		if err != nil {
 			return err
 		}
-		for _, r := range recs {
-			seq, err := q.NextSequence()
-			if err != nil {
-				return err
-			}
-			if err := q.Put(seqKey(seq), r); err != nil {
-				return err
-			}
+		if err := appendSeq(q, recs); err != nil {
+			return err
 		}
 		limit := b.opts.UnroutedLimit
 		if limit < 0 {

@@ -26,6 +26,7 @@ import (
 	"github.com/roam-dev/roam/examples/shop/orders"
 	"github.com/roam-dev/roam/host"
 	"github.com/roam-dev/roam/host/native"
+	"github.com/roam-dev/roam/internal/wasmopt"
 	"github.com/roam-dev/roam/sdk"
 )
 
@@ -169,18 +170,14 @@ func TestAppIDBeforeSetup(t *testing.T) {
 	}
 }
 
-// withoutExport returns a copy of wasm whose export name is renamed (its
-// last letter), as a module built before the export existed would lack it.
+// withoutExport returns a copy of wasm whose export name is renamed, as a
+// module built before the export existed would lack it.
 func withoutExport(t *testing.T, wasm []byte, name string) []byte {
-	// In the export section a name is its length, the name and the
-	// export's kind (0, a function).
-	entry := append(append([]byte{byte(len(name))}, name...), 0)
-	i := bytes.Index(wasm, entry)
-	if i < 0 {
-		t.Fatalf("module exports no %s", name)
+	t.Helper()
+	out, err := wasmopt.RenameExport(wasm, name, name[:len(name)-1]+"X")
+	if err != nil {
+		t.Fatal(err)
 	}
-	out := bytes.Clone(wasm)
-	out[i+len(name)] = 'X'
 	return out
 }
 

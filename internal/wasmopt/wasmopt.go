@@ -21,6 +21,7 @@ import (
 )
 
 const (
+	sectionExport    = 7
 	sectionData      = 11
 	sectionDataCount = 12
 	opI32Const       = 0x41
@@ -86,6 +87,44 @@ func DataSegments(wasm []byte) (int, error) {
 		}
 	}
 	return 0, nil
+}
+
+// RenameExport returns a copy of wasm whose export name is called to, of
+// the same length, as a module built without that export would lack it
+// (tests of hosts that must run such modules use it).
+func RenameExport(wasm []byte, name, to string) ([]byte, error) {
+	if len(to) != len(name) {
+		return nil, fmt.Errorf("rename export %q to %q: the names differ in length", name, to)
+	}
+	sections, err := readSections(wasm)
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range sections {
+		if s.id != sectionExport {
+			continue
+		}
+		r := reader{b: wasm[:s.end], i: s.start}
+		for n := r.u32(); n > 0 && r.err == nil; n-- {
+			l := int(r.u32())
+			if r.err != nil || r.i+l > s.end {
+				break
+			}
+			at := r.i
+			r.i += l
+			r.byte() // kind
+			r.u32()  // index
+			if string(wasm[at:at+l]) == name {
+				out := slices.Clone(wasm)
+				copy(out[at:], to)
+				return out, nil
+			}
+		}
+		if r.err != nil {
+			return nil, fmt.Errorf("malformed export section: %w", r.err)
+		}
+	}
+	return nil, fmt.Errorf("the module exports no %q", name)
 }
 
 // section is a section of a module: its id and where its payload lies.

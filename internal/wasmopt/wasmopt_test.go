@@ -153,3 +153,29 @@ func BenchmarkMergeData(b *testing.B) {
 		}
 	}
 }
+
+// TestRenameExport: the export is renamed in the export section only (not
+// where the same bytes appear elsewhere, here in a data segment), and what
+// it cannot do is an error.
+func TestRenameExport(t *testing.T) {
+	wasm := module(active(0, "memory"))
+	out, err := RenameExport(wasm, "memory", "memorX")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out) != len(wasm) || bytes.Count(out, []byte("memorX")) != 1 || bytes.Count(out, []byte("memory")) != 1 {
+		t.Errorf("renamed module %q", out)
+	}
+	if !bytes.Contains(wasm, []byte("memory\x02")) {
+		t.Error("the input was changed")
+	}
+	if _, err := RenameExport(wasm, "memory", "mem"); err == nil {
+		t.Error("a name of another length was accepted")
+	}
+	if _, err := RenameExport(wasm, "nothere", "nothe_X"); err == nil {
+		t.Error("a missing export was renamed")
+	}
+	if _, err := RenameExport([]byte("not wasm"), "memory", "memorX"); err == nil {
+		t.Error("not a module, renamed")
+	}
+}

@@ -1,11 +1,12 @@
 package webtest
 
 import (
-	"bytes"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/roam-dev/roam/internal/wasmopt"
 )
 
 // TestSetupUsesAppCapabilities: a module that names its app before its
@@ -116,19 +117,13 @@ func waitReply(t *testing.T, b *browser, app, method, want string) {
 	t.Fatalf("%s.%s: %v, want 200 %s\n%s", app, method, r, want, b.logs())
 }
 
-// withoutExport returns a copy of wasm whose export name is renamed (its
-// last letter), as a module built before the export existed would lack it.
-// (host/edge's test helper of the same name.)
+// withoutExport returns a copy of wasm whose export name is renamed, as a
+// module built before the export existed would lack it.
 func withoutExport(t *testing.T, wasm []byte, name string) []byte {
 	t.Helper()
-	// In the export section a name is its length, the name and the
-	// export's kind (0, a function).
-	entry := append(append([]byte{byte(len(name))}, name...), 0)
-	i := bytes.Index(wasm, entry)
-	if i < 0 {
-		t.Fatalf("module exports no %s", name)
+	out, err := wasmopt.RenameExport(wasm, name, name[:len(name)-1]+"X")
+	if err != nil {
+		t.Fatal(err)
 	}
-	out := bytes.Clone(wasm)
-	out[i+len(name)] = 'X'
 	return out
 }

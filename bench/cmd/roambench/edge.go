@@ -266,8 +266,9 @@ func edgeHostArgs(prefix []string, roam, modDir, dataDir, cacheDir string, pool 
 }
 
 // startEdge starts roam edge and returns once orders.ListByCustomer has
-// answered 200. Cold starts compile both modules: it allows two minutes.
-func startEdge(ctx context.Context, argv []string, logFile string) (*shop, edgeStart, error) {
+// answered 200, and it has reported loading modules modules. Cold starts
+// compile them: it allows two minutes.
+func startEdge(ctx context.Context, argv []string, logFile string, modules int) (*shop, edgeStart, error) {
 	s, err := startProcess(ctx, argv, logFile, 2*time.Minute, probeList)
 	if err != nil {
 		return nil, edgeStart{}, err
@@ -282,9 +283,9 @@ func startEdge(ctx context.Context, argv []string, logFile string) (*shop, edgeS
 			st.Modules = append(st.Modules, m)
 		}
 	}
-	if len(st.Modules) != len(edgeApps) {
+	if len(st.Modules) != modules {
 		s.Stop()
-		return nil, st, fmt.Errorf("roam edge reported %d modules, want %d; its stdout: %q", len(st.Modules), len(edgeApps), s.Lines)
+		return nil, st, fmt.Errorf("roam edge reported %d modules, want %d; its stdout: %q", len(st.Modules), modules, s.Lines)
 	}
 	return s, st, nil
 }
@@ -355,15 +356,15 @@ func measureEdgeStarts(ctx context.Context, c config, rep *report, tmp, modDir, 
 		if cache == "" {
 			cache = filepath.Join(dir, "cache")
 		}
-		host, mods := rep.roam, modDir
+		host, mods, want := rep.roam, modDir, len(edgeApps)
 		if set.Alone {
 			host = er.edgeBin
 		}
 		if set.Orders {
-			mods = filepath.Join(modDir, "orders.wasm")
+			mods, want = filepath.Join(modDir, "orders.wasm"), 1
 		}
 		argv := edgeHostArgs(nil, host, mods, filepath.Join(dir, "data"), cache, set.Pool, "--watch=false")
-		s, st, err := startEdge(ctx, argv, filepath.Join(dir, "stderr.log"))
+		s, st, err := startEdge(ctx, argv, filepath.Join(dir, "stderr.log"), want)
 		if err != nil {
 			return err
 		}

@@ -403,7 +403,7 @@ func measureLoad(ctx context.Context, c config, rep *report, tmp, modDir, edgeCa
 			eextra = append(eextra, "--max-pool-size", strconv.Itoa(c.edgeMaxPool))
 		}
 		argv := edgeHostArgs(prefix, rep.roam, modDir, filepath.Join(tmp, "edge-load-data"), edgeCache, c.edgePool, eextra...)
-		if e, _, err = startEdge(ctx, argv, edgeLog); err != nil {
+		if e, _, err = startEdge(ctx, argv, edgeLog, len(edgeApps)); err != nil {
 			return err
 		}
 		defer e.Stop()
