@@ -185,7 +185,13 @@ func TestHoldFills(t *testing.T) {
 	if out, err := m.Call(ctx, "Echo", []byte(`"held"`)); err != nil || string(out) != `"held"` {
 		t.Fatalf("Echo while held: %q %v", out, err)
 	}
-	time.Sleep(200 * time.Millisecond)
+	// The control: the same module on a runtime that holds nothing fills
+	// its pool meanwhile, so the held one has had the time to fill too.
+	free, err := newRuntime(t, nil).Load(ctx, confWasm, ModuleOptions{PoolSize: 3}, Binding{Backend: be})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the pool not held to fill", 10*time.Second, func() bool { return free.Stats().Idle == 3 })
 	if s := m.Stats(); s.Idle+s.Busy != 1 || s.Instantiations != 1 {
 		t.Fatalf("while held: %+v, want the first instance only", s)
 	}
