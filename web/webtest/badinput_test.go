@@ -24,6 +24,11 @@ func badModules(t *testing.T, prefix string) http.Handler {
 		"orders.wasm":    []byte("<html>not a module</html>"),
 		"inventory.wasm": readAsset(t, "modules/inventory.wasm"),
 	}
+	return serveModules(prefix, files)
+}
+
+// serveModules serves files, by name, as wasm modules under prefix.
+func serveModules(prefix string, files map[string][]byte) http.Handler {
 	return http.StripPrefix(prefix, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, ok := files[r.URL.Path]
 		if !ok {

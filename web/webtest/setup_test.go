@@ -66,15 +66,7 @@ func TestSetupWithoutAppID(t *testing.T) {
 		"conformance.wasm": withoutExport(t, readAsset(t, "modules/conformance.wasm"), "roam_app_id"),
 		"setupapp-2.wasm":  readAsset(t, "modules/setupapp.wasm"),
 	}
-	ts := serveAssets(t, map[string]http.Handler{"/web/old/": http.StripPrefix("/web/old/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b, ok := files[r.URL.Path]
-		if !ok {
-			http.NotFound(w, r)
-			return
-		}
-		w.Header().Set("Content-Type", "application/wasm")
-		w.Write(b)
-	}))})
+	ts := serveAssets(t, map[string]http.Handler{"/web/old/": serveModules("/web/old/", files)})
 
 	got := b.openPage(pageURL(ts.URL, []string{"./old/setupapp.wasm"}, `{"db":"old-`+runID()+`"}`))
 	for _, w := range []string{
