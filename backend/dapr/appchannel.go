@@ -5,7 +5,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"encoding/json"
-	"io"
+	"errors"
 	"net/http"
 	"strings"
 
@@ -112,7 +112,12 @@ func (h *appChannel) serveEvent(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, errorBody(sdk.NotFound, "no subscription at "+r.URL.Path))
 		return
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, 64<<20))
+	body, err := readBody(r.Body)
+	if errors.Is(err, errTooBig) {
+		h.b.log.Error("dapr: delivery of more than 64 MiB; dropping it to the dead-letter topic", "path", r.URL.Path)
+		writeStatus(w, statusDrop)
+		return
+	}
 	if err != nil {
 		writeStatus(w, statusRetry)
 		return

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 
@@ -73,13 +74,47 @@ func codeOfGRPC(c codes.Code) sdk.Code {
 func unreachable(msg string) bool {
 	m := strings.ToLower(msg)
 	for _, s := range []string{"connection refused", "connect: ", "dial tcp", "i/o timeout", "connection reset",
-		"broken pipe", "eof", "no route to host", "connection pool timeout", "closed network connection", "loading dataset"} {
+		"broken pipe", "no route to host", "connection pool timeout", "closed network connection", "loading dataset"} {
 		if strings.Contains(m, s) {
 			return true
 		}
 	}
-	return false
+	return hasWord(m, "eof") // as a word: a key such as "geofence" is in the message
 }
+
+// maxBody bounds what the backend reads of a body from the sidecar: an
+// event it delivers, a reply it relays.
+const maxBody = 64 << 20
+
+var errTooBig = errors.New("exceeds 64 MiB")
+
+// readBody reads all of r, refusing more than maxBody bytes rather than
+// cutting them off (a cut reply would pass for a whole one, a cut event for
+// malformed JSON).
+func readBody(r io.Reader) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(r, maxBody+1))
+	if err == nil && len(b) > maxBody {
+		return nil, errTooBig
+	}
+	return b, err
+}
+
+// hasWord reports whether w occurs in s between non-alphanumeric bytes.
+func hasWord(s, w string) bool {
+	for i := 0; ; {
+		j := strings.Index(s[i:], w)
+		if j < 0 {
+			return false
+		}
+		start, end := i+j, i+j+len(w)
+		if (start == 0 || !alnum(s[start-1])) && (end == len(s) || !alnum(s[end])) {
+			return true
+		}
+		i = start + 1
+	}
+}
+
+func alnum(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' }
 
 // etagMismatch reports whether a sidecar error message is a failed
 // concurrency check: an ETag mismatch of a single write, or the failed
@@ -120,12 +155,17 @@ func (b *Backend) grpcErr(ctx context.Context, what string, err error) error {
 }
 
 // classify refines a code from the sidecar with what its message says.
+// An unreachable store is told apart first: Dapr's Redis store words every
+// failed write as a concurrency failure ("failed to set key k: dial tcp
+// ...: connection refused", and Aborted "possible etag mismatch. error
+// from state store: ..." for any failed delete), which would otherwise be
+// a Conflict, and an IfAbsent write's "key already exists".
 func (b *Backend) classify(what string, c sdk.Code, msg string) error {
 	switch {
+	case unreachable(msg) && (c == sdk.Internal || c == sdk.Unavailable || c == sdk.Conflict):
+		return sdk.Errorf(sdk.Unavailable, "dapr %s: the component behind the sidecar is unreachable: %s", what, msg)
 	case etagMismatch(msg) && (c == sdk.Conflict || c == sdk.Internal || c == sdk.InvalidArgument):
 		return sdk.Errorf(sdk.Conflict, "dapr %s: %s", what, msg)
-	case unreachable(msg) && (c == sdk.Internal || c == sdk.Unavailable):
-		return sdk.Errorf(sdk.Unavailable, "dapr %s: the component behind the sidecar is unreachable: %s", what, msg)
 	}
 	return sdk.Errorf(c, "dapr %s: %s", what, msg)
 }

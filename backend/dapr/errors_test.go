@@ -1,6 +1,8 @@
 package dapr
 
 import (
+	"errors"
+	"io"
 	"testing"
 
 	"github.com/roam-dev/roam/sdk"
@@ -60,3 +62,43 @@ func TestETagOf(t *testing.T) {
 		t.Fatalf("ttl rounding: %v %v %v", ttlMeta(1), ttlMeta(1500e6), ttlMeta(0))
 	}
 }
+
+// classify on the messages Dapr's Redis store gives: an unreachable store
+// is Unavailable even where its wording is a concurrency failure's, a real
+// ETag mismatch is a Conflict, and "eof" inside a key is not an EOF.
+func TestClassify(t *testing.T) {
+	b := &Backend{}
+	for _, tc := range []struct {
+		code sdk.Code
+		msg  string
+		want sdk.Code
+	}{
+		{sdk.Internal, "failed saving state in state store statestore: failed to set key probe||k: dial tcp 127.0.0.1:37069: connect: connection refused", sdk.Unavailable},
+		{sdk.Conflict, "possible etag mismatch. error from state store: dial tcp 127.0.0.1:37069: connect: connection refused", sdk.Unavailable},
+		{sdk.Internal, "failed to get key: read tcp 127.0.0.1:1->127.0.0.1:2: EOF", sdk.Unavailable},
+		{sdk.Internal, "failed to get key: unexpected EOF", sdk.Unavailable},
+		{sdk.Conflict, "possible etag mismatch. error from state store: ERR Error running script: failed to set key geofence-1", sdk.Conflict},
+		{sdk.Internal, "failed to set key videofile: etag mismatch", sdk.Conflict},
+		{sdk.InvalidArgument, "state key is empty", sdk.InvalidArgument},
+	} {
+		if got := sdk.CodeOf(b.classify("state save s/k", tc.code, tc.msg)); got != tc.want {
+			t.Errorf("%v %q: %v, want %v", tc.code, tc.msg, got, tc.want)
+		}
+	}
+}
+
+// readBody takes a body of exactly maxBody bytes and refuses a longer one,
+// where a cut-off read would pass for the whole.
+func TestReadBody(t *testing.T) {
+	zeros := func(n int64) io.Reader { return io.LimitReader(zeroReader{}, n) }
+	if b, err := readBody(zeros(maxBody)); err != nil || len(b) != maxBody {
+		t.Errorf("%d bytes: %d read, %v", maxBody, len(b), err)
+	}
+	if _, err := readBody(zeros(maxBody + 1)); !errors.Is(err, errTooBig) {
+		t.Errorf("%d bytes: %v, want errTooBig", maxBody+1, err)
+	}
+}
+
+type zeroReader struct{}
+
+func (zeroReader) Read(p []byte) (int, error) { clear(p); return len(p), nil }

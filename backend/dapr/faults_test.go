@@ -220,6 +220,25 @@ func TestFaults(t *testing.T) {
 			t.Fatalf("503 body %s: want code Unavailable and a message saying the store is unreachable", b[http.StatusServiceUnavailable])
 		}
 		t.Logf("redis down: %v, slowest %v: %s", c, slow, eb.Message)
+		// Writes say so too. Dapr's Redis store words a failed write as a
+		// concurrency failure ("failed to set key", "possible etag
+		// mismatch"), which must not come back as a Conflict, nor an
+		// IfAbsent write's "key already exists".
+		be := open(t, h.Sidecar)
+		defer be.Close()
+		st, ctx := be.State("inventory", "statestore"), ctxT(t)
+		for _, w := range []struct {
+			what string
+			do   func() error
+		}{
+			{"Set", func() error { return st.Set(ctx, sku+"-w", []byte(`1`), sdk.WriteOptions{}) }},
+			{"Set IfAbsent", func() error { return st.Set(ctx, sku+"-a", []byte(`1`), sdk.WriteOptions{IfAbsent: true}) }},
+			{"Delete", func() error { return st.Delete(ctx, sku+"-w", sdk.WriteOptions{}) }},
+		} {
+			if err := w.do(); !sdk.IsCode(err, sdk.Unavailable) || !strings.Contains(err.Error(), "unreachable") {
+				t.Errorf("%s with Redis down: %v (code %v), want Unavailable saying the store is unreachable", w.what, err, sdk.CodeOf(err))
+			}
+		}
 		if err := r.Start(); err != nil {
 			t.Fatal(err)
 		}

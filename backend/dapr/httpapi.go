@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/url"
@@ -57,7 +58,10 @@ func (h *httpSidecar) do(ctx context.Context, what, method, path string, body []
 		return 0, nil, nil, h.b.transportErr(ctx, what, err)
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	b, err := readBody(resp.Body)
+	if errors.Is(err, errTooBig) {
+		return 0, nil, nil, sdk.Errorf(sdk.Internal, "dapr %s: the sidecar's reply %v", what, err)
+	}
 	if err != nil {
 		return 0, nil, nil, h.b.transportErr(ctx, what, err)
 	}

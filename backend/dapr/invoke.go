@@ -3,7 +3,7 @@ package dapr
 import (
 	"bytes"
 	"context"
-	"io"
+	"errors"
 	"net/http"
 	"strings"
 
@@ -59,7 +59,10 @@ func (i invoker) Invoke(ctx context.Context, target, method string, data []byte)
 		return nil, i.b.transportErr(ctx, "invoke "+target+"."+method, err)
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	body, err := readBody(resp.Body)
+	if errors.Is(err, errTooBig) {
+		return nil, sdk.Errorf(sdk.Internal, "invoke %s.%s: the reply %v", target, method, err)
+	}
 	if err != nil {
 		return nil, i.b.transportErr(ctx, "invoke "+target+"."+method, err)
 	}
