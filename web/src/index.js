@@ -12,6 +12,7 @@
 
 import {
   RoamError, Unavailable, FailedPrecondition, DeadlineExceeded, Internal, utf8, fromUTF8, base64, fromBase64, statusCode, errorBody,
+  httpStatus, forwardBody, forwardBytes,
 } from './wire.js';
 
 export { RoamError } from './wire.js';
@@ -22,7 +23,8 @@ export class Host {
   // options: db (IndexedDB name, default 'roam'), remote (the server's base
   // URL), config ({key: value}), secrets ({store: {key: value}}), retry
   // ({maxAttempts, initialBackoffMs, maxBackoffMs}), timeoutMs,
-  // maxBodyBytes, deadLetterTopic, workerURL.
+  // maxBodyBytes, remoteMaxBodyBytes (the server's --max-body-bytes,
+  // default 4 MiB), deadLetterTopic, workerURL.
   constructor(options = {}) {
     this.options = { db: 'roam', ...options };
     this.remote = (options.remote ?? '').replace(/\/+$/, '');
@@ -39,8 +41,11 @@ export class Host {
   async start() {
     this.channel?.close();
     const url = this.options.workerURL ?? new URL('./roam-worker.js', import.meta.url);
-    this.worker = new Worker(url, { type: 'module', name: 'roam' });
-    this.worker.onmessage = (e) => this.onMessage(e.data);
+    const worker = new Worker(url, { type: 'module', name: 'roam' });
+    this.worker = worker;
+    worker.onmessage = (e) => {
+      if (worker === this.worker) this.onMessage(e.data);
+    };
     this.worker.onerror = (e) => {
       const err = new RoamError(Internal, `roam worker failed: ${e.message ?? 'error'}`);
       for (const w of this.waiting.values()) w.reject(err);
@@ -51,11 +56,17 @@ export class Host {
     this.channel.onmessage = (e) => {
       if (e.data?.kind === 'commit') this.emit('change', { events: e.data.events, remote: true });
     };
-    const { db, remote, config, secrets, retry, timeoutMs, maxBodyBytes, deadLetterTopic } = this.options;
-    await this.rpc('init', { db, remote, config, secrets, retry, timeoutMs, maxBodyBytes, deadLetterTopic });
+    const { db, remote, config, secrets, retry, timeoutMs, maxBodyBytes, remoteMaxBodyBytes, deadLetterTopic } = this.options;
+    await this.rpc('init', { db, remote, config, secrets, retry, timeoutMs, maxBodyBytes, remoteMaxBodyBytes, deadLetterTopic });
   }
 
   onMessage(m) {
+    if (m.restart) {
+      // The worker's IndexedDB connection is gone (site data cleared,
+      // another tab deleting the database): a new worker reopens it.
+      this.restart(m.restart);
+      return;
+    }
     if (m.notify) {
       this.emit('change', m.notify);
       for (const e of m.notify.events ?? []) this.emit('event', e);
@@ -78,7 +89,9 @@ export class Host {
 
   // on registers fn for 'change' (state committed here or in another tab),
   // 'event' (an event published here), 'sync' (a sync finished, with its
-  // counts) or 'error'. It returns a function that removes it.
+  // counts), 'online' (the server became reachable or not), 'restart' (the
+  // worker was replaced, with why) or 'error'. It returns a function that
+  // removes it.
   on(kind, fn) {
     if (!this.listeners.has(kind)) this.listeners.set(kind, new Set());
     this.listeners.get(kind).add(fn);
@@ -114,27 +127,34 @@ export class Host {
   }
 
   // callRaw sends a request body (bytes or a string) and returns the
-  // status and body the host's HTTP API would answer.
+  // status and body the host's HTTP API would answer; it does not throw.
   //
   // A guest that ignores its deadline (a loop that never returns) holds
   // the worker's only thread, and nothing can interrupt wasm there. So a
   // call unanswered a little after its deadline ends the worker: the call
-  // fails with DeadlineExceeded (504), calls queued behind it with
-  // Unavailable, and a new worker loads the same modules. Nothing
-  // acknowledged is lost: a call's writes are on disk before it answers.
+  // answers DeadlineExceeded (504), calls queued behind it Unavailable
+  // (503; they did not run), and a new worker loads the same modules.
+  // Nothing acknowledged is lost: a call's writes are on disk before it
+  // answers.
   async callRaw(app, method, body = empty) {
-    await this.ready;
-    if (typeof body === 'string') body = utf8(body);
-    const ms = (this.options.timeoutMs ?? 30000) + 1000;
-    let timer;
-    const expired = new Promise((resolve) => { timer = setTimeout(resolve, ms, null); });
-    const call = this.rpc('call', { app, method, body });
-    call.catch(() => {}); // rejected by restart() once abandoned
-    const r = await Promise.race([call, expired]).finally(() => clearTimeout(timer));
-    if (r) return r;
-    const msg = `${app}.${method}: no answer ${ms} ms after the call started; the worker running it was restarted`;
-    this.restart(msg);
-    return { status: 504, body: errorBody(DeadlineExceeded, msg) };
+    try {
+      await this.ready;
+      if (typeof body === 'string') body = utf8(body);
+      const ms = (this.options.timeoutMs ?? 30000) + 1000;
+      let timer;
+      const expired = new Promise((resolve) => { timer = setTimeout(resolve, ms, null); });
+      const call = this.rpc('call', { app, method, body });
+      call.catch(() => {}); // rejected by restart() once abandoned
+      const r = await Promise.race([call, expired]).finally(() => clearTimeout(timer));
+      if (r) return r;
+      const msg = `${app}.${method}: no answer ${ms} ms after the call started; the worker running it was restarted`;
+      this.restart(msg);
+      return { status: 504, body: errorBody(DeadlineExceeded, msg) };
+    } catch (e) {
+      // The worker was restarted or failed, or did not start.
+      const code = e instanceof RoamError ? e.code : Internal;
+      return { status: httpStatus(code), body: errorBody(code, e?.message ?? String(e)) };
+    }
   }
 
   // restart replaces the worker and loads the same modules into the new one.
@@ -168,8 +188,12 @@ export class Host {
     return text === '' ? undefined : JSON.parse(text);
   }
 
-  // status reports local changes not yet on the server (dirty keys and
-  // queued events) and unresolved conflicts.
+  // status reports local changes not yet on the server: dirty (keys to
+  // push), rejected (keys whose change the server refused for good, with
+  // its status and message; pushed again once the app writes them again),
+  // conflicts, events (how many are queued for the server) and parked
+  // (events the server refused, or that failed on their own dead-letter
+  // topic, with the reason; kept, not sent).
   async status() {
     await this.ready;
     return this.rpc('status');
@@ -205,38 +229,34 @@ export class Host {
 
   async runSync({ pull = [] }) {
     const out = await this.rpc('syncOut');
-    const res = { pushed: 0, conflicts: 0, pulled: 0, events: 0 };
+    const res = { pushed: 0, conflicts: 0, rejected: 0, pulled: 0, events: 0, parked: 0 };
     try {
-      for (const s of out.stores) {
-        let ops = s.ops;
-        for (let round = 0; ops.length > 0 && round < 3; round++) {
-          const r = await this.post(`/v1/apps/${enc(s.app)}/state/${enc(s.store)}/transact`, { ops: ops.map(wireOp) });
-          if (r.ok) {
-            await this.rpc('pushed', { app: s.app, store: s.store, ops, items: r.body.items.map(fromWire) });
-            res.pushed += ops.length;
-            break;
+      for (const s of out.stores) await this.push(s, res);
+      // A refused event is parked, not retried first at every sync for
+      // ever: the events behind it go out. Anything else (offline, 5xx)
+      // stops here, and what was sent so far is recorded either way.
+      const sent = [], parked = [];
+      const limit = this.remoteLimit();
+      try {
+        for (const e of out.events) {
+          // Publish refuses these; an event queued before it did is parked
+          // unsent (a server may reset the connection of a body over its
+          // limit before answering 413, which would look like offline).
+          const n = forwardBytes(e.rec);
+          if (n > limit) {
+            parked.push({ pos: e.pos, reason: `forwarding it takes a ${n}-byte request, over the server's limit of ${limit} bytes (remoteMaxBodyBytes)` });
+            continue;
           }
-          if (r.status !== 409) throw r.error;
-          const cs = r.body.conflicts ?? [];
-          if (cs.length === 0) break; // raced with another writer: next sync
-          for (const c of cs) {
-            await this.rpc('conflict', { app: s.app, store: s.store, key: c.key, server: fromWire(c) });
-          }
-          res.conflicts += cs.length;
-          const bad = new Set(cs.map((c) => c.key));
-          ops = ops.filter((o) => !bad.has(o.key));
+          const r = await this.post(`/v1/apps/${enc(e.app)}/publish/${enc(e.rec.pubsubname)}/${enc(e.rec.topic)}`, forwardBody(e.rec));
+          if (r.ok) sent.push(e.pos);
+          else if (refused(r.status)) parked.push({ pos: e.pos, reason: `the server refused it with ${r.status}: ${r.error.message}` });
+          else throw r.error;
         }
+      } finally {
+        if (sent.length || parked.length) await this.rpc('eventsDone', { sent, parked });
+        res.events = sent.length;
+        res.parked = parked.length;
       }
-      const sent = [];
-      for (const e of out.events) {
-        const r = await this.post(`/v1/apps/${enc(e.app)}/publish/${enc(e.rec.pubsubname)}/${enc(e.rec.topic)}`, {
-          type: e.rec.type, datacontenttype: e.rec.datacontenttype, data_base64: base64(e.rec.data), metadata: e.rec.metadata,
-        });
-        if (!r.ok) throw r.error;
-        sent.push(e.pos);
-      }
-      if (sent.length) await this.rpc('eventsSent', { positions: sent });
-      res.events = sent.length;
       const want = new Map();
       for (const s of [...out.stores, ...pull]) {
         const k = JSON.stringify([s.app, s.store]);
@@ -257,12 +277,106 @@ export class Host {
     return res;
   }
 
+  // push sends a store's outgoing ops in requests the server accepts: at
+  // most maxSyncOps ops and remoteMaxBodyBytes bytes each (host/statesync.go).
+  // Each key has one op, so no request writes a key twice. Every op is
+  // conditional on its own key's base, so splitting a push loses nothing
+  // the conflict rules rely on: a request is all-or-nothing, the push as a
+  // whole never was (conflicting keys are set aside and the rest pushed).
+  //
+  // An op that alone makes a request over the limit is rejected unsent, as
+  // the server would refuse it with 413 (or reset the connection before
+  // answering, which would look like being offline, at every sync).
+  async push(s, res) {
+    const limit = this.remoteLimit();
+    const budget = limit - 16; // {"ops":[...]}
+    const tooBig = [];
+    let chunk = [], bytes = 0;
+    for (const op of s.ops) {
+      const wire = wireOp(op);
+      const n = utf8(JSON.stringify(wire)).length + 1;
+      if (n > budget) {
+        tooBig.push({
+          key: op.key, seq: op.seq, tomb: op.tomb, status: 413,
+          message: `the change takes a ${n + 16}-byte request, over the server's limit of ${limit} bytes (remoteMaxBodyBytes)`,
+        });
+        continue;
+      }
+      if (chunk.length === maxSyncOps || bytes + n > budget) {
+        await this.pushChunk(s, chunk, res);
+        chunk = [];
+        bytes = 0;
+      }
+      chunk.push({ op, wire });
+      bytes += n;
+    }
+    if (chunk.length > 0) await this.pushChunk(s, chunk, res);
+    if (tooBig.length > 0) {
+      for (const o of tooBig) console.warn(`roam sync: ${s.app}/${s.store}: not pushing ${JSON.stringify(o.key)}: ${o.message}`);
+      await this.rpc('rejected', { app: s.app, store: s.store, ops: tooBig });
+      res.rejected += tooBig.length;
+    }
+  }
+
+  remoteLimit() {
+    return this.options.remoteMaxBodyBytes ?? 4 << 20;
+  }
+
+  // pushChunk pushes ops in one transact request. Keys the server reports
+  // as conflicts are recorded and the rest pushed again. A request the
+  // server refuses for good (400, 413) is split until the op it refuses is
+  // alone, and that op is recorded as rejected: the other keys, stores
+  // and events still go out. Any other failure throws.
+  async pushChunk(s, ops, res) {
+    for (let round = 0; ops.length > 0 && round < 3; round++) {
+      const r = await this.post(`/v1/apps/${enc(s.app)}/state/${enc(s.store)}/transact`, { ops: ops.map((o) => o.wire) });
+      if (r.ok) {
+        await this.rpc('pushed', { app: s.app, store: s.store, ops: ops.map((o) => o.op), items: r.body.items.map(fromWire) });
+        res.pushed += ops.length;
+        return;
+      }
+      if (refused(r.status)) {
+        if (ops.length === 1) {
+          const { key, seq, tomb } = ops[0].op;
+          console.warn(`roam sync: ${s.app}/${s.store}: the server refused the change of ${JSON.stringify(key)} (${r.status}): ${r.error.message}`);
+          await this.rpc('rejected', { app: s.app, store: s.store, ops: [{ key, seq, tomb, status: r.status, message: r.error.message }] });
+          res.rejected++;
+          return;
+        }
+        const half = ops.length >> 1;
+        await this.pushChunk(s, ops.slice(0, half), res);
+        await this.pushChunk(s, ops.slice(half), res);
+        return;
+      }
+      if (r.status !== 409) throw r.error;
+      const cs = r.body.conflicts ?? [];
+      if (cs.length === 0) return; // raced with another writer: next sync
+      for (const c of cs) {
+        await this.rpc('conflict', { app: s.app, store: s.store, key: c.key, server: fromWire(c) });
+      }
+      res.conflicts += cs.length;
+      const bad = new Set(cs.map((c) => c.key));
+      ops = ops.filter((o) => !bad.has(o.op.key));
+    }
+  }
+
+  // fetchItems reads keys in requests of at most 500 keys and the
+  // server's body limit (keys may be up to 16 KiB each).
   async fetchItems(app, store, keys) {
     const out = [];
-    for (let i = 0; i < keys.length; i += 500) {
-      const r = await this.post(`/v1/apps/${enc(app)}/state/${enc(store)}/bulk`, { keys: keys.slice(i, i + 500) });
+    const budget = this.remoteLimit() - 16;
+    for (let i = 0; i < keys.length;) {
+      let j = i, bytes = 0;
+      while (j < keys.length && j - i < 500) {
+        const n = utf8(JSON.stringify(keys[j])).length + 1;
+        if (j > i && bytes + n > budget) break;
+        bytes += n;
+        j++;
+      }
+      const r = await this.post(`/v1/apps/${enc(app)}/state/${enc(store)}/bulk`, { keys: keys.slice(i, j) });
       if (!r.ok) throw r.error;
       out.push(...r.body.items.map(fromWire));
+      i = j;
     }
     return out;
   }
@@ -336,6 +450,16 @@ export async function load(url, options = {}) {
 }
 
 const enc = encodeURIComponent;
+
+// maxSyncOps is host/statesync.go's maxSyncKeys: the most ops (or keys) of
+// one state sync request.
+const maxSyncOps = 1000;
+
+// refused tells a request the server refuses for what it is (400, 413),
+// which sending it again cannot change, from a failure of the moment
+// (offline, 5xx, 408, 429) or of the setup (404: an app the server does
+// not have; 401, 403), after which everything is sent again later.
+const refused = (status) => status === 400 || status === 413;
 
 // wireOp and fromWire convert to and from the state sync API's JSON, where
 // values are base64 (Go's encoding of []byte).

@@ -7,7 +7,7 @@
 
 import { WASI, OpenFile, File, ConsoleStdout, WASIProcExit } from '@bjorn3/browser_wasi_shim';
 import {
-  Reader, Writer, RoamError, utf8, fromUTF8, goQuote, errorBody, httpStatus, validJSON, base64, parseCode, statusCode,
+  Reader, Writer, RoamError, utf8, fromUTF8, goQuote, errorBody, httpStatus, validJSON, base64, parseCode, statusCode, forwardBytes,
   OK, InvalidArgument, NotFound, FailedPrecondition, Unavailable, DeadlineExceeded, Internal,
 } from './wire.js';
 
@@ -36,6 +36,9 @@ const pack = (code, n) => (BigInt(code) << 32n) | BigInt(n >>> 0);
 
 export const defaults = {
   maxBodyBytes: 4 << 20, // host.Options.MaxBodyBytes
+  // The remote's host.Options.MaxBodyBytes (--max-body-bytes): an event
+  // for the server must fit in one request of the state sync API.
+  remoteMaxBodyBytes: 4 << 20,
   timeoutMs: 30000, // host.Options.RequestTimeout
   retry: { maxAttempts: 5, initialBackoffMs: 200, maxBackoffMs: 2000 }, // backend.DefaultRetryPolicy
   deadLetterTopic: 'deadletter',
@@ -342,7 +345,7 @@ export class Runtime {
       try {
         await this.commit();
       } catch (e) {
-        throw new RoamError(Unavailable, `${name}: what the app's setup wrote was not saved: ${e.message}`);
+        throw new RoamError(Unavailable, `${name}: the app's setup ran, but ${e.message}`);
       }
       this.modules.set(id, mod);
     } finally {
@@ -369,11 +372,21 @@ export class Runtime {
     }
     // Events published before this subscriber was loaded wait in the
     // outbox; take back those of its topics.
+    let taken = false;
     for (const [pos, o] of this.outbox) {
-      if (!o.sent && this.subs.has(o.rec.pubsubname + '\0' + o.rec.topic)) {
-        this.outbox.delete(pos);
-        this.store.stage('outbox', pos, undefined);
+      if (!o.parked && this.subs.has(o.rec.pubsubname + '\0' + o.rec.topic)) {
+        this.unbox(pos);
         this.route(o.rec, o.app);
+        taken = true;
+      }
+    }
+    if (taken) {
+      try {
+        await this.commit();
+      } catch (e) {
+        // Undone: the events stay in the outbox, and the next load of a
+        // subscriber takes them again.
+        console.error(`roam: moving ${mod.app}'s events from the outbox to its queues was not saved`, e);
       }
     }
     this.schedule(0);
@@ -627,25 +640,64 @@ export class Runtime {
       datacontenttype: m.contentType || 'application/json', pubsubname: m.pubsub, topic: m.topic,
       data: m.data.slice(), metadata: m.metadata ?? {},
     };
+    // An event for the server that could never be forwarded is refused
+    // now, while the app can still be told, rather than accepted and then
+    // parked by sync.
+    if (!this.subs.has(rec.pubsubname + '\0' + rec.topic)) {
+      const why = this.unforwardable(rec);
+      if (why) throw new RoamError(InvalidArgument, `publish ${rec.pubsubname}/${rec.topic}: ${why}`);
+    }
     this.route(rec, app);
+  }
+
+  // unforwardable says why rec cannot be forwarded to the server, or ''.
+  unforwardable(rec) {
+    const n = forwardBytes(rec), max = this.opts.remoteMaxBodyBytes;
+    if (n <= max) return '';
+    return `no module in this page subscribes to the topic, so the event goes to the server, but forwarding it takes a ${n}-byte request (its ${rec.data.length} bytes of data base64-encoded in JSON), over the server's limit of ${max} bytes`;
   }
 
   // route appends rec to the queue of every subscription on its topic in
   // this worker, or, when there is none, to the outbox the page forwards to
   // the server. Both are written with the call's state, in one transaction.
+  // Every change to the queues and the outbox in memory registers its undo
+  // (store.onUndo): a commit that fails takes them back with the state.
   route(rec, from) {
     const subs = this.subs.get(rec.pubsubname + '\0' + rec.topic) ?? [];
     for (const s of subs) {
       const key = [s.app, s.pubsub, s.topic, this.nextPos()];
-      s.queue.push({ key, rec });
+      const entry = { key, rec };
+      s.queue.push(entry);
+      this.store.onUndo(() => {
+        const i = s.queue.lastIndexOf(entry);
+        if (i >= 0) s.queue.splice(i, 1);
+      });
       this.store.stage('queue', key, rec);
     }
     if (subs.length === 0) {
-      const pos = this.nextPos();
-      this.outbox.set(pos, { app: from, rec });
-      this.store.stage('outbox', pos, { app: from, rec });
+      // Only a dead-lettered event gets here too big (publish refuses
+      // others): parked, as it could never be forwarded.
+      const why = this.unforwardable(rec);
+      if (why) console.warn(`[${from}] pubsub: parking event ${rec.id} of ${rec.pubsubname}/${rec.topic}: ${why}`);
+      this.box(this.nextPos(), why ? { app: from, rec, parked: true, reason: why } : { app: from, rec });
     }
     this.published.push(rec);
+  }
+
+  // box puts an entry into the outbox at pos, unbox takes it out.
+  box(pos, o) {
+    const old = this.outbox.get(pos);
+    this.outbox.set(pos, o);
+    this.store.onUndo(() => (old ? this.outbox.set(pos, old) : this.outbox.delete(pos)));
+    this.store.stage('outbox', pos, o);
+  }
+
+  unbox(pos) {
+    const old = this.outbox.get(pos);
+    if (!old) return;
+    this.outbox.delete(pos);
+    this.store.onUndo(() => this.outbox.set(pos, old));
+    this.store.stage('outbox', pos, undefined);
   }
 
   nextPos() {
@@ -693,8 +745,7 @@ export class Runtime {
       if (r.code === InvalidArgument || s.failures >= p.maxAttempts) {
         console.warn(`[${s.app}] pubsub: dead-lettering event ${head.rec.id} of ${s.pubsub}/${s.topic} after ${s.failures} attempts: ${r.message}`);
         if (s.dl === s.topic) {
-          const pos = this.nextPos();
-          this.store.stage('outbox', pos, { app: s.app, rec: head.rec, parked: true });
+          this.box(this.nextPos(), { app: s.app, rec: head.rec, parked: true, reason: `failed on its dead-letter topic after ${s.failures} attempts: ${r.message}` });
         } else this.route({ ...head.rec, topic: s.dl }, s.app);
         this.ack(s);
         continue;
@@ -707,7 +758,11 @@ export class Runtime {
     try {
       await this.commit();
     } catch (e) {
-      console.error('roam: saving deliveries failed', e);
+      // Undone: the events are back at the heads of their queues, to be
+      // delivered again (at least once) when saving works again.
+      console.error('roam: saving deliveries failed; trying again later', e);
+      this.schedule(this.opts.retry.maxBackoffMs);
+      return;
     }
     if (delivered) this.schedule(0);
     else if (next < Infinity) this.schedule(Math.max(0, next - Date.now()));
@@ -715,6 +770,7 @@ export class Runtime {
 
   ack(s) {
     const head = s.queue.shift();
+    this.store.onUndo(() => s.queue.unshift(head));
     s.failures = 0;
     s.nextAt = 0;
     this.store.stage('queue', head.key, undefined);
@@ -742,21 +798,35 @@ export class Runtime {
         stores.push({ app, store, ops: this.store.outgoing(app, store), keys: this.store.keys(app, store) });
       }
     }
+    // In publish order: an entry put back by an undo is at the Map's end.
     const events = [];
     for (const [pos, o] of this.outbox) if (!o.parked) events.push({ pos, app: o.app, rec: o.rec });
+    events.sort((a, b) => a.pos - b.pos);
     return { stores, events };
   }
 
-  eventsSent(positions) {
-    for (const pos of positions) {
-      this.outbox.delete(pos);
-      this.store.stage('outbox', pos, undefined);
+  // eventsDone records what sync did with outbox events: sent (positions)
+  // are gone; parked ({pos, reason}) will never be accepted by the server.
+  eventsDone(sent, parked) {
+    for (const pos of sent) this.unbox(pos);
+    for (const p of parked) {
+      const o = this.outbox.get(p.pos);
+      if (!o) continue;
+      console.warn(`[${o.app}] pubsub: parking event ${o.rec.id} of ${o.rec.pubsubname}/${o.rec.topic}: ${p.reason}`);
+      this.box(p.pos, { ...o, parked: true, reason: p.reason });
     }
   }
 
   status() {
     const s = this.store.status();
-    s.events = [...this.outbox.values()].filter((o) => !o.parked).length;
+    const boxed = [...this.outbox].sort((a, b) => a[0] - b[0]).map(([, o]) => o);
+    s.events = boxed.filter((o) => !o.parked).length;
+    // Parked events: refused by the server, or failed on their own
+    // dead-letter topic. They stay in IndexedDB, and are not sent.
+    s.parked = boxed.filter((o) => o.parked).map((o) => ({
+      app: o.app, id: o.rec.id, pubsub: o.rec.pubsubname, topic: o.rec.topic, type: o.rec.type,
+      time: o.rec.time, reason: o.reason ?? 'failed on its dead-letter topic',
+    }));
     s.apps = this.appIDs();
     return s;
   }

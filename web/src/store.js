@@ -12,12 +12,19 @@
 // (flush), so an acknowledged write is on disk, and a call's writes land
 // together or not at all.
 //
+// A commit that fails (quota, a closed database) is undone in memory: a
+// call answered "not saved" leaves no trace, neither for later calls nor
+// for sync. Calls run while an earlier commit is still in flight, on top of
+// its writes, so when that commit fails the calls behind it are undone and
+// fail too: they may have read what it wrote. See flush.
+//
 // Each item also carries what sync needs: base, the server ETag the local
 // copy derives from ('' when the server has never had it); dirty, whether it
 // changed locally since it was last pushed; tomb, a deleted item the server
-// still has; conflict, set when sync found both sides changed.
+// still has; conflict, set when sync found both sides changed; rejected,
+// set when the server refused the change for good ({status, message}).
 
-import { RoamError, InvalidArgument, NotFound, Conflict, goQuote, goMillis, utf8, sameBytes } from './wire.js';
+import { RoamError, InvalidArgument, NotFound, Conflict, Unavailable, goQuote, goMillis, utf8, sameBytes } from './wire.js';
 
 // Limits of the embedded backend, whose messages the vectors compare.
 const maxStoreName = 1 << 10;
@@ -32,8 +39,8 @@ export function openDB(name) {
       for (const s of objectStores) r.result.createObjectStore(s);
     };
     r.onsuccess = () => resolve(r.result);
-    r.onerror = () => reject(r.error);
-    r.onblocked = () => reject(new Error(`IndexedDB ${name} is blocked by another tab upgrading it`));
+    r.onerror = () => reject(new RoamError(Unavailable, `opening IndexedDB ${name}: ${describe(r.error)}`));
+    r.onblocked = () => reject(new RoamError(Unavailable, `IndexedDB ${name} is blocked by another tab upgrading it`));
   });
 }
 
@@ -42,6 +49,23 @@ function request(r) {
     r.onsuccess = () => resolve(r.result);
     r.onerror = () => reject(r.error);
   });
+}
+
+// describe names an IndexedDB failure: DOMExceptions carry the useful
+// part (QuotaExceededError, InvalidStateError) in their name.
+function describe(e) {
+  if (!e) return 'unknown error';
+  const msg = e.message || String(e);
+  return e.name && e.name !== 'Error' && !msg.startsWith(e.name) ? `${e.name}: ${msg}` : msg;
+}
+
+// snapshot copies a staged write's record as it is now: records are
+// changed in place later (sync marks them clean), and a batch must write
+// what its calls saw, not what a later call made of it.
+function snapshot(p) {
+  const v = p.value;
+  const plain = v !== null && typeof v === 'object' && !ArrayBuffer.isView(v) && !Array.isArray(v);
+  return { os: p.os, key: p.key, value: plain ? { ...v } : v };
 }
 
 // appRange selects the records of one app: keys [app, ...].
@@ -82,8 +106,29 @@ export class Store {
     this.apps = new Map(); // app -> store name -> {seq, items: Map key -> record}
     this.conflicts = new Map(); // JSON [app, store, key] -> conflict entry
     this.pending = new Map(); // staged IndexedDB writes
-    this.flushing = Promise.resolve();
+    this.undo = []; // functions that take memory back to before the staged writes
+    this.batches = []; // flushed batches not settled yet, oldest first
+    this.tail = Promise.resolve(); // settles with the last batch; never rejects
+    this.doomed = null; // the error of a staged batch undone by a failed commit
     this.changed = []; // records changed since the last flush, for other tabs
+    this.closed = null; // why the database connection is gone
+    this.onClosed = null;
+    // A connection the browser closes (site data cleared) or another tab
+    // needs closed (it deletes or upgrades the database) is gone for good:
+    // nothing more can be saved through it, and memory no longer matches
+    // the disk. The worker is replaced (onClosed), which reopens the
+    // database and reads it afresh.
+    db.onclose = () => this.gone(`IndexedDB ${db.name} was closed by the browser (site data cleared?)`);
+    db.onversionchange = () => {
+      db.close();
+      this.gone(`IndexedDB ${db.name} is being deleted or upgraded by another tab`);
+    };
+  }
+
+  gone(why) {
+    if (this.closed) return;
+    this.closed = why;
+    this.onClosed?.(why);
   }
 
   // load reads an app's items, sequences and conflicts into memory.
@@ -198,6 +243,7 @@ export class Store {
   // put stores value with a fresh ETag; the item becomes dirty for sync.
   put(app, store, sp, key, value, ttlMs, now) {
     const old = sp.items.get(key);
+    this.keep(sp, key);
     const r = {
       app, store, key, value: value.slice(), seq: ++sp.seq, expiry: ttlMs > 0 ? now + ttlMs : 0,
       base: old ? old.base : '', dirty: true, tomb: false, conflict: old ? old.conflict : false,
@@ -212,13 +258,14 @@ export class Store {
   del(app, store, sp, key) {
     const old = sp.items.get(key);
     if (!old || old.tomb) return;
+    this.keep(sp, key);
     if (old.base === '' && !old.conflict) {
       sp.items.delete(key);
       this.stage('items', [app, store, key], undefined);
       this.changed.push({ app, store, key, gone: true });
       return;
     }
-    const r = { ...old, value: new Uint8Array(0), expiry: 0, tomb: true, dirty: true };
+    const r = { ...old, value: new Uint8Array(0), expiry: 0, tomb: true, dirty: true, rejected: null };
     sp.items.set(key, r);
     this.stageItem(r);
   }
@@ -229,28 +276,109 @@ export class Store {
     this.pending.set(os + '\0' + JSON.stringify(key), { os, key, value });
   }
 
+  // onUndo registers fn to take memory back if the staged writes are not
+  // saved. The runtime's queues and outbox use it too.
+  onUndo(fn) {
+    this.undo.push(fn);
+  }
+
+  // keep records an item as it is before a change, for undo.
+  keep(sp, key) {
+    const old = sp.items.get(key);
+    const copy = old && { ...old };
+    this.undo.push(() => {
+      if (copy) sp.items.set(key, copy);
+      else sp.items.delete(key);
+    });
+  }
+
+  keepConflict(id) {
+    const old = this.conflicts.get(id);
+    const copy = old && { ...old };
+    this.undo.push(() => {
+      if (copy) this.conflicts.set(id, copy);
+      else this.conflicts.delete(id);
+    });
+  }
+
   stageItem(r) {
     this.stage('items', [r.app, r.store, r.key], r);
     this.changed.push(r);
   }
 
   // flush commits every staged write in one IndexedDB transaction and
-  // resolves once it is durable. Flushes run one after the other.
+  // resolves once it is durable, and once every earlier batch is: a call
+  // that wrote nothing may still have read what an earlier call wrote, so
+  // it answers only when that is saved. Batches commit one after the other.
+  //
+  // A batch that fails rejects with Unavailable, and memory goes back to
+  // the last batch that was saved: its writes are undone, and so are those
+  // of the batches behind it (calls that ran on top of it, which reject
+  // too) and of anything staged since. So a call answered "not saved"
+  // leaves nothing behind, in memory, on disk or for sync; and the next
+  // batch is tried afresh, not chained onto the failure.
   flush() {
-    if (this.pending.size === 0) return this.flushing;
-    const batch = [...this.pending.values()];
+    const b = { writes: [...this.pending.values()].map(snapshot), undo: this.undo, error: this.doomed };
     this.pending = new Map();
-    this.flushing = this.flushing.then(() => new Promise((resolve, reject) => {
-      const tx = this.db.transaction(objectStores, 'readwrite', { durability: 'strict' });
-      for (const p of batch) {
-        const os = tx.objectStore(p.os);
-        if (p.value === undefined) os.delete(p.key);
-        else os.put(p.value, p.key);
+    this.undo = [];
+    this.doomed = null;
+    this.batches.push(b);
+    const done = this.tail.then(async () => {
+      try {
+        if (b.error) throw b.error;
+        if (b.writes.length > 0) await this.write(b.writes);
+      } catch (e) {
+        if (!b.error) this.fail(b, e);
+        throw b.error;
+      } finally {
+        this.batches.shift(); // b: the batches settle in order
       }
+    });
+    this.tail = done.catch(() => {});
+    return done;
+  }
+
+  // write commits writes in one IndexedDB transaction.
+  write(writes) {
+    if (this.closed) throw new Error(this.closed);
+    return new Promise((resolve, reject) => {
+      const tx = this.db.transaction(objectStores, 'readwrite', { durability: 'strict' });
       tx.oncomplete = () => resolve();
       tx.onerror = tx.onabort = () => reject(tx.error ?? new Error('IndexedDB transaction aborted'));
-    }));
-    return this.flushing;
+      try {
+        for (const p of writes) {
+          const os = tx.objectStore(p.os);
+          if (p.value === undefined) os.delete(p.key);
+          else os.put(p.value, p.key);
+        }
+      } catch (e) {
+        try {
+          tx.abort();
+        } catch { /* already finished */ }
+        reject(e);
+      }
+    });
+  }
+
+  // fail undoes batch b, which failed with e, and every batch after it.
+  fail(b, e) {
+    const cause = describe(e);
+    b.error = new RoamError(Unavailable, `state was not saved: ${cause}`);
+    const later = this.batches.slice(this.batches.indexOf(b) + 1);
+    // Newest first: what is staged, the later batches, then b.
+    const undo = [b.undo, ...later.map((l) => l.undo), this.undo].flat();
+    for (let i = undo.length - 1; i >= 0; i--) undo[i]();
+    const after = (wrote) => new RoamError(Unavailable, wrote
+      ? `state was not saved: the call ran on top of an earlier call whose commit failed, so it was undone too (${cause})`
+      : `the call may have read an earlier call's write that was then not saved, so it is not answered (${cause})`);
+    for (const l of later) {
+      l.error = after(l.writes.length > 0);
+      l.undo = [];
+    }
+    if (this.pending.size > 0) this.doomed = after(true);
+    this.pending = new Map();
+    this.undo = [];
+    this.changed = [];
   }
 
   takeChanged() {
@@ -280,13 +408,14 @@ export class Store {
   }
 
   // outgoing lists the local changes of a store to push: each conditional
-  // on the server ETag the change was made from.
+  // on the server ETag the change was made from. A change the server
+  // refused for good is left out until the app writes the key again.
   outgoing(app, store) {
     const sp = this.space(app, store);
     const now = Date.now();
     const ops = [];
     for (const r of sp.items.values()) {
-      if (!r.dirty || r.conflict) continue;
+      if (!r.dirty || r.conflict || r.rejected) continue;
       const expired = r.expiry !== 0 && now >= r.expiry;
       if (r.tomb || expired) {
         if (r.base !== '') ops.push({ key: r.key, op: 'delete', etag: r.base, seq: r.seq, tomb: true });
@@ -307,6 +436,7 @@ export class Store {
       const r = sp.items.get(op.key);
       const srv = items[i];
       if (!r) return;
+      this.keep(sp, op.key);
       const unchanged = r.seq === op.seq && r.tomb === op.tomb;
       if (op.op === 'delete' && unchanged && !srv.found) {
         sp.items.delete(op.key);
@@ -322,6 +452,20 @@ export class Store {
       }
       this.stageItem(r);
     });
+  }
+
+  // rejected records that the server refused the pushed change of key for
+  // good (a 400 or 413 for that op alone): status() reports it, and sync
+  // stops pushing it, until the app writes the key again (put and del
+  // make a record without it) or keeps it with resolve. A change made since
+  // the push is not marked: it is pushed as usual.
+  rejected(app, store, op, status, message) {
+    const sp = this.space(app, store);
+    const r = sp.items.get(op.key);
+    if (!r || r.seq !== op.seq || r.tomb !== op.tomb || !r.dirty) return;
+    this.keep(sp, op.key);
+    r.rejected = { status, message, at: new Date().toISOString() };
+    this.stageItem(r);
   }
 
   // adopt replaces the local item with the server's version.
@@ -342,6 +486,8 @@ export class Store {
     const sp = this.space(app, store);
     let r = sp.items.get(key);
     if (!r) return;
+    this.keep(sp, key);
+    this.keepConflict(JSON.stringify([app, store, key]));
     r.conflict = true;
     this.stageItem(r);
     const c = {
@@ -364,6 +510,7 @@ export class Store {
       if (r && r.conflict) {
         const c = this.conflicts.get(JSON.stringify([app, store, srv.key]));
         if (c) {
+          this.keepConflict(JSON.stringify([app, store, srv.key]));
           c.server = { found: srv.found, value: srv.value, etag: srv.etag };
           this.stage('conflicts', [app, store, srv.key], c);
         }
@@ -376,6 +523,7 @@ export class Store {
       }
       if (!srv.found) {
         if (r && r.base !== '') {
+          this.keep(sp, srv.key);
           sp.items.delete(srv.key);
           this.stage('items', [app, store, srv.key], undefined);
           this.changed.push({ app, store, key: srv.key, gone: true });
@@ -384,6 +532,7 @@ export class Store {
         continue;
       }
       if (r && !r.tomb && r.base === srv.etag) continue;
+      this.keep(sp, srv.key);
       const nr = r ?? { app, store, key: srv.key, conflict: false };
       this.adopt(sp, nr, srv);
       sp.items.set(srv.key, nr);
@@ -401,6 +550,11 @@ export class Store {
     if (!c) throw new RoamError(NotFound, `no conflict on ${app}/${store}/${key}`);
     const sp = this.space(app, store);
     let r = sp.items.get(key);
+    if (choice !== 'theirs' && choice !== 'mine') {
+      throw new RoamError(InvalidArgument, `resolve: choose 'mine' or 'theirs', not ${goQuote(String(choice))}`);
+    }
+    this.keep(sp, key);
+    this.keepConflict(id);
     if (choice === 'theirs') {
       if (!c.server.found) {
         if (r) {
@@ -415,17 +569,18 @@ export class Store {
         sp.items.set(key, r);
         this.stageItem(r);
       }
-    } else if (choice === 'mine') {
+    } else {
       if (r) {
         r.base = c.server.found ? c.server.etag : '';
         r.dirty = true;
         r.conflict = false;
+        r.rejected = null;
         if (r.tomb && r.base === '') {
           sp.items.delete(key);
           this.stage('items', [app, store, key], undefined);
         } else this.stageItem(r);
       }
-    } else throw new RoamError(InvalidArgument, `resolve: choose 'mine' or 'theirs', not ${goQuote(String(choice))}`);
+    }
     this.conflicts.delete(id);
     this.stage('conflicts', [app, store, key], undefined);
   }
@@ -436,11 +591,13 @@ export class Store {
   }
 
   status() {
-    const dirty = [];
+    const dirty = [], rejected = [];
     for (const [app, stores] of this.apps) {
       for (const [store, sp] of stores) {
         for (const r of sp.items.values()) {
-          if (r.dirty && !r.conflict) dirty.push({ app, store, key: r.key, deleted: r.tomb });
+          if (!r.dirty || r.conflict) continue;
+          if (r.rejected) rejected.push({ app, store, key: r.key, deleted: r.tomb, ...r.rejected });
+          else dirty.push({ app, store, key: r.key, deleted: r.tomb });
         }
       }
     }
@@ -455,6 +612,6 @@ export class Store {
         server: { found: c.server.found, value: c.server.value, etag: c.server.etag },
       };
     });
-    return { dirty, conflicts };
+    return { dirty, rejected, conflicts };
   }
 }

@@ -258,3 +258,14 @@ export function sameBytes(a, b) {
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;
 }
+
+// forwardBody is the body of the state sync API's publish request that
+// forwards an event record to the server (index.js); forwardBytes is its
+// size in bytes without building it, for the check at publish time.
+export function forwardBody(rec) {
+  return { type: rec.type, datacontenttype: rec.datacontenttype, data_base64: base64(rec.data), metadata: rec.metadata };
+}
+export function forwardBytes(rec) {
+  const rest = JSON.stringify({ type: rec.type, datacontenttype: rec.datacontenttype, data_base64: '', metadata: rec.metadata });
+  return utf8(rest).length + 4 * Math.ceil(rec.data.length / 3);
+}

@@ -4,11 +4,12 @@
 //
 // Messages from the page are {id, op, args}; replies {id, ok, value} or
 // {id, ok: false, error: {code, message}}. Unsolicited {notify} messages
-// tell the page that state changed or events were published.
+// tell the page that state changed or events were published; {restart}
+// asks it for a new worker, when the IndexedDB connection is gone.
 
 import { Runtime, fetchModule } from './runtime.js';
 import { Store, openDB } from './store.js';
-import { Internal, utf8, Unavailable, RoamError } from './wire.js';
+import { Internal, Unavailable, RoamError, errorBody } from './wire.js';
 
 let rt = null;
 let ready = null; // init's promise
@@ -23,6 +24,9 @@ const pageEvent = (r) => ({
 // start opens the database and the runtime: init's work.
 async function start(opts) {
   const store = new Store(await openDB(opts.db));
+  // Memory no longer matches a database that was closed under us (site
+  // data cleared) or is being deleted: a new worker reopens and reads it.
+  store.onClosed = (why) => self.postMessage({ restart: why });
   rt = new Runtime(store, opts);
   await rt.init();
   // Other tabs' workers share the IndexedDB database: take their
@@ -56,11 +60,14 @@ const handlers = {
   },
 
   async call({ app, method, body }) {
+    if (rt.store.closed) return { status: 503, body: errorBody(Unavailable, `${rt.store.closed}; the roam worker is restarting: try again`) };
     const r = rt.callHTTP(app, method, body);
     try {
       await rt.commit();
     } catch (e) {
-      return { status: 503, body: utf8(JSON.stringify({ code: 'Unavailable', message: `state was not saved: ${e.message}` })) };
+      // The call's writes and events are undone (Store.flush).
+      const msg = e instanceof RoamError ? e.message : `state was not saved: ${e.message}`;
+      return { status: 503, body: errorBody(Unavailable, msg) };
     }
     return r;
   },
@@ -81,8 +88,12 @@ const handlers = {
     await rt.commit();
     return n;
   },
-  async eventsSent({ positions }) {
-    rt.eventsSent(positions);
+  async rejected({ app, store, ops }) {
+    for (const o of ops) rt.store.rejected(app, store, o, o.status, o.message);
+    await rt.commit();
+  },
+  async eventsDone({ sent, parked }) {
+    rt.eventsDone(sent, parked);
     await rt.commit();
   },
   async resolve({ app, store, key, choice }) {

@@ -58,6 +58,22 @@ const ops = {
   wait: async (c) => (await page.waitForFunction(([src, arg]) => (0, eval)('(' + src + ')')(arg), [c.fn, c.arg ?? null], { timeout: c.timeoutMs ?? 20000 })).jsonValue(),
   screenshot: (c) => page.screenshot({ path: c.path, fullPage: true }).then(() => c.path),
   logs: () => logs.slice(),
+  // cdp sends a Chrome DevTools Protocol command (Storage.clearDataForOrigin).
+  cdp: async (c) => {
+    const s = await context.newCDPSession(page);
+    try {
+      return await s.send(c.method, c.params ?? {});
+    } finally {
+      await s.detach();
+    }
+  },
+  // workerEval runs fn with arg in the newest web worker whose URL contains
+  // c.url (the roam worker), to inject faults the page cannot reach.
+  workerEval: async (c) => {
+    const w = page.workers().filter((x) => x.url().includes(c.url)).pop();
+    if (!w) throw new Error(`no worker ${c.url}; workers: ${page.workers().map((x) => x.url()).join(', ')}`);
+    return w.evaluate(([src, arg]) => (0, eval)('(' + src + ')')(arg), [c.fn, c.arg ?? null]);
+  },
 };
 
 const out = (m) => process.stdout.write(JSON.stringify(m) + '\n');

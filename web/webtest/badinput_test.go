@@ -157,4 +157,31 @@ func TestGuestIgnoresDeadline(t *testing.T) {
 	if r := b.call("conformance", "Get", `{"key":"k"}`); r.status != 200 || !strings.Contains(r.body, `"value":1`) {
 		t.Fatalf("after restart: %v\n%s", r, b.logs())
 	}
+
+	// Calls queued behind the loop never ran: callRaw answers them 503, as
+	// the HTTP API would, and does not throw.
+	var queued []struct {
+		Status int
+		Body   string
+		Err    string
+	}
+	b.eval(`async () => {
+		const h = window.roamHost, enc = (s) => new TextEncoder().encode(s);
+		const ps = [['Spin', '{}'], ['Put', '{"key":"q1","value":1}'], ['Echo', '{"q":2}']].map(([m, body]) =>
+			h.callRaw('conformance', m, enc(body)).then(
+				(r) => ({status: r.status, body: new TextDecoder().decode(r.body)}),
+				(e) => ({err: String(e)})));
+		return Promise.all(ps);
+	}`, nil, &queued)
+	if len(queued) != 3 || queued[0].Status != 504 {
+		t.Fatalf("spin with calls behind it: %+v", queued)
+	}
+	for _, q := range queued[1:] {
+		if q.Err != "" || q.Status != 503 || !strings.HasPrefix(q.Body, `{"code":"Unavailable","message":"the roam worker was restarted: conformance.Spin: no answer `) {
+			t.Errorf("a call queued behind the loop: %+v", q)
+		}
+	}
+	if r := b.call("conformance", "Get", `{"key":"q1"}`); r.status != 404 {
+		t.Errorf("q1, whose call never ran: %v", r)
+	}
 }
