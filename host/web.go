@@ -131,7 +131,9 @@ func (s *Server) withCORS(next http.Handler) http.Handler {
 		h.Set("Access-Control-Expose-Headers", "X-Request-Id")
 		if preflight {
 			h.Set("Access-Control-Allow-Methods", "GET, POST, PUT, OPTIONS")
-			h.Set("Access-Control-Allow-Headers", "Content-Type, X-Request-Id, X-Roam-Caller")
+			// traceparent and tracestate: a browser host's invocation carries
+			// its page's trace context (web/README.md, "Trace context").
+			h.Set("Access-Control-Allow-Headers", "Content-Type, X-Request-Id, X-Roam-Caller, traceparent, tracestate")
 			h.Set("Access-Control-Max-Age", "600")
 			if r.Header.Get("Access-Control-Request-Private-Network") == "true" {
 				h.Set("Access-Control-Allow-Private-Network", "true")

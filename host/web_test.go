@@ -70,7 +70,8 @@ func TestCORSOrigins(t *testing.T) {
 		resp, body := do(t, "POST", u+"/v1/apps/synctest/methods/Echo", `{"a":1}`, map[string]string{"Origin": origin})
 		got := resp.Header.Get("Access-Control-Allow-Origin")
 		if allowed {
-			if pre.StatusCode != http.StatusNoContent || pre.Header.Get("Access-Control-Allow-Methods") == "" || got != origin || string(body) != `{"a":1}` {
+			if pre.StatusCode != http.StatusNoContent || pre.Header.Get("Access-Control-Allow-Methods") == "" || got != origin || string(body) != `{"a":1}` ||
+				!strings.Contains(pre.Header.Get("Access-Control-Allow-Headers"), "traceparent, tracestate") {
 				t.Errorf("%s: preflight %d %v; call Allow-Origin %q body %s", origin, pre.StatusCode, pre.Header, got, body)
 			}
 		} else if pre.StatusCode != http.StatusForbidden || got != "" {

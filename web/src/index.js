@@ -24,7 +24,9 @@ export class Host {
   // URL), config ({key: value}), secrets ({store: {key: value}}), retry
   // ({maxAttempts, initialBackoffMs, maxBackoffMs}), timeoutMs,
   // maxBodyBytes, remoteMaxBodyBytes (the server's --max-body-bytes,
-  // default 4 MiB), deadLetterTopic, workerURL.
+  // default 4 MiB), deadLetterTopic, workerURL, traceHeaders (to which
+  // servers a call's trace context is sent: 'same-origin', the default,
+  // 'always' or 'never'; see "Trace context" in web/README.md).
   constructor(options = {}) {
     this.options = { db: 'roam', ...options };
     this.remote = (options.remote ?? '').replace(/\/+$/, '');
@@ -56,8 +58,8 @@ export class Host {
     this.channel.onmessage = (e) => {
       if (e.data?.kind === 'commit') this.emit('change', { events: e.data.events, remote: true });
     };
-    const { db, remote, config, secrets, retry, timeoutMs, maxBodyBytes, remoteMaxBodyBytes, deadLetterTopic } = this.options;
-    await this.rpc('init', { db, remote, config, secrets, retry, timeoutMs, maxBodyBytes, remoteMaxBodyBytes, deadLetterTopic });
+    const { db, remote, config, secrets, retry, timeoutMs, maxBodyBytes, remoteMaxBodyBytes, deadLetterTopic, traceHeaders } = this.options;
+    await this.rpc('init', { db, remote, config, secrets, retry, timeoutMs, maxBodyBytes, remoteMaxBodyBytes, deadLetterTopic, traceHeaders });
   }
 
   onMessage(m) {
@@ -129,6 +131,13 @@ export class Host {
   // callRaw sends a request body (bytes or a string) and returns the
   // status and body the host's HTTP API would answer; it does not throw.
   //
+  // trace, optional, is the W3C trace context the call continues:
+  // {traceparent, tracestate}, as the headers of an HTTP call (an
+  // OpenTelemetry propagation carrier is one). The host records no spans;
+  // it passes the context to the guest and on to the server with the
+  // guest's invocations there. A traceparent that does not parse is
+  // ignored, as the server hosts ignore one.
+  //
   // A guest that ignores its deadline (a loop that never returns) holds
   // the worker's only thread, and nothing can interrupt wasm there. So a
   // call unanswered a little after its deadline ends the worker: the call
@@ -136,14 +145,14 @@ export class Host {
   // (503; they did not run), and a new worker loads the same modules.
   // Nothing acknowledged is lost: a call's writes are on disk before it
   // answers.
-  async callRaw(app, method, body = empty) {
+  async callRaw(app, method, body = empty, trace = undefined) {
     try {
       await this.ready;
       if (typeof body === 'string') body = utf8(body);
       const ms = (this.options.timeoutMs ?? 30000) + 1000;
       let timer;
       const expired = new Promise((resolve) => { timer = setTimeout(resolve, ms, null); });
-      const call = this.rpc('call', { app, method, body });
+      const call = this.rpc('call', { app, method, body, trace: traceArg(trace) });
       call.catch(() => {}); // rejected by restart() once abandoned
       const r = await Promise.race([call, expired]).finally(() => clearTimeout(timer));
       if (r) return r;
@@ -172,9 +181,9 @@ export class Host {
   }
 
   // call sends req as JSON and returns the decoded reply, or throws a
-  // RoamError with the app's code and message.
-  async call(app, method, req) {
-    const r = await this.callRaw(app, method, req === undefined ? empty : utf8(JSON.stringify(req)));
+  // RoamError with the app's code and message. trace is callRaw's.
+  async call(app, method, req, trace = undefined) {
+    const r = await this.callRaw(app, method, req === undefined ? empty : utf8(JSON.stringify(req)), trace);
     const text = fromUTF8(r.body);
     if (r.status >= 300) {
       let eb;
@@ -432,8 +441,8 @@ export class App {
     this.methods = manifest.methods;
     this.subscriptions = manifest.subscriptions;
   }
-  call(method, req) { return this.host.call(this.id, method, req); }
-  callRaw(method, body) { return this.host.callRaw(this.id, method, body); }
+  call(method, req, trace) { return this.host.call(this.id, method, req, trace); }
+  callRaw(method, body, trace) { return this.host.callRaw(this.id, method, body, trace); }
 }
 
 const hosts = new Map();
@@ -450,6 +459,13 @@ export async function load(url, options = {}) {
 }
 
 const enc = encodeURIComponent;
+
+// traceArg keeps the string fields of a call's trace context, the only
+// ones the worker reads (and a carrier may hold what cannot be posted).
+function traceArg(t) {
+  if (!t || typeof t.traceparent !== 'string') return undefined;
+  return { traceparent: t.traceparent, tracestate: typeof t.tracestate === 'string' ? t.tracestate : '' };
+}
 
 // maxSyncOps is host/statesync.go's maxSyncKeys: the most ops (or keys) of
 // one state sync request.

@@ -8,6 +8,7 @@
 import { WASI, OpenFile, File, ConsoleStdout, WASIProcExit } from '@bjorn3/browser_wasi_shim';
 import {
   Reader, Writer, RoamError, utf8, fromUTF8, goQuote, errorBody, httpStatus, validJSON, base64, parseCode, statusCode, forwardBytes,
+  traceContext,
   OK, InvalidArgument, NotFound, FailedPrecondition, Unavailable, DeadlineExceeded, Internal,
 } from './wire.js';
 
@@ -22,15 +23,14 @@ const requiredExports = ['memory', 'roam_abi_version', 'roam_alloc', 'roam_init'
 
 const empty = new Uint8Array(0);
 
-// readTrace skips the optional trace context (traceparent, tracestate) that
-// ABI v1.1 appends to invoke and publish requests. A guest sends it only
-// when its call carried one, which this host never sends (it does not
-// trace), so this only keeps a request that has it from being malformed.
+// readTrace reads the optional trace context that ABI v1.1 appends to
+// invoke and publish requests (abi.ReadTrace), or null when there is none
+// or its traceparent does not parse. A guest sends it only when its call
+// carried one.
 function readTrace(r) {
-  if (!r.done()) {
-    r.string();
-    r.string();
-  }
+  if (r.done()) return null;
+  const tp = r.string(), ts = r.string();
+  return traceContext(tp, ts);
 }
 const pack = (code, n) => (BigInt(code) << 32n) | BigInt(n >>> 0);
 
@@ -45,6 +45,7 @@ export const defaults = {
   config: {},
   secrets: {},
   remote: '',
+  traceHeaders: 'same-origin', // 'always', 'never': see Runtime.sendTrace
 };
 
 // Trap is a guest that can no longer run: a wasm trap, proc_exit, or a
@@ -134,7 +135,7 @@ class Module {
       ConsoleStdout.lineBuffered((l) => { tail(l); console.warn(`[${this.label()}] ${l}`); }),
     ];
     const wasi = new WASI([this.name], [], fds, { debug: false });
-    const inst = { exports: null, memory: null, pending: null, depth: 0, dead: false };
+    const inst = { exports: null, memory: null, pending: null, depth: 0, dead: false, minor: 0 };
     const imports = { wasi_snapshot_preview1: wasi.wasiImport, [ImportModule]: this.rt.imports(this, inst) };
     this.stderr = [];
     this.guard(() => {
@@ -146,6 +147,7 @@ class Module {
       if (v >>> 16 !== abiMajor) {
         throw new RoamError(FailedPrecondition, `${this.name} speaks ABI ${v >>> 16}.${v & 0xffff}; this host implements ${abiMajor}.x`);
       }
+      inst.minor = v & 0xffff;
     });
     return inst;
   }
@@ -224,8 +226,11 @@ class Module {
   }
 
   // handle runs one roam_handle call and returns {code, payload}. A trap
-  // discards the instance and is thrown as a Trap.
-  handle(kind, name, body, deadlineMs) {
+  // discards the instance and is thrown as a Trap. The trace context
+  // ({traceparent, tracestate} or null) goes into the Call only for a
+  // guest that reads it (ABI minor ≥ 1): a v1.0 guest refuses the
+  // trailing fields.
+  handle(kind, name, body, deadlineMs, trace) {
     if (this.settingUp) {
       // Only a new instance's setup can get here (a first load's app is not
       // callable yet), by invoking its own app: making yet another instance
@@ -238,8 +243,10 @@ class Module {
       this.instantiate();
       inst = this.inst;
     }
-    const call = new Writer(body.length + name.length + 48)
-      .uvarint(kind).string(name).string(requestID()).uvarint(deadlineMs).bytes(body).finish();
+    const w = new Writer(body.length + name.length + 48)
+      .uvarint(kind).string(name).string(requestID()).uvarint(deadlineMs).bytes(body);
+    if (trace && inst.minor >= 1) w.string(trace.traceparent).string(trace.tracestate);
+    const call = w.finish();
     inst.depth++;
     if (inst.depth === 1) this.stderr = [];
     try {
@@ -288,6 +295,7 @@ export class Runtime {
     this.subs = new Map(); // "pubsub\0topic" -> [subscription]
     this.allSubs = [];
     this.deadlines = []; // deadline of each call in progress, innermost last
+    this.traces = []; // trace context of each call in progress (or null), innermost last
     this.published = []; // events published since the last commit
     this.pos = 0; // last queue/outbox position
     this.outbox = new Map(); // position -> {app, rec}: events for the server
@@ -395,28 +403,30 @@ export class Runtime {
   // ---- calls ----
 
   // callHTTP is host.Server.serveCall: it returns the status and body the
-  // HTTP transport would.
-  callHTTP(app, method, body) {
+  // HTTP transport would. trace is the caller's W3C trace context
+  // ({traceparent, tracestate}, as the traceparent and tracestate headers of
+  // an HTTP call), ignored when its traceparent does not parse.
+  callHTTP(app, method, body, trace) {
     const mod = this.modules.get(app);
     if (!mod) return reply(new RoamError(NotFound, `no app ${goQuote(app)} here; apps: ${this.appIDs().join(', ')}`));
     if (body.length > this.opts.maxBodyBytes) {
       return { status: 413, body: errorBody(InvalidArgument, `request body exceeds ${this.opts.maxBodyBytes} bytes`) };
     }
     if (body.length > 0 && !validJSON(body)) return reply(new RoamError(InvalidArgument, 'request body is not valid JSON'));
-    const r = this.call(mod, method, body);
+    const r = this.call(mod, method, body, traceContext(trace?.traceparent, trace?.tracestate));
     if (r.code !== OK) return reply(new RoamError(r.code, r.message));
     if (r.body.length === 0) return { status: 204, body: empty };
     return { status: 200, body: r.body };
   }
 
   // call is host.Server.call: method lookup, deadline, and the guest call.
-  call(mod, method, body) {
+  call(mod, method, body, trace = null) {
     if (!mod.manifest.methods.includes(method)) {
       return { code: NotFound, message: `app ${goQuote(mod.app)} has no method ${goQuote(method)}; it has: ${mod.manifest.methods.join(', ')}` };
     }
     const outer = this.deadlines[this.deadlines.length - 1];
     const deadline = outer ?? Date.now() + this.opts.timeoutMs;
-    const r = this.run(mod, KindMethod, method, body, deadline);
+    const r = this.run(mod, KindMethod, method, body, deadline, undefined, trace);
     if (r.code !== OK && r.code !== DeadlineExceeded && Date.now() >= deadline) {
       r.message = `${mod.app}.${method}: deadline exceeded: ${r.message}`;
       r.code = DeadlineExceeded;
@@ -427,10 +437,11 @@ export class Runtime {
   // run calls into a module and returns {code, body} or {code, message}.
   // A trap of another instance than the caller's becomes an Internal error;
   // one of the caller's own instance (re-entered) unwinds through it.
-  run(mod, kind, name, body, deadline, callerInst) {
+  run(mod, kind, name, body, deadline, callerInst, trace = null) {
     this.deadlines.push(deadline);
+    this.traces.push(trace);
     try {
-      const f = mod.handle(kind, name, body, deadline);
+      const f = mod.handle(kind, name, body, deadline, trace);
       if (f.code === OK) return { code: OK, body: f.payload };
       return { code: f.code < 8 ? f.code : Internal, message: fromUTF8(f.payload) };
     } catch (e) {
@@ -442,6 +453,7 @@ export class Runtime {
       return { code: Internal, message: `${mod.label()} ${what}: the module trapped (${e.message}); its instance was discarded and will be re-created` };
     } finally {
       this.deadlines.pop();
+      this.traces.pop();
     }
   }
 
@@ -543,23 +555,30 @@ export class Runtime {
   opPublish(mod, r, inst, name) {
     const m = { pubsub: r.string(), topic: r.string(), data: r.bytes(), contentType: r.string(), type: r.string(), metadata: {} };
     for (let n = r.count(), i = 0; i < n; i++) m.metadata[r.string()] = r.string();
+    // The trace context is read and dropped: events do not carry one here,
+    // as the server's publish API (host/statesync.go) would not read it.
     readTrace(r);
     if (!r.done()) throw malformed(name);
     this.publish(this.appOf(mod), m);
   }
 
+  // opInvoke runs an invocation under the trace context the guest sent
+  // with it or, when it sent none that parses, under its call's (as the
+  // edge host's callState.traced): the callee's Call carries it, and so do
+  // the traceparent and tracestate headers of a remote invocation.
   opInvoke(mod, r, inst, name) {
     const app = r.string(), method = r.string(), data = r.bytes();
-    readTrace(r);
+    const sent = readTrace(r);
     if (!r.done()) throw malformed(name);
+    const trace = sent ?? this.traces[this.traces.length - 1] ?? null;
     const caller = this.appOf(mod);
     const target = this.modules.get(app);
-    if (!target) return this.remoteInvoke(caller, app, method, data);
+    if (!target) return this.remoteInvoke(caller, app, method, data, trace);
     if (!target.manifest.methods.includes(method)) {
       throw new RoamError(NotFound, `app ${goQuote(app)} has no method ${goQuote(method)}; it has: ${target.manifest.methods.join(', ')}`);
     }
     const deadline = this.deadlines[this.deadlines.length - 1] ?? Date.now() + this.opts.timeoutMs;
-    const res = this.run(target, KindMethod, method, data, deadline, inst);
+    const res = this.run(target, KindMethod, method, data, deadline, inst, trace);
     if (res.code !== OK) throw new RoamError(res.code, res.message);
     return res.body;
   }
@@ -597,8 +616,10 @@ export class Runtime {
 
   // remoteInvoke calls an app that is not loaded here on the remote host,
   // synchronously (the guest is waiting inside its import call; workers may
-  // block on XMLHttpRequest).
-  remoteInvoke(caller, app, method, data) {
+  // block on XMLHttpRequest). The trace context goes in the traceparent and
+  // tracestate headers, which the server's ingress parents its spans on,
+  // when sendTrace allows.
+  remoteInvoke(caller, app, method, data, trace) {
     const remote = this.opts.remote;
     if (!remote) throw new RoamError(Unavailable, `invoke ${app}.${method}: app ${app} is not loaded in this page and no remote host is configured`);
     const url = `${remote.replace(/\/+$/, '')}/v1/apps/${encodeURIComponent(app)}/methods/${encodeURIComponent(method)}`;
@@ -608,6 +629,10 @@ export class Runtime {
     const left = (this.deadlines[this.deadlines.length - 1] ?? Date.now() + this.opts.timeoutMs) - Date.now();
     xhr.timeout = Math.max(1, left);
     xhr.setRequestHeader('Content-Type', 'application/json');
+    if (trace && this.sendTrace(url)) {
+      xhr.setRequestHeader('traceparent', trace.traceparent);
+      if (trace.tracestate) xhr.setRequestHeader('tracestate', trace.tracestate);
+    }
     try {
       xhr.send(data);
     } catch (e) {
@@ -625,6 +650,20 @@ export class Runtime {
       if (e instanceof RoamError) throw e;
     }
     throw new RoamError(statusCode(xhr.status), `invoke ${app}.${method}: HTTP ${xhr.status}: ${fromUTF8(body).slice(0, 200)}`);
+  }
+
+  // sendTrace reports whether a request to url may carry the trace headers
+  // (options.traceHeaders). Cross-origin, they make the browser ask the
+  // server first (a CORS preflight) whether it takes them, and a server
+  // that does not list them in Access-Control-Allow-Headers fails the
+  // whole request, not just the headers: so by default ('same-origin')
+  // only a same-origin server gets them; 'always' sends them to any
+  // server (one that allows them), 'never' to none.
+  sendTrace(url) {
+    const mode = this.opts.traceHeaders;
+    if (mode === 'always') return true;
+    if (mode === 'never') return false;
+    return new URL(url, self.location?.href).origin === self.location?.origin;
   }
 
   // ---- pub/sub ----

@@ -284,20 +284,20 @@ export class Store {
 
   // keep records an item as it is before a change, for undo.
   keep(sp, key) {
-    const old = sp.items.get(key);
-    const copy = old && { ...old };
-    this.undo.push(() => {
-      if (copy) sp.items.set(key, copy);
-      else sp.items.delete(key);
-    });
+    this.keepEntry(sp.items, key);
   }
 
   keepConflict(id) {
-    const old = this.conflicts.get(id);
+    this.keepEntry(this.conflicts, id);
+  }
+
+  // keepEntry records map's entry for key (a copy, or its absence), for undo.
+  keepEntry(map, key) {
+    const old = map.get(key);
     const copy = old && { ...old };
     this.undo.push(() => {
-      if (copy) this.conflicts.set(id, copy);
-      else this.conflicts.delete(id);
+      if (copy) map.set(key, copy);
+      else map.delete(key);
     });
   }
 

@@ -269,3 +269,51 @@ export function forwardBytes(rec) {
   const rest = JSON.stringify({ type: rec.type, datacontenttype: rec.datacontenttype, data_base64: '', metadata: rec.metadata });
   return utf8(rest).length + 4 * Math.ceil(rec.data.length / 3);
 }
+
+// traceContext returns the W3C trace context {traceparent, tracestate} to
+// propagate, or null when traceparent is missing or does not parse. It
+// accepts exactly what internal/tracectx.Parse (the Go hosts' parser, which
+// follows OpenTelemetry's propagator) accepts: lowercase hex, ids not all
+// zero, version ff refused, version 00 exactly 55 characters with no flag
+// but sampled (01) and random (02), and a later version when its first four
+// fields parse and what follows starts with '-'. A tracestate that is not
+// valid (or over 1024 characters, which tracectx drops unparsed) is dropped
+// and the traceparent kept, as there.
+export function traceContext(traceparent, tracestate) {
+  if (typeof traceparent !== 'string' || !validTraceparent(traceparent)) return null;
+  return { traceparent, tracestate: typeof tracestate === 'string' && validTracestate(tracestate) ? tracestate : '' };
+}
+
+const hex2 = /^[0-9a-f]{2}$/;
+const traceID = /^[0-9a-f]{32}$/;
+const spanID = /^[0-9a-f]{16}$/;
+
+function validTraceparent(s) {
+  if (s.length < 55 || s[2] !== '-' || s[35] !== '-' || s[52] !== '-') return false;
+  const ver = s.slice(0, 2);
+  if (!hex2.test(ver) || ver === 'ff' || (ver === '00' && s.length !== 55) || (s.length > 55 && s[55] !== '-')) return false;
+  const tid = s.slice(3, 35), sid = s.slice(36, 52), flags = s.slice(53, 55);
+  if (!traceID.test(tid) || !spanID.test(sid) || /^0+$/.test(tid) || /^0+$/.test(sid) || !hex2.test(flags)) return false;
+  return ver !== '00' || parseInt(flags, 16) <= 2;
+}
+
+// validTracestate is OpenTelemetry's trace.ParseTraceState (W3C Trace
+// Context): at most 32 comma-separated key=value members, keys unique;
+// empty members are skipped, and blanks before a key and after a value
+// allowed.
+const tsKey = /^(?:[a-z][_0-9a-z\-*/]{0,255}|[a-z0-9][_0-9a-z\-*/]{0,240}@[a-z][_0-9a-z\-*/]{0,13})$/;
+const tsValue = /^[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,255}[\x21-\x2b\x2d-\x3c\x3e-\x7e]$/;
+
+function validTracestate(s) {
+  if (s === '' || s.length > 1024) return false;
+  const keys = new Set();
+  for (const m of s.split(',')) {
+    if (m === '') continue;
+    const i = m.indexOf('=');
+    if (i < 0) return false;
+    const k = m.slice(0, i).replace(/^[ \t]+/, ''), v = m.slice(i + 1).replace(/[ \t]+$/, '');
+    if (!tsKey.test(k) || !tsValue.test(v) || keys.has(k)) return false;
+    keys.add(k);
+  }
+  return keys.size <= 32;
+}

@@ -59,9 +59,9 @@ const handlers = {
     return rt.load(await m);
   },
 
-  async call({ app, method, body }) {
+  async call({ app, method, body, trace }) {
     if (rt.store.closed) return { status: 503, body: errorBody(Unavailable, `${rt.store.closed}; the roam worker is restarting: try again`) };
-    const r = rt.callHTTP(app, method, body);
+    const r = rt.callHTTP(app, method, body, trace);
     try {
       await rt.commit();
     } catch (e) {

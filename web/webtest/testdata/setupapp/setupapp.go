@@ -5,7 +5,10 @@
 // host that names the app before its setup (roam_app_id, ABI v1.2) serves
 // all three; one that learns the id only from the manifest cannot. Exit
 // ends the guest (wasm only), so that a test can have the setup run again
-// on a new instance. It lives under testdata so that ./... never builds
+// on a new instance. Trace answers the trace context its call carries, and
+// InvokeUnder invokes a method under a trace context of its own choosing (as
+// a goroutine of another call would), for the tests of trace propagation.
+// It lives under testdata so that ./... never builds
 // it; web/webtest builds it as a wasm module.
 package setupapp
 
@@ -84,6 +87,14 @@ var App = sdk.NewApp("setupapp", func(env sdk.Env, r *sdk.Router) error {
 		}
 		return seen, err
 	})
+	sdk.Handle(r, "Trace", func(ctx context.Context, _ struct{}) (Trace, error) {
+		tc := sdk.Trace(ctx)
+		return Trace{TraceParent: tc.TraceParent, TraceState: tc.TraceState}, nil
+	})
+	sdk.Handle(r, "InvokeUnder", func(ctx context.Context, req InvokeUnder) (json.RawMessage, error) {
+		ctx = sdk.WithTrace(ctx, sdk.TraceContext{TraceParent: req.TraceParent, TraceState: req.TraceState})
+		return env.Invoker().Invoke(ctx, req.App, req.Method, req.Body)
+	})
 	sdk.Handle(r, "Exit", func(ctx context.Context, _ struct{}) (struct{}, error) {
 		if runtime.GOARCH != "wasm" {
 			return struct{}{}, sdk.NewError(sdk.FailedPrecondition, "Exit runs only in a wasm guest")
@@ -100,3 +111,19 @@ var App = sdk.NewApp("setupapp", func(env sdk.Env, r *sdk.Router) error {
 	})
 	return nil
 })
+
+// Trace is a W3C trace context, as the Trace method reports it.
+type Trace struct {
+	TraceParent string `json:"traceparent"`
+	TraceState  string `json:"tracestate"`
+}
+
+// InvokeUnder asks for an invocation of App.Method with Body under the
+// trace context TraceParent, TraceState (none when empty).
+type InvokeUnder struct {
+	App         string          `json:"app"`
+	Method      string          `json:"method"`
+	Body        json.RawMessage `json:"body"`
+	TraceParent string          `json:"traceparent"`
+	TraceState  string          `json:"tracestate"`
+}
