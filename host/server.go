@@ -394,18 +394,25 @@ func (s *Server) routes() *http.ServeMux {
 	mux.HandleFunc(callPattern, func(w http.ResponseWriter, r *http.Request) {
 		s.serveCall(w, r, r.PathValue("app"), r.PathValue("method"))
 	})
-	mux.HandleFunc("GET /v1/apps", s.serveApps)
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+	// get registers a GET route, and noRoute's 405 for its path's other
+	// verbs (without it, /{method} below would take the single-segment
+	// ones on a host of one app).
+	get := func(path string, h http.HandlerFunc) {
+		mux.HandleFunc("GET "+path, h)
+		mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) { s.noRoute(mux, w, r) })
+	}
+	get("/v1/apps", s.serveApps)
+	get("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, []byte(`{"status":"ok"}`))
 	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+	get("/readyz", func(w http.ResponseWriter, r *http.Request) {
 		if !s.ready.Load() {
 			writeError(w, http.StatusServiceUnavailable, sdk.NewError(sdk.Unavailable, "not ready"))
 			return
 		}
 		writeJSON(w, http.StatusOK, []byte(`{"status":"ready"}`))
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.Registry, promhttp.HandlerOpts{}))
+	get("/metrics", promhttp.HandlerFor(s.metrics.Registry, promhttp.HandlerOpts{}).ServeHTTP)
 	s.webRoutes(mux)
 	if s.opts.Pprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
@@ -414,11 +421,10 @@ func (s *Server) routes() *http.ServeMux {
 		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
-	// Dapr's app channel invokes /{method}. It reaches the default app,
-	// except on the paths of the host's own GET routes (/healthz, ...).
+	// Dapr's app channel invokes /{method}. It reaches the default app.
 	mux.HandleFunc("/{method}", func(w http.ResponseWriter, r *http.Request) {
 		app := s.defaultApp()
-		if app == "" || s.getOnly(mux, r) {
+		if app == "" {
 			s.noRoute(mux, w, r)
 			return
 		}
