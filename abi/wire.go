@@ -208,14 +208,18 @@ func AppendWriteOptions(b []byte, etag string, ttlMs uint64, flags uint64) []byt
 	return AppendUvarint(b, flags)
 }
 
+// MaxTTLMillis is the longest TTL in whole milliseconds: the most a
+// time.Duration holds.
+const MaxTTLMillis = math.MaxInt64 / int64(time.Millisecond)
+
 // TTLMillis is a TTL as WriteOptions carry it: whole milliseconds, rounded
-// up so that a TTL under a millisecond still expires (but not past the
-// largest Duration), in the two's complement of an int64 so that a
-// negative TTL crosses as it is and the host's backend refuses it as it
-// would natively.
+// up so that a TTL under a millisecond still expires (but not past
+// MaxTTLMillis), in the two's complement of an int64 so that a negative
+// TTL crosses as it is and the host's backend refuses it as it would
+// natively.
 func TTLMillis(ttl time.Duration) uint64 {
-	ms := ttl / time.Millisecond
-	if ttl > 0 && ttl%time.Millisecond != 0 && ms < math.MaxInt64/time.Millisecond {
+	ms := int64(ttl / time.Millisecond)
+	if ttl > 0 && ttl%time.Millisecond != 0 && ms < MaxTTLMillis {
 		ms++
 	}
 	return uint64(ms)

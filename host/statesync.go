@@ -27,10 +27,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"net/http"
 	"time"
 
+	"github.com/roam-dev/roam/abi"
 	"github.com/roam-dev/roam/sdk"
 )
 
@@ -44,10 +44,6 @@ type SyncItem struct {
 	Value []byte `json:"value,omitempty"`
 	ETag  string `json:"etag,omitempty"`
 }
-
-// maxTTLMs is the largest TTL a sync op can carry: the most milliseconds a
-// time.Duration holds.
-const maxTTLMs = math.MaxInt64 / int64(time.Millisecond)
 
 // SyncOp is one write of a push.
 type SyncOp struct {
@@ -166,8 +162,8 @@ func (s *Server) serveStateTransact(w http.ResponseWriter, r *http.Request) {
 		}
 		seen[o.Key] = i
 		keys[i] = o.Key
-		if o.TTLMs < 0 || o.TTLMs > maxTTLMs {
-			writeError(w, http.StatusBadRequest, sdk.Errorf(sdk.InvalidArgument, "op %d: ttl_ms %d is out of range: use 0 (none) to %d", i, o.TTLMs, maxTTLMs))
+		if o.TTLMs < 0 || o.TTLMs > abi.MaxTTLMillis {
+			writeError(w, http.StatusBadRequest, sdk.Errorf(sdk.InvalidArgument, "op %d: ttl_ms %d is out of range: use 0 (none) to %d", i, o.TTLMs, abi.MaxTTLMillis))
 			return
 		}
 		wo := sdk.WriteOptions{ETag: o.ETag, IfAbsent: o.IfAbsent, TTL: time.Duration(o.TTLMs) * time.Millisecond}

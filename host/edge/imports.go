@@ -374,7 +374,7 @@ func readOptions(r *abi.Reader, op string) (sdk.WriteOptions, error) {
 	// The TTL is an int64 of milliseconds in two's complement: a negative
 	// one goes on to the backend, which refuses it as it does natively.
 	ms := int64(ttl)
-	if ms > math.MaxInt64/int64(time.Millisecond) || ms < math.MinInt64/int64(time.Millisecond) {
+	if ms > abi.MaxTTLMillis || ms < -abi.MaxTTLMillis {
 		return sdk.WriteOptions{}, sdk.Errorf(sdk.InvalidArgument, "%s: ttl of %d ms is out of range", op, ms)
 	}
 	return sdk.WriteOptions{ETag: etag, TTL: time.Duration(ms) * time.Millisecond, IfAbsent: flags&abi.FlagIfAbsent != 0}, nil
