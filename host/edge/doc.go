@@ -47,8 +47,9 @@
 // base that stay idle for ModuleOptions.IdleTimeout (default 30 s) are
 // closed, and their memory goes back to the OS: on Linux each instance's
 // linear memory is a mapping of its own, unmapped at close; elsewhere it is
-// Go heap, which the runtime hands back with debug.FreeOSMemory. The pool hands out the most recently released instance
-// first, so that under a light load the extra ones are the ones left idle.
+// Go heap, which the runtime hands back with debug.FreeOSMemory. The pool
+// hands out the most recently released instance first, so that under a
+// light load the extra ones are the ones left idle.
 // A pool whose MaxPoolSize is its PoolSize is fixed. Queueing, 503 and
 // deadlines are the same either way.
 //

@@ -298,28 +298,20 @@ export class Host {
   // answering, which would look like being offline, at every sync).
   async push(s, res) {
     const limit = this.remoteLimit();
-    const budget = limit - 16; // {"ops":[...]}
-    const tooBig = [];
-    let chunk = [], bytes = 0;
+    const tooBig = [], fit = [];
     for (const op of s.ops) {
       const wire = wireOp(op);
-      const n = utf8(JSON.stringify(wire)).length + 1;
-      if (n > budget) {
+      const n = jsonBytes(wire);
+      if (n > limit - requestFrame) {
         tooBig.push({
           key: op.key, seq: op.seq, tomb: op.tomb, status: 413,
-          message: `the change takes a ${n + 16}-byte request, over the server's limit of ${limit} bytes (remoteMaxBodyBytes)`,
+          message: `the change takes a ${n + requestFrame}-byte request, over the server's limit of ${limit} bytes (remoteMaxBodyBytes)`,
         });
         continue;
       }
-      if (chunk.length === maxSyncOps || bytes + n > budget) {
-        await this.pushChunk(s, chunk, res);
-        chunk = [];
-        bytes = 0;
-      }
-      chunk.push({ op, wire });
-      bytes += n;
+      fit.push({ op, wire, n });
     }
-    if (chunk.length > 0) await this.pushChunk(s, chunk, res);
+    for (const chunk of chunks(fit, maxSyncOps, limit, (o) => o.n)) await this.pushChunk(s, chunk, res);
     if (tooBig.length > 0) {
       for (const o of tooBig) console.warn(`roam sync: ${s.app}/${s.store}: not pushing ${JSON.stringify(o.key)}: ${o.message}`);
       await this.rpc('rejected', { app: s.app, store: s.store, ops: tooBig });
@@ -373,19 +365,10 @@ export class Host {
   // server's body limit (keys may be up to 16 KiB each).
   async fetchItems(app, store, keys) {
     const out = [];
-    const budget = this.remoteLimit() - 16;
-    for (let i = 0; i < keys.length;) {
-      let j = i, bytes = 0;
-      while (j < keys.length && j - i < 500) {
-        const n = utf8(JSON.stringify(keys[j])).length + 1;
-        if (j > i && bytes + n > budget) break;
-        bytes += n;
-        j++;
-      }
-      const r = await this.post(`/v1/apps/${enc(app)}/state/${enc(store)}/bulk`, { keys: keys.slice(i, j) });
+    for (const chunk of chunks(keys, 500, this.remoteLimit(), jsonBytes)) {
+      const r = await this.post(`/v1/apps/${enc(app)}/state/${enc(store)}/bulk`, { keys: chunk });
       if (!r.ok) throw r.error;
       out.push(...r.body.items.map(fromWire));
-      i = j;
     }
     return out;
   }
@@ -470,6 +453,32 @@ function traceArg(t) {
 // maxSyncOps is host/statesync.go's maxSyncKeys: the most ops (or keys) of
 // one state sync request.
 const maxSyncOps = 1000;
+
+// requestFrame is what a sync request's body adds around its list
+// ({"ops":[...]}, {"keys":[...]}), with room to spare.
+const requestFrame = 16;
+
+// jsonBytes is the size of v in a JSON list: its encoding and a comma.
+const jsonBytes = (v) => utf8(JSON.stringify(v)).length + 1;
+
+// chunks splits items into runs of at most max items whose sizes add up to
+// a request body of at most limit bytes; an item too big for any request
+// goes alone.
+function* chunks(items, max, limit, size) {
+  const budget = limit - requestFrame;
+  let run = [], bytes = 0;
+  for (const it of items) {
+    const n = size(it);
+    if (run.length > 0 && (run.length === max || bytes + n > budget)) {
+      yield run;
+      run = [];
+      bytes = 0;
+    }
+    run.push(it);
+    bytes += n;
+  }
+  if (run.length > 0) yield run;
+}
 
 // refused tells a request the server refuses for what it is (400, 413),
 // which sending it again cannot change, from a failure of the moment

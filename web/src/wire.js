@@ -157,7 +157,6 @@ export class Reader {
 
 const hex = (c, w) => c.toString(16).padStart(w, '0');
 
-// goQuote is Go's strconv.Quote, as fmt's %q prints a string.
 // goMillis formats a whole number of milliseconds as Go's
 // time.Duration.String does: "-5ms", "1.5s", "1m30s", "1h0m0s".
 export function goMillis(ms) {
@@ -176,6 +175,7 @@ export function goMillis(ms) {
   return sign + s;
 }
 
+// goQuote is Go's strconv.Quote, as fmt's %q prints a string.
 export function goQuote(s) {
   let out = '"';
   for (const ch of s) {
