@@ -15,6 +15,7 @@ package edge
 import (
 	"context"
 	"encoding/json"
+	"github.com/roam-dev/roam/internal/wasmopt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -186,6 +187,17 @@ func BenchmarkCompile(b *testing.B) {
 			rt.Close(ctx)
 		}
 	})
+}
+
+// BenchmarkMeter meters the shop's orders module (wasmopt.Meter), as every
+// load on wazero's compiler does before its compilation or cache lookup.
+func BenchmarkMeter(b *testing.B) {
+	b.SetBytes(int64(len(ordersWasm)))
+	for b.Loop() {
+		if _, err := wasmopt.Meter(ordersWasm, wasmopt.DefaultFuel); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
 
 // BenchmarkInstantiate creates one instance: _initialize (the Go runtime and

@@ -70,15 +70,22 @@
 // # Deadlines
 //
 // The guest receives its call's deadline and usually honours it itself.
-// 20 ms later the host interrupts it: wazero is configured to close a guest
-// whose context is done (WithCloseOnContextDone), which stops even a loop
-// with no calls out, and a guest asleep in WASI's poll_oneoff is woken. This
-// is not optional: compiled wasm cannot be preempted, so a guest looping for
-// ever would otherwise hold its thread and stall every garbage collection of
-// the host. It is expensive in wazero v1.12, whose compiled code leaves to Go
-// at every loop back-edge to check for interruption: a Go guest runs 2 to 4
-// times slower than without (BenchmarkCall's uninterruptible variants).
-// Upstream work makes the check inline (wazero issue 2466).
+// 20 ms later the host stops it, and a guest asleep in WASI's poll_oneoff is
+// woken. This is not optional: compiled wasm cannot be preempted, so a
+// guest looping for ever would otherwise hold its thread and stall every
+// garbage collection of the host. How it is stopped depends on the runtime:
+//   - On wazero's compiler the host meters each module as it loads it
+//     (wasmopt.Meter): a countdown at every loop header, and at the entry of
+//     functions a loop does not cover, exits to Go every 10,000 checks,
+//     where the goroutine can be preempted, and traps there once the host
+//     has set the module's stop flag. wazero's own interruption
+//     (WithCloseOnContextDone) leaves to Go at every loop header instead,
+//     which made a Go guest 2 to 4 times slower (BenchmarkCall's
+//     uninterruptible variants have no check at all, for comparison).
+//   - wazy (build tag roam_wazy) checks Go's preemption request and the
+//     call's context inline, always.
+//   - wazero's interpreter is Go code, preemptible, and checks the context
+//     at loop headers (WithCloseOnContextDone).
 //
 // # Capabilities
 //

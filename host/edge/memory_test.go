@@ -101,6 +101,11 @@ func TestCloseDuringCall(t *testing.T) {
 				done <- err
 			}()
 			c.inside(t, in)
+			// Compiled wasm cannot be preempted; the collector's
+			// stop-the-world still gets through a guest in its loop, at the
+			// module's metering exits (wasmopt.Meter) or wazy's checks.
+			// Without them this would wait for the call, here for ever.
+			runtime.GC()
 			if s := m.Stats(); s.Busy != 1 {
 				t.Fatalf("the call is not running: %+v", s)
 			}

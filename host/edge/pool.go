@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/roam-dev/roam/abi"
+	"github.com/roam-dev/roam/internal/wasmopt"
 	"github.com/roam-dev/roam/internal/wasmrt"
 	"github.com/roam-dev/roam/sdk"
 )
@@ -609,7 +610,11 @@ type instance struct {
 	stdout      *output
 	stderr      *output
 	// done is the current call's interruption signal, for nanosleep.
-	done     <-chan struct{}
+	done <-chan struct{}
+	// stop is the metered module's stop flag (wasmopt.Meter), nil where
+	// the runtime interrupts calls itself; stopped is set once it was set.
+	stop     wasmrt.MutableGlobal
+	stopped  bool
 	overflow bool
 	// memBytes is the size of its linear memory at the end of its last
 	// call (or of its setup), and idleSince when it was last made free:
@@ -635,7 +640,8 @@ func (p *pool) instantiate(ctx context.Context, c *caps) (*instance, error) {
 	in.stderr = newOutput("stderr", slog.LevelWarn, logger)
 	cfg := wasmrt.NewModuleConfig().
 		WithName(""). // anonymous: one runtime holds any number of instances
-		WithStartFunctions("_initialize").
+		// _initialize is called below, as an export call the host can stop.
+		WithStartFunctions().
 		WithSysWalltime().WithSysNanotime().
 		WithNanosleep(in.nanosleep).
 		WithRandSource(rand.Reader).
@@ -674,6 +680,20 @@ func (p *pool) instantiate(ctx context.Context, c *caps) (*instance, error) {
 	in.mem = mod.Memory()
 	in.alloc = mod.ExportedFunction(abi.ExportAlloc)
 	in.handle = mod.ExportedFunction(abi.ExportHandle)
+	if m.rt.meter {
+		g, ok := mod.ExportedGlobal(wasmopt.MeterStop).(wasmrt.MutableGlobal)
+		if !ok {
+			in.close()
+			return nil, m.errorf("instantiating: the metered module has no stop flag")
+		}
+		in.stop = g
+	}
+	if f := mod.ExportedFunction("_initialize"); f != nil {
+		if err := in.run(ctx, f); err != nil {
+			in.close()
+			return nil, m.errorf("instantiating: %s", in.describe(err))
+		}
+	}
 
 	if c == nil {
 		if c, err = in.appCaps(ctx); err != nil {
@@ -683,7 +703,7 @@ func (p *pool) instantiate(ctx context.Context, c *caps) (*instance, error) {
 	}
 	in.st = callState{ctx: ctx, caps: c, module: m}
 	cctx := context.WithValue(ctx, stateKey{}, &in.st)
-	if err := mod.ExportedFunction(abi.ExportInit).CallWithStack(cctx, in.stack[:]); err != nil {
+	if err := in.run(cctx, mod.ExportedFunction(abi.ExportInit)); err != nil {
 		in.close()
 		return nil, m.errorf("roam_init: %s", in.describe(err))
 	}
@@ -720,7 +740,7 @@ func (in *instance) appCaps(ctx context.Context) (*caps, error) {
 	if f == nil {
 		return m.bind.discoveryCaps(), nil
 	}
-	if err := f.CallWithStack(ctx, in.stack[:]); err != nil {
+	if err := in.run(ctx, f); err != nil {
 		return nil, m.errorf("roam_app_id: %s", in.describe(err))
 	}
 	code, payload, ok := in.frame(in.stack[0])
@@ -740,7 +760,7 @@ func (in *instance) appCaps(ctx context.Context) (*caps, error) {
 func (in *instance) checkVersion(ctx context.Context) error {
 	in.lin.enter()
 	defer in.lin.exit()
-	if err := in.mod.ExportedFunction(abi.ExportABIVersion).CallWithStack(ctx, in.stack[:]); err != nil {
+	if err := in.run(ctx, in.mod.ExportedFunction(abi.ExportABIVersion)); err != nil {
 		return in.p.m.errorf("roam_abi_version: %s", in.describe(err))
 	}
 	v := uint32(in.stack[0])
@@ -750,6 +770,39 @@ func (in *instance) checkVersion(ctx context.Context) error {
 	in.p.minor = v & 0xffff
 	return nil
 }
+
+// run calls the export f with the instance's stack. The runtime
+// interrupts it when ctx ends, or, for a metered module, ctx's end sets the
+// module's stop flag and the guest traps at its next check. Either way the
+// error then matches ctx's, and the instance must not serve again: a
+// stopped one would trap at once, even when the call itself got through.
+func (in *instance) run(ctx context.Context, f wasmrt.Function) error {
+	if in.stop == nil {
+		return f.CallWithStack(ctx, in.stack[:])
+	}
+	if ctx.Err() != nil {
+		in.stopped = true
+		return ctx.Err()
+	}
+	release := context.AfterFunc(ctx, in.halt)
+	err := f.CallWithStack(ctx, in.stack[:])
+	if !release() {
+		in.stopped = true
+		if err != nil {
+			err = interrupted{ctx.Err(), err}
+		}
+	}
+	return err
+}
+
+func (in *instance) halt() { in.stop.Set(1) }
+
+// interrupted is the error of a metered call stopped when its context
+// ended: it matches the context's error, and says what the guest did.
+type interrupted struct{ ctx, trap error }
+
+func (e interrupted) Error() string { return e.ctx.Error() + ": " + e.trap.Error() }
+func (e interrupted) Unwrap() error { return e.ctx }
 
 // nanosleep is the instance's WASI sleep (poll_oneoff on a clock). It wakes
 // early when the current call is interrupted, so that a sleeping guest
@@ -813,7 +866,7 @@ func (in *instance) call(ctx context.Context, kind uint64, name string, body []b
 	defer in.lin.exit()
 
 	// The guest learns the deadline and, given the grace, usually honours
-	// it itself; the runtime interrupts it otherwise, or when the Runtime
+	// it itself; the host stops it otherwise (run), or when the Runtime
 	// closes. The request's own cancellation (a client gone) does not
 	// interrupt: the guest cannot be told, and killing it would cost a new
 	// instance. Host functions take the request's values from st.ctx.
@@ -840,7 +893,7 @@ func (in *instance) call(ctx context.Context, kind uint64, name string, body []b
 	// with interruption on, each export call costs about a microsecond.
 	if in.buf == 0 || len(in.enc) > int(in.bufLen) {
 		in.stack[0] = uint64(len(in.enc))
-		if err := in.alloc.CallWithStack(kctx, in.stack[:]); err != nil {
+		if err := in.run(kctx, in.alloc); err != nil {
 			return nil, in.failed(name, err), false
 		}
 		in.buf, in.bufLen = uint32(in.stack[0]), uint32(len(in.enc))
@@ -849,7 +902,7 @@ func (in *instance) call(ctx context.Context, kind uint64, name string, body []b
 		return nil, in.broken(name, fmt.Sprintf("roam_alloc(%d) returned %#x, outside its memory", in.bufLen, in.buf)), false
 	}
 	in.stack[0], in.stack[1] = uint64(in.buf), uint64(len(in.enc))
-	if err := in.handle.CallWithStack(kctx, in.stack[:]); err != nil {
+	if err := in.run(kctx, in.handle); err != nil {
 		return nil, in.failed(name, err), false
 	}
 	_, n := abi.UnpackFrame(in.stack[0])
@@ -873,6 +926,9 @@ func (in *instance) call(ctx context.Context, kind uint64, name string, body []b
 // it may not once its memory grew past the recycle threshold, since linear
 // memory never shrinks.
 func (in *instance) healthy() bool {
+	if in.stopped {
+		return false
+	}
 	if uint64(in.mem.Size()) > in.p.m.opts.RecycleBytes {
 		in.p.m.recycled.Add(1)
 		return false

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/roam-dev/roam/abi"
+	"github.com/roam-dev/roam/internal/wasmopt"
 	"github.com/roam-dev/roam/internal/wasmrt"
 )
 
@@ -52,7 +53,10 @@ type RuntimeOptions struct {
 // shared by every module and every instance: the compiled code, the WASI
 // functions and the roam_v1 host functions exist once per process.
 type Runtime struct {
-	rt       wasmrt.Runtime
+	rt wasmrt.Runtime
+	// meter is whether modules are metered (wasmopt.Meter) to be stopped at
+	// their deadline, rather than interrupted by the runtime itself.
+	meter    bool
 	cache    wasmrt.CompilationCache
 	dir      string
 	maxCache int64
@@ -113,12 +117,16 @@ func NewRuntime(ctx context.Context, o RuntimeOptions) (*Runtime, error) {
 	}
 	// A deadline interrupts a looping guest. Without it a guest in an
 	// infinite loop would hold its thread for ever and, since compiled wasm
-	// cannot be preempted, stall every garbage collection of the host. The
-	// price is high in wazero v1.12: its compiled code exits to Go at every
-	// loop back-edge to check for interruption, which costs a Go guest 2 to
-	// 4 times its CPU time (see bench_test.go). wazy (build tag roam_wazy)
-	// checks inline, always; upstream work (wazero PRs 2524, 2533) would.
-	cfg := wasmrt.NewConfig(interpreter, !uninterruptible).
+	// cannot be preempted, stall every garbage collection of the host.
+	// wazero v1.12's own interruption (WithCloseOnContextDone) exits to Go
+	// at every loop header, which costs a Go guest more than half its CPU
+	// time (see bench_test.go), so on wazero's compiler the host meters each
+	// module instead (wasmopt.Meter: a countdown in the module's own code,
+	// and a stop flag the host sets). wazy (build tag roam_wazy) checks
+	// inline, always; the interpreter is Go code, and wazero's check costs
+	// it little.
+	r.meter = !wasmrt.AlwaysInterruptible && !interpreter && !uninterruptible
+	cfg := wasmrt.NewConfig(interpreter, !uninterruptible && !r.meter).
 		// Per-module caps are enforced by each instance's allocator (see
 		// linearMemory); this is the runtime's ceiling.
 		WithMemoryLimitPages(65536)
@@ -332,13 +340,27 @@ func (r *Runtime) compile(ctx context.Context, wasm []byte) (wasmrt.CompiledModu
 	if err := checkImportModules(wasm); err != nil {
 		return nil, err
 	}
-	cm, err := r.rt.CompileModule(ctx, wasm)
+	code, merr := wasm, error(nil)
+	if r.meter {
+		// A module that cannot be metered is compiled as it is, so that
+		// the compiler and checkABI can say what is wrong with it first.
+		if metered, err := wasmopt.Meter(wasm, wasmopt.DefaultFuel); err != nil {
+			merr = err
+		} else {
+			code = metered
+		}
+	}
+	cm, err := r.rt.CompileModule(ctx, code)
 	if err != nil {
 		return nil, fmt.Errorf("not a valid wasm module: %w", err)
 	}
 	if err := checkABI(cm); err != nil {
 		cm.Close(ctx)
 		return nil, err
+	}
+	if merr != nil {
+		cm.Close(ctx)
+		return nil, fmt.Errorf("the host cannot meter this module to stop it at its deadlines: %w", merr)
 	}
 	return cm, nil
 }

@@ -32,6 +32,7 @@ type (
 	Module            = api.Module
 	Function          = api.Function
 	Memory            = api.Memory
+	MutableGlobal     = api.MutableGlobal
 	GoModuleFunc      = api.GoModuleFunc
 	ValueType         = api.ValueType
 	// ExitError is the error of a call that ended the module (proc_exit;
