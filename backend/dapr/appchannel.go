@@ -6,7 +6,9 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"maps"
 	"net/http"
+	"slices"
 	"strings"
 
 	"google.golang.org/grpc"
@@ -124,15 +126,64 @@ func (h *appChannel) serveEvent(w http.ResponseWriter, r *http.Request) {
 	}
 	ev := new(sdk.Event)
 	if err := json.Unmarshal(body, ev); err != nil {
-		h.b.log.Error("dapr: delivery is not a CloudEvent; dropping it to the dead-letter topic", "path", r.URL.Path, "err", err)
-		writeStatus(w, statusDrop)
-		return
+		// A producer other than Roam (Dapr's publish API, another app) may
+		// send attributes that sdk.Event refuses: a time that is not RFC
+		// 3339, data_base64 that is not base64. On a subscription's own
+		// topic the event is dropped to its dead-letter topic at once. On a
+		// dead-letter topic, dropping it again would pass it on to that
+		// topic's own dead-letter topic (the default, which nothing reads,
+		// or this very topic, which Dapr then loops on): there it goes to
+		// the handler with the attributes that decode, as the gRPC app
+		// channel delivers every event (eventFromProto).
+		lev, ignored, lerr := lenientEvent(body)
+		if lerr != nil || !h.b.deadLettered(rt, lev.Topic) {
+			h.b.log.Error("dapr: delivery is not a CloudEvent; dropping it to the dead-letter topic", "path", r.URL.Path, "deadletter", rt.dl, "err", err)
+			writeStatus(w, statusDrop)
+			return
+		}
+		h.b.log.Warn("dapr: dead-lettered event is not a well-formed CloudEvent; delivering the attributes that decode",
+			"pubsub", rt.key.pubsub, "topic", rt.key.topic, "from", lev.Topic, "id", lev.ID, "ignored", ignored, "err", err)
+		ev = lev
 	}
 	ctx := r.Context()
 	if tc := host.HTTPTrace(r.Header); h.b.opts.Tracing && tc.TraceParent != "" {
 		ctx = sdk.WithTrace(ctx, tc) // the sidecar's delivery span
 	}
 	writeStatus(w, h.b.deliver(ctx, rt, ev))
+}
+
+// lenientEvent decodes a CloudEvent that sdk.Event refuses as a whole,
+// attribute by attribute: each one that does not decode on its own is left
+// out and named in ignored. When the data is one of them, the envelope as
+// received becomes the data (application/cloudevents+json), so the payload
+// is never lost. It fails only for a body that is not a JSON object.
+func lenientEvent(body []byte) (ev *sdk.Event, ignored []string, err error) {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(body, &m); err != nil {
+		return nil, nil, err
+	}
+	if m == nil {
+		return nil, nil, errors.New("the body is null")
+	}
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		one, err := json.Marshal(map[string]json.RawMessage{k: m[k]})
+		if err != nil || json.Unmarshal(one, new(sdk.Event)) != nil {
+			delete(m, k)
+			ignored = append(ignored, k)
+		}
+	}
+	rest, err := json.Marshal(m)
+	if err != nil {
+		return nil, ignored, err
+	}
+	ev = new(sdk.Event)
+	if err := json.Unmarshal(rest, ev); err != nil {
+		return nil, ignored, err
+	}
+	if slices.Contains(ignored, "data") || slices.Contains(ignored, "data_base64") {
+		ev.Data, ev.DataContentType = body, cloudEventType
+	}
+	return ev, ignored, nil
 }
 
 func writeStatus(w http.ResponseWriter, s string) {

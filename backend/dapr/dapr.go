@@ -69,9 +69,14 @@
 // which Dapr sends an event that is dropped or that exhausts the retries of
 // the pub/sub component's inbound Resiliency policy. Without such a policy
 // Dapr does not retry: a failed event goes to the dead-letter topic at
-// once. Several apps of one host that subscribe to the same topic share one
-// Dapr subscription (the consumer group is the sidecar's app id); the
-// backend fans each event out to them and acknowledges it once all have.
+// once. An event whose envelope does not decode (a producer other than Roam
+// may send a time that is not RFC 3339) is dropped on its topic; on a
+// dead-letter topic it goes to the handler with the attributes that do
+// decode, since dropping it there would only pass it on to the next
+// dead-letter topic. Several apps of one host that subscribe to the same
+// topic share one Dapr subscription (the consumer group is the sidecar's app
+// id); the backend fans each event out to them and acknowledges it once all
+// have.
 package dapr
 
 import (

@@ -4,12 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/roam-dev/roam/backend"
 	"github.com/roam-dev/roam/internal/daprtest"
 	"github.com/roam-dev/roam/sdk"
 )
@@ -154,4 +156,136 @@ func unacked(r *daprtest.Redis, stream, group string) (int, error) {
 	}
 	n, _, _ := strings.Cut(rest, "\r\n")
 	return strconv.Atoi(n)
+}
+
+// fe records the deliveries of the foreign-events app, by event id.
+var fe = struct {
+	sync.Mutex
+	dead map[string][]*sdk.Event
+}{dead: map[string][]*sdk.Event{}}
+
+// feApp rejects every event on fe.events, which sends it to fe.dead, where
+// its dead-letter handler keeps it.
+var feApp = sdk.NewApp("fe", func(env sdk.Env, r *sdk.Router) error {
+	sdk.Subscribe(r, "pubsub", "fe.events", func(ctx context.Context, e *sdk.Event) error {
+		return sdk.NewError(sdk.InvalidArgument, "not an event this app knows")
+	}, sdk.DeadLetter("fe.dead"))
+	sdk.Subscribe(r, "pubsub", "fe.dead", func(ctx context.Context, e *sdk.Event) error {
+		fe.Lock()
+		fe.dead[e.ID] = append(fe.dead[e.ID], e)
+		fe.Unlock()
+		return nil
+	})
+	return nil
+})
+
+// A CloudEvent that Roam did not publish (here through Dapr's own publish
+// API, as another app would) and whose attributes sdk.Event refuses (a time
+// with a space for the T, unpadded data_base64) is dropped by the HTTP app
+// channel on its topic, and must then reach the app's dead-letter handler
+// once, with the attributes that decode; dropping it again on the
+// dead-letter topic left it on Dapr's default dead-letter topic, which
+// nothing reads.
+func TestDeadLetterForeignEvent(t *testing.T) {
+	fe.Lock() // a clean record for each run (go test -count)
+	clear(fe.dead)
+	fe.Unlock()
+	r := daprtest.StartRedis(t)
+	res := daprtest.WriteResources(t, r, daprtest.ResourceOptions{})
+	h := startHost(t, hostOptions{appID: "fe", res: res}, feApp)
+	events := map[string]string{
+		"foreign-ok":     `{"specversion":"1.0","id":"foreign-ok","source":"billing","type":"billing.paid","time":"2024-05-01T12:00:00Z","datacontenttype":"application/json","data":{"invoice":"43"}}`,
+		"foreign-time":   `{"specversion":"1.0","id":"foreign-time","source":"billing","type":"billing.paid","time":"2024-05-01 12:00:00","datacontenttype":"application/json","data":{"invoice":"42"}}`,
+		"foreign-base64": `{"specversion":"1.0","id":"foreign-base64","source":"billing","type":"billing.pdf","datacontenttype":"application/pdf","data_base64":"JVBERi0"}`,
+	}
+	for id, ce := range events {
+		req, err := http.NewRequestWithContext(ctxT(t), http.MethodPost, "http://"+h.Sidecar.HTTPAddr()+"/v1.0/publish/pubsub/fe.events", strings.NewReader(ce))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/cloudevents+json")
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNoContent {
+			t.Fatalf("publish %s: %s", id, resp.Status)
+		}
+	}
+	// Until every event has reached the dead-letter handler, or one has
+	// landed on the default dead-letter topic instead (the old behaviour:
+	// then there is no need to wait any longer).
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		fe.Lock()
+		n := len(fe.dead)
+		fe.Unlock()
+		if n == len(events) {
+			break
+		}
+		if l := xlen(t, r, backend.DefaultDeadLetterTopic); l > 0 {
+			t.Fatalf("%d event(s) dropped again by the dead-letter handler, left on %q (dead-lettered: %d of %d)", l, backend.DefaultDeadLetterTopic, n, len(events))
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out: %d of %d events reached the dead-letter handler", n, len(events))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// Once neither stream has anything pending for the app, Dapr delivers
+	// nothing more (TestAtLeastOnce): the record below is final.
+	deadline = time.Now().Add(30 * time.Second)
+	for _, topic := range []string{"fe.events", "fe.dead"} {
+		for {
+			n, err := unacked(r, topic, "fe")
+			if err == nil && n == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s still has %d entries unacknowledged (%v)", topic, n, err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	if l := xlen(t, r, backend.DefaultDeadLetterTopic); l > 0 {
+		t.Errorf("%d event(s) left on %q", l, backend.DefaultDeadLetterTopic)
+	}
+	fe.Lock()
+	defer fe.Unlock()
+	for id := range events {
+		if len(fe.dead[id]) != 1 {
+			t.Fatalf("%s reached the dead-letter handler %d times, want once", id, len(fe.dead[id]))
+		}
+		e := fe.dead[id][0]
+		if e.Source != "billing" || e.Topic != "fe.dead" || e.PubSub != "pubsub" {
+			t.Errorf("%s = %+v, want source billing on pubsub/fe.dead", id, e)
+		}
+	}
+	if e := fe.dead["foreign-ok"][0]; string(e.Data) != `{"invoice":"43"}` || !e.Time.Equal(time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)) {
+		t.Errorf("foreign-ok: data %s, time %v", e.Data, e.Time)
+	}
+	// The time that does not decode is left out; the rest is as sent.
+	if e := fe.dead["foreign-time"][0]; e.Type != "billing.paid" || string(e.Data) != `{"invoice":"42"}` || !e.Time.IsZero() {
+		t.Errorf("foreign-time: type %q, data %s, time %v; want billing.paid, the data, no time", e.Type, e.Data, e.Time)
+	}
+	// Data that does not decode is not lost: the envelope is the data.
+	e := fe.dead["foreign-base64"][0]
+	var env map[string]any
+	if e.DataContentType != "application/cloudevents+json" || json.Unmarshal(e.Data, &env) != nil || env["data_base64"] != "JVBERi0" || env["id"] != "foreign-base64" {
+		t.Errorf("foreign-base64: %s %s, want the envelope as received", e.DataContentType, e.Data)
+	}
+}
+
+// xlen is the length of a Redis stream (0 when there is none).
+func xlen(t *testing.T, r *daprtest.Redis, stream string) int {
+	t.Helper()
+	rep, err := r.Do("XLEN", stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(rep, ":")))
+	if err != nil {
+		t.Fatalf("XLEN %s: %q", stream, rep)
+	}
+	return n
 }

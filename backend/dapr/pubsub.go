@@ -228,6 +228,27 @@ func (b *Backend) routeByName(pubsub, topic string) *route {
 	return b.routes[routeKey{pubsub, topic}]
 }
 
+// deadLettered reports whether an event delivered on r, whose envelope
+// names topic as the one it was published on, has been dead-lettered: it
+// was published on another topic (Dapr writes the publish topic into the
+// envelope and keeps it when it dead-letters), or r's topic is the
+// dead-letter topic of a subscription of this backend. The second sign
+// covers envelopes that name no topic, and a subscription whose dead-letter
+// topic is its own, where the two topics are the same.
+func (b *Backend) deadLettered(r *route, topic string) bool {
+	if topic != "" && topic != r.key.topic {
+		return true
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, x := range b.routes {
+		if x.key.pubsub == r.key.pubsub && x.dl == r.key.topic {
+			return true
+		}
+	}
+	return false
+}
+
 func pathUnescape(p string) string {
 	u, err := url.PathUnescape(p)
 	if err != nil {
