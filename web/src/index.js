@@ -199,10 +199,11 @@ export class Host {
 
   // status reports local changes not yet on the server: dirty (keys to
   // push), rejected (keys whose change the server refused for good, with
-  // its status and message; pushed again once the app writes them again),
-  // conflicts, events (how many are queued for the server) and parked
-  // (events the server refused, or that failed on their own dead-letter
-  // topic, with the reason; kept, not sent).
+  // its status and message; pushed again once the app writes them again,
+  // or the page retries them), conflicts, events (how many are queued for
+  // the server) and parked (events the server refused, or that failed on
+  // their own dead-letter topic, with the reason and pos; kept, not sent
+  // until the page retries them).
   async status() {
     await this.ready;
     return this.rpc('status');
@@ -213,6 +214,32 @@ export class Host {
   async resolve(app, store, key, choice) {
     await this.ready;
     await this.rpc('resolve', { app, store, key, choice });
+  }
+
+  // retry takes back what sync set aside, so that the next sync sends it
+  // again: for after the server's limit was raised or the data fixed.
+  // what names it: keys, refused changes as status().rejected lists them
+  // ({app, store, key}), and events, parked events as status().parked
+  // lists them (or their pos); with no argument, everything set aside. A
+  // parked event whose topic a module in this page now subscribes to is
+  // delivered here instead. It resolves to how many of each it took back
+  // ({keys, events}), once that is saved in IndexedDB; it throws NotFound,
+  // and changes nothing, when something named is not set aside (any more).
+  // It sends nothing itself: sync() does.
+  async retry(what = null) {
+    await this.ready;
+    return this.rpc('retry', { what });
+  }
+
+  // discard drops what sync set aside, for good, named as for retry; there
+  // is no default, so nothing is dropped that the page did not name. A
+  // refused change is dropped for the server's version: a key the server
+  // never had goes, one it has reads as absent until the next sync (or
+  // pull) brings the server's version back. A parked event is deleted
+  // unsent.
+  async discard(what) {
+    await this.ready;
+    return this.rpc('discard', { what });
   }
 
   // pull fetches keys of an app's store from the server into local state
@@ -226,8 +253,11 @@ export class Host {
 
   // sync pushes local changes, forwards queued events and refreshes every
   // known key (plus options.pull: [{app, store, keys}]). Concurrent calls
-  // share one run. It throws a RoamError with .offline set when the server
-  // cannot be reached; local changes then stay queued.
+  // share one run. It resolves to counts ({pushed, conflicts, rejected,
+  // events, parked, pulled}) and pullFailed, the stores the server refused
+  // to read ([{app, store, status, message}]; see pullRefused). It throws a
+  // RoamError with .offline set when the server cannot be reached; local
+  // changes then stay queued.
   sync(options = {}) {
     if (!this.remote) return Promise.reject(new RoamError(FailedPrecondition, 'sync: no remote host configured'));
     if (!this.syncing) {
@@ -238,7 +268,7 @@ export class Host {
 
   async runSync({ pull = [] }) {
     const out = await this.rpc('syncOut');
-    const res = { pushed: 0, conflicts: 0, rejected: 0, pulled: 0, events: 0, parked: 0 };
+    const res = { pushed: 0, conflicts: 0, rejected: 0, pulled: 0, events: 0, parked: 0, pullFailed: [] };
     try {
       for (const s of out.stores) await this.push(s, res);
       // A refused event is parked, not retried first at every sync for
@@ -272,10 +302,17 @@ export class Host {
         if (!want.has(k)) want.set(k, { app: s.app, store: s.store, keys: new Set() });
         for (const key of s.keys) want.get(k).keys.add(key);
       }
+      // A store the server refuses to read is reported, and the other
+      // stores are still pulled: one app the server does not have, or one
+      // store it will not read, must not keep every other store stale.
       for (const w of want.values()) {
         if (w.keys.size === 0) continue;
-        const items = await this.fetchItems(w.app, w.store, [...w.keys]);
-        res.pulled += await this.rpc('pulled', { app: w.app, store: w.store, items });
+        const { items, error } = await this.readItems(w.app, w.store, [...w.keys]);
+        if (items.length > 0) res.pulled += await this.rpc('pulled', { app: w.app, store: w.store, items });
+        if (!error) continue;
+        if (!pullRefused(error.status)) throw error;
+        console.warn(`roam sync: ${w.app}/${w.store}: the server refused to read it (${error.status}): ${error.message}`);
+        res.pullFailed.push({ app: w.app, store: w.store, status: error.status, message: error.message });
       }
     } catch (e) {
       this.emit('sync', { ...res, error: e });
@@ -364,13 +401,22 @@ export class Host {
   // fetchItems reads keys in requests of at most 500 keys and the
   // server's body limit (keys may be up to 16 KiB each).
   async fetchItems(app, store, keys) {
-    const out = [];
+    const { items, error } = await this.readItems(app, store, keys);
+    if (error) throw error;
+    return items;
+  }
+
+  // readItems is fetchItems that stops at a request the server answers
+  // with an error and returns it with the items read before it, which are
+  // as good as any. It throws when the server cannot be reached.
+  async readItems(app, store, keys) {
+    const items = [];
     for (const chunk of chunks(keys, 500, this.remoteLimit(), jsonBytes)) {
       const r = await this.post(`/v1/apps/${enc(app)}/state/${enc(store)}/bulk`, { keys: chunk });
-      if (!r.ok) throw r.error;
-      out.push(...r.body.items.map(fromWire));
+      if (!r.ok) return { items, error: r.error };
+      items.push(...r.body.items.map(fromWire));
     }
-    return out;
+    return { items, error: null };
   }
 
   async post(path, body) {
@@ -485,6 +531,17 @@ function* chunks(items, max, limit, size) {
 // (offline, 5xx, 408, 429) or of the setup (404: an app the server does
 // not have; 401, 403), after which everything is sent again later.
 const refused = (status) => status === 400 || status === 413;
+
+// pullRefused tells a pull the server refuses for that store (4xx: 400, a
+// 404 for an app it does not have, 413, ...), which is reported while the
+// other stores are pulled, from one that ends the sync as a push's does:
+// offline, 5xx, and the 4xx of the moment (408, 425, 429), to be tried
+// again later; and 401, 403 and 407, which are about the page's
+// credentials, not the store: a gateway in front of the server answers
+// them for every request alike, so going on would only collect the same
+// answer for every store and report a sync that read nothing as done,
+// where the page has to learn that it must sign in again.
+const pullRefused = (status) => status >= 400 && status < 500 && ![401, 403, 407, 408, 425, 429].includes(status);
 
 // wireOp and fromWire convert to and from the state sync API's JSON, where
 // values are base64 (Go's encoding of []byte).

@@ -7,7 +7,7 @@
 
 import { WASI, OpenFile, File, ConsoleStdout, WASIProcExit } from '@bjorn3/browser_wasi_shim';
 import {
-  Reader, Writer, RoamError, utf8, fromUTF8, goQuote, errorBody, httpStatus, validJSON, base64, parseCode, statusCode, forwardBytes,
+  Reader, Writer, RoamError, utf8, fromUTF8, goQuote, quoteID, errorBody, httpStatus, validJSON, base64, parseCode, statusCode, forwardBytes,
   traceContext,
   OK, InvalidArgument, NotFound, FailedPrecondition, Unavailable, DeadlineExceeded, Internal,
 } from './wire.js';
@@ -408,7 +408,7 @@ export class Runtime {
   // an HTTP call), ignored when its traceparent does not parse.
   callHTTP(app, method, body, trace) {
     const mod = this.modules.get(app);
-    if (!mod) return reply(new RoamError(NotFound, `no app ${goQuote(app)} here; apps: ${this.appIDs().join(', ')}`));
+    if (!mod) return reply(new RoamError(NotFound, `no app ${quoteID(app)} here; apps: ${this.appIDs().join(', ')}`));
     if (body.length > this.opts.maxBodyBytes) {
       return { status: 413, body: errorBody(InvalidArgument, `request body exceeds ${this.opts.maxBodyBytes} bytes`) };
     }
@@ -703,6 +703,19 @@ export class Runtime {
   // (store.onUndo): a commit that fails takes them back with the state.
   route(rec, from) {
     const subs = this.subs.get(rec.pubsubname + '\0' + rec.topic) ?? [];
+    this.enqueue(rec, subs);
+    if (subs.length === 0) {
+      // Only a dead-lettered event gets here too big (publish refuses
+      // others): parked, as it could never be forwarded.
+      const why = this.unforwardable(rec);
+      if (why) console.warn(`[${from}] pubsub: parking event ${rec.id} of ${rec.pubsubname}/${rec.topic}: ${why}`);
+      this.box(this.nextPos(), why ? { app: from, rec, parked: true, reason: why } : { app: from, rec });
+    }
+    this.published.push(rec);
+  }
+
+  // enqueue appends rec to the queue of each of subs.
+  enqueue(rec, subs) {
     for (const s of subs) {
       const key = [s.app, s.pubsub, s.topic, this.nextPos()];
       const entry = { key, rec };
@@ -713,14 +726,6 @@ export class Runtime {
       });
       this.store.stage('queue', key, rec);
     }
-    if (subs.length === 0) {
-      // Only a dead-lettered event gets here too big (publish refuses
-      // others): parked, as it could never be forwarded.
-      const why = this.unforwardable(rec);
-      if (why) console.warn(`[${from}] pubsub: parking event ${rec.id} of ${rec.pubsubname}/${rec.topic}: ${why}`);
-      this.box(this.nextPos(), why ? { app: from, rec, parked: true, reason: why } : { app: from, rec });
-    }
-    this.published.push(rec);
   }
 
   // box puts an entry into the outbox at pos, unbox takes it out.
@@ -856,14 +861,94 @@ export class Runtime {
     }
   }
 
+  // retry takes back what sync set aside, as the page asks (Host.retry):
+  // the changes the server refused are pushed again at the next sync, and
+  // the parked events are sent again. what names them ({keys: [{app, store,
+  // key}], events: [pos or {pos}]}); null means all of both. Everything
+  // named is checked before anything changes, so a name that is not set
+  // aside (any more) throws NotFound and changes nothing. The caller
+  // commits, as for every change.
+  retry(what) {
+    const { keys, events } = this.setAside(what, 'retry');
+    for (const r of keys) this.store.retryRejected(r);
+    for (const pos of events) this.unpark(pos);
+    return { keys: keys.length, events: events.length };
+  }
+
+  // discard drops what sync set aside, for good: a refused change gives way
+  // to the server's version (Store.discardRejected), a parked event is
+  // deleted unsent. Nothing is dropped that what does not name: a page
+  // that means everything names it all (status() lists it).
+  discard(what) {
+    if (!what || ((what.keys ?? []).length === 0 && (what.events ?? []).length === 0)) {
+      throw new RoamError(InvalidArgument, 'discard: name the refused changes ({keys: [{app, store, key}]}) or parked events ({events: [pos]}) to drop; status() lists them');
+    }
+    const { keys, events } = this.setAside(what, 'discard');
+    for (const r of keys) this.store.discardRejected(r);
+    for (const pos of events) {
+      const o = this.outbox.get(pos);
+      console.warn(`[${o.app}] pubsub: discarding parked event ${o.rec.id} of ${o.rec.pubsubname}/${o.rec.topic}, as the page asked`);
+      this.unbox(pos);
+    }
+    return { keys: keys.length, events: events.length };
+  }
+
+  // setAside resolves what (see retry) to the refused items and the
+  // positions of the parked events it names, each once.
+  setAside(what, op) {
+    if (what === null || what === undefined) {
+      const events = [];
+      for (const [pos, o] of this.outbox) if (o.parked) events.push(pos);
+      return { keys: this.store.allRejected(), events: events.sort((a, b) => a - b) };
+    }
+    const list = (v, name) => {
+      if (v === undefined || v === null) return [];
+      if (!Array.isArray(v)) throw new RoamError(InvalidArgument, `${op}: ${name} must be a list`);
+      return v;
+    };
+    const keys = new Map();
+    for (const k of list(what.keys, 'keys')) {
+      if (typeof k?.app !== 'string' || typeof k.store !== 'string' || typeof k.key !== 'string') {
+        throw new RoamError(InvalidArgument, `${op}: a key is named {app, store, key}, as status().rejected lists it`);
+      }
+      keys.set(JSON.stringify([k.app, k.store, k.key]), this.store.rejectedItem(k.app, k.store, k.key));
+    }
+    const events = new Set();
+    for (const e of list(what.events, 'events')) {
+      const pos = typeof e === 'number' ? e : e?.pos;
+      if (typeof pos !== 'number') throw new RoamError(InvalidArgument, `${op}: an event is named by its pos, as status().parked lists it`);
+      if (!this.outbox.get(pos)?.parked) throw new RoamError(NotFound, `no parked event at ${pos}`);
+      events.add(pos);
+    }
+    return { keys: [...keys.values()], events: [...events] };
+  }
+
+  // unpark puts a parked event back where a publish of it would go now:
+  // the queues of the modules here that subscribe to its topic (one
+  // loaded since, or the subscriber whose dead-letter topic it failed on),
+  // to be delivered afresh, or else the outbox, in its old place, for the
+  // next sync to forward (which parks it again, unsent, if it is still too
+  // big for remoteMaxBodyBytes).
+  unpark(pos) {
+    const o = this.outbox.get(pos);
+    const subs = this.subs.get(o.rec.pubsubname + '\0' + o.rec.topic) ?? [];
+    if (subs.length > 0) {
+      this.unbox(pos);
+      this.enqueue(o.rec, subs);
+    } else this.box(pos, { app: o.app, rec: o.rec });
+  }
+
   status() {
     const s = this.store.status();
-    const boxed = [...this.outbox].sort((a, b) => a[0] - b[0]).map(([, o]) => o);
-    s.events = boxed.filter((o) => !o.parked).length;
+    const boxed = [...this.outbox].sort((a, b) => a[0] - b[0]);
+    s.events = boxed.filter(([, o]) => !o.parked).length;
     // Parked events: refused by the server, or failed on their own
-    // dead-letter topic. They stay in IndexedDB, and are not sent.
-    s.parked = boxed.filter((o) => o.parked).map((o) => ({
-      app: o.app, id: o.rec.id, pubsub: o.rec.pubsubname, topic: o.rec.topic, type: o.rec.type,
+    // dead-letter topic. They stay in IndexedDB, and are not sent until
+    // the page retries them. pos, their place in the outbox, names them to
+    // retry and discard (a CloudEvent id need not be unique: a
+    // dead-lettered copy keeps its event's).
+    s.parked = boxed.filter(([, o]) => o.parked).map(([pos, o]) => ({
+      pos, app: o.app, id: o.rec.id, pubsub: o.rec.pubsubname, topic: o.rec.topic, type: o.rec.type,
       time: o.rec.time, reason: o.reason ?? 'failed on its dead-letter topic',
     }));
     s.apps = this.appIDs();

@@ -21,8 +21,10 @@
 // Each item also carries what sync needs: base, the server ETag the local
 // copy derives from ('' when the server has never had it); dirty, whether it
 // changed locally since it was last pushed; tomb, a deleted item the server
-// still has; conflict, set when sync found both sides changed; rejected,
-// set when the server refused the change for good ({status, message}).
+// still has (or, not dirty, one whose refused change was discarded, waiting
+// for the server's version); conflict, set when sync found both sides
+// changed; rejected, set when the server refused the change for good
+// ({status, message}), until the page retries or discards it.
 
 import { RoamError, InvalidArgument, NotFound, Conflict, Unavailable, goQuote, goMillis, utf8, sameBytes } from './wire.js';
 
@@ -457,14 +459,66 @@ export class Store {
   // rejected records that the server refused the pushed change of key for
   // good (a 400 or 413 for that op alone): status() reports it, and sync
   // stops pushing it, until the app writes the key again (put and del
-  // make a record without it) or keeps it with resolve. A change made since
-  // the push is not marked: it is pushed as usual.
+  // make a record without it), the page retries or discards it
+  // (retryRejected, discardRejected), or keeps it with resolve. A change
+  // made since the push is not marked: it is pushed as usual.
   rejected(app, store, op, status, message) {
     const sp = this.space(app, store);
     const r = sp.items.get(op.key);
     if (!r || r.seq !== op.seq || r.tomb !== op.tomb || !r.dirty) return;
     this.keep(sp, op.key);
     r.rejected = { status, message, at: new Date().toISOString() };
+    this.stageItem(r);
+  }
+
+  // rejectedItem returns the item of key whose change the server refused
+  // for good, or throws NotFound. An item in a conflict is not one: the
+  // conflict is what status() reports, and resolve ends it.
+  rejectedItem(app, store, key) {
+    const r = this.apps.get(app)?.get(store)?.items.get(key);
+    if (!r || !r.rejected || !r.dirty || r.conflict) {
+      throw new RoamError(NotFound, `no change of ${app}/${store}/${key} refused by the server`);
+    }
+    return r;
+  }
+
+  // allRejected lists the items whose change the server refused for good.
+  allRejected() {
+    const out = [];
+    for (const stores of this.apps.values()) {
+      for (const sp of stores.values()) {
+        for (const r of sp.items.values()) if (r.rejected && r.dirty && !r.conflict) out.push(r);
+      }
+    }
+    return out;
+  }
+
+  // retryRejected takes back the server's refusal of r's change (the page
+  // asked: the server's limit was raised, the data fixed): the next sync
+  // pushes it again, conditional on the same base, as if never refused.
+  retryRejected(r) {
+    this.keep(this.space(r.app, r.store), r.key);
+    r.rejected = null;
+    this.stageItem(r);
+  }
+
+  // discardRejected drops r's refused change, as the page asked, so that
+  // the server's version comes back. An item the server never had (as far
+  // as this page knows) goes. One it has is only known by its ETag, not its
+  // value, so it becomes a tombstone with nothing to push: the key reads as
+  // absent until the next pull, which takes the server's version over a
+  // tombstone (or removes it, if the server no longer has the key). Keeping
+  // the refused value until then would show a change that was dropped.
+  discardRejected(r) {
+    const sp = this.space(r.app, r.store);
+    this.keep(sp, r.key);
+    if (r.base === '') {
+      sp.items.delete(r.key);
+      this.stage('items', [r.app, r.store, r.key], undefined);
+      this.changed.push({ app: r.app, store: r.store, key: r.key, gone: true });
+      return;
+    }
+    Object.assign(r, { value: new Uint8Array(0), expiry: 0, tomb: true, dirty: false, rejected: null });
     this.stageItem(r);
   }
 

@@ -175,6 +175,22 @@ export function goMillis(ms) {
   return sign + s;
 }
 
+// quoteID is host.quoteID (host/server.go): goQuote of an unknown app id's
+// first 64 UTF-8 bytes, cut between characters, and its length when it is
+// longer (an id comes from the request's path, and may be 100 KB).
+export function quoteID(id) {
+  const n = utf8(id).length;
+  if (n <= 64) return goQuote(id);
+  let cut = '', len = 0;
+  for (const ch of id) {
+    const m = utf8(ch).length;
+    if (len + m > 64) break;
+    cut += ch;
+    len += m;
+  }
+  return `${goQuote(cut)}…(${n} bytes)`;
+}
+
 // goQuote is Go's strconv.Quote, as fmt's %q prints a string.
 export function goQuote(s) {
   let out = '"';

@@ -100,6 +100,18 @@ const handlers = {
     rt.store.resolve(app, store, key, choice);
     await rt.commit();
   },
+  // retry and discard take what is set aside (null: all of it, for retry).
+  async retry({ what }) {
+    const n = rt.retry(what);
+    await rt.commit();
+    rt.schedule(0); // events put back on the queues of modules here
+    return n;
+  },
+  async discard({ what }) {
+    const n = rt.discard(what);
+    await rt.commit();
+    return n;
+  },
 
   // bench times n calls inside the worker, without the page round trip,
   // and returns the mean ms per call. (performance.now() is coarsened to

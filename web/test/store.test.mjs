@@ -239,3 +239,107 @@ test('a closed connection is reported once, and commits fail with a clear error'
   assert.ok(closed, 'the connection is closed so that the other tab can go on');
   assert.equal(seen[1], 'IndexedDB fake is being deleted or upgraded by another tab');
 });
+
+// refuse has the server refuse the pushed change of key for good.
+function refuse(s, key, status = 400) {
+  const op = s.outgoing('a', 'st').find((o) => o.key === key);
+  s.rejected('a', 'st', op, status, `refused ${key}`);
+}
+
+test('a refused change retried is pushed again, as it was, and that is saved', async () => {
+  const db = fakeDB();
+  const s = new Store(db);
+  put(s, 'new', 1); // the server never had it
+  put(s, 'old', 1);
+  await s.flush();
+  const [op] = s.outgoing('a', 'st').filter((o) => o.key === 'old');
+  s.pushed('a', 'st', [op], [{ key: 'old', found: true, etag: '5', value: op.value }]);
+  put(s, 'old', 2); // a change of the server's version 5
+  refuse(s, 'new', 413);
+  refuse(s, 'old');
+  await s.flush();
+  assert.deepEqual(s.outgoing('a', 'st'), []);
+  assert.throws(() => s.rejectedItem('a', 'st', 'nope'), (e) => e.codeName === 'NotFound' && e.message === 'no change of a/st/nope refused by the server');
+  assert.equal(s.allRejected().length, 2);
+
+  // A retry whose commit fails leaves the change refused.
+  db.plan.push('throw');
+  s.retryRejected(s.rejectedItem('a', 'st', 'old'));
+  await assert.rejects(s.flush(), /state was not saved/);
+  assert.deepEqual(s.status().rejected.map((r) => r.key).sort(), ['new', 'old']);
+
+  s.retryRejected(s.rejectedItem('a', 'st', 'old'));
+  await s.flush();
+  assert.deepEqual(s.outgoing('a', 'st').map((o) => [o.key, o.op, o.etag, !!o.if_absent]), [['old', 'set', '5', false]]);
+  assert.deepEqual(s.status().rejected.map((r) => r.key), ['new']);
+  assert.deepEqual(dirty(s), ['old']);
+  assert.equal(onDisk(db, 'old').rejected, null, 'the retry is saved: it survives a reload');
+  assert.ok(onDisk(db, 'new').rejected);
+  assert.equal(get(s, 'old'), 2);
+  assert.throws(() => s.rejectedItem('a', 'st', 'old'), /no change of a\/st\/old refused/);
+});
+
+test('a refused change discarded gives way to the server\'s version', async () => {
+  const db = fakeDB();
+  const s = new Store(db);
+  put(s, 'new', 1);
+  put(s, 'old', 1);
+  put(s, 'gone', 1);
+  await s.flush();
+  const ops = s.outgoing('a', 'st').filter((o) => o.key !== 'new');
+  s.pushed('a', 'st', ops, ops.map((o) => ({ key: o.key, found: true, etag: '5', value: o.value })));
+  put(s, 'new', 2);
+  put(s, 'old', 2);
+  s.delete('a', 'st', 'gone', opts);
+  for (const k of ['new', 'old', 'gone']) refuse(s, k);
+  await s.flush();
+
+  for (const k of ['new', 'old', 'gone']) s.discardRejected(s.rejectedItem('a', 'st', k));
+  await s.flush();
+  const st = s.status();
+  assert.deepEqual([st.dirty, st.rejected, st.conflicts], [[], [], []]);
+  assert.deepEqual(s.outgoing('a', 'st'), [], 'nothing is pushed');
+  // The server never had new: it is gone, here and on disk. The others
+  // read as absent until a pull brings the server's version, and are pulled.
+  assert.equal(get(s, 'new'), 'NotFound');
+  assert.equal(onDisk(db, 'new'), undefined);
+  assert.equal(get(s, 'old'), 'NotFound');
+  assert.equal(get(s, 'gone'), 'NotFound');
+  assert.deepEqual(s.keys('a', 'st').sort(), ['gone', 'old']);
+  assert.deepEqual([onDisk(db, 'old').dirty, onDisk(db, 'old').tomb, onDisk(db, 'old').rejected], [false, true, null]);
+
+  // The server's version comes back even with the same ETag as the base.
+  const n = s.pulled('a', 'st', [
+    { key: 'old', found: true, etag: '5', value: utf8('1') },
+    { key: 'gone', found: false, etag: '', value: new Uint8Array(0) },
+  ]);
+  await s.flush();
+  assert.equal(n, 2);
+  assert.equal(get(s, 'old'), 1);
+  assert.equal(get(s, 'gone'), 'NotFound');
+  assert.equal(onDisk(db, 'gone'), undefined);
+  assert.deepEqual(s.keys('a', 'st'), ['old']);
+  assert.deepEqual(dirty(s), []);
+
+  // Written again after a discard, a key is pushed from its base.
+  s.rejected('a', 'st', { key: 'old', seq: s.space('a', 'st').items.get('old').seq, tomb: false }, 400, 'late'); // not dirty: not marked
+  assert.equal(s.allRejected().length, 0);
+  put(s, 'old', 3);
+  assert.deepEqual(s.outgoing('a', 'st').map((o) => [o.key, o.etag]), [['old', '5']]);
+});
+
+test('a discard whose commit fails is undone', async () => {
+  const db = fakeDB();
+  const s = new Store(db);
+  put(s, 'new', 1);
+  await s.flush();
+  refuse(s, 'new');
+  await s.flush();
+  db.plan.push('abort');
+  s.discardRejected(s.rejectedItem('a', 'st', 'new'));
+  assert.equal(get(s, 'new'), 'NotFound');
+  await assert.rejects(s.flush(), /state was not saved/);
+  assert.equal(get(s, 'new'), 1);
+  assert.deepEqual(s.status().rejected.map((r) => r.key), ['new']);
+  assert.ok(onDisk(db, 'new').rejected);
+});

@@ -20,6 +20,7 @@ import (
 	"github.com/roam-dev/roam/host"
 	"github.com/roam-dev/roam/host/native"
 	"github.com/roam-dev/roam/sdk"
+	"github.com/roam-dev/roam/web/webtest/testdata/setupapp"
 )
 
 // TestStoreUnit runs the browser host's node unit tests (web/test/*.test.mjs):
@@ -40,35 +41,48 @@ func TestStoreUnit(t *testing.T) {
 
 // syncProbe sees the state sync requests of a page to syncServer, and
 // refuses some as a server refuses what it cannot take: a transact that
-// writes a key starting with "refuse/", and a publish to "refused.topic",
-// with 400.
+// writes a key starting with "refuse/", and a publish to "refused.topic" or
+// "setup.booted" (setupapp's topic), with 400, unless accepting is set (as
+// if the server's limits were raised). A bulk read of a store named
+// "status-NNN" answers status NNN.
 type syncProbe struct {
 	mu        sync.Mutex
 	transacts []transactSeen
 	published []string // topic data
+	accepting bool
+}
+
+// accept makes the probe refuse nothing from now on.
+func (p *syncProbe) accept() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.accepting = true
 }
 
 type transactSeen struct{ ops, bytes int }
 
-// syncServer runs the conformance app on the native host with the state
-// sync API, behind syncProbe, and returns its URL.
+// syncServer runs the conformance app and setupapp on the native host with
+// the state sync API, behind syncProbe, and returns its URL.
 func syncServer(t *testing.T) (string, *syncProbe) {
 	t.Helper()
 	be, err := embedded.Open(embedded.Options{Dir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := native.NewServer(be, []*sdk.App{testapp.App}, host.Options{StateAPI: true, CORSOrigins: []string{"http://127.0.0.1:*"}})
+	srv, err := native.NewServer(be, []*sdk.App{testapp.App, setupapp.App}, host.Options{StateAPI: true, CORSOrigins: []string{"http://127.0.0.1:*"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	p := &syncProbe{}
 	h := srv.Handler()
-	refuse := func(w http.ResponseWriter, r *http.Request, msg string) {
+	answer := func(w http.ResponseWriter, r *http.Request, status int, msg string) {
 		w.Header().Set("Access-Control-Allow-Origin", r.Header.Get("Origin"))
 		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusBadRequest)
+		w.WriteHeader(status)
 		fmt.Fprintf(w, `{"code":"InvalidArgument","message":%q}`, msg)
+	}
+	refuse := func(w http.ResponseWriter, r *http.Request, msg string) {
+		answer(w, r, http.StatusBadRequest, msg)
 	}
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost {
@@ -77,7 +91,19 @@ func syncServer(t *testing.T) (string, *syncProbe) {
 		}
 		body, _ := io.ReadAll(r.Body)
 		r.Body = io.NopCloser(bytes.NewReader(body))
+		p.mu.Lock()
+		accepting := p.accepting
+		p.mu.Unlock()
 		switch {
+		case strings.HasSuffix(r.URL.Path, "/bulk"):
+			// /v1/apps/{app}/state/{store}/bulk
+			var status int
+			if parts := strings.Split(r.URL.Path, "/"); len(parts) == 7 {
+				if _, err := fmt.Sscanf(parts[5], "status-%d", &status); err == nil {
+					answer(w, r, status, "store "+parts[5]+": refused by the test's server")
+					return
+				}
+			}
 		case strings.HasSuffix(r.URL.Path, "/transact"):
 			var req struct{ Ops []struct{ Key string } }
 			json.Unmarshal(body, &req)
@@ -85,15 +111,15 @@ func syncServer(t *testing.T) (string, *syncProbe) {
 			p.transacts = append(p.transacts, transactSeen{len(req.Ops), len(body)})
 			p.mu.Unlock()
 			for _, o := range req.Ops {
-				if strings.HasPrefix(o.Key, "refuse/") {
+				if strings.HasPrefix(o.Key, "refuse/") && !accepting {
 					refuse(w, r, "key "+o.Key+": refused by the test's server")
 					return
 				}
 			}
 		case strings.Contains(r.URL.Path, "/publish/"):
 			topic := r.URL.Path[strings.LastIndex(r.URL.Path, "/")+1:]
-			if topic == "refused.topic" {
-				refuse(w, r, "topic refused.topic is not allowed here")
+			if (topic == "refused.topic" || topic == "setup.booted") && !accepting {
+				refuse(w, r, "topic "+topic+" is not allowed here")
 				return
 			}
 			var req struct {
@@ -157,12 +183,18 @@ func (b *browser) expect(method, body string, status int, want string) {
 type hostStatus struct {
 	Dirty    []struct{ Key string }
 	Rejected []struct {
-		Key     string
-		Status  int
-		Message string
+		App, Store, Key string
+		Status          int
+		Message         string
 	}
 	Events int
-	Parked []struct{ Topic, Reason string }
+	Parked []struct {
+		Pos    int    `json:"pos"`
+		App    string `json:"app"`
+		ID     string `json:"id"`
+		Topic  string `json:"topic"`
+		Reason string `json:"reason"`
+	}
 }
 
 func (b *browser) status() hostStatus {
@@ -183,8 +215,13 @@ func (s hostStatus) dirtyKeys() []string {
 
 // syncResult is what Host.sync() resolves to, or its error.
 type syncResult struct {
-	Pushed, Conflicts, Rejected, Events, Parked int
-	Err                                         string
+	Pushed, Conflicts, Rejected, Events, Parked, Pulled int
+	PullFailed                                          []struct {
+		App, Store string
+		Status     int
+		Message    string
+	}
+	Err string
 }
 
 func (b *browser) sync() syncResult {

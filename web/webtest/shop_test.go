@@ -26,6 +26,13 @@ import (
 // API, open to pages from 127.0.0.1 origins, and returns its URL.
 func shopServer(t *testing.T) string {
 	t.Helper()
+	return shopServerBehind(t, nil)
+}
+
+// shopServerBehind is shopServer with wrap, when not nil, in front of the
+// host's handler.
+func shopServerBehind(t *testing.T, wrap func(http.Handler) http.Handler) string {
+	t.Helper()
 	b, err := embedded.Open(embedded.Options{Dir: t.TempDir(), Retry: retry})
 	if err != nil {
 		t.Fatal(err)
@@ -36,7 +43,11 @@ func shopServer(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := httptest.NewServer(srv.Handler())
+	h := srv.Handler()
+	if wrap != nil {
+		h = wrap(h)
+	}
+	ts := httptest.NewServer(h)
 	t.Cleanup(func() {
 		ts.Close()
 		b.Close()

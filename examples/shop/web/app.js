@@ -55,7 +55,7 @@ async function sync() {
   }
   syncing ??= (async () => {
     try {
-      await host.sync({
+      const res = await host.sync({
         pull: [
           { app: 'inventory', store, keys: skus.map((s) => 'stock/' + s) },
           { app: 'orders', store, keys: ['customer/' + customer] },
@@ -68,6 +68,8 @@ async function sync() {
       }
       setOnline(true);
       $('#synced').textContent = 'synced ' + new Date().toLocaleTimeString();
+      // A store the server would not read stays as it was here.
+      if (res.pullFailed.length > 0) say('sync: the server did not give ' + res.pullFailed.map((f) => `${f.app}'s ${f.store} (${f.status}: ${f.message})`).join(', '), true);
     } catch (e) {
       if (e.offline) setOnline(false);
       else say(`sync: ${e.message}`, true);
@@ -99,6 +101,15 @@ async function draw() {
   const st = await host.status();
   const dirty = new Set(st.dirty.map((d) => d.app + '/' + d.key));
   $('#pending-count').textContent = String(st.dirty.length + st.events);
+  // What the server refused for good is not pending: sync does not send it
+  // again until asked to (Retry), after the server or the data changed.
+  const refused = [
+    ...st.rejected.map((r) => `${r.app}: ${r.key} (${r.status}: ${r.message})`),
+    ...st.parked.map((p) => `${p.app}: event ${p.topic} (${p.reason})`),
+  ];
+  $('#refused').hidden = refused.length === 0;
+  $('#refused-count').textContent = String(refused.length);
+  $('#refused').title = refused.join('\n');
 
   const rows = [];
   for (const sku of skus) {
@@ -160,6 +171,20 @@ async function resolve(c, choice) {
   sync();
 }
 
+// retry sends again what the server refused, say after its body limit was
+// raised: the changes and events, as they are.
+async function retry() {
+  try {
+    const n = await host.retry();
+    say(`sending ${n.keys} refused change(s) and ${n.events} event(s) again`);
+  } catch (e) {
+    say(`${e.codeName}: ${e.message}`, true);
+  }
+  await render();
+  await syncing; // one in flight started before the retry
+  await sync();
+}
+
 async function main() {
   $('#customer').value = customer;
   $('#sku').replaceChildren(...skus.map((s) => el('option', { value: s, textContent: s })));
@@ -174,6 +199,7 @@ async function main() {
   window.shop = { host, orders, inventory, sync, render };
   $('#order').addEventListener('submit', create);
   $('#sync').addEventListener('click', () => sync());
+  $('#retry').addEventListener('click', () => retry());
   addEventListener('online', () => sync());
   addEventListener('offline', () => setOnline(false));
   host.on('change', () => render());
