@@ -227,3 +227,34 @@ func FuzzMeter(f *testing.F) {
 		}
 	})
 }
+
+// TestMeterSplits: a code section metered in parts (as a large one is, on
+// several CPUs) comes out byte for byte as metered in one.
+func TestMeterSplits(t *testing.T) {
+	sections, err := readSections(meterModule(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var code []byte
+	for _, s := range sections {
+		if s.id == sectionCode {
+			code = meterModule(true)[s.start:s.end]
+		}
+	}
+	check := appendCheck(nil, 5, 1, 2)
+	one, err := meterCode(nil, code, check, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for parts := 2; parts <= 5; parts++ {
+		got, err := meterCode(nil, code, check, parts)
+		if err != nil || !bytes.Equal(got, one) {
+			t.Fatalf("in %d parts: %v, and the bytes differ from one part's: %v", parts, err, !bytes.Equal(got, one))
+		}
+	}
+	bad := bytes.Clone(code)
+	bad[len(bad)-1] = 0xff // the last function's last instruction
+	if _, err := meterCode(nil, bad, check, 3); err == nil || !strings.Contains(err.Error(), "function 3") {
+		t.Fatalf("a malformed last function in 3 parts: %v, want an error naming function 3", err)
+	}
+}
