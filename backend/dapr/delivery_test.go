@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -288,4 +289,67 @@ func xlen(t *testing.T, r *daprtest.Redis, stream string) int {
 		t.Fatalf("XLEN %s: %q", stream, rep)
 	}
 	return n
+}
+
+// selfApp subscribes to a topic that is its own dead-letter topic (as an
+// app subscribed to the default dead-letter topic is) and rejects every
+// event there.
+var selfApp = sdk.NewApp("selfdl", func(env sdk.Env, r *sdk.Router) error {
+	sdk.Subscribe(r, "pubsub", "selfdl.dead", func(ctx context.Context, e *sdk.Event) error {
+		selfDL.Add(1)
+		return sdk.NewError(sdk.InvalidArgument, "rejected on purpose")
+	}, sdk.DeadLetter("selfdl.dead"))
+	return nil
+})
+
+var selfDL atomic.Int64
+
+// An event that fails on a subscription's own dead-letter topic is parked
+// on topic + ".parked", once, rather than sent back to it for ever (before,
+// the handler saw it about 2,000 times a second).
+func TestOwnDeadLetterTopicParks(t *testing.T) {
+	selfDL.Store(0)
+	r := daprtest.StartRedis(t)
+	res := daprtest.WriteResources(t, r, daprtest.ResourceOptions{})
+	h := startHost(t, hostOptions{appID: "selfdl", res: res}, selfApp)
+	req, err := http.NewRequestWithContext(ctxT(t), http.MethodPost, "http://"+h.Sidecar.HTTPAddr()+"/v1.0/publish/pubsub/selfdl.dead", strings.NewReader(`{"n":1}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("publish: %s", resp.Status)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for xlen(t, r, "selfdl.dead.parked") == 0 {
+		if n := selfDL.Load(); n > 1 {
+			t.Fatalf("the handler saw the event %d times and it is not parked: it loops", n)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out: the event is not parked (handler calls: %d)", selfDL.Load())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// Once the topic has nothing pending, Dapr delivers nothing more.
+	for {
+		n, err := unacked(r, "selfdl.dead", "selfdl")
+		if err == nil && n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("selfdl.dead still has %d entries unacknowledged (%v)", n, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := selfDL.Load(); n != 1 {
+		t.Errorf("the handler saw the event %d times, want once", n)
+	}
+	if n := xlen(t, r, "selfdl.dead.parked"); n != 1 {
+		t.Errorf("%d events parked, want 1", n)
+	}
 }

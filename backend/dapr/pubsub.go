@@ -143,7 +143,10 @@ func (b *Backend) Subscribe(subs []backend.Subscription, d backend.Deliverer) er
 	var order []routeKey
 	for _, s := range subs {
 		rk := routeKey{s.PubSub, s.Topic}
-		dl := core.DeadLetterTopic(s, b.dlTopic)
+		dl := parkedTopic(s.Topic, core.DeadLetterTopic(s, b.dlTopic))
+		if dl == s.Topic+parkedSuffix {
+			b.log.Info("dapr: the subscription's dead-letter topic is its own topic; events that fail there are parked on another", "app", s.AppID, "pubsub", s.PubSub, "topic", s.Topic, "parked", dl)
+		}
 		r := b.routes[rk]
 		if r == nil {
 			r = fresh[rk]
@@ -228,13 +231,33 @@ func (b *Backend) routeByName(pubsub, topic string) *route {
 	return b.routes[routeKey{pubsub, topic}]
 }
 
+// parkedSuffix names the topic where a subscription whose dead-letter
+// topic is its own topic sends the events that fail there.
+const parkedSuffix = ".parked"
+
+// parkedTopic is the dead-letter topic a subscription to topic is given
+// when dl is its dead-letter topic. An app that subscribes to a dead-letter
+// topic itself (the default one, say) gets that very topic as its own
+// dead-letter topic, and Dapr would then send an event that fails there
+// back to it, for ever: a handler that rejects it spun through about 2,000
+// deliveries a second. The embedded backend parks such an event; Dapr has
+// no place of its own for it, so it goes to topic + ".parked", which keeps it
+// in the broker for an operator to see, and which nothing subscribes to
+// unless someone chooses to.
+func parkedTopic(topic, dl string) string {
+	if dl == topic {
+		return topic + parkedSuffix
+	}
+	return dl
+}
+
 // deadLettered reports whether an event delivered on r, whose envelope
 // names topic as the one it was published on, has been dead-lettered: it
 // was published on another topic (Dapr writes the publish topic into the
 // envelope and keeps it when it dead-letters), or r's topic is the
 // dead-letter topic of a subscription of this backend. The second sign
-// covers envelopes that name no topic, and a subscription whose dead-letter
-// topic is its own, where the two topics are the same.
+// covers envelopes that name no topic. (A subscription's dead-letter topic
+// is never its own: see parkedTopic.)
 func (b *Backend) deadLettered(r *route, topic string) bool {
 	if topic != "" && topic != r.key.topic {
 		return true
