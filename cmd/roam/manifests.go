@@ -66,8 +66,9 @@ type kubernetes.io/dockerconfigjson in each namespace, e.g.
     --docker-username=USER --docker-password=TOKEN
 Every pod gets the named Secrets as imagePullSecrets. An edge app's host
 also mounts each read-only as /var/run/roam/registry/NAME/config.json and
-pulls its wasm module with them: for each registry, with the credentials of
-the first Secret, in flag order, that has any. Every Secret named must exist
+pulls its wasm module with them: for each registry, it tries the credentials
+of every Secret that has any, in flag order, as the kubelet does, until the
+registry accepts one. Every Secret named must exist
 in the namespace, or the edge host's pod does not start.`,
 		Example: `  roam manifests ./examples/shop --namespace shop --image-repo ghcr.io/acme/shop --tag v1 \
     --allow-from inventory=orders -o deploy

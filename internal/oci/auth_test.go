@@ -6,13 +6,17 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -26,12 +30,15 @@ import (
 // HTTP basic auth, as a private registry does: a request without user's
 // password is answered 401 with a Basic challenge and distribution's error
 // body; the user "outsider" authenticates but may read nothing (403). It
-// returns the registry's host:port.
-func privateRegistry(t *testing.T, user, password string) string {
+// returns the registry's host:port, and what counts its requests by the
+// credentials they carried.
+func privateRegistry(t *testing.T, user, password string) (string, *sent) {
 	t.Helper()
 	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	seen := &sent{}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u, p, _ := r.BasicAuth()
+		seen.add(u, p)
 		switch {
 		case u == user && p == password:
 			reg.ServeHTTP(w, r)
@@ -49,7 +56,80 @@ func privateRegistry(t *testing.T, user, password string) string {
 		}
 	}))
 	t.Cleanup(srv.Close)
-	return strings.TrimPrefix(srv.URL, "http://")
+	return strings.TrimPrefix(srv.URL, "http://"), seen
+}
+
+// tokenRegistry serves go-containerregistry's in-process registry as most
+// public registries serve a private repository (Docker Hub, ghcr.io...):
+// behind bearer tokens, which a token service at /token gives in exchange
+// for user's password (and refuses, 401, to any other or to none). A
+// refused password is then refused by the token service, not by the
+// registry. It returns the registry's host:port, and what counts the token
+// service's requests by the credentials they carried.
+func tokenRegistry(t *testing.T, user, password string) (string, *sent) {
+	t.Helper()
+	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	seen := &sent{}
+	const token = "roam-test-token"
+	var realm string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if r.URL.Path == "/token" {
+			u, p, _ := r.BasicAuth()
+			seen.add(u, p)
+			if u != user || p != password {
+				w.WriteHeader(http.StatusUnauthorized)
+				io.WriteString(w, `{"errors":[{"code":"UNAUTHORIZED","message":"incorrect username or password"}]}`)
+				return
+			}
+			io.WriteString(w, `{"token":"`+token+`"}`)
+			return
+		}
+		if r.Header.Get("Authorization") == "Bearer "+token {
+			reg.ServeHTTP(w, r)
+			return
+		}
+		w.Header().Set("WWW-Authenticate", `Bearer realm="`+realm+`",service="roam-test",scope="repository:shop/inventory-wasm:pull"`)
+		w.WriteHeader(http.StatusUnauthorized)
+		io.WriteString(w, `{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}`)
+	}))
+	realm = srv.URL + "/token"
+	t.Cleanup(srv.Close)
+	return strings.TrimPrefix(srv.URL, "http://"), seen
+}
+
+// sent counts a test registry's requests by the credentials they carried,
+// "user:password" ("" for none): which of several pull secrets a pull
+// tried.
+type sent struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func sentKey(user, password string) string {
+	if user == "" && password == "" {
+		return ""
+	}
+	return user + ":" + password
+}
+
+func (s *sent) add(user, password string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.n == nil {
+		s.n = map[string]int{}
+	}
+	s.n[sentKey(user, password)]++
+}
+
+// count is how many requests carried user:password since the last count
+// of them.
+func (s *sent) count(user, password string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := s.n[sentKey(user, password)]
+	delete(s.n, sentKey(user, password))
+	return n
 }
 
 // dockerConfig writes what the edge host sees of a pull secret: a
@@ -90,7 +170,7 @@ func isolateCredentials(t *testing.T) {
 // the --pull-secret Secret.
 func TestPullWasmPrivateRegistry(t *testing.T) {
 	isolateCredentials(t)
-	host := privateRegistry(t, "roam", "s3cret")
+	host, _ := privateRegistry(t, "roam", "s3cret")
 	good := dockerConfig(t, host, "roam", "s3cret")
 
 	wasm := append([]byte("\x00asm\x01\x00\x00\x00"), bytes.Repeat([]byte{7}, 64)...)
@@ -170,7 +250,8 @@ func TestPullWasmPrivateRegistry(t *testing.T) {
 	// directory of its own, all listed in $ROAM_DOCKER_CONFIGS, which
 	// DOCKER_CONFIG (the first's) does not override. Credentials for the
 	// registry only in the second file are found; a refusal names the file
-	// the credentials came from, or every file looked in.
+	// the credentials came from, or every file looked in. (Several files
+	// with credentials for the registry: TestPullWasmTriesEachPullSecret.)
 	other, wrong := dockerConfig(t, "ghcr.io", "roam", "s3cret"), dockerConfig(t, host, "roam", "guess")
 	t.Setenv("DOCKER_CONFIG", other)
 	for _, c := range []struct {
@@ -182,9 +263,9 @@ func TestPullWasmPrivateRegistry(t *testing.T) {
 			"refused the pull without credentials (401 Unauthorized): none of " + filepath.Join(other, "config.json") + ", ",
 			"($ROAM_DOCKER_CONFIGS) has any for " + host, "$ROAM_DOCKER_CONFIGS, in order",
 		}},
-		{"a wrong password in the second", []string{other, wrong, good}, []string{
-			"refused (401 Unauthorized) the credentials for it in " + filepath.Join(wrong, "config.json") +
-				" (the first in $ROAM_DOCKER_CONFIGS to have any)",
+		{"a wrong password in the second", []string{other, wrong}, []string{
+			"refused (401 Unauthorized) the credentials for it in " + filepath.Join(wrong, "config.json") + " ($ROAM_DOCKER_CONFIGS)",
+			"check the user name and password or token",
 		}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -222,6 +303,196 @@ func TestPullWasmPrivateRegistry(t *testing.T) {
 	t.Setenv("DOCKER_CONFIG", "")
 	if p, err := PullWasm(context.Background(), ref, cache); err != nil || !p.Cached {
 		t.Fatalf("cached pull without credentials: %+v, %v", p, err)
+	}
+}
+
+// TestPullWasmTriesEachPullSecret: with several pull secrets holding
+// credentials for the registry, the edge host pulls as the kubelet does,
+// with each in turn until the registry accepts one, so that a pull in the
+// middle of a rotation, the Secret with the old password still listed
+// first, succeeds. Only a refusal moves on to the next: a missing tag is
+// not asked for again with other credentials. Both with a registry that
+// checks a basic password itself and with one behind a token service
+// (Docker Hub, ghcr.io...), where it is the token service that refuses.
+func TestPullWasmTriesEachPullSecret(t *testing.T) {
+	for _, kind := range []struct {
+		name     string
+		registry func(t *testing.T, user, password string) (string, *sent)
+	}{{"basic auth", privateRegistry}, {"token service", tokenRegistry}} {
+		t.Run(kind.name, func(t *testing.T) {
+			isolateCredentials(t)
+			host, seen := kind.registry(t, "roam", "s3cret")
+			wasm := append([]byte("\x00asm\x01\x00\x00\x00"), bytes.Repeat([]byte{9}, 64)...)
+			art, err := WasmArtifact(wasm, "inventory.wasm", time.Unix(0, 0), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Setenv("DOCKER_CONFIG", dockerConfig(t, host, "roam", "s3cret"))
+			digest, err := Push(context.Background(), host+"/shop/inventory-wasm:v1", art)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Setenv("DOCKER_CONFIG", "")
+			ref := Scheme + host + "/shop/inventory-wasm@" + digest.String()
+			other := dockerConfig(t, "ghcr.io", "roam", "s3cret")
+			old := dockerConfig(t, host, "roam", "old-s3cret") // the Secret before the rotation
+			current := dockerConfig(t, host, "roam", "s3cret")
+			guess := dockerConfig(t, host, "roam", "guess")
+			configs := func(dirs ...string) {
+				t.Setenv(EnvDockerConfigs, strings.Join(dirs, string(filepath.ListSeparator)))
+			}
+			seen.count("roam", "s3cret")
+
+			// The old Secret first: refused, then the current one pulls.
+			configs(other, old, current)
+			cache := t.TempDir()
+			p, err := PullWasm(context.Background(), ref, cache)
+			if err != nil || p.Manifest != digest {
+				t.Fatalf("pull with the old password first and the current one second: %+v, %v", p, err)
+			}
+			if n, m := seen.count("roam", "old-s3cret"), seen.count("roam", "s3cret"); n == 0 || m == 0 {
+				t.Errorf("the registry saw %d requests with the old password and %d with the current one; want both tried", n, m)
+			}
+			// The module alone (its manifest cached): the same for the
+			// module's request.
+			if err := os.Remove(p.Path); err != nil {
+				t.Fatal(err)
+			}
+			if p, err := PullWasm(context.Background(), ref, cache); err != nil || p.Cached {
+				t.Fatalf("pull of the module alone, the old password first: %+v, %v", p, err)
+			}
+			if n := seen.count("roam", "old-s3cret"); n == 0 {
+				t.Error("the module was fetched without trying the old password first")
+			}
+
+			// The current Secret first: the other is never sent.
+			configs(current, old)
+			if _, err := PullWasm(context.Background(), ref, t.TempDir()); err != nil {
+				t.Fatalf("pull with the current password first: %v", err)
+			}
+			if n := seen.count("roam", "old-s3cret"); n != 0 {
+				t.Errorf("the old password was sent %d times after the current one was accepted", n)
+			}
+
+			// Every one wrong: the error says which registry, how many
+			// credentials it refused and from which files, and ends with
+			// the last refusal. No anonymous pull follows them.
+			seen.count("", "")
+			configs(old, other, guess)
+			_, err = PullWasm(context.Background(), ref, t.TempDir())
+			if err == nil {
+				t.Fatal("pulled with wrong passwords only")
+			}
+			for _, w := range []string{
+				ref + ": registry " + host + " refused each of the 2 credentials for it in $" + EnvDockerConfigs + ", tried in turn: " +
+					filepath.Join(old, "config.json") + " (401 Unauthorized); " + filepath.Join(guess, "config.json") + " (401 Unauthorized)",
+				"--pull-secret", "the last refusal: ", "UNAUTHORIZED",
+			} {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("the error does not say %q:\n%s", w, err)
+				}
+			}
+			var te *transport.Error
+			if !errors.As(err, &te) || te.StatusCode != http.StatusUnauthorized {
+				t.Errorf("the registry's refusal is not wrapped: %#v", err)
+			}
+			if n, m := seen.count("roam", "old-s3cret"), seen.count("roam", "guess"); n == 0 || m == 0 {
+				t.Errorf("the registry saw %d requests with the old password and %d with the guess; want both tried", n, m)
+			}
+			if kind.name == "token service" {
+				// (A basic auth registry's ping is always anonymous.)
+				if n := seen.count("", ""); n != 0 {
+					t.Errorf("%d anonymous token requests after both pull secrets were refused; the kubelet makes none", n)
+				}
+			}
+			t.Log(err)
+
+			// A missing tag, the first credentials accepted: not found,
+			// and not asked for again with the second.
+			configs(current, old)
+			_, err = PullWasm(context.Background(), Scheme+host+"/shop/inventory-wasm:missing", t.TempDir())
+			if !errors.As(err, &te) || te.StatusCode != http.StatusNotFound || strings.Contains(err.Error(), "refused") {
+				t.Errorf("pull of a missing tag: %v, want the registry's 404 as it is", err)
+			}
+			if n, m := seen.count("roam", "s3cret"), seen.count("roam", "old-s3cret"); n == 0 || m != 0 {
+				t.Errorf("a missing tag: the registry saw %d requests with the current password and %d with the old; want the current only", n, m)
+			}
+			t.Log(err)
+		})
+	}
+}
+
+// TestCredentialsOrder: the credentials a pull tries, in the order the
+// kubelet would: an entry for the repository before one for the registry,
+// the files in their order, the same credentials once (naming every file
+// that holds them), and anonymous only when no file has any.
+func TestCredentialsOrder(t *testing.T) {
+	isolateCredentials(t)
+	const reg = "registry-a.example"
+	a := dockerConfig(t, reg, "alice", "pa")
+	b := dockerConfig(t, reg+"/shop/inventory-wasm", "bob", "pb")
+	copyOfA := dockerConfig(t, reg, "alice", "pa")
+	c := dockerConfig(t, reg, "carol", "pc")
+	other := dockerConfig(t, "registry-b.example", "dave", "pd")
+	t.Setenv(EnvDockerConfigs, strings.Join([]string{a, other, b, copyOfA, c}, string(filepath.ListSeparator)))
+	repo, err := name.NewRepository(reg + "/shop/inventory-wasm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds, err := credentials(repo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, cr := range creds {
+		cfg, err := cr.auth.Authorization()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, cfg.Username+" in "+cr.where())
+	}
+	in := func(dirs ...string) string {
+		var fs []string
+		for _, d := range dirs {
+			fs = append(fs, filepath.Join(d, "config.json"))
+		}
+		return strings.Join(fs, ", ") + " ($" + EnvDockerConfigs + ")"
+	}
+	want := []string{"bob in " + in(b), "alice in " + in(a, copyOfA), "carol in " + in(c)}
+	if !slices.Equal(got, want) {
+		t.Errorf("credentials for %s:\n%s\nwant\n%s", repo, strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+
+	repo, _ = name.NewRepository("registry-c.example/shop")
+	creds, err = credentials(repo)
+	if err != nil || len(creds) != 1 || creds[0].auth != authn.Anonymous || len(creds[0].files) != 5 {
+		t.Errorf("credentials for a registry no file has: %+v, %v; want anonymous alone, naming the 5 files", creds, err)
+	}
+}
+
+// TestRefusedBy: what moves a pull on to the next credentials is the
+// registry refusing them, by its status or by its error code; nothing
+// else.
+func TestRefusedBy(t *testing.T) {
+	diag := func(status int, code transport.ErrorCode) error {
+		return fmt.Errorf("GET manifest: %w", &transport.Error{StatusCode: status, Errors: []transport.Diagnostic{{Code: code}}})
+	}
+	for _, c := range []struct {
+		err  error
+		want bool
+	}{
+		{diag(http.StatusUnauthorized, transport.UnauthorizedErrorCode), true},
+		{&transport.Error{StatusCode: http.StatusForbidden}, true},
+		{diag(http.StatusBadRequest, transport.DeniedErrorCode), true},
+		{diag(http.StatusNotFound, transport.ManifestUnknownErrorCode), false},
+		{diag(http.StatusTooManyRequests, transport.TooManyRequestsErrorCode), false},
+		{&transport.Error{StatusCode: http.StatusBadGateway}, false},
+		{&net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")}, false},
+		{errors.New("manifest digest mismatch"), false},
+	} {
+		if _, got := refusedBy(c.err); got != c.want {
+			t.Errorf("refusedBy(%v) = %v, want %v", c.err, got, c.want)
+		}
 	}
 }
 

@@ -62,10 +62,12 @@ func ReadLayout(dir string) (v1.ImageIndex, v1.Image, error) {
 	return nil, img, err
 }
 
-// RemoteOptions are the options of every registry call: credentials from
-// the config.json files of $ROAM_DOCKER_CONFIGS (EnvDockerConfigs) when it
-// is set, else from the standard keychain (docker's config.json,
-// credential helpers, $REGISTRY_AUTH_FILE...).
+// RemoteOptions are the options of a registry call that sends one set of
+// credentials, as a push does: the first for the registry in the
+// config.json files of $ROAM_DOCKER_CONFIGS (EnvDockerConfigs) when it is
+// set, else those of the standard keychain (docker's config.json,
+// credential helpers, $REGISTRY_AUTH_FILE...). PullWasm tries each of
+// $ROAM_DOCKER_CONFIGS' in turn instead (see pullAuth).
 func RemoteOptions(ctx context.Context) []remote.Option {
 	return []remote.Option{remote.WithContext(ctx), remote.WithAuthFromKeychain(keychain())}
 }

@@ -53,12 +53,13 @@ type Pulled struct {
 // at the registry each time, and only a module not yet cached is
 // downloaded.
 //
-// Credentials come from RemoteOptions' keychain: on Kubernetes, the edge
-// host's mounted pull secrets (the config.json of $DOCKER_CONFIG for one,
-// of each directory in $ROAM_DOCKER_CONFIGS for several, the first with
-// credentials for the registry winning); elsewhere ~/.docker/config.json.
-// When the registry refuses the pull, the error says which registry,
-// whether credentials for it were found and in which file, and where to
+// Credentials come, on Kubernetes, from the edge host's mounted pull
+// secrets (the config.json of $DOCKER_CONFIG for one, of each directory in
+// $ROAM_DOCKER_CONFIGS for several, each of those with credentials for the
+// registry tried in turn until one is accepted, as the kubelet tries them:
+// see pullAuth); elsewhere from ~/.docker/config.json. When the registry
+// refuses the pull, the error says which registry, whether credentials for
+// it were found and in which files, how many were refused, and where to
 // put them.
 func PullWasm(ctx context.Context, ref, cacheDir string) (Pulled, error) {
 	ref = strings.TrimPrefix(ref, Scheme)
@@ -66,6 +67,7 @@ func PullWasm(ctx context.Context, ref, cacheDir string) (Pulled, error) {
 	if err != nil {
 		return Pulled{}, err
 	}
+	auth := &pullAuth{ctx: ctx, ref: r}
 	var raw []byte
 	var mdig v1.Hash
 	if d, ok := r.(name.Digest); ok {
@@ -78,9 +80,13 @@ func PullWasm(ctx context.Context, ref, cacheDir string) (Pulled, error) {
 		}
 	}
 	if raw == nil {
-		desc, err := remote.Get(r, RemoteOptions(ctx)...)
+		var desc *remote.Descriptor
+		err := auth.do(func(opts ...remote.Option) (err error) {
+			desc, err = remote.Get(r, opts...)
+			return err
+		})
 		if err != nil {
-			return Pulled{}, fmt.Errorf("%s%s: %w", Scheme, ref, authError(r, err))
+			return Pulled{}, fmt.Errorf("%s%s: %w", Scheme, ref, err)
 		}
 		if desc.MediaType.IsIndex() {
 			return Pulled{}, fmt.Errorf("%s%s is an image index; want a wasm artifact (roam dist writes one per app)", Scheme, ref)
@@ -121,13 +127,16 @@ func PullWasm(ctx context.Context, ref, cacheDir string) (Pulled, error) {
 		out.Cached = true
 		return out, nil
 	}
-	rc, err := remote.Layer(r.Context().Digest(layer.Digest.String()), RemoteOptions(ctx)...)
+	var body io.ReadCloser
+	err = auth.do(func(opts ...remote.Option) error {
+		rl, err := remote.Layer(r.Context().Digest(layer.Digest.String()), opts...)
+		if err == nil {
+			body, err = rl.Compressed()
+		}
+		return err
+	})
 	if err != nil {
-		return Pulled{}, fmt.Errorf("%s%s: module %s: %w", Scheme, ref, layer.Digest, authError(r, err))
-	}
-	body, err := rc.Compressed()
-	if err != nil {
-		return Pulled{}, fmt.Errorf("%s%s: module %s: %w", Scheme, ref, layer.Digest, authError(r, err))
+		return Pulled{}, fmt.Errorf("%s%s: module %s: %w", Scheme, ref, layer.Digest, err)
 	}
 	defer body.Close()
 	h := sha256.New()

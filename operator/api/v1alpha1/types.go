@@ -69,8 +69,9 @@ type RoamAppSpec struct {
 	// which the kubelet pulls the app's image (native mode) or the edge
 	// host's (edge mode). In edge mode every one is also mounted read-only
 	// into the edge host, as /var/run/roam/registry/NAME/config.json, and
-	// the edge host pulls the wasm module with them: for each registry, the
-	// credentials of the first Secret in this list that has any. Every
+	// the edge host pulls the wasm module with them: for each registry, it
+	// tries the credentials of every Secret in this list that has any, in
+	// turn, as the kubelet does, until the registry accepts one. Every
 	// Secret named must exist and hold .dockerconfigjson, or the edge host's
 	// pod does not start.
 	// +kubebuilder:validation:MaxItems=16
