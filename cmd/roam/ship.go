@@ -110,7 +110,7 @@ helpers.`,
 	f.StringVar(&push, "push", "", "push the images to this repository prefix, e.g. ghcr.io/acme/shop (REPO/APP:TAG, REPO/roam-edge:TAG, REPO/roam-operator:TAG, REPO/APP-wasm:TAG)")
 	f.StringVar(&tag, "tag", "", "tag of pushed images (default: the version)")
 	f.BoolVar(&noEdge, "no-edge", false, "leave out the edge host binary and image")
-	f.StringVar(&edgeRuntime, "edge-runtime", "wazero", "WebAssembly runtime of the edge host: wazero, or wazy (a wazero fork with inline interruption checks; see RATIONALE.md)")
+	f.StringVar(&edgeRuntime, "edge-runtime", "wazero", "WebAssembly runtime of the edge host: wazero, or wazy (a wazero fork with its own compiler, faster per call and to start; see RATIONALE.md)")
 	f.BoolVar(&noOperator, "no-operator", false, "leave out the operator binary and image")
 	f.BoolVar(&noImages, "no-images", false, "leave out the OCI images")
 	f.IntVar(&jobs, "jobs", 0, "builds at once (0: the number of CPUs)")
