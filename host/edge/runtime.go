@@ -386,37 +386,11 @@ func checkImport(mod, name string) error {
 // compiling it, and checks each import's module name. Anything it does not
 // understand it leaves to the compiler and checkABI.
 func checkImportModules(wasm []byte) error {
-	if len(wasm) < 8 || string(wasm[:4]) != "\x00asm" {
-		return nil
-	}
-	r := abi.Reader{B: wasm[8:]}
-	for len(r.B) > 0 {
-		id := r.B[0]
-		r.B = r.B[1:]
-		body := r.Bytes()
-		if r.Err() != nil {
-			return nil
+	imports, _ := wasmopt.Imports(wasm) // what it cannot read, the compiler reports
+	for _, im := range imports {
+		if err := checkImport(im.Module, im.Name); err != nil {
+			return err
 		}
-		if id != 2 { // the import section
-			continue
-		}
-		s := abi.Reader{B: body}
-		n := s.Uvarint()
-		for i := uint64(0); i < n && s.Err() == nil; i++ {
-			mod, name := s.String(), s.String()
-			if s.Err() != nil {
-				return nil
-			}
-			if err := checkImport(mod, name); err != nil {
-				return err
-			}
-			if len(s.B) == 0 || s.B[0] != 0 { // only function imports are skipped over
-				return nil
-			}
-			s.B = s.B[1:]
-			s.Uvarint() // type index
-		}
-		return nil
 	}
 	return nil
 }

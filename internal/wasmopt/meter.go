@@ -37,7 +37,6 @@ const (
 	opI32Sub      = 0x6b
 	blockEmpty    = 0x40
 	typeI32       = 0x7f
-	kindGlobal    = 3
 )
 
 // Meter returns a copy of wasm whose code can be stopped from outside and
@@ -83,11 +82,18 @@ func Meter(wasm []byte, fuel uint32) ([]byte, error) {
 		r := reader{b: wasm[:s.end], i: s.start}
 		switch s.id {
 		case sectionImport:
-			g, mem, err := readImports(&r)
+			imports, err := readImports(&r)
 			if err != nil {
 				return nil, err
 			}
-			importedGlobals, hasMemory = g, hasMemory || mem
+			for _, im := range imports {
+				switch im.Kind {
+				case ImportGlobal:
+					importedGlobals++
+				case ImportMemory:
+					hasMemory = true
+				}
+			}
 		case sectionMemory:
 			hasMemory = hasMemory || r.u32() > 0
 		case sectionGlobal:
@@ -132,7 +138,7 @@ func Meter(wasm []byte, fuel uint32) ([]byte, error) {
 		b = append(b, prefix...)
 		b = appendU32(b, uint32(len(MeterStop)))
 		b = append(b, MeterStop...)
-		b = append(b, kindGlobal)
+		b = append(b, ImportGlobal) // an export's kind byte is an import's
 		return appendU32(b, stopG)
 	}
 	wroteGlobals, wroteExport := false, false
@@ -228,36 +234,68 @@ func order(id byte) int {
 
 func hasPrefix(b []byte, p string) bool { return len(b) >= len(p) && string(b[:len(p)]) == p }
 
-// readImports counts an import section's globals and reports whether it
-// imports a memory.
-func readImports(r *reader) (globals uint32, memory bool, err error) {
+// Import is one import of a module: where it comes from, and its kind
+// (ImportFunction, ...).
+type Import struct {
+	Module, Name string
+	Kind         byte
+}
+
+// The kinds of import.
+const (
+	ImportFunction byte = iota
+	ImportTable
+	ImportMemory
+	ImportGlobal
+	ImportTag
+)
+
+// Imports returns the imports of wasm in order. Of a module it cannot read
+// to the end, it returns those it read before, with the error.
+func Imports(wasm []byte) ([]Import, error) {
+	sections, err := readSections(wasm)
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range sections {
+		if s.id == sectionImport {
+			return readImports(&reader{b: wasm[:s.end], i: s.start})
+		}
+	}
+	return nil, nil
+}
+
+// readImports reads an import section.
+func readImports(r *reader) ([]Import, error) {
+	var out []Import
 	for n := r.u32(); n > 0 && r.err == nil; n-- {
-		r.name()
-		r.name()
-		switch kind := r.byte(); kind {
-		case 0: // function
+		mod, name := r.name(), r.name()
+		kind := r.byte()
+		switch kind {
+		case ImportFunction:
 			r.u32()
-		case 1: // table
+		case ImportTable:
 			r.byte()
 			r.limits()
-		case 2: // memory
+		case ImportMemory:
 			r.limits()
-			memory = true
-		case kindGlobal:
+		case ImportGlobal:
 			r.byte()
 			r.byte()
-			globals++
-		case 4: // tag
+		case ImportTag:
 			r.byte()
 			r.u32()
 		default:
-			return 0, false, fmt.Errorf("malformed module: import of unknown kind %d", kind)
+			return out, fmt.Errorf("malformed module: import of unknown kind %d", kind)
+		}
+		if r.err == nil {
+			out = append(out, Import{string(mod), string(name), kind})
 		}
 	}
 	if r.err != nil {
-		return 0, false, fmt.Errorf("malformed module: import section: %w", r.err)
+		return out, fmt.Errorf("malformed module: import section: %w", r.err)
 	}
-	return globals, memory, nil
+	return out, nil
 }
 
 // exports reports whether an export section exports name.

@@ -258,3 +258,31 @@ func TestMeterSplits(t *testing.T) {
 		t.Fatalf("a malformed last function in 3 parts: %v, want an error naming function 3", err)
 	}
 }
+
+// TestImports reads every kind of import, and stops at a malformed one
+// with those read before it.
+func TestImports(t *testing.T) {
+	name := func(s string) []byte { return append(appendU32(nil, uint32(len(s))), s...) }
+	imp := func(mod, n string, desc ...byte) []byte { return append(append(name(mod), name(n)...), desc...) }
+	sec := append(appendU32(nil, 4),
+		imp("roam_v1", "log", 0, 0)...) // function of type 0
+	sec = append(sec, imp("env", "table", 1, 0x70, 0, 1)...) // funcref table, min 1
+	sec = append(sec, imp("env", "memory", 2, 1, 1, 2)...)   // memory 1..2
+	sec = append(sec, imp("env", "g", 3, 0x7f, 0)...)        // immutable i32
+	wasm := append([]byte("\x00asm\x01\x00\x00\x00"), append(appendU32([]byte{2}, uint32(len(sec))), sec...)...)
+	got, err := Imports(wasm)
+	want := []Import{{"roam_v1", "log", ImportFunction}, {"env", "table", ImportTable}, {"env", "memory", ImportMemory}, {"env", "g", ImportGlobal}}
+	if err != nil || len(got) != len(want) {
+		t.Fatalf("Imports = %v, %v; want %v", got, err, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("import %d = %v, want %v", i, got[i], want[i])
+		}
+	}
+	bad := bytes.Clone(wasm)
+	bad[len(bad)-3] = 9 // the global's kind
+	if got, err := Imports(bad); err == nil || len(got) != 3 {
+		t.Errorf("a malformed fourth import: %v, %v; want the three before it and an error", got, err)
+	}
+}
