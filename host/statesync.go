@@ -240,7 +240,18 @@ func (s *Server) servePublish(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	m := sdk.Message{PubSub: r.PathValue("pubsub"), Topic: r.PathValue("topic"), Data: req.Data,
 		ContentType: req.DataContentType, Type: req.Type, Metadata: req.Metadata}
-	if err := s.backend.Publisher(r.PathValue("app")).Publish(ctx, m); err != nil {
+	app := r.PathValue("app")
+	pub := s.backend.Publisher(app)
+	if s.tracing != nil {
+		// As an app's publish: a producer span, child of the request's
+		// traceparent (a browser forwarding what a call published), whose
+		// trace context the event carries to its consumers.
+		if tc := HTTPTrace(r.Header); tc.TraceParent != "" {
+			ctx = sdk.WithTrace(ctx, tc)
+		}
+		pub = TracedPublisher(s.tracing, app, pub)
+	}
+	if err := pub.Publish(ctx, m); err != nil {
 		writeError(w, HTTPStatus(sdk.CodeOf(err)), err)
 		return
 	}

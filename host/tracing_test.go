@@ -235,3 +235,39 @@ func TestNoDecoratorsWhenOff(t *testing.T) {
 		t.Error("TracedPublisher(nil) decorated")
 	}
 }
+
+// TestSyncPublishTraced: an event forwarded through the state sync API's
+// publish (as the browser host forwards what a page's call published) gets
+// a producer span under the request's traceparent, and its consumer span
+// follows from it, as for an app's own publish.
+func TestSyncPublishTraced(t *testing.T) {
+	f := &fakeTracer{}
+	b := memory.New(memory.Options{Retry: backend.RetryPolicy{MaxAttempts: 1}})
+	defer b.Close()
+	srv, err := native.NewServer(b, []*sdk.App{testapp.App}, host.Options{Tracing: f, StateAPI: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const caller = "00-11111111111111111111111111111111-3333333333333333-01"
+	req := httptest.NewRequest(http.MethodPost, "/v1/apps/conformance/publish/pubsub/conf.events", strings.NewReader(`{"data_base64":"eyJ4IjoxfQ==","datacontenttype":"application/json"}`))
+	req.Header.Set("traceparent", caller)
+	rec := httptest.NewRecorder()
+	srv.Handler().ServeHTTP(rec, req)
+	if rec.Code != http.StatusNoContent {
+		t.Fatalf("publish: %d %s", rec.Code, rec.Body)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for ss := f.byName("process conf.events"); len(ss) == 0 || !ss[0].ended; ss = f.byName("process conf.events") {
+		if time.Now().After(deadline) {
+			t.Fatal("no consumer span after 10s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	prod, cons := f.byName("publish conf.events"), f.byName("process conf.events")
+	if len(prod) != 1 || prod[0].parent != caller || prod[0].kind != host.SpanProducer || prod[0].app != "conformance" {
+		t.Fatalf("producer spans %+v, want one under %s", prod, caller)
+	}
+	if cons[0].parent != prod[0].id || cons[0].link != prod[0].id {
+		t.Errorf("consumer %+v, producer %s", cons[0], prod[0].id)
+	}
+}
