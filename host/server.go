@@ -269,7 +269,7 @@ func (s *Server) serveInProcess(ctx context.Context, e *entry, method string, bo
 func (s *Server) call(ctx context.Context, e *entry, method string, body []byte) (out []byte, err error) {
 	mm, ok := e.methods[method]
 	if !ok {
-		return nil, sdk.Errorf(sdk.NotFound, "app %q has no method %q; it has: %s", e.app.ID(), method, strings.Join(e.app.Methods(), ", "))
+		return nil, sdk.Errorf(sdk.NotFound, "app %q has no method %s; it has: %s", e.app.ID(), sdk.QuoteName(method), strings.Join(e.app.Methods(), ", "))
 	}
 	start := time.Now()
 	if _, has := ctx.Deadline(); !has {
@@ -304,33 +304,7 @@ func (s *Server) panicked(app, what string, p any) error {
 }
 
 func (s *Server) unknownApp(app string) error {
-	return sdk.Errorf(sdk.NotFound, "no app %s here; apps: %s", quoteID(app), strings.Join(s.AppIDs(), ", "))
-}
-
-// maxIDInMessage bounds the bytes of an unknown app id that an error
-// message repeats. The id comes from the request's path, which may be as
-// long as the server reads (100 KB and more); a registered id is at most 63
-// bytes (sdk.ValidAppID), so any id of an app is repeated whole.
-const maxIDInMessage = 64
-
-// quoteID is %q of id, cut to its first maxIDInMessage bytes and followed
-// by "…(N bytes)" when it is longer. The cut falls between characters: a
-// character cut in two would print as \x escapes, and the browser host,
-// which holds ids as JavaScript strings, could not print the same bytes.
-// An invalid byte counts as one character, as %q prints it.
-func quoteID(id string) string {
-	if len(id) <= maxIDInMessage {
-		return fmt.Sprintf("%q", id)
-	}
-	n := 0
-	for n < len(id) {
-		_, size := utf8.DecodeRuneInString(id[n:])
-		if n+size > maxIDInMessage {
-			break
-		}
-		n += size
-	}
-	return fmt.Sprintf("%q…(%d bytes)", id[:n], len(id))
+	return sdk.Errorf(sdk.NotFound, "no app %s here; apps: %s", sdk.QuoteName(app), strings.Join(s.AppIDs(), ", "))
 }
 
 // callPattern is the route of method calls.

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/roam-dev/roam/sdk"
 )
 
 // An unknown app id comes from the request's path, as long as the server
@@ -24,8 +26,8 @@ func TestUnknownAppMessage(t *testing.T) {
 		{a(63) + "\xff\xfe", `"` + a(63) + `\xff"…(65 bytes)`}, // invalid bytes count one each
 		{"\"" + a(70), `"\"` + a(63) + `"…(71 bytes)`},         // the count is of the id, not its quoting
 	} {
-		if got := quoteID(c.id); got != c.want {
-			t.Errorf("quoteID(%q) = %s, want %s", c.id, got, c.want)
+		if got := sdk.QuoteName(c.id); got != c.want {
+			t.Errorf("QuoteName(%q) = %s, want %s", c.id, got, c.want)
 		}
 	}
 

@@ -57,7 +57,7 @@ func ValidAppID(id string) error {
 		c := id[i]
 		ok := c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' && i > 0 && i < len(id)-1
 		if !ok {
-			return NewError(InvalidArgument, "app id "+quote(id)+" is not a DNS label (a-z, 0-9, inner '-')")
+			return NewError(InvalidArgument, "app id "+QuoteName(id)+" is not a DNS label (a-z, 0-9, inner '-')")
 		}
 	}
 	return nil
@@ -297,8 +297,6 @@ func (r *Router) Methods() []string {
 
 // Subscriptions returns the registered topic handlers in registration order.
 func (r *Router) Subscriptions() []Subscription { return append([]Subscription(nil), r.subs...) }
-
-func quote(s string) string { return "\"" + s + "\"" }
 
 // jsonErrorText keeps decode errors short and free of Go type internals
 // where the standard library allows.

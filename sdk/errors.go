@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"unicode/utf8"
 
 	"github.com/roam-dev/roam/abi"
 )
@@ -80,3 +82,31 @@ func CodeOf(err error) Code {
 
 // IsCode reports whether err carries code c.
 func IsCode(err error, c Code) bool { return err != nil && CodeOf(err) == c }
+
+// maxNameInMessage bounds the bytes of a name from a request that an error
+// message repeats (QuoteName). An app id is at most 63 bytes, so any id of
+// a real app is repeated whole.
+const maxNameInMessage = 64
+
+// QuoteName is %q of a name an error message repeats from a request (an
+// app id, a method), cut to its first 64 bytes and followed by "…(N bytes)"
+// when it is longer: the name may be as long as the request that carried
+// it. The cut falls between characters: a character cut in two would print
+// as \x escapes, and the browser host, which holds names as JavaScript
+// strings, could not print the same bytes. An invalid byte counts as one
+// character, as %q prints it. It is for hosts, and for the SDK's own
+// messages, so that every host words them alike.
+func QuoteName(s string) string {
+	if len(s) <= maxNameInMessage {
+		return strconv.Quote(s)
+	}
+	n := 0
+	for n < len(s) {
+		_, size := utf8.DecodeRuneInString(s[n:])
+		if n+size > maxNameInMessage {
+			break
+		}
+		n += size
+	}
+	return strconv.Quote(s[:n]) + "…(" + strconv.Itoa(len(s)) + " bytes)"
+}

@@ -285,7 +285,7 @@ func dispatch(ctx context.Context, kind uint64, name, body, dst []byte) ([]byte,
 		if h, ok := guest.router.methods[string(name)]; ok {
 			return callMethod(ctx, app, name, nil, h, body, dst)
 		}
-		return nil, Errorf(NotFound, "app %q has no method %q", app, name)
+		return nil, Errorf(NotFound, "app %q has no method %s", app, QuoteName(string(name)))
 	case abi.KindEvent:
 		pubsub, topic, _ := strings.Cut(string(name), "/")
 		for _, s := range guest.router.subs {

@@ -75,12 +75,13 @@ func (i invoker) Invoke(ctx context.Context, target, method string, data []byte)
 // validTarget accepts an app id, optionally followed by ".namespace".
 func validTarget(target string) error {
 	id, ns, hasNS := strings.Cut(target, ".")
+	// The errors quote the id or the namespace, cut if it is long.
 	if err := sdk.ValidAppID(id); err != nil {
-		return sdk.Errorf(sdk.InvalidArgument, "invoke %s: %v", target, err)
+		return sdk.Errorf(sdk.InvalidArgument, "invoke: %v", err)
 	}
 	if hasNS {
 		if err := sdk.ValidAppID(ns); err != nil {
-			return sdk.Errorf(sdk.InvalidArgument, "invoke %s: namespace: %v", target, err)
+			return sdk.Errorf(sdk.InvalidArgument, "invoke %s: namespace: %v", sdk.QuoteName(id), err)
 		}
 	}
 	return nil

@@ -124,7 +124,8 @@ func (i invoker) Invoke(ctx context.Context, target, method string, data []byte)
 		return nil, err
 	}
 	if err := sdk.ValidAppID(target); err != nil {
-		return nil, sdk.Errorf(sdk.InvalidArgument, "invoke %s: %v (the embedded backend has no namespaces)", target, err)
+		// The error quotes the target, cut if it is long.
+		return nil, sdk.Errorf(sdk.InvalidArgument, "invoke: %v (the embedded backend has no namespaces)", err)
 	}
 	if method == "" {
 		return nil, sdk.Errorf(sdk.InvalidArgument, "invoke %s: method is empty", target)

@@ -60,7 +60,7 @@ func (a *App) Subscriptions() []backend.Subscription {
 func (a *App) Call(ctx context.Context, method string, req []byte) ([]byte, error) {
 	h, ok := a.r.Method(method)
 	if !ok {
-		return nil, sdk.Errorf(sdk.NotFound, "app %q has no method %q", a.ID(), method)
+		return nil, sdk.Errorf(sdk.NotFound, "app %q has no method %s", a.ID(), sdk.QuoteName(method))
 	}
 	return h(ctx, req)
 }
