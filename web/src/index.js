@@ -12,12 +12,16 @@
 
 import {
   RoamError, Unavailable, FailedPrecondition, DeadlineExceeded, Internal, utf8, fromUTF8, base64, fromBase64, statusCode, errorBody,
-  httpStatus, forwardBody, forwardBytes,
+  httpStatus, forwardBody, forwardBytes, fetchModule,
 } from './wire.js';
 
 export { RoamError } from './wire.js';
 
 const empty = new Uint8Array(0);
+
+// grace is how long past its deadline a guest may hold the worker before
+// the page ends the worker, and how long a worker has to answer a ping.
+const grace = 1000;
 
 export class Host {
   // options: db (IndexedDB name, default 'roam'), remote (the server's base
@@ -32,26 +36,59 @@ export class Host {
     this.remote = (options.remote ?? '').replace(/\/+$/, '');
     this.listeners = new Map();
     this.next = 0;
-    this.waiting = new Map();
+    this.waiting = new Map(); // id -> operation, in the order they were sent
+    this.pings = new Map(); // id -> resolve
     this.syncing = null;
     this.online = typeof navigator === 'undefined' ? true : navigator.onLine;
-    this.urls = []; // modules loaded, to load again into a new worker
+    // The modules loaded, compiled, to load again into a new worker
+    // without the network: [{url, name, module, app}].
+    this.modules = [];
     this.loaded = new Map(); // url -> Promise<App>
-    this.ready = this.start();
+    this.unloadable = {}; // app -> why a new worker cannot load it again
+    this.looped = new Set(); // queue keys of events whose handler never returned
+    this.delivering = null; // the event the worker says it is delivering
+    this.workerSource = null; // a blob: URL of the worker's script, for restarts offline
+    // The database's Web Lock, held by the page and lent to its worker
+    // (see Lease in lease.js): held, requested, and how to let go.
+    this.lock = { held: false, requested: false, release: null };
+    this.start();
   }
 
-  async start() {
+  timeoutMs() {
+    return this.options.timeoutMs ?? 30000;
+  }
+
+  // start makes a new worker, opens the database in it, and loads the
+  // modules again (restart), before any operation sent after.
+  start() {
     this.channel?.close();
-    const url = this.options.workerURL ?? new URL('./roam-worker.js', import.meta.url);
+    const fromBlob = this.workerSource !== null;
+    const url = this.workerSource ?? this.workerURL();
     const worker = new Worker(url, { type: 'module', name: 'roam' });
     this.worker = worker;
+    this.broken = null;
+    this.delivering = null;
     worker.onmessage = (e) => {
       if (worker === this.worker) this.onMessage(e.data);
     };
-    this.worker.onerror = (e) => {
+    let started = false;
+    worker.onerror = (e) => {
+      if (worker !== this.worker) return;
       const err = new RoamError(Internal, `roam worker failed: ${e.message ?? 'error'}`);
-      for (const w of this.waiting.values()) w.reject(err);
-      this.waiting.clear();
+      if (started) {
+        // An error the worker did not catch, after it started: it goes on,
+        // and answers what it was sent.
+        console.error(err.message);
+        this.emit('error', err);
+        return;
+      }
+      // It did not start (its script did not load). One from the kept
+      // script (a Content Security Policy without blob: workers) starts
+      // from its URL next; the next operation starts one.
+      if (fromBlob) this.workerSource = null;
+      this.broken = err;
+      if (this.lock.held) this.onLease('release');
+      this.fail(err);
       this.emit('error', err);
     };
     this.channel = new BroadcastChannel('roam:' + this.options.db);
@@ -59,14 +96,77 @@ export class Host {
       if (e.data?.kind === 'commit') this.emit('change', { events: e.data.events, remote: true });
     };
     const { db, remote, config, secrets, retry, timeoutMs, maxBodyBytes, remoteMaxBodyBytes, deadLetterTopic, traceHeaders } = this.options;
-    await this.rpc('init', { db, remote, config, secrets, retry, timeoutMs, maxBodyBytes, remoteMaxBodyBytes, deadLetterTopic, traceHeaders });
+    const init = this.rpc('init', {
+      db, remote, config, secrets, retry, timeoutMs, maxBodyBytes, remoteMaxBodyBytes, deadLetterTopic, traceHeaders,
+      looped: [...this.looped], unloadable: { ...this.unloadable },
+      locks: !!globalThis.navigator?.locks, leaseHeld: this.lock.held,
+    });
+    init.then(() => {
+      started = true;
+      this.keepSource();
+    }, (e) => {
+      if (worker !== this.worker) return;
+      this.broken = e;
+      // A page that cannot open the database (a newer page upgraded it)
+      // must not keep the other tabs from it.
+      if (this.lock.held) this.onLease('release');
+      this.emit('error', e);
+    });
+    // Not answered late by the worker: waiting to open the database
+    // (behind another tab deleting it, say) must not cost the page an app.
+    const loads = this.modules.map((m) => this.rpc('load', { url: m.url, name: m.name, module: m.module, app: m.app }, { label: `the setup of ${m.name}`, reload: m, patient: true })
+      .catch((e) => {
+        console.error(`roam: loading ${m.name} into the new worker failed: ${e.message}`);
+        this.emit('error', e);
+      }));
+    // ready: the worker opened the database (or failed to: it rejects) and
+    // loaded again the modules it is to (each one's failure is an 'error').
+    this.ready = init.then(() => Promise.all(loads)).then(() => true);
+    this.ready.catch(() => {});
+  }
+
+  workerURL() {
+    return this.options.workerURL ?? new URL('./roam-worker.js', import.meta.url);
+  }
+
+  // keepSource keeps the worker's script, once a worker started from it,
+  // so that a new worker starts offline too (Host.restart).
+  keepSource() {
+    if (this.sourceTried || typeof fetch === 'undefined' || typeof URL.createObjectURL !== 'function') return;
+    this.sourceTried = true;
+    fetch(new URL(this.workerURL(), globalThis.location?.href))
+      .then((r) => (r.ok ? r.blob() : null))
+      .then((b) => {
+        if (b) this.workerSource = URL.createObjectURL(new Blob([b], { type: 'text/javascript' }));
+      })
+      .catch(() => {});
   }
 
   onMessage(m) {
+    if (m.pong !== undefined) {
+      this.pings.get(m.pong)?.(true);
+      return;
+    }
+    if (m.lease) {
+      this.onLease(m.lease);
+      return;
+    }
     if (m.restart) {
       // The worker's IndexedDB connection is gone (site data cleared,
-      // another tab deleting the database): a new worker reopens it.
+      // another tab deleting or upgrading the database). It has answered
+      // every operation it had; a new worker reopens the database.
       this.restart(m.restart);
+      return;
+    }
+    if (m.delivering) {
+      this.delivering = { ...m.delivering, event: true };
+      this.watch();
+      return;
+    }
+    if (m.delivered) {
+      this.delivering = null;
+      for (const k of m.delivered) this.looped.delete(k);
+      this.watch();
       return;
     }
     if (m.notify) {
@@ -79,14 +179,147 @@ export class Host {
     this.waiting.delete(m.id);
     if (m.ok) w.resolve(m.value);
     else w.reject(new RoamError(m.error.code, m.error.message));
+    this.watch();
   }
 
-  rpc(op, args, transfer = []) {
+  // rpc sends an operation to the worker. The worker runs them one at a
+  // time, in this order; one still waiting at its deadline is answered
+  // DeadlineExceeded there without running. A worker that failed to start
+  // is replaced first.
+  //
+  // deadline is for the watchdog (below); patient operations are not
+  // answered late by the worker.
+  rpc(op, args, { deadline = op === 'init' ? 0 : Date.now() + this.timeoutMs(), label = op, reload = null, patient = false } = {}) {
+    if (this.broken && op !== 'init') this.restart(`the last one failed: ${this.broken.message}`);
     return new Promise((resolve, reject) => {
       const id = ++this.next;
-      this.waiting.set(id, { resolve, reject });
-      this.worker.postMessage({ id, op, args }, transfer);
+      this.waiting.set(id, { resolve, reject, op, label, deadline, reload });
+      this.worker.postMessage({ id, op, args, deadline: patient ? 0 : deadline }, []);
+      this.watch();
     });
+  }
+
+  // onLease takes or lets go of the database's Web Lock for the worker
+  // (Lease). It outlives the worker: a new one is told it holds it.
+  onLease(what) {
+    const l = this.lock;
+    if (what === 'release') {
+      if (!l.held) return;
+      l.held = false;
+      const r = l.release;
+      l.release = null;
+      r();
+      return;
+    }
+    if (l.held) {
+      this.worker.postMessage({ lease: 'granted' });
+      return;
+    }
+    if (l.requested) return;
+    l.requested = true;
+    navigator.locks.request(`roam:${this.options.db}`, { mode: 'exclusive' }, () => new Promise((release) => {
+      l.requested = false;
+      l.held = true;
+      l.release = release;
+      this.worker.postMessage({ lease: 'granted' });
+    })).catch((e) => console.error('roam: the database lock failed', e));
+  }
+
+  // ---- the watchdog ----
+  //
+  // A guest that never returns holds the worker's only thread, and nothing
+  // can interrupt wasm there: the page ends the worker. What runs in the
+  // worker is the first operation not answered yet (they run one at a time,
+  // in order), or the event it said it is delivering. When that is more
+  // than grace ms past its deadline, the page pings the worker: a worker
+  // that answers is waiting (for IndexedDB, for another tab), not held; one
+  // that does not is restarted, and the page knows exactly what became of
+  // every operation (restart).
+
+  head() {
+    if (this.delivering) return this.delivering;
+    for (const w of this.waiting.values()) if (w.deadline) return w;
+    return null;
+  }
+
+  watch() {
+    const head = this.head();
+    if (head === this.watched) return;
+    clearTimeout(this.dog);
+    this.watched = head;
+    if (head) this.dog = setTimeout(() => this.bark(head), Math.max(0, head.deadline + grace - Date.now()));
+  }
+
+  async bark(head) {
+    const alive = await this.ping();
+    if (this.head() !== head) {
+      this.watched = null;
+      this.watch();
+      return;
+    }
+    if (alive) {
+      this.dog = setTimeout(() => this.bark(head), grace);
+      return;
+    }
+    this.restart(this.overdue(head), head);
+  }
+
+  ping() {
+    return new Promise((resolve) => {
+      const id = ++this.next;
+      const done = (alive) => {
+        clearTimeout(timer);
+        this.pings.delete(id);
+        resolve(alive);
+      };
+      const timer = setTimeout(done, grace, false);
+      this.pings.set(id, done);
+      this.worker.postMessage({ id, op: 'ping' });
+    });
+  }
+
+  // overdue says what held the worker.
+  overdue(head) {
+    const past = Date.now() - head.deadline;
+    if (head.event) return `the handler of event ${head.id} (${head.pubsub}/${head.topic}) in ${head.app} did not return, ${past} ms past its deadline`;
+    return `${head.label} did not return, ${past} ms past its deadline`;
+  }
+
+  // restart replaces the worker, loads the same modules into the new one
+  // (compiled: no network needed), and tells every operation the old one
+  // had what became of it. The one that held the worker (head) fails with
+  // DeadlineExceeded: it was stopped, and nothing of it was saved (its
+  // writes were not committed: commits happen when a call returns). The
+  // others did not run: Unavailable, to send again. An event whose
+  // handler held the worker is dead-lettered by the new worker, not
+  // delivered again. Everything answered before is saved.
+  restart(why, head = null) {
+    this.worker.terminate();
+    clearTimeout(this.dog);
+    this.watched = null;
+    for (const done of [...this.pings.values()]) done(false);
+    const waiting = this.waiting;
+    this.waiting = new Map();
+    if (head?.event) this.looped.add(head.key);
+    if (head?.reload) {
+      // A module whose setup held the worker: not loaded again.
+      this.modules = this.modules.filter((m) => m !== head.reload);
+      this.unloadable[head.reload.app] = why;
+    }
+    for (const w of waiting.values()) {
+      if (w === head) w.reject(new RoamError(DeadlineExceeded, `${why}: the roam worker running it was restarted, and nothing of it was saved`));
+      else w.reject(new RoamError(Unavailable, `the roam worker was restarted (${why}); ${w.label} did not run: try again`));
+    }
+    this.start();
+    this.emit('restart', why);
+  }
+
+  // fail rejects every operation sent to a worker that is gone.
+  fail(err) {
+    const waiting = this.waiting;
+    this.waiting = new Map();
+    for (const w of waiting.values()) w.reject(err);
+    this.watch();
   }
 
   // on registers fn for 'change' (state committed here or in another tab),
@@ -110,18 +343,23 @@ export class Host {
     }
   }
 
-  // load fetches a module, sets its app up in the worker and returns it.
-  // Loading the same URL again returns the same App.
+  // load fetches and compiles a module, sets its app up in the worker and
+  // returns it. Loading the same URL again returns the same App. The page
+  // keeps the compiled module: a new worker (restart) loads the same
+  // version again without the network. A second module of an app loaded
+  // here (another version, another URL) is refused (FailedPrecondition):
+  // a page serves a new version when it is loaded again.
   load(url) {
     const abs = new URL(url, globalThis.location?.href).href;
     let p = this.loaded.get(abs);
     if (!p) {
-      // Not behind this.ready: the worker fetches and compiles the module
-      // while it opens IndexedDB.
-      p = this.rpc('load', { url: abs }).then((m) => {
-        this.urls.push(abs);
+      // Fetched and compiled here while the worker opens IndexedDB.
+      p = fetchModule(abs).then(({ compiled, name }) => this.rpc('load', { url: abs, name, module: compiled },
+        { label: `the setup of ${name}` }).then((m) => {
+        this.modules.push({ url: abs, name, module: compiled, app: m.app });
+        delete this.unloadable[m.app];
         return new App(this, m);
-      });
+      }));
       p.catch(() => this.loaded.delete(abs));
       this.loaded.set(abs, p);
     }
@@ -138,46 +376,22 @@ export class Host {
   // guest's invocations there. A traceparent that does not parse is
   // ignored, as the server hosts ignore one.
   //
-  // A guest that ignores its deadline (a loop that never returns) holds
-  // the worker's only thread, and nothing can interrupt wasm there. So a
-  // call unanswered a little after its deadline ends the worker: the call
-  // answers DeadlineExceeded (504), calls queued behind it Unavailable
-  // (503; they did not run), and a new worker loads the same modules.
-  // Nothing acknowledged is lost: a call's writes are on disk before it
-  // answers.
+  // The call's deadline (timeoutMs) counts from now. A guest that ignores
+  // it holds the worker's only thread, and nothing can interrupt wasm
+  // there: grace ms after the deadline the page ends the worker. The call
+  // answers DeadlineExceeded (504), and nothing of it is saved; calls sent
+  // after it answer Unavailable (503): they did not run. A new worker
+  // loads the same modules. Nothing acknowledged is lost: a call's writes
+  // are on disk before it answers.
   async callRaw(app, method, body = empty, trace = undefined) {
     try {
-      await this.ready;
       if (typeof body === 'string') body = utf8(body);
-      const ms = (this.options.timeoutMs ?? 30000) + 1000;
-      let timer;
-      const expired = new Promise((resolve) => { timer = setTimeout(resolve, ms, null); });
-      const call = this.rpc('call', { app, method, body, trace: traceArg(trace) });
-      call.catch(() => {}); // rejected by restart() once abandoned
-      const r = await Promise.race([call, expired]).finally(() => clearTimeout(timer));
-      if (r) return r;
-      const msg = `${app}.${method}: no answer ${ms} ms after the call started; the worker running it was restarted`;
-      this.restart(msg);
-      return { status: 504, body: errorBody(DeadlineExceeded, msg) };
+      return await this.rpc('call', { app, method, body, trace: traceArg(trace) }, { label: `${app}.${method}` });
     } catch (e) {
       // The worker was restarted or failed, or did not start.
       const code = e instanceof RoamError ? e.code : Internal;
       return { status: httpStatus(code), body: errorBody(code, e?.message ?? String(e)) };
     }
-  }
-
-  // restart replaces the worker and loads the same modules into the new one.
-  restart(why) {
-    this.worker.terminate();
-    const err = new RoamError(Unavailable, `the roam worker was restarted: ${why}`);
-    for (const w of this.waiting.values()) w.reject(err);
-    this.waiting.clear();
-    const urls = this.urls;
-    this.ready = this.start().then(async () => {
-      for (const url of urls) await this.rpc('load', { url });
-    });
-    this.ready.catch((e) => this.emit('error', e));
-    this.emit('restart', why);
   }
 
   // call sends req as JSON and returns the decoded reply, or throws a
@@ -205,14 +419,12 @@ export class Host {
   // their own dead-letter topic, with the reason and pos; kept, not sent
   // until the page retries them).
   async status() {
-    await this.ready;
     return this.rpc('status');
   }
 
   // resolve ends a conflict: 'mine' pushes the local version at the next
   // sync, 'theirs' takes the server's.
   async resolve(app, store, key, choice) {
-    await this.ready;
     await this.rpc('resolve', { app, store, key, choice });
   }
 
@@ -227,7 +439,6 @@ export class Host {
   // and changes nothing, when something named is not set aside (any more).
   // It sends nothing itself: sync() does.
   async retry(what = null) {
-    await this.ready;
     return this.rpc('retry', { what });
   }
 
@@ -238,14 +449,12 @@ export class Host {
   // pull) brings the server's version back. A parked event is deleted
   // unsent.
   async discard(what) {
-    await this.ready;
     return this.rpc('discard', { what });
   }
 
   // pull fetches keys of an app's store from the server into local state
   // (unless changed locally) and returns the server's items.
   async pull(app, store, keys) {
-    await this.ready;
     const items = await this.fetchItems(app, store, keys);
     await this.rpc('pulled', { app, store, items });
     return items;
@@ -261,7 +470,12 @@ export class Host {
   sync(options = {}) {
     if (!this.remote) return Promise.reject(new RoamError(FailedPrecondition, 'sync: no remote host configured'));
     if (!this.syncing) {
-      this.syncing = this.ready.then(() => this.runSync(options)).finally(() => { this.syncing = null; });
+      // One tab syncs at a time: two pushing the same change would each
+      // find the other's push a conflict.
+      const run = () => this.runSync(options);
+      const locks = globalThis.navigator?.locks;
+      const p = locks ? locks.request(`roam:${this.options.db}:sync`, run) : run();
+      this.syncing = p.finally(() => { this.syncing = null; });
     }
     return this.syncing;
   }
@@ -450,15 +664,15 @@ export class Host {
 
   // bench runs n calls inside the worker and returns the mean ms per call.
   async bench(app, method, req, n) {
-    await this.ready;
     return this.rpc('bench', { app, method, body: utf8(JSON.stringify(req)), n });
   }
 
   close() {
     this.worker?.terminate();
     this.channel?.close();
-    for (const w of this.waiting.values()) w.reject(new RoamError(Unavailable, 'host closed'));
-    this.waiting.clear();
+    clearTimeout(this.dog);
+    if (this.lock.held) this.onLease('release');
+    this.fail(new RoamError(Unavailable, 'host closed'));
   }
 }
 

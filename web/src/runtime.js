@@ -7,7 +7,7 @@
 
 import { WASI, OpenFile, File, ConsoleStdout, WASIProcExit } from '@bjorn3/browser_wasi_shim';
 import {
-  Reader, Writer, RoamError, utf8, fromUTF8, goQuote, quoteID, errorBody, httpStatus, validJSON, base64, parseCode, statusCode, forwardBytes,
+  Reader, Writer, RoamError, utf8, fromUTF8, goQuote, quoteName, errorBody, httpStatus, validJSON, base64, parseCode, statusCode, forwardBytes,
   traceContext,
   OK, InvalidArgument, NotFound, FailedPrecondition, Unavailable, DeadlineExceeded, Internal,
 } from './wire.js';
@@ -264,27 +264,6 @@ class Module {
   }
 }
 
-// fetchModule fetches and compiles a module. It needs nothing else of the
-// host, so the worker starts it while IndexedDB is still opening.
-export async function fetchModule(url) {
-  const name = decodeURIComponent(new URL(url).pathname.split('/').pop() || url);
-  let res;
-  try {
-    res = await fetch(url);
-  } catch (e) {
-    throw new RoamError(Unavailable, `fetching module ${url}: ${e.message}`);
-  }
-  if (!res.ok) throw new RoamError(res.status === 404 ? NotFound : Unavailable, `fetching module ${url}: HTTP ${res.status}`);
-  let compiled;
-  try {
-    const ct = res.headers.get('Content-Type') ?? '';
-    compiled = ct.startsWith('application/wasm') ? await WebAssembly.compileStreaming(res) : await WebAssembly.compile(await res.arrayBuffer());
-  } catch (e) {
-    throw new RoamError(InvalidArgument, `${name} is not a valid WebAssembly module (${e.message})`);
-  }
-  return { compiled, name };
-}
-
 export class Runtime {
   constructor(store, opts = {}) {
     this.store = store;
@@ -301,17 +280,74 @@ export class Runtime {
     this.outbox = new Map(); // position -> {app, rec}: events for the server
     this.pumpTimer = null;
     this.pumpAt = Infinity;
+    // serial runs the delivery pump as one of the worker's operations, one
+    // at a time with the page's (worker.js): by default, at once.
+    this.serial = (fn) => fn();
+    // onDeliver(what) is told of each event about to be delivered, before
+    // the guest runs: the page must know what the worker was doing if the
+    // handler never returns (see Host.restart). onDelivered(cleared) when a
+    // round of deliveries is saved, with the looped events it settled.
+    this.onDeliver = null;
+    this.onDelivered = null;
+    // looped: queue keys (JSON) of events whose handler, in an earlier
+    // worker, did not return by its deadline, so that worker was ended.
+    this.looped = new Set((this.opts.looped ?? []).map(String));
+    // app id -> why its module could not be loaded again into this worker
+    this.unloadable = new Map(Object.entries(this.opts.unloadable ?? {}));
   }
 
   async init() {
     const tx = this.store.db.transaction(['meta', 'outbox'], 'readonly');
-    const [pos, keys, vals] = await Promise.all([
+    const [pos, gen, keys, vals] = await Promise.all([
       req(tx.objectStore('meta').get('pos')),
+      req(tx.objectStore('meta').get('gen')),
       req(tx.objectStore('outbox').getAllKeys()),
       req(tx.objectStore('outbox').getAll()),
     ]);
     this.pos = pos ?? 0;
+    this.store.gen = gen ?? 0;
     keys.forEach((k, i) => this.outbox.set(k, vals[i]));
+  }
+
+  // refresh makes memory match the database again when another tab has
+  // committed since this one last did (meta gen moved): the items of the
+  // apps loaded here, the event queues of their subscriptions, the outbox
+  // and the queue position. Only called while this tab holds the
+  // database (Lease), with nothing staged, so memory and disk agree as
+  // of this tab's last commit; it returns whether anything was read.
+  async refresh() {
+    const gen = await req(this.store.db.transaction(['meta'], 'readonly').objectStore('meta').get('gen')) ?? 0;
+    if (gen === this.store.gen) return false;
+    const tx = this.store.db.transaction(['meta', 'items', 'seqs', 'conflicts', 'queue', 'outbox'], 'readonly');
+    const apps = [...new Set(this.allSubs.map((s) => s.app))];
+    const [pos, okeys, ovals, queues] = await Promise.all([
+      req(tx.objectStore('meta').get('pos')),
+      req(tx.objectStore('outbox').getAllKeys()),
+      req(tx.objectStore('outbox').getAll()),
+      Promise.all(apps.map((app) => {
+        const range = IDBKeyRange.bound([app], [app, []]);
+        return Promise.all([req(tx.objectStore('queue').getAllKeys(range)), req(tx.objectStore('queue').getAll(range))]);
+      })),
+      this.store.reload(tx),
+    ]);
+    this.pos = pos ?? 0;
+    this.outbox = new Map();
+    okeys.forEach((k, i) => this.outbox.set(k, ovals[i]));
+    let waiting = false;
+    for (const s of this.allSubs) {
+      const [keys, vals] = queues[apps.indexOf(s.app)];
+      const head = s.queue[0] ? JSON.stringify(s.queue[0].key) : null;
+      s.queue = [];
+      keys.forEach((k, i) => { if (k[1] === s.pubsub && k[2] === s.topic) s.queue.push({ key: k, rec: vals[i] }); });
+      if (!s.queue[0] || JSON.stringify(s.queue[0].key) !== head) {
+        s.failures = 0; // another tab delivered the head since
+        s.nextAt = 0;
+      }
+      waiting ||= s.queue.length > 0;
+    }
+    this.store.gen = gen;
+    if (waiting) this.schedule(0);
+    return true;
   }
 
   appIDs() { return [...this.modules.keys()].sort(); }
@@ -406,26 +442,32 @@ export class Runtime {
   // HTTP transport would. trace is the caller's W3C trace context
   // ({traceparent, tracestate}, as the traceparent and tracestate headers of
   // an HTTP call), ignored when its traceparent does not parse.
-  callHTTP(app, method, body, trace) {
+  callHTTP(app, method, body, trace, deadline) {
     const mod = this.modules.get(app);
-    if (!mod) return reply(new RoamError(NotFound, `no app ${quoteID(app)} here; apps: ${this.appIDs().join(', ')}`));
+    if (!mod && this.unloadable.has(app)) {
+      return reply(new RoamError(Unavailable, `app ${quoteName(app)} could not be loaded again into the new roam worker: ${this.unloadable.get(app)}`));
+    }
+    if (!mod) return reply(new RoamError(NotFound, `no app ${quoteName(app)} here; apps: ${this.appIDs().join(', ')}`));
     if (body.length > this.opts.maxBodyBytes) {
       return { status: 413, body: errorBody(InvalidArgument, `request body exceeds ${this.opts.maxBodyBytes} bytes`) };
     }
     if (body.length > 0 && !validJSON(body)) return reply(new RoamError(InvalidArgument, 'request body is not valid JSON'));
-    const r = this.call(mod, method, body, traceContext(trace?.traceparent, trace?.tracestate));
+    const r = this.call(mod, method, body, traceContext(trace?.traceparent, trace?.tracestate), deadline);
     if (r.code !== OK) return reply(new RoamError(r.code, r.message));
     if (r.body.length === 0) return { status: 204, body: empty };
     return { status: 200, body: r.body };
   }
 
   // call is host.Server.call: method lookup, deadline, and the guest call.
-  call(mod, method, body, trace = null) {
+  // deadline, when given, is the one the page set when it sent the call
+  // (its time waiting for the calls before it counts, as a server's
+  // request timeout counts from the request's arrival).
+  call(mod, method, body, trace = null, given = undefined) {
     if (!mod.manifest.methods.includes(method)) {
-      return { code: NotFound, message: `app ${goQuote(mod.app)} has no method ${goQuote(method)}; it has: ${mod.manifest.methods.join(', ')}` };
+      return { code: NotFound, message: `app ${goQuote(mod.app)} has no method ${quoteName(method)}; it has: ${mod.manifest.methods.join(', ')}` };
     }
     const outer = this.deadlines[this.deadlines.length - 1];
-    const deadline = outer ?? Date.now() + this.opts.timeoutMs;
+    const deadline = outer ?? given ?? Date.now() + this.opts.timeoutMs;
     const r = this.run(mod, KindMethod, method, body, deadline, undefined, trace);
     if (r.code !== OK && r.code !== DeadlineExceeded && Date.now() >= deadline) {
       r.message = `${mod.app}.${method}: deadline exceeded: ${r.message}`;
@@ -575,7 +617,7 @@ export class Runtime {
     const target = this.modules.get(app);
     if (!target) return this.remoteInvoke(caller, app, method, data, trace);
     if (!target.manifest.methods.includes(method)) {
-      throw new RoamError(NotFound, `app ${goQuote(app)} has no method ${goQuote(method)}; it has: ${target.manifest.methods.join(', ')}`);
+      throw new RoamError(NotFound, `app ${goQuote(app)} has no method ${quoteName(method)}; it has: ${target.manifest.methods.join(', ')}`);
     }
     const deadline = this.deadlines[this.deadlines.length - 1] ?? Date.now() + this.opts.timeoutMs;
     const res = this.run(target, KindMethod, method, data, deadline, inst, trace);
@@ -758,7 +800,7 @@ export class Runtime {
     this.pumpTimer = setTimeout(() => {
       this.pumpTimer = null;
       this.pumpAt = Infinity;
-      this.pump();
+      this.serial(() => this.pump());
     }, ms);
   }
 
@@ -768,6 +810,18 @@ export class Runtime {
   // MaxAttempts, or at once for InvalidArgument, the event moves to the
   // dead-letter topic (parked if it failed on that topic itself).
   async pump() {
+    const settled = []; // looped events dead-lettered in this round
+    this.announced = false;
+    try {
+      await this.deliver(settled);
+    } finally {
+      // The page watches what was announced (onDeliver) until this.
+      if (this.announced || settled.length > 0) this.onDelivered?.(settled);
+    }
+  }
+
+  // deliver is one round of pump.
+  async deliver(settled) {
     const now = Date.now();
     let next = Infinity, delivered = false;
     for (const s of this.allSubs) {
@@ -779,14 +833,27 @@ export class Runtime {
       delivered = true;
       const head = s.queue[0];
       const mod = this.modules.get(s.app);
-      const r = this.run(mod, KindEvent, `${s.pubsub}/${s.topic}`, eventJSON(head.rec), Date.now() + this.opts.timeoutMs);
+      const key = JSON.stringify(head.key);
+      let r;
+      if (this.looped.has(key)) {
+        // Its handler held the worker past its deadline last time, and the
+        // page had to end that worker: delivering it again would do the same,
+        // at every start. It is dead-lettered, as undeliverable.
+        r = { code: DeadlineExceeded, message: `its handler did not return by its deadline (${this.opts.timeoutMs} ms) and held the roam worker, which was restarted` };
+        settled.push(key);
+      } else {
+        const deadline = Date.now() + this.opts.timeoutMs;
+        this.announced = true;
+        this.onDeliver?.({ key, app: s.app, pubsub: s.pubsub, topic: s.topic, id: head.rec.id, deadline });
+        r = this.run(mod, KindEvent, `${s.pubsub}/${s.topic}`, eventJSON(head.rec), deadline);
+      }
       if (r.code === OK) {
         this.ack(s);
         continue;
       }
       s.failures++;
       const p = this.opts.retry;
-      if (r.code === InvalidArgument || s.failures >= p.maxAttempts) {
+      if (r.code === InvalidArgument || s.failures >= p.maxAttempts || this.looped.has(key)) {
         console.warn(`[${s.app}] pubsub: dead-lettering event ${head.rec.id} of ${s.pubsub}/${s.topic} after ${s.failures} attempts: ${r.message}`);
         if (s.dl === s.topic) {
           this.box(this.nextPos(), { app: s.app, rec: head.rec, parked: true, reason: `failed on its dead-letter topic after ${s.failures} attempts: ${r.message}` });
@@ -805,9 +872,11 @@ export class Runtime {
       // Undone: the events are back at the heads of their queues, to be
       // delivered again (at least once) when saving works again.
       console.error('roam: saving deliveries failed; trying again later', e);
+      settled.length = 0;
       this.schedule(this.opts.retry.maxBackoffMs);
       return;
     }
+    for (const k of settled) this.looped.delete(k);
     if (delivered) this.schedule(0);
     else if (next < Infinity) this.schedule(Math.max(0, next - Date.now()));
   }
@@ -968,7 +1037,7 @@ function appIDError(id) {
   for (let i = 0; i < id.length; i++) {
     const c = id[i];
     const ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || (c === '-' && i > 0 && i < id.length - 1);
-    if (!ok) return `app id "${id}" is not a DNS label (a-z, 0-9, inner '-')`;
+    if (!ok) return `app id ${quoteName(id)} is not a DNS label (a-z, 0-9, inner '-')`;
   }
   return '';
 }

@@ -34,15 +34,40 @@ const maxKey = 16 << 10;
 
 const objectStores = ['items', 'seqs', 'queue', 'outbox', 'conflicts', 'meta'];
 
-export function openDB(name) {
+// DBVersion is the IndexedDB schema version this code creates and reads.
+export const DBVersion = 1;
+
+// openDB opens the database, creating it at DBVersion. Two cases need a
+// word (web/README.md, "Tabs"):
+//
+//   - blocked: another tab holds the database open at an older version
+//     while this one upgrades it. That is not an error: the request waits
+//     until the other connection closes (Roam's workers close theirs at
+//     once, on versionchange; a looping one when its page restarts it),
+//     and opens then. Rejecting here would leave the request pending,
+//     and the connection it opens later leaked, never closed, blocking
+//     every later upgrade or deletion from other tabs.
+//   - VersionError: a newer version of the page, in another tab, has
+//     upgraded the database. This page cannot use it, and says so.
+export function openDB(name, version = DBVersion) {
   return new Promise((resolve, reject) => {
-    const r = indexedDB.open(name, 1);
-    r.onupgradeneeded = () => {
-      for (const s of objectStores) r.result.createObjectStore(s);
+    const r = indexedDB.open(name, version);
+    r.onupgradeneeded = (e) => {
+      const db = r.result;
+      for (const s of objectStores) if (e.oldVersion === 0 || !db.objectStoreNames.contains(s)) db.createObjectStore(s);
     };
     r.onsuccess = () => resolve(r.result);
-    r.onerror = () => reject(new RoamError(Unavailable, `opening IndexedDB ${name}: ${describe(r.error)}`));
-    r.onblocked = () => reject(new RoamError(Unavailable, `IndexedDB ${name} is blocked by another tab upgrading it`));
+    r.onerror = () => {
+      const e = r.error;
+      if (e?.name === 'VersionError') {
+        reject(new RoamError(Unavailable, `IndexedDB ${name} was upgraded by a newer version of this page (in another tab?) past version ${version}, the one this page reads: reload the page (${describe(e)})`));
+        return;
+      }
+      reject(new RoamError(Unavailable, `opening IndexedDB ${name}: ${describe(e)}`));
+    };
+    r.onblocked = (e) => {
+      console.warn(`roam: opening IndexedDB ${name} at version ${e.newVersion ?? version} waits for another tab to close its connection (at version ${e.oldVersion})`);
+    };
   });
 }
 
@@ -115,6 +140,12 @@ export class Store {
     this.changed = []; // records changed since the last flush, for other tabs
     this.closed = null; // why the database connection is gone
     this.onClosed = null;
+    // gen counts the commits to the database, of every tab: each batch
+    // writes the next one (meta 'gen'). A tab takes its turn at the
+    // database (Lease) and reads it again when gen moved since its own
+    // last commit: another tab wrote. null until read (Runtime.init).
+    this.gen = null;
+    this.onStale = null;
     // A connection the browser closes (site data cleared) or another tab
     // needs closed (it deletes or upgrades the database) is gone for good:
     // nothing more can be saved through it, and memory no longer matches
@@ -320,7 +351,12 @@ export class Store {
   // leaves nothing behind, in memory, on disk or for sync; and the next
   // batch is tried afresh, not chained onto the failure.
   flush() {
-    const b = { writes: [...this.pending.values()].map(snapshot), undo: this.undo, error: this.doomed };
+    const genBefore = this.gen;
+    if (this.pending.size > 0 && !this.doomed) {
+      this.gen = (this.gen ?? 0) + 1;
+      this.stage('meta', 'gen', this.gen);
+    }
+    const b = { writes: [...this.pending.values()].map(snapshot), undo: this.undo, error: this.doomed, genBefore };
     this.pending = new Map();
     this.undo = [];
     this.doomed = null;
@@ -328,7 +364,7 @@ export class Store {
     const done = this.tail.then(async () => {
       try {
         if (b.error) throw b.error;
-        if (b.writes.length > 0) await this.write(b.writes);
+        if (b.writes.length > 0) await this.write(b.writes, b.genBefore ?? 0);
       } catch (e) {
         if (!b.error) this.fail(b, e);
         throw b.error;
@@ -340,25 +376,49 @@ export class Store {
     return done;
   }
 
-  // write commits writes in one IndexedDB transaction.
-  write(writes) {
+  // write commits writes in one IndexedDB transaction. expected is the
+  // gen the database must be at (this tab's last commit): the transaction
+  // reads it first and aborts, writing nothing, when another writer
+  // committed in between (a tab whose turn the Lease did not stop: a
+  // worker being ended, a page without Web Locks). onStale is told, so
+  // that memory is read again before the next operation.
+  write(writes, expected) {
     if (this.closed) throw new Error(this.closed);
     return new Promise((resolve, reject) => {
       const tx = this.db.transaction(objectStores, 'readwrite', { durability: 'strict' });
+      let raced = null;
       tx.oncomplete = () => resolve();
-      tx.onerror = tx.onabort = () => reject(tx.error ?? new Error('IndexedDB transaction aborted'));
-      try {
-        for (const p of writes) {
-          const os = tx.objectStore(p.os);
-          if (p.value === undefined) os.delete(p.key);
-          else os.put(p.value, p.key);
+      tx.onerror = tx.onabort = () => reject(raced ?? tx.error ?? new Error('IndexedDB transaction aborted'));
+      const put = () => {
+        try {
+          for (const p of writes) {
+            const os = tx.objectStore(p.os);
+            if (p.value === undefined) os.delete(p.key);
+            else os.put(p.value, p.key);
+          }
+        } catch (e) {
+          try {
+            tx.abort();
+          } catch { /* already finished */ }
+          reject(e);
         }
-      } catch (e) {
+      };
+      if (expected === undefined) {
+        put();
+        return;
+      }
+      const g = tx.objectStore('meta').get('gen');
+      g.onsuccess = () => {
+        if ((g.result ?? 0) === expected) {
+          put();
+          return;
+        }
+        raced = new Error(`another tab, or a worker of this page being ended, committed to IndexedDB ${this.db.name} at the same time (at ${g.result ?? 0}, expected ${expected}): try again`);
+        this.onStale?.();
         try {
           tx.abort();
         } catch { /* already finished */ }
-        reject(e);
-      }
+      };
     });
   }
 
@@ -366,6 +426,7 @@ export class Store {
   fail(b, e) {
     const cause = describe(e);
     b.error = new RoamError(Unavailable, `state was not saved: ${cause}`);
+    this.gen = b.genBefore; // b and the batches after it never reached the disk
     const later = this.batches.slice(this.batches.indexOf(b) + 1);
     // Newest first: what is staged, the later batches, then b.
     const undo = [b.undo, ...later.map((l) => l.undo), this.undo].flat();
@@ -383,24 +444,38 @@ export class Store {
     this.changed = [];
   }
 
+  // takeChanged returns the records changed since the last call, as they
+  // are now (copies: records are changed in place later, and the other
+  // tabs are told what this commit wrote, not what a later call made of it).
   takeChanged() {
-    const c = this.changed;
+    const c = this.changed.map((r) => ({ ...r }));
     this.changed = [];
     return c;
   }
 
-  // applyRemote takes records another tab committed (through the
-  // BroadcastChannel) into memory, for the apps loaded here.
-  applyRemote(recs) {
-    for (const r of recs) {
-      if (!this.apps.has(r.app)) continue;
-      const sp = this.space(r.app, r.store);
-      if (r.gone) sp.items.delete(r.key);
-      else {
+  // reload reads again, in the readonly transaction tx, the items,
+  // sequences and conflicts of every app loaded here: another tab has
+  // committed since this one last did (gen moved). Nothing may be staged.
+  async reload(tx) {
+    const apps = [...this.apps.keys()];
+    const read = await Promise.all(apps.map((app) => Promise.all([
+      request(tx.objectStore('items').getAll(appRange(app))),
+      request(tx.objectStore('seqs').getAllKeys(appRange(app))),
+      request(tx.objectStore('seqs').getAll(appRange(app))),
+      request(tx.objectStore('conflicts').getAll(appRange(app))),
+    ])));
+    for (const [id, c] of this.conflicts) if (apps.includes(c.app)) this.conflicts.delete(id);
+    apps.forEach((app, i) => {
+      const [items, seqKeys, seqs, conflicts] = read[i];
+      this.apps.set(app, new Map());
+      seqKeys.forEach((k, j) => { this.space(app, k[1]).seq = seqs[j]; });
+      for (const r of items) {
+        const sp = this.space(app, r.store);
         sp.items.set(r.key, r);
         sp.seq = Math.max(sp.seq, r.seq);
       }
-    }
+      for (const c of conflicts) this.conflicts.set(JSON.stringify([c.app, c.store, c.key]), c);
+    });
   }
 
   // ---- sync ----

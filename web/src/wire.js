@@ -175,10 +175,11 @@ export function goMillis(ms) {
   return sign + s;
 }
 
-// quoteID is host.quoteID (host/server.go): goQuote of an unknown app id's
-// first 64 UTF-8 bytes, cut between characters, and its length when it is
-// longer (an id comes from the request's path, and may be 100 KB).
-export function quoteID(id) {
+// quoteName is sdk.QuoteName (the Go hosts' messages): goQuote of a name
+// from a request (an unknown app id, a method) cut to its first 64 UTF-8
+// bytes, between characters, and its length when it is longer (a name
+// comes from the request, and may be 100 KB).
+export function quoteName(id) {
   const n = utf8(id).length;
   if (n <= 64) return goQuote(id);
   let cut = '', len = 0;
@@ -332,4 +333,27 @@ function validTracestate(s) {
     keys.add(k);
   }
   return keys.size <= 32;
+}
+
+// fetchModule fetches and compiles a module. The page does it (Host.load),
+// while the worker opens IndexedDB, and keeps the compiled module: a new
+// worker gets it again without the network (compiling runs off the main
+// thread).
+export async function fetchModule(url) {
+  const name = decodeURIComponent(new URL(url).pathname.split('/').pop() || url);
+  let res;
+  try {
+    res = await fetch(url);
+  } catch (e) {
+    throw new RoamError(Unavailable, `fetching module ${url}: ${e.message}`);
+  }
+  if (!res.ok) throw new RoamError(res.status === 404 ? NotFound : Unavailable, `fetching module ${url}: HTTP ${res.status}`);
+  let compiled;
+  try {
+    const ct = res.headers.get('Content-Type') ?? '';
+    compiled = ct.startsWith('application/wasm') ? await WebAssembly.compileStreaming(res) : await WebAssembly.compile(await res.arrayBuffer());
+  } catch (e) {
+    throw new RoamError(InvalidArgument, `${name} is not a valid WebAssembly module (${e.message})`);
+  }
+  return { compiled, name };
 }

@@ -24,23 +24,49 @@ const context = await chromium.launchPersistentContext(opt('--user-data-dir'), {
   args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
     '--disable-background-networking', '--disable-component-update', '--disable-sync'],
 });
-const page = context.pages()[0] ?? (await context.newPage());
+// pages are the tabs: commands act on pages[c.page ?? 0]; newPage opens
+// another tab in the same context (the same origin's IndexedDB, Web Locks
+// and BroadcastChannels), as a second tab of a user's browser.
+const pages = [];
 const logs = [];
+const logWaits = new Set(); // {text, resolve}: waitLog's
 const keep = (s) => {
   logs.push(s);
   if (logs.length > 500) logs.shift();
+  for (const w of logWaits) {
+    if (s.includes(w.text)) {
+      logWaits.delete(w);
+      w.resolve(s);
+    }
+  }
 };
-page.on('console', (m) => keep(`${m.type()}: ${m.text()}`));
-page.on('pageerror', (e) => keep(`pageerror: ${e.message}`));
+const watch = (p) => {
+  const i = pages.push(p) - 1;
+  const tag = i === 0 ? '' : `[tab ${i}] `;
+  p.on('console', (m) => keep(`${tag}${m.type()}: ${m.text()}`));
+  p.on('pageerror', (e) => keep(`${tag}pageerror: ${e.message}`));
+  return i;
+};
+watch(context.pages()[0] ?? (await context.newPage()));
 context.on('weberror', (e) => keep(`weberror: ${e.error().message}`));
+const tab = (c) => {
+  const p = pages[c.page ?? 0];
+  if (!p) throw new Error(`no tab ${c.page}`);
+  return p;
+};
 
 const ops = {
-  goto: async (c) => (await page.goto(c.url, { waitUntil: 'load' }))?.status(),
-  reload: async () => (await page.reload({ waitUntil: 'load' }))?.status(),
+  newPage: async () => watch(await context.newPage()),
+  closePage: async (c) => {
+    await tab(c).close({ runBeforeUnload: false });
+    return true;
+  },
+  goto: async (c) => (await tab(c).goto(c.url, { waitUntil: 'load' }))?.status(),
+  reload: async (c) => (await tab(c).reload({ waitUntil: 'load' }))?.status(),
   // eval runs fn (a function's source) in the page with arg; awaits it.
-  eval: (c) => page.evaluate(([src, arg]) => (0, eval)('(' + src + ')')(arg), [c.fn, c.arg ?? null]),
+  eval: (c) => tab(c).evaluate(([src, arg]) => (0, eval)('(' + src + ')')(arg), [c.fn, c.arg ?? null]),
   // call is one request through the page's host: body and reply in base64.
-  call: (c) => page.evaluate(async ([app, method, b64]) => {
+  call: (c) => tab(c).evaluate(async ([app, method, b64]) => {
     const bin = atob(b64);
     const body = new Uint8Array(bin.length);
     for (let i = 0; i < bin.length; i++) body[i] = bin.charCodeAt(i);
@@ -50,17 +76,26 @@ const ops = {
     return { status: r.status, body: btoa(s) };
   }, [c.app, c.method, c.body ?? '']),
   offline: (c) => context.setOffline(!!c.value),
-  click: (c) => page.click(c.selector),
-  fill: (c) => page.fill(c.selector, c.value),
-  select: (c) => page.selectOption(c.selector, c.value),
-  text: (c) => page.innerText(c.selector),
+  click: (c) => tab(c).click(c.selector),
+  fill: (c) => tab(c).fill(c.selector, c.value),
+  select: (c) => tab(c).selectOption(c.selector, c.value),
+  text: (c) => tab(c).innerText(c.selector),
   // wait waits until fn(arg) is truthy in the page, and returns it.
-  wait: async (c) => (await page.waitForFunction(([src, arg]) => (0, eval)('(' + src + ')')(arg), [c.fn, c.arg ?? null], { timeout: c.timeoutMs ?? 20000 })).jsonValue(),
-  screenshot: (c) => page.screenshot({ path: c.path, fullPage: true }).then(() => c.path),
+  wait: async (c) => (await tab(c).waitForFunction(([src, arg]) => (0, eval)('(' + src + ')')(arg), [c.fn, c.arg ?? null], { timeout: c.timeoutMs ?? 20000 })).jsonValue(),
+  screenshot: (c) => tab(c).screenshot({ path: c.path, fullPage: true }).then(() => c.path),
   logs: () => logs.slice(),
+  // waitLog waits until the console of a tab or of its workers shows a
+  // line containing c.text after the c.after-th line (default: the lines
+  // kept so far are not looked at), and returns it.
+  waitLog: (c) => new Promise((resolve) => {
+    const seen = logs.slice(c.after ?? logs.length).find((l) => l.includes(c.text));
+    if (seen) resolve(seen);
+    else logWaits.add({ text: c.text, resolve });
+  }),
+  logCount: () => logs.length,
   // cdp sends a Chrome DevTools Protocol command (Storage.clearDataForOrigin).
   cdp: async (c) => {
-    const s = await context.newCDPSession(page);
+    const s = await context.newCDPSession(tab(c));
     try {
       return await s.send(c.method, c.params ?? {});
     } finally {
@@ -70,8 +105,8 @@ const ops = {
   // workerEval runs fn with arg in the newest web worker whose URL contains
   // c.url (the roam worker), to inject faults the page cannot reach.
   workerEval: async (c) => {
-    const w = page.workers().filter((x) => x.url().includes(c.url)).pop();
-    if (!w) throw new Error(`no worker ${c.url}; workers: ${page.workers().map((x) => x.url()).join(', ')}`);
+    const w = tab(c).workers().filter((x) => x.url().includes(c.url)).pop();
+    if (!w) throw new Error(`no worker ${c.url}; workers: ${tab(c).workers().map((x) => x.url()).join(', ')}`);
     return w.evaluate(([src, arg]) => (0, eval)('(' + src + ')')(arg), [c.fn, c.arg ?? null]);
   },
 };

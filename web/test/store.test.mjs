@@ -25,10 +25,24 @@ function fakeDB() {
         objectStore: (os) => ({
           put: (v, k) => writes.push([os, k, structuredClone(v)]),
           delete: (k) => writes.push([os, k, undefined]),
+          // get answers before the transaction finishes (a microtask).
+          get: (k) => {
+            const r = {};
+            queueMicrotask(() => {
+              r.result = structuredClone(db.data.get(os + ' ' + JSON.stringify(k)));
+              r.onsuccess?.();
+            });
+            return r;
+          },
         }),
-        abort() {},
+        abort() { aborted = true; },
       };
+      let aborted = false;
       const finish = (how) => {
+        if (aborted && how !== 'abort') {
+          tx.onabort();
+          return;
+        }
         if (how === 'abort') {
           tx.error = new DOMException('simulated: the quota is exceeded', 'QuotaExceededError');
           tx.onabort();

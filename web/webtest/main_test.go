@@ -112,9 +112,16 @@ func readAsset(t testing.TB, name string) []byte {
 	return b
 }
 
-// browser is a headless Chromium driven through web/test/runner.mjs.
+// browser is a headless Chromium driven through web/test/runner.mjs, and
+// one of its tabs (page): the first, or one newTab opened.
 type browser struct {
-	t     testing.TB
+	*proc
+	t    testing.TB
+	page int
+}
+
+// proc is the runner process that the tabs of one browser share.
+type proc struct {
 	cmd   *exec.Cmd
 	stdin io.WriteCloser
 	mu    sync.Mutex
@@ -122,6 +129,17 @@ type browser struct {
 	wait  map[int]chan reply
 	done  chan struct{}
 	log   strings.Builder
+}
+
+// newTab opens another tab in the same browser context: the same origin's
+// IndexedDB, Web Locks and BroadcastChannels, as a user's second tab.
+func (b *browser) newTab() *browser {
+	b.t.Helper()
+	var i int
+	if err := json.Unmarshal(b.must(map[string]any{"op": "newPage"}), &i); err != nil {
+		b.t.Fatal(err)
+	}
+	return &browser{proc: b.proc, t: b.t, page: i}
 }
 
 type reply struct {
@@ -145,8 +163,8 @@ func startBrowser(t testing.TB) *browser {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &browser{t: t, cmd: cmd, stdin: stdin, wait: map[int]chan reply{}, done: make(chan struct{})}
-	cmd.Stderr = &lockedWriter{b: b}
+	b := &browser{proc: &proc{cmd: cmd, stdin: stdin, wait: map[int]chan reply{}, done: make(chan struct{})}, t: t}
+	cmd.Stderr = &lockedWriter{b: b.proc}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -180,7 +198,7 @@ func startBrowser(t testing.TB) *browser {
 	return b
 }
 
-type lockedWriter struct{ b *browser }
+type lockedWriter struct{ b *proc }
 
 func (w *lockedWriter) Write(p []byte) (int, error) {
 	w.b.mu.Lock()
@@ -200,6 +218,9 @@ func (b *browser) do(cmd map[string]any) (json.RawMessage, error) {
 	b.wait[id] = ch
 	b.mu.Unlock()
 	cmd["id"] = id
+	if b.page != 0 {
+		cmd["page"] = b.page
+	}
 	line, err := json.Marshal(cmd)
 	if err != nil {
 		return nil, err
@@ -223,7 +244,7 @@ func (b *browser) do(cmd map[string]any) (json.RawMessage, error) {
 	}
 }
 
-func (b *browser) stderr() string {
+func (b *proc) stderr() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.log.String()

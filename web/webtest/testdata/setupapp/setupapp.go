@@ -21,6 +21,13 @@ import (
 	"github.com/roam-dev/roam/sdk"
 )
 
+// SpinTopic is the topic whose events setupapp's handler loops on, and
+// SpinLine what a loop writes to stderr as it starts.
+const (
+	SpinTopic = "setup.spin"
+	SpinLine  = "setupapp: looping"
+)
+
 const (
 	store  = "statestore"
 	pubsub = "pubsub"
@@ -66,6 +73,13 @@ var App = sdk.NewApp("setupapp", func(env sdk.Env, r *sdk.Router) error {
 	if err := sdk.SetJSON(ctx, st, "boot", b, sdk.WriteOptions{}); err != nil {
 		return err
 	}
+	// A setup that never returns, for the tests of a guest looping while it
+	// loads: config "setup-spin" asks for it (wasm only).
+	if spin, _ := env.Config().Get(ctx, "setup-spin"); spin != "" && runtime.GOARCH == "wasm" {
+		os.Stderr.WriteString(SpinLine + "\n")
+		for {
+		}
+	}
 	if err := sdk.PublishJSON(ctx, env.Publisher(), pubsub, topic, b.Boots); err != nil {
 		return err
 	}
@@ -101,6 +115,32 @@ var App = sdk.NewApp("setupapp", func(env sdk.Env, r *sdk.Router) error {
 		}
 		os.Exit(3)
 		return struct{}{}, nil
+	})
+	// An event on SpinTopic loops in its handler (wasm only), as a guest
+	// that ignores its deadline while it handles an event; one whose data
+	// is "record" is recorded (in "spun") instead, so that a test can see
+	// the events behind it delivered.
+	sdk.SubscribeJSON(r, pubsub, SpinTopic, func(ctx context.Context, e *sdk.Event, what string) error {
+		if what == "record" {
+			spun, _, err := sdk.GetJSON[[]string](ctx, st, "spun")
+			if err != nil && sdk.CodeOf(err) != sdk.NotFound {
+				return err
+			}
+			return sdk.SetJSON(ctx, st, "spun", append(spun, e.ID), sdk.WriteOptions{})
+		}
+		if runtime.GOARCH != "wasm" {
+			return sdk.NewError(sdk.FailedPrecondition, "spinning runs only in a wasm guest")
+		}
+		os.Stderr.WriteString(SpinLine + "\n")
+		for {
+		}
+	})
+	sdk.Handle(r, "Spun", func(ctx context.Context, _ struct{}) ([]string, error) {
+		spun, _, err := sdk.GetJSON[[]string](ctx, st, "spun")
+		if sdk.CodeOf(err) == sdk.NotFound {
+			return []string{}, nil
+		}
+		return spun, err
 	})
 	sdk.SubscribeJSON(r, pubsub, topic, func(ctx context.Context, _ *sdk.Event, boot int) error {
 		seen, _, err := sdk.GetJSON[[]int](ctx, st, "seen")
