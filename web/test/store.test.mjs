@@ -4,7 +4,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Store } from '../src/store.js';
-import { utf8, fromUTF8 } from '../src/wire.js';
+import { utf8 } from '../src/wire.js';
+import { opts, put, get } from './state.mjs';
 
 // fakeDB commits writes into db.data (os + key -> value). Each transaction
 // takes the next step of db.plan: 'ok' (the default), 'throw' (transaction()
@@ -63,15 +64,6 @@ function fakeDB() {
   return db;
 }
 
-const opts = { etag: '', ttlMs: 0, ifAbsent: false };
-const put = (s, key, v) => s.set('a', 'st', key, utf8(JSON.stringify(v)), opts);
-const get = (s, key) => {
-  try {
-    return JSON.parse(fromUTF8(s.get('a', 'st', key).value));
-  } catch (e) {
-    return e.codeName;
-  }
-};
 const onDisk = (db, key) => db.data.get('items ' + JSON.stringify(['a', 'st', key]));
 const dirty = (s) => s.status().dirty.map((d) => d.key).sort();
 const tick = () => new Promise((r) => setTimeout(r, 5));

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { Store, openDB } from '../src/store.js';
 import { Lease } from '../src/lease.js';
 import { utf8, fromUTF8 } from '../src/wire.js';
+import { opts, put, get } from './state.mjs';
 
 // fakeOpen makes indexedDB.open answer with the steps given: 'blocked'
 // (another tab holds the database at an older version), 'success', or
@@ -95,15 +96,6 @@ function fakeDB() {
   return db;
 }
 
-const opts = { etag: '', ttlMs: 0, ifAbsent: false };
-const put = (s, key, v) => s.set('a', 'st', key, utf8(JSON.stringify(v)), opts);
-const get = (s, key) => {
-  try {
-    return JSON.parse(fromUTF8(s.get('a', 'st', key).value));
-  } catch (e) {
-    return e.codeName;
-  }
-};
 
 test('a commit that finds another writer committed first writes nothing, is undone, and says so', async () => {
   const db = fakeDB();
