@@ -54,6 +54,17 @@ const pageHelpers = `() => {
 
 func (b *browser) helpers() { b.t.Helper(); b.eval(pageHelpers, nil, nil) }
 
+// noErrors fails the test if the host reported an error event (pageHelpers
+// records them).
+func (b *browser) noErrors() {
+	b.t.Helper()
+	var errs []string
+	b.eval(`() => window.errors`, nil, &errs)
+	if len(errs) != 0 {
+		b.t.Errorf("errors: %q", errs)
+	}
+}
+
 // at sends calls at once and returns their outcomes.
 func (b *browser) at(calls ...[]string) []outcome {
 	b.t.Helper()
@@ -337,11 +348,7 @@ func TestLoopingSetup(t *testing.T) {
 	if r := b.call("setupapp", "Boot", `{}`); r.status != 404 {
 		t.Errorf("setupapp after its setup looped: %v", r)
 	}
-	var errs []string
-	b.eval(`() => window.errors`, nil, &errs)
-	if len(errs) != 0 {
-		t.Errorf("errors: %q", errs)
-	}
+	b.noErrors()
 }
 
 // TestLoadDuringRestart: a module loaded while the worker restarts (from
@@ -417,11 +424,7 @@ func TestRestartKeepsTheLoadedVersion(t *testing.T) {
 	if r := b.call("setupapp", "Boot", `{}`); r.status != 404 {
 		t.Errorf("setupapp, served at the URL since: %v", r)
 	}
-	var errs []string
-	b.eval(`() => window.errors`, nil, &errs)
-	if len(errs) != 0 {
-		t.Errorf("errors: %q", errs)
-	}
+	b.noErrors()
 }
 
 // TestPageReloadWhileCallsRun: the page is reloaded while calls that write
