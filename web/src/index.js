@@ -12,7 +12,7 @@
 
 import {
   RoamError, Unavailable, FailedPrecondition, DeadlineExceeded, Internal, utf8, fromUTF8, base64, fromBase64, statusCode, errorBody,
-  httpStatus, forwardBody, forwardBytes, fetchModule,
+  httpStatus, forwardBody, forwardBytes, fetchModule, sendTrace,
 } from './wire.js';
 
 export { RoamError } from './wire.js';
@@ -500,7 +500,8 @@ export class Host {
             parked.push({ pos: e.pos, reason: `forwarding it takes a ${n}-byte request, over the server's limit of ${limit} bytes (remoteMaxBodyBytes)` });
             continue;
           }
-          const r = await this.post(`/v1/apps/${enc(e.app)}/publish/${enc(e.rec.pubsubname)}/${enc(e.rec.topic)}`, forwardBody(e.rec));
+          const path = `/v1/apps/${enc(e.app)}/publish/${enc(e.rec.pubsubname)}/${enc(e.rec.topic)}`;
+          const r = await this.post(path, forwardBody(e.rec), this.eventTrace(e.rec, path));
           if (r.ok) sent.push(e.pos);
           else if (refused(r.status)) parked.push({ pos: e.pos, reason: `the server refused it with ${r.status}: ${r.error.message}` });
           else throw r.error;
@@ -633,12 +634,21 @@ export class Host {
     return { items, error: null };
   }
 
-  async post(path, body) {
+  // eventTrace returns the trace headers of the call that published rec
+  // (the traceparent extension the worker recorded), for its forwarding
+  // to path, when options.traceHeaders allows: the server's publish then
+  // traces it as the Go hosts trace an app's publish.
+  eventTrace(rec, path) {
+    if (!rec.traceparent || !sendTrace(this.options.traceHeaders ?? 'same-origin', this.remote + path)) return {};
+    return rec.tracestate ? { traceparent: rec.traceparent, tracestate: rec.tracestate } : { traceparent: rec.traceparent };
+  }
+
+  async post(path, body, headers = {}) {
     if (!this.remote) throw new RoamError(FailedPrecondition, 'no remote host configured');
     let res;
     try {
       res = await fetch(this.remote + path, {
-        method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body),
+        method: 'POST', headers: { 'Content-Type': 'application/json', ...headers }, body: JSON.stringify(body),
       });
     } catch (e) {
       this.setOnline(false);

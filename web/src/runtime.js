@@ -7,7 +7,7 @@
 
 import { WASI, OpenFile, File, ConsoleStdout, WASIProcExit } from '@bjorn3/browser_wasi_shim';
 import {
-  Reader, Writer, RoamError, utf8, fromUTF8, goQuote, quoteName, errorBody, httpStatus, validJSON, base64, parseCode, statusCode, forwardBytes,
+  Reader, Writer, RoamError, utf8, fromUTF8, goQuote, quoteName, sendTrace, errorBody, httpStatus, validJSON, base64, parseCode, statusCode, forwardBytes,
   traceContext,
   OK, InvalidArgument, NotFound, FailedPrecondition, Unavailable, DeadlineExceeded, Internal,
 } from './wire.js';
@@ -45,7 +45,7 @@ export const defaults = {
   config: {},
   secrets: {},
   remote: '',
-  traceHeaders: 'same-origin', // 'always', 'never': see Runtime.sendTrace
+  traceHeaders: 'same-origin', // 'always', 'never': see sendTrace (wire.js)
 };
 
 // Trap is a guest that can no longer run: a wasm trap, proc_exit, or a
@@ -660,7 +660,7 @@ export class Runtime {
   // synchronously (the guest is waiting inside its import call; workers may
   // block on XMLHttpRequest). The trace context goes in the traceparent and
   // tracestate headers, which the server's ingress parents its spans on,
-  // when sendTrace allows.
+  // when sendTrace (wire.js) allows.
   remoteInvoke(caller, app, method, data, trace) {
     const remote = this.opts.remote;
     if (!remote) throw new RoamError(Unavailable, `invoke ${app}.${method}: app ${app} is not loaded in this page and no remote host is configured`);
@@ -671,7 +671,7 @@ export class Runtime {
     const left = (this.deadlines[this.deadlines.length - 1] ?? Date.now() + this.opts.timeoutMs) - Date.now();
     xhr.timeout = Math.max(1, left);
     xhr.setRequestHeader('Content-Type', 'application/json');
-    if (trace && this.sendTrace(url)) {
+    if (trace && sendTrace(this.opts.traceHeaders, url)) {
       xhr.setRequestHeader('traceparent', trace.traceparent);
       if (trace.tracestate) xhr.setRequestHeader('tracestate', trace.tracestate);
     }
@@ -694,20 +694,6 @@ export class Runtime {
     throw new RoamError(statusCode(xhr.status), `invoke ${app}.${method}: HTTP ${xhr.status}: ${fromUTF8(body).slice(0, 200)}`);
   }
 
-  // sendTrace reports whether a request to url may carry the trace headers
-  // (options.traceHeaders). Cross-origin, they make the browser ask the
-  // server first (a CORS preflight) whether it takes them, and a server
-  // that does not list them in Access-Control-Allow-Headers fails the
-  // whole request, not just the headers: so by default ('same-origin')
-  // only a same-origin server gets them; 'always' sends them to any
-  // server (one that allows them), 'never' to none.
-  sendTrace(url) {
-    const mode = this.opts.traceHeaders;
-    if (mode === 'always') return true;
-    if (mode === 'never') return false;
-    return new URL(url, self.location?.href).origin === self.location?.origin;
-  }
-
   // ---- pub/sub ----
 
   // publish wraps a message in a CloudEvents record and routes it.
@@ -721,6 +707,14 @@ export class Runtime {
       datacontenttype: m.contentType || 'application/json', pubsubname: m.pubsub, topic: m.topic,
       data: m.data.slice(), metadata: m.metadata ?? {},
     };
+    // The call's trace context goes with the event (the CloudEvents
+    // traceparent extension), as the Go hosts put their producer span's
+    // there; sync forwards it to the server's publish as headers.
+    const trace = this.traces[this.traces.length - 1];
+    if (trace) {
+      rec.traceparent = trace.traceparent;
+      if (trace.tracestate) rec.tracestate = trace.tracestate;
+    }
     // An event for the server that could never be forwarded is refused
     // now, while the app can still be told, rather than accepted and then
     // parked by sync.

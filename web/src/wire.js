@@ -287,6 +287,19 @@ export function forwardBytes(rec) {
   return utf8(rest).length + 4 * Math.ceil(rec.data.length / 3);
 }
 
+// sendTrace reports whether a request to url may carry the trace headers,
+// by options.traceHeaders (mode). Cross-origin, they make the browser ask
+// the server first (a CORS preflight) whether it takes them, and a server
+// that does not list them in Access-Control-Allow-Headers fails the whole
+// request, not just the headers: so by default ('same-origin') only a
+// same-origin server gets them; 'always' sends them to any server (one
+// that allows them), 'never' to none.
+export function sendTrace(mode, url) {
+  if (mode === 'always') return true;
+  if (mode === 'never') return false;
+  return new URL(url, self.location?.href).origin === self.location?.origin;
+}
+
 // traceContext returns the W3C trace context {traceparent, tracestate} to
 // propagate, or null when traceparent is missing or does not parse. It
 // accepts exactly what internal/tracectx.Parse (the Go hosts' parser, which

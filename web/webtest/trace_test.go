@@ -9,13 +9,15 @@ import (
 
 	"github.com/roam-dev/roam/backend/embedded"
 	"github.com/roam-dev/roam/examples/shop/inventory"
+	"github.com/roam-dev/roam/examples/shop/orders"
 	"github.com/roam-dev/roam/host"
 	"github.com/roam-dev/roam/host/native"
 	"github.com/roam-dev/roam/sdk"
 )
 
-// traceProbe records the trace headers of the method calls that reach the
-// server it wraps.
+// traceProbe records the trace headers of the method calls and the event
+// forwardings (the state sync API's publish) that reach the server it
+// wraps.
 type traceProbe struct {
 	next http.Handler
 	mu   sync.Mutex
@@ -28,7 +30,7 @@ type traceSeen struct {
 }
 
 func (p *traceProbe) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if strings.Contains(r.URL.Path, "/methods/") && r.Method == http.MethodPost {
+	if (strings.Contains(r.URL.Path, "/methods/") || strings.Contains(r.URL.Path, "/publish/")) && r.Method == http.MethodPost {
 		p.mu.Lock()
 		p.seen = append(p.seen, traceSeen{r.URL.Path, r.Header.Values("traceparent"), r.Header.Values("tracestate")})
 		p.mu.Unlock()
@@ -74,8 +76,8 @@ func headers(traceparent, tracestate string) string {
 	return s.headers()
 }
 
-// traceServer runs the shop's inventory on the native host behind a
-// traceProbe.
+// traceServer runs the shop on the native host, with its state sync API,
+// behind a traceProbe.
 func traceServer(t *testing.T) *traceProbe {
 	t.Helper()
 	b, err := embedded.Open(embedded.Options{Dir: t.TempDir(), Retry: retry})
@@ -83,7 +85,7 @@ func traceServer(t *testing.T) *traceProbe {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Close() })
-	srv, err := native.NewServer(b, []*sdk.App{inventory.App}, host.Options{CORSOrigins: []string{"http://127.0.0.1:*"}})
+	srv, err := native.NewServer(b, []*sdk.App{inventory.App, orders.App}, host.Options{CORSOrigins: []string{"http://127.0.0.1:*"}, StateAPI: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,6 +263,46 @@ func TestTraceContextCrossOrigin(t *testing.T) {
 		}
 		if got, want := seen[0].headers(), headers(c.tp, c.ts); got != want {
 			t.Errorf("%s: the server got %s, want %s", c.opts, got, want)
+		}
+	}
+}
+
+// TestSyncPublishTrace: an event a traced call publishes for the server
+// (no module in the page subscribes to it) keeps the call's trace context
+// in the outbox, and sync forwards it with the traceparent and tracestate
+// headers, under which the server's publish traces it (host's
+// TestSyncPublishTraced); an untraced call's event goes without.
+func TestSyncPublishTrace(t *testing.T) {
+	b := startBrowser(t)
+	probe := traceServer(t)
+	ts := serveAssets(t, map[string]http.Handler{"/v1/": probe})
+	if e := b.openPage(pageURL(ts.URL, []string{"orders"}, `{"db":"trace-pub-`+runID()+`","remote":"`+ts.URL+`"}`)); e != "" {
+		t.Fatal(e)
+	}
+	sku := "fig-" + runID()
+	api(t, ts.URL, "inventory", "Restock", map[string]any{"sku": sku, "quantity": 100}, nil)
+	create := map[string]any{"customer": "ada", "sku": sku, "quantity": 1}
+	const createdPath = "/v1/apps/orders/publish/pubsub/order.created"
+	for _, c := range []struct {
+		what   string
+		trace  any
+		tp, ts string
+	}{
+		{"traced", map[string]string{"traceparent": pageTP, "tracestate": pageTS}, pageTP, pageTS},
+		{"untraced", nil, "", ""},
+	} {
+		if r := callTraced(b, "orders", "Create", create, c.trace); r.status != 200 {
+			t.Fatalf("%s Create: %v\n%s", c.what, r, b.logs())
+		}
+		probe.take("")
+		var res struct{ Events int }
+		b.eval(`async () => await window.roamHost.sync()`, nil, &res)
+		seen := probe.take(createdPath)
+		if res.Events != 1 || len(seen) != 1 {
+			t.Fatalf("%s: sync forwarded %d events, %d reached %s; want 1\n%s", c.what, res.Events, len(seen), createdPath, b.logs())
+		}
+		if got, want := seen[0].headers(), headers(c.tp, c.ts); got != want {
+			t.Errorf("%s: the server's publish got %s, want %s", c.what, got, want)
 		}
 	}
 }
