@@ -126,7 +126,7 @@ func Run(ctx context.Context, c Config, stdout, stderr io.Writer) error {
 
 	// The modules' files are read while the runtime and the backend are
 	// set up.
-	specs, err := ModuleSpecs(c.Paths, mo)
+	specs, err := ModuleSpecs(c.Paths, mo, log)
 	if err != nil {
 		return err
 	}

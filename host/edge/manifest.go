@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -90,12 +91,16 @@ func (s Spec) read() ([]byte, error) {
 
 // ModuleSpecs expands paths into module specs: a .wasm file is a module with
 // the defaults, a directory stands for its *.wasm files, a .json file is a
-// manifest, and oci://REF is a wasm artifact in a registry.
-func ModuleSpecs(paths []string, defaults ModuleOptions) ([]Spec, error) {
+// manifest, and oci://REF is a wasm artifact in a registry. log (nil for
+// none) hears of a pull that got past refused credentials.
+func ModuleSpecs(paths []string, defaults ModuleOptions, log *slog.Logger) ([]Spec, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	var plain []string
 	var out []Spec
 	for _, p := range paths {
-		p, err := resolveOCI(p) // oci://REF: the module pulled from a registry (oci.go)
+		p, err := resolveOCI(p, log) // oci://REF: the module pulled from a registry (oci.go)
 		if err != nil {
 			return nil, err
 		}

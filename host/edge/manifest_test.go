@@ -44,7 +44,7 @@ func TestGrants(t *testing.T) {
 	}
 
 	// Without a manifest: nothing.
-	specs, err := ModuleSpecs([]string{wasmPath}, ModuleOptions{PoolSize: 1})
+	specs, err := ModuleSpecs([]string{wasmPath}, ModuleOptions{PoolSize: 1}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +66,7 @@ func TestGrants(t *testing.T) {
 	bare.Close(context.Background())
 
 	// With the manifest: exactly the grants.
-	specs, err = ModuleSpecs([]string{manifest}, ModuleOptions{})
+	specs, err = ModuleSpecs([]string{manifest}, ModuleOptions{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +111,7 @@ func TestManifestErrors(t *testing.T) {
 	} {
 		p := filepath.Join(dir, strings.ReplaceAll(name, " ", "-")+".json")
 		os.WriteFile(p, []byte(body), 0o644)
-		if _, err := ModuleSpecs([]string{p}, ModuleOptions{}); err == nil {
+		if _, err := ModuleSpecs([]string{p}, ModuleOptions{}, nil); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
 	}
@@ -136,7 +136,7 @@ func TestManifestPool(t *testing.T) {
 		{"path": "b.wasm", "max_pool_size": 3},
 		{"path": "c.wasm"}]}`), 0o644)
 	defaults := ModuleOptions{MaxPoolSize: 16, PoolMemoryBytes: 128 << 20, IdleTimeout: time.Minute}
-	specs, err := ModuleSpecs([]string{p}, defaults)
+	specs, err := ModuleSpecs([]string{p}, defaults, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,7 +152,7 @@ func TestManifestPool(t *testing.T) {
 	}
 	// A ceiling below the flags' pool size is an error too.
 	os.WriteFile(p, []byte(`{"modules": [{"path": "a.wasm", "max_pool_size": 2}]}`), 0o644)
-	if _, err := ModuleSpecs([]string{p}, ModuleOptions{PoolSize: 4}); err == nil || !strings.Contains(err.Error(), "max_pool_size 2 is below the pool size 4") {
+	if _, err := ModuleSpecs([]string{p}, ModuleOptions{PoolSize: 4}, nil); err == nil || !strings.Contains(err.Error(), "max_pool_size 2 is below the pool size 4") {
 		t.Errorf("max_pool_size below --pool-size: %v", err)
 	}
 }

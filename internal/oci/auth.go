@@ -224,6 +224,17 @@ func (p *pullAuth) do(f func(opts ...remote.Option) error) error {
 	return p.refusedAll()
 }
 
+// refusals names the credentials refused so far, each by its files and
+// the status the registry answered.
+func (p *pullAuth) refusals() []string {
+	var out []string
+	for i, err := range p.refused {
+		te, _ := refusedBy(err)
+		out = append(out, p.creds[i].where()+" ("+status(te)+")")
+	}
+	return out
+}
+
 // refusedAll explains the registry's refusal of every one of the
 // credentials for it: one set as authError does, several by listing them,
 // each with the status it got.

@@ -353,6 +353,10 @@ func TestPullWasmTriesEachPullSecret(t *testing.T) {
 			if n, m := seen.count("roam", "old-s3cret"), seen.count("roam", "s3cret"); n == 0 || m == 0 {
 				t.Errorf("the registry saw %d requests with the old password and %d with the current one; want both tried", n, m)
 			}
+			// ...and says so, for the host to log the stale Secret.
+			if len(p.Refused) != 1 || !strings.Contains(p.Refused[0], filepath.Join(old, "config.json")) || !strings.Contains(p.Refused[0], "401") {
+				t.Errorf("Refused = %q, want the old Secret's file and its 401", p.Refused)
+			}
 			// The module alone (its manifest cached): the same for the
 			// module's request.
 			if err := os.Remove(p.Path); err != nil {
@@ -367,8 +371,8 @@ func TestPullWasmTriesEachPullSecret(t *testing.T) {
 
 			// The current Secret first: the other is never sent.
 			configs(current, old)
-			if _, err := PullWasm(context.Background(), ref, t.TempDir()); err != nil {
-				t.Fatalf("pull with the current password first: %v", err)
+			if p, err := PullWasm(context.Background(), ref, t.TempDir()); err != nil || len(p.Refused) != 0 {
+				t.Fatalf("pull with the current password first: %v, refused %q", err, p.Refused)
 			}
 			if n := seen.count("roam", "old-s3cret"); n != 0 {
 				t.Errorf("the old password was sent %d times after the current one was accepted", n)

@@ -44,6 +44,10 @@ type Pulled struct {
 	Manifest v1.Hash // digest of the artifact's manifest
 	Layer    v1.Hash // digest of the module, which keys the cache
 	Cached   bool    // the module was already in the cache
+	// Refused names the credentials the registry refused before it
+	// accepted others (their files and its status): a pull secret gone
+	// stale, which the pull got past and its host should say.
+	Refused []string
 }
 
 // PullWasm fetches the wasm module an artifact at ref holds (ref with or
@@ -124,7 +128,7 @@ func PullWasm(ctx context.Context, ref, cacheDir string) (Pulled, error) {
 	path := filepath.Join(filepath.Dir(blobPath(cacheDir, "modules", layer.Digest)), layer.Digest.Hex, file)
 	out := Pulled{Path: path, Manifest: mdig, Layer: layer.Digest}
 	if b, err := os.ReadFile(path); err == nil && digestOf(b) == layer.Digest {
-		out.Cached = true
+		out.Cached, out.Refused = true, auth.refusals()
 		return out, nil
 	}
 	var body io.ReadCloser
@@ -147,6 +151,7 @@ func PullWasm(ctx context.Context, ref, cacheDir string) (Pulled, error) {
 	if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); int64(len(b)) != layer.Size || got != layer.Digest.String() {
 		return Pulled{}, fmt.Errorf("%s%s: module digest mismatch: the manifest says %s (%d bytes), the registry sent %s (%d bytes)", Scheme, ref, layer.Digest, layer.Size, got, len(b))
 	}
+	out.Refused = auth.refusals()
 	return out, writeAtomic(path, b)
 }
 
