@@ -199,20 +199,8 @@ func TestDeadLetterForeignEvent(t *testing.T) {
 		"foreign-time":   `{"specversion":"1.0","id":"foreign-time","source":"billing","type":"billing.paid","time":"2024-05-01 12:00:00","datacontenttype":"application/json","data":{"invoice":"42"}}`,
 		"foreign-base64": `{"specversion":"1.0","id":"foreign-base64","source":"billing","type":"billing.pdf","datacontenttype":"application/pdf","data_base64":"JVBERi0"}`,
 	}
-	for id, ce := range events {
-		req, err := http.NewRequestWithContext(ctxT(t), http.MethodPost, "http://"+h.Sidecar.HTTPAddr()+"/v1.0/publish/pubsub/fe.events", strings.NewReader(ce))
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Header.Set("Content-Type", "application/cloudevents+json")
-		resp, err := client.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusNoContent {
-			t.Fatalf("publish %s: %s", id, resp.Status)
-		}
+	for _, ce := range events {
+		sidecarPublish(t, h, "fe.events", "application/cloudevents+json", ce)
 	}
 	// Until every event has reached the dead-letter handler, or one has
 	// landed on the default dead-letter topic instead (the old behaviour:
@@ -277,6 +265,25 @@ func TestDeadLetterForeignEvent(t *testing.T) {
 	}
 }
 
+// sidecarPublish publishes body on pubsub/topic through the sidecar's own
+// publish API, as an app that is not Roam would.
+func sidecarPublish(t *testing.T, h *hostOnDapr, topic, contentType, body string) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctxT(t), http.MethodPost, "http://"+h.Sidecar.HTTPAddr()+"/v1.0/publish/pubsub/"+topic, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", contentType)
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("publish on %s: %s", topic, resp.Status)
+	}
+}
+
 // xlen is the length of a Redis stream (0 when there is none).
 func xlen(t *testing.T, r *daprtest.Redis, stream string) int {
 	t.Helper()
@@ -312,19 +319,7 @@ func TestOwnDeadLetterTopicParks(t *testing.T) {
 	r := daprtest.StartRedis(t)
 	res := daprtest.WriteResources(t, r, daprtest.ResourceOptions{})
 	h := startHost(t, hostOptions{appID: "selfdl", res: res}, selfApp)
-	req, err := http.NewRequestWithContext(ctxT(t), http.MethodPost, "http://"+h.Sidecar.HTTPAddr()+"/v1.0/publish/pubsub/selfdl.dead", strings.NewReader(`{"n":1}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusNoContent {
-		t.Fatalf("publish: %s", resp.Status)
-	}
+	sidecarPublish(t, h, "selfdl.dead", "application/json", `{"n":1}`)
 	deadline := time.Now().Add(30 * time.Second)
 	for xlen(t, r, "selfdl.dead.parked") == 0 {
 		if n := selfDL.Load(); n > 1 {
