@@ -200,6 +200,17 @@ func BenchmarkMeter(b *testing.B) {
 	}
 }
 
+// BenchmarkCheckLimits checks the shop's orders module's declared sizes
+// (wasmopt.CheckLimits), as every load does before the runtime decodes it.
+func BenchmarkCheckLimits(b *testing.B) {
+	b.SetBytes(int64(len(ordersWasm)))
+	for b.Loop() {
+		if err := wasmopt.CheckLimits(ordersWasm); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 // BenchmarkInstantiate creates one instance: _initialize (the Go runtime and
 // package initialisation) and roam_init (the app's setup), then closes it.
 // BenchmarkLoad is a whole Load from the cache with the default pool: the

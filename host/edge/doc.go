@@ -78,7 +78,10 @@
 //     (wasmopt.Meter): a countdown at every loop header, and at the entry of
 //     functions a loop does not cover, exits to Go every 10,000 checks,
 //     where the goroutine can be preempted, and traps there once the host
-//     has set the module's stop flag. wazero's own interruption
+//     has set the module's stop flag. A start function, which would run
+//     while the module is instantiated, before the host can reach that
+//     flag, becomes an export the host calls first, under the set-up's
+//     deadline. wazero's own interruption
 //     (WithCloseOnContextDone) leaves to Go at every loop header instead,
 //     which made a Go guest 2 to 4 times slower (BenchmarkCall's
 //     uninterruptible variants have no check at all, for comparison).

@@ -392,6 +392,13 @@ func TestABIChecks(t *testing.T) {
 		{"empty", nil, "not a valid wasm module"},
 		{"truncated", confWasm[:len(confWasm)/2], "not a valid wasm module"},
 		{"bad version", append([]byte("\x00asm\x02\x00\x00\x00"), confWasm[8:]...), "not a valid wasm module"},
+		// Invalid, and on wazero's compiler it would reach the metering's
+		// global once metered (see wasmopt.TestMeterRefusesWhatIsInvalid).
+		// A few bytes that ask the runtime's decoder for 16 GB, and for
+		// 1 GB per instance (see wasmopt.TestCheckLimits).
+		{"4 billion functions", []byte("\x00asm\x01\x00\x00\x00\x03\x06\xff\xff\xff\xff\x0f\x00"), "not a valid wasm module: malformed module: section 3: 4294967295 functions in 1 bytes"},
+		{"a table of 2^27", []byte("\x00asm\x01\x00\x00\x00\x04\x07\x01\x70\x00\x80\x80\x80\x40"), "not a valid wasm module: malformed module: section 4: a table of 134217728 elements"},
+		{"sets a global it lacks", roamShaped(false, 0x41, 1, 0x24, 0), "not a valid wasm module: invalid function[0] export[\"_initialize\"]: invalid global index"},
 	} {
 		err := load(c.wasm)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
@@ -409,6 +416,76 @@ func TestABIChecks(t *testing.T) {
 	if out, err := m.Call(ctx, "Echo", []byte(`{"ok":true}`)); err != nil || string(out) != `{"ok":true}` {
 		t.Fatalf("Echo: %q %v", out, err)
 	}
+}
+
+// TestLoopingStartFunction: a module's start function runs as it is
+// instantiated, before the host has the instance (and on wazero's compiler,
+// before it can reach the metering's stop flag). One that loops must still
+// fail the load at its InitTimeout, and leave the runtime serving.
+func TestLoopingStartFunction(t *testing.T) {
+	rt := newRuntime(t, nil)
+	ctx := context.Background()
+	const timeout = 300 * time.Millisecond
+	start := time.Now()
+	done := make(chan error, 1)
+	go func() {
+		m, err := rt.Load(ctx, roamShaped(true), ModuleOptions{PoolSize: 1, Name: "x.wasm", InitTimeout: timeout}, Binding{})
+		if err == nil {
+			m.Close(ctx)
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "x.wasm: instantiating") {
+			t.Fatalf("load: %v, want an error instantiating x.wasm", err)
+		}
+		if took := time.Since(start); took > timeout+5*time.Second {
+			t.Errorf("the load failed after %s; want soon after its %s InitTimeout", took, timeout)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("the load of a module whose start function loops did not end within a minute")
+	}
+	m, err := rt.Load(ctx, confWasm, ModuleOptions{PoolSize: 1}, Binding{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := m.Call(ctx, "Echo", []byte(`{"ok":true}`)); err != nil || string(out) != `{"ok":true}` {
+		t.Fatalf("Echo: %q %v", out, err)
+	}
+}
+
+// roamShaped builds a module with the exports checkABI wants, doing
+// nothing but init in _initialize, and with a start function that loops
+// for ever if start.
+func roamShaped(start bool, init ...byte) []byte {
+	sec := func(id byte, payload ...byte) []byte { return append([]byte{id, byte(len(payload))}, payload...) }
+	const i32, i64 = 0x7f, 0x7e
+	out := []byte("\x00asm\x01\x00\x00\x00")
+	out = append(out, sec(1, 5,
+		0x60, 0, 0, // () -> ()
+		0x60, 0, 1, i32, // () -> i32
+		0x60, 1, i32, 1, i32, // (i32) -> i32
+		0x60, 0, 1, i64, // () -> i64
+		0x60, 2, i32, i32, 1, i64)...) // (i32, i32) -> i64
+	out = append(out, sec(3, 6, 0, 1, 2, 3, 4, 0)...)
+	out = append(out, sec(5, 1, 0, 1)...)
+	ex := []byte{6}
+	for i, name := range []string{"_initialize", "roam_abi_version", "roam_alloc", "roam_init", "roam_handle"} {
+		ex = append(append(append(ex, byte(len(name))), name...), 0, byte(i))
+	}
+	ex = append(append(ex, 6), "memory\x02\x00"...)
+	out = append(out, sec(7, ex...)...)
+	if start {
+		out = append(out, sec(8, 5)...)
+	}
+	code := append(append([]byte{6, byte(len(init) + 2), 0}, init...), 0x0b) // _initialize
+	return append(out, sec(10, append(code,
+		4, 0, 0x41, 1, 0x0b, // roam_abi_version: 1
+		4, 0, 0x41, 0, 0x0b, // roam_alloc: 0
+		4, 0, 0x42, 0, 0x0b, // roam_init: 0
+		4, 0, 0x42, 0, 0x0b, // roam_handle: 0
+		7, 0, 0x03, 0x40, 0x0c, 0, 0x0b, 0x0b)...)...) // spin: loop br 0 end
 }
 
 // wasmModule builds a minimal valid module: optional imported function

@@ -688,6 +688,14 @@ func (p *pool) instantiate(ctx context.Context, c *caps) (*instance, error) {
 		}
 		in.stop = g
 	}
+	if f := mod.ExportedFunction(wasmopt.MeterStart); m.rt.meter && f != nil {
+		// The module's start function, which Meter took out of the
+		// instantiation, where nothing could stop it.
+		if err := in.run(ctx, f); err != nil {
+			in.close()
+			return nil, m.errorf("instantiating: start function: %s", in.describe(err))
+		}
+	}
 	if f := mod.ExportedFunction("_initialize"); f != nil {
 		if err := in.run(ctx, f); err != nil {
 			in.close()

@@ -335,6 +335,11 @@ func (r *Runtime) unregister(m *Module) {
 // compile compiles wasm (or loads it from the cache) and checks that it is
 // a Roam module of this ABI before anything of it runs.
 func (r *Runtime) compile(ctx context.Context, wasm []byte) (wasmrt.CompiledModule, error) {
+	// The runtime's decoder allocates what a module declares before it
+	// reads it: a few bytes can ask for gigabytes.
+	if err := wasmopt.CheckLimits(wasm); err != nil {
+		return nil, fmt.Errorf("not a valid wasm module: %w", err)
+	}
 	// Refuse a module of another ABI before paying for its compilation
 	// (seconds for a Go module); checkABI below is the complete check.
 	if err := checkImportModules(wasm); err != nil {

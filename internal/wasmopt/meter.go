@@ -12,6 +12,12 @@ import (
 // module's code once it is set to a non-zero value.
 const MeterStop = "roam.meter.stop"
 
+// MeterStart is the export Meter makes of a module's start function, which
+// it takes out of the module's start section: a start function runs while
+// the module is instantiated, before the host can reach MeterStop, so the
+// host calls it instead, as the first export call of each instance.
+const MeterStart = "roam.meter.start"
+
 // DefaultFuel is how many loop iterations and function entries a metered
 // module runs between two exits to the host (see Meter). An iteration of a
 // Go guest's loop is a few nanoseconds, so this is an exit every few tens of
@@ -20,11 +26,14 @@ const MeterStop = "roam.meter.stop"
 const DefaultFuel = 10000
 
 const (
-	sectionCustom = 0
-	sectionImport = 2
-	sectionMemory = 5
-	sectionGlobal = 6
-	sectionCode   = 10
+	sectionCustom   = 0
+	sectionType     = 1
+	sectionImport   = 2
+	sectionFunction = 3
+	sectionMemory   = 5
+	sectionGlobal   = 6
+	sectionStart    = 8
+	sectionCode     = 10
 
 	opUnreachable = 0x00
 	opLoop        = 0x03
@@ -64,10 +73,15 @@ const (
 // instance's state undefined, as any trap does, so the instance must be
 // discarded.
 //
-// Debug sections (".debug_*") are dropped: they address the code by
-// offset, which the inserted checks move. Meter returns an error for a
-// module it cannot read, one without a linear memory, or one that already
-// exports MeterStop.
+// A start function becomes the export MeterStart. Debug sections
+// (".debug_*") are dropped: they address the code by offset, which the
+// inserted checks move.
+//
+// Meter returns an error for a module it cannot read, one without a linear
+// memory, one that already exports MeterStop or MeterStart, and one that
+// names a global it does not have or a start function of a type other than
+// [] -> []: such a module is invalid, and must stay so once metered, or it
+// could set the globals Meter adds.
 func Meter(wasm []byte, fuel uint32) ([]byte, error) {
 	if fuel == 0 || fuel > 1<<31-1 {
 		return nil, fmt.Errorf("meter: fuel %d out of range", fuel)
@@ -78,11 +92,19 @@ func Meter(wasm []byte, fuel uint32) ([]byte, error) {
 	}
 	var importedGlobals, definedGlobals uint32
 	hasMemory := false
+	var types [][2]uint32  // parameters and results of each type
+	var funcTypes []uint32 // of each function, imported ones first
+	var exportSec []byte
+	start, hasStart := uint32(0), false
 	for _, s := range sections {
 		r := reader{b: wasm[:s.end], i: s.start}
 		switch s.id {
+		case sectionType:
+			if types, err = readTypes(&r); err != nil {
+				return nil, err
+			}
 		case sectionImport:
-			imports, err := readImports(&r)
+			imports, err := readImports(&r, &funcTypes)
 			if err != nil {
 				return nil, err
 			}
@@ -94,16 +116,18 @@ func Meter(wasm []byte, fuel uint32) ([]byte, error) {
 					hasMemory = true
 				}
 			}
+		case sectionFunction:
+			for n := r.u32(); n > 0 && r.err == nil; n-- {
+				funcTypes = append(funcTypes, r.u32())
+			}
 		case sectionMemory:
 			hasMemory = hasMemory || r.u32() > 0
 		case sectionGlobal:
 			definedGlobals = r.u32()
 		case sectionExport:
-			if exported, err := exports(&r, MeterStop); err != nil {
-				return nil, err
-			} else if exported {
-				return nil, fmt.Errorf("meter: the module already exports %q", MeterStop)
-			}
+			exportSec = wasm[s.start:s.end:s.end]
+		case sectionStart:
+			start, hasStart = r.u32(), true
 		}
 		if r.err != nil {
 			return nil, fmt.Errorf("malformed module: section %d: %w", s.id, r.err)
@@ -114,6 +138,19 @@ func Meter(wasm []byte, fuel uint32) ([]byte, error) {
 	}
 	fuelG := importedGlobals + definedGlobals
 	stopG := fuelG + 1
+	if exportSec != nil {
+		if err := checkExports(exportSec, fuelG); err != nil {
+			return nil, err
+		}
+	}
+	if hasStart {
+		if uint64(start) >= uint64(len(funcTypes)) || uint64(funcTypes[start]) >= uint64(len(types)) {
+			return nil, fmt.Errorf("malformed module: start function %d does not exist", start)
+		}
+		if t := types[funcTypes[start]]; t != [2]uint32{} {
+			return nil, fmt.Errorf("malformed module: start function %d has %d parameters and %d results, want none", start, t[0], t[1])
+		}
+	}
 	check := appendCheck(nil, fuel, fuelG, stopG)
 
 	out := make([]byte, 0, len(wasm)+len(wasm)/4)
@@ -134,12 +171,22 @@ func Meter(wasm []byte, fuel uint32) ([]byte, error) {
 		return b
 	}
 	newExport := func(prefix []byte, n uint32) []byte {
+		add := func(b []byte, name string, kind byte, idx uint32) []byte {
+			b = appendU32(b, uint32(len(name)))
+			b = append(b, name...)
+			b = append(b, kind) // an export's kind byte is an import's
+			return appendU32(b, idx)
+		}
 		b := appendU32(nil, n+1)
+		if hasStart {
+			b = appendU32(nil, n+2)
+		}
 		b = append(b, prefix...)
-		b = appendU32(b, uint32(len(MeterStop)))
-		b = append(b, MeterStop...)
-		b = append(b, ImportGlobal) // an export's kind byte is an import's
-		return appendU32(b, stopG)
+		b = add(b, MeterStop, ImportGlobal, stopG)
+		if hasStart {
+			b = add(b, MeterStart, ImportFunction, start)
+		}
+		return b
 	}
 	wroteGlobals, wroteExport := false, false
 	// Sections a module lacks are added where their order puts them.
@@ -175,12 +222,14 @@ func Meter(wasm []byte, fuel uint32) ([]byte, error) {
 			n := r.u32()
 			payload = newExport(payload[r.i:], n)
 			wroteExport = true
+		case sectionStart:
+			continue
 		case sectionCode:
 			// Written into out directly: it is most of the module.
 			out = append(out, sectionCode, 0x80, 0x80, 0x80, 0x80, 0)
 			at := len(out)
 			parts := min(runtime.GOMAXPROCS(0), len(payload)/(512<<10)+1)
-			if out, err = meterCode(out, payload, check, parts); err != nil {
+			if out, err = meterCode(out, payload, check, fuelG, parts); err != nil {
 				return nil, err
 			}
 			putPaddedU32(out[at-5:], uint32(len(out)-at))
@@ -259,21 +308,24 @@ func Imports(wasm []byte) ([]Import, error) {
 	}
 	for _, s := range sections {
 		if s.id == sectionImport {
-			return readImports(&reader{b: wasm[:s.end], i: s.start})
+			return readImports(&reader{b: wasm[:s.end], i: s.start}, nil)
 		}
 	}
 	return nil, nil
 }
 
-// readImports reads an import section.
-func readImports(r *reader) ([]Import, error) {
+// readImports reads an import section, and appends the type of each
+// imported function to funcTypes if it is not nil.
+func readImports(r *reader, funcTypes *[]uint32) ([]Import, error) {
 	var out []Import
 	for n := r.u32(); n > 0 && r.err == nil; n-- {
 		mod, name := r.name(), r.name()
 		kind := r.byte()
 		switch kind {
 		case ImportFunction:
-			r.u32()
+			if t := r.u32(); funcTypes != nil {
+				*funcTypes = append(*funcTypes, t)
+			}
 		case ImportTable:
 			r.byte()
 			r.limits()
@@ -298,20 +350,52 @@ func readImports(r *reader) ([]Import, error) {
 	return out, nil
 }
 
-// exports reports whether an export section exports name.
-func exports(r *reader, name string) (bool, error) {
+// checkExports checks an export section for what Meter refuses: an export
+// of one of the names it adds, or of a global it adds (index globals or
+// above, which the module itself does not have).
+func checkExports(sec []byte, globals uint32) error {
+	r := reader{b: sec}
 	for n := r.u32(); n > 0 && r.err == nil; n-- {
-		got := r.name()
-		r.byte()
-		r.u32()
-		if r.err == nil && string(got) == name {
-			return true, nil
+		name := r.name()
+		kind := r.byte()
+		idx := r.u32()
+		switch {
+		case r.err != nil:
+		case string(name) == MeterStop || string(name) == MeterStart:
+			return fmt.Errorf("meter: the module already exports %q", name)
+		case kind == ImportGlobal && idx >= globals:
+			return fmt.Errorf("malformed module: export %q of global %d, of %d", name, idx, globals)
 		}
 	}
 	if r.err != nil {
-		return false, fmt.Errorf("malformed module: export section: %w", r.err)
+		return fmt.Errorf("malformed module: export section: %w", r.err)
 	}
-	return false, nil
+	return nil
+}
+
+// readTypes reads a type section: how many parameters and results each
+// type has.
+func readTypes(r *reader) ([][2]uint32, error) {
+	var out [][2]uint32
+	for n := r.u32(); n > 0 && r.err == nil; n-- {
+		if form := r.byte(); form != 0x60 && r.err == nil {
+			return nil, fmt.Errorf("malformed module: type of form %#x", form)
+		}
+		var t [2]uint32
+		for k := range t {
+			t[k] = r.u32()
+			if uint64(t[k]) > uint64(len(r.b)-r.i) {
+				r.err = errShort
+				break
+			}
+			r.i += int(t[k]) // value types are one byte each
+		}
+		out = append(out, t)
+	}
+	if r.err != nil {
+		return nil, fmt.Errorf("malformed module: type section: %w", r.err)
+	}
+	return out, nil
 }
 
 // meterCode rewrites a code section into out, inserting check after every
@@ -322,7 +406,7 @@ func exports(r *reader, name string) (bool, error) {
 // body's size written as a padded five-byte LEB128 (the binary format
 // allows it) and filled in after, and it splits a large section among the
 // CPUs: the bodies are independent.
-func meterCode(out, p, check []byte, parts int) ([]byte, error) {
+func meterCode(out, p, check []byte, globals uint32, parts int) ([]byte, error) {
 	r := reader{b: p}
 	n := r.u32()
 	bodies := make([][2]int, 0, n) // where each body lies in p
@@ -342,7 +426,7 @@ func meterCode(out, p, check []byte, parts int) ([]byte, error) {
 	}
 	out = appendU32(out, n)
 	if parts = min(parts, len(bodies)); parts <= 1 {
-		return meterBodies(out, p, bodies, 0, check)
+		return meterBodies(out, p, bodies, 0, check, globals)
 	}
 	// Part k takes the bodies that start in its share of the bytes.
 	outs := make([][]byte, parts)
@@ -356,7 +440,7 @@ func meterCode(out, p, check []byte, parts int) ([]byte, error) {
 		}
 		from, to := first, last
 		wg.Go(func() {
-			outs[k], errs[k] = meterBodies(nil, p, bodies[from:to], from, check)
+			outs[k], errs[k] = meterBodies(nil, p, bodies[from:to], from, check, globals)
 		})
 		first = last
 	}
@@ -372,12 +456,12 @@ func meterCode(out, p, check []byte, parts int) ([]byte, error) {
 
 // meterBodies appends the metered bodies, of which the first is function
 // number first of the section, each after its size.
-func meterBodies(out, p []byte, bodies [][2]int, first int, check []byte) ([]byte, error) {
+func meterBodies(out, p []byte, bodies [][2]int, first int, check []byte, globals uint32) ([]byte, error) {
 	for i, b := range bodies {
 		at := len(out)
 		out = append(out, 0x80, 0x80, 0x80, 0x80, 0)
 		var err error
-		if out, err = meterBody(out, p[b[0]:b[1]], check); err != nil {
+		if out, err = meterBody(out, p[b[0]:b[1]], check, globals); err != nil {
 			return nil, fmt.Errorf("malformed module: code of function %d: %w", first+i, err)
 		}
 		putPaddedU32(out[at:], uint32(len(out)-at-5))
@@ -394,7 +478,10 @@ func putPaddedU32(b []byte, v uint32) {
 	b[4] = byte(v)
 }
 
-func meterBody(out, body, check []byte) ([]byte, error) {
+// meterBody appends a metered body. A global.get or global.set of a global
+// the module does not have (index globals or above) is an error: the module
+// is invalid, and once metered it would reach the globals Meter adds.
+func meterBody(out, body, check []byte, globals uint32) ([]byte, error) {
 	r := reader{b: body}
 	for n := r.u32(); n > 0 && r.err == nil; n-- {
 		r.u32()
@@ -427,10 +514,20 @@ func meterBody(out, body, check []byte) ([]byte, error) {
 				i += 3
 				continue
 			}
+		case immGlobal:
+			if i+1 < len(code) && code[i+1] < 0x80 && uint32(code[i+1]) < globals {
+				i += 2
+				continue
+			}
 		}
 		op, next, err := instr(code, i)
 		if err != nil {
 			return nil, fmt.Errorf("at byte %d: %w", r.i+i, err)
+		}
+		if op == opGlobalGet || op == opGlobalSet {
+			if g := (&reader{b: code[:next], i: i + 1}).u32(); g >= globals {
+				return nil, fmt.Errorf("at byte %d: global %d, of %d", r.i+i, g, globals)
+			}
 		}
 		i = next
 		if op == opLoop {
@@ -493,7 +590,9 @@ func countedByLoop(code []byte) bool {
 				target(r.u32())
 			}
 		case opReturn, opReturnCall, opReturnCallIndirect:
-			return !calls(code[next:], sawCall)
+			// A tail call is a call too, and one the stack does not bound:
+			// f: return_call f runs for ever without growing it.
+			return !calls(code[next:], sawCall || op != opReturn)
 		case opCall, opCallIndirect:
 			sawCall = true
 		}
@@ -534,6 +633,7 @@ const (
 	immBlock  // a block type
 	immU32    // one LEB128
 	immU32x2  // two
+	immGlobal // global.get and global.set: a global's index
 	immTable  // br_table: a vector of labels and a default
 	immSelect // select t*: a vector of value types
 	immS64    // a signed LEB128 of up to 64 bits
@@ -561,6 +661,7 @@ var immediates = func() (t [256]uint8) {
 	set(immBlock, 0x02, 0x03, 0x04)
 	set(immU32, 0x0c, 0x0d, 0x10, 0x12, 0x3f, 0x40, 0xd2)
 	span(immU32, 0x20, 0x26) // locals, globals, table.get and table.set
+	set(immGlobal, opGlobalGet, opGlobalSet)
 	set(immU32x2, 0x11, 0x13)
 	span(immU32x2, 0x28, 0x3e) // loads and stores: a memarg
 	set(immTable, 0x0e)
@@ -585,7 +686,7 @@ func instr(code []byte, i int) (op uint32, next int, err error) {
 	switch immediates[op] {
 	case immNone:
 		return op, i, nil
-	case immU32:
+	case immU32, immGlobal:
 		i, err = skipLEB(code, i, 5)
 	case immU32x2:
 		if i, err = skipLEB(code, i, 5); err == nil {
@@ -708,10 +809,12 @@ func (r *reader) name() []byte {
 	return b
 }
 
-func (r *reader) limits() {
+// limits reads a table's or a memory's limits, and returns the minimum.
+func (r *reader) limits() uint32 {
 	flags := r.byte()
-	r.u32()
+	min := r.u32()
 	if flags&1 != 0 {
 		r.u32()
 	}
+	return min
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
 )
 
 // meterModule is a module of four exported functions, with a memory and a
@@ -194,20 +195,183 @@ func TestMeterStops(t *testing.T) {
 	}
 }
 
-// FuzzMeter: whatever the input, Meter does not panic, and a module the
-// runtime accepts stays one it accepts once metered, and can be metered
-// again (it parses).
+// oneFunc builds a module of one memory, globals i32 globals, and one
+// function of type typ (a type section entry) and body code, exported as
+// "f", plus the sections in extra (id, payload), which go before the code
+// section.
+func oneFunc(globals int, typ []byte, code []byte, extra ...[]byte) []byte {
+	sec := func(id byte, payload []byte) []byte {
+		return append(appendU32([]byte{id}, uint32(len(payload))), payload...)
+	}
+	b := []byte("\x00asm\x01\x00\x00\x00")
+	b = append(b, sec(1, append([]byte{1}, typ...))...)
+	b = append(b, sec(3, []byte{1, 0})...)
+	b = append(b, sec(5, []byte{1, 0, 1})...)
+	if globals > 0 {
+		g := appendU32(nil, uint32(globals))
+		for range globals {
+			g = append(g, 0x7f, 1, opI32Const, 0, opEnd)
+		}
+		b = append(b, sec(6, g)...)
+	}
+	b = append(b, sec(7, []byte{2, 1, 'f', 0, 0, 6, 'm', 'e', 'm', 'o', 'r', 'y', 2, 0})...)
+	for _, e := range extra {
+		b = append(b, sec(e[0], e[1:])...)
+	}
+	body := append([]byte{0}, code...)
+	return append(b, sec(10, append(appendU32([]byte{1}, uint32(len(body))), body...))...)
+}
+
+// TestMeterRefusesWhatIsInvalid: a module that names a global it does not
+// have is invalid, but once metered that index is one of Meter's globals;
+// a guest that could set them would refill its fuel or clear its stop
+// flag, and never be stopped. Meter refuses such a module, and the other
+// invalid ones its rewriting would make valid.
+func TestMeterRefusesWhatIsInvalid(t *testing.T) {
+	void := []byte{0x60, 0, 0}
+	refill := []byte{0x03, 0x40, opI32Const, 0x80, 0x80, 0x01, opGlobalSet, 1, 0x0c, 0, opEnd, opEnd} // loop: fuel = 16384; br 0
+	for _, c := range []struct {
+		name, want string
+		wasm       []byte
+	}{
+		{"refills the fuel", "global 1, of 1", oneFunc(1, void, refill)},
+		{"clears the stop flag", "global 1, of 0", oneFunc(0, void, []byte{opI32Const, 0, opGlobalSet, 1, opEnd})},
+		{"reads a global in a long form", "global 0, of 0", oneFunc(0, []byte{0x60, 0, 1, 0x7f}, []byte{opGlobalGet, 0x80, 0x00, opEnd})},
+		{"exports the fuel", "export \"g\" of global 0", oneFunc(0, void, []byte{opEnd}, []byte{7, 1, 1, 'g', 3, 0})},
+		{"a start function with a parameter", "start function 0 has 1 parameters", oneFunc(0, []byte{0x60, 1, 0x7f, 0}, []byte{opEnd}, []byte{8, 0})},
+		{"a start function that does not exist", "start function 3 does not exist", oneFunc(0, void, []byte{opEnd}, []byte{8, 3})},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ctx, rt := compiler(t)
+			if _, err := rt.CompileModule(ctx, c.wasm); err == nil {
+				t.Fatal("the runtime accepts the module: the test is wrong")
+			}
+			if _, err := Meter(c.wasm, DefaultFuel); err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("Meter: %v, want an error containing %q", err, c.want)
+			}
+		})
+	}
+	// The same module naming its own global is fine.
+	ok := oneFunc(2, []byte{0x60, 0, 0}, refill)
+	if _, err := Meter(ok, DefaultFuel); err != nil {
+		t.Fatalf("a module that sets its own global 1: %v", err)
+	}
+}
+
+// TestMeterStopsTailCalls: a tail call that calls itself runs for ever
+// without a loop and without growing the stack. The runtime's tail calls
+// are off in the hosts (wazero refuses such a module), but Meter must not
+// rely on that.
+func TestMeterStopsTailCalls(t *testing.T) {
+	ctx := context.Background()
+	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigCompiler().WithCoreFeatures(api.CoreFeaturesV2|experimental.CoreFeaturesTailCall))
+	t.Cleanup(func() { rt.Close(ctx) })
+	metered, err := Meter(oneFunc(0, []byte{0x60, 0, 0}, []byte{opReturnCall, 0, opEnd}), DefaultFuel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := rt.InstantiateWithConfig(ctx, metered, wazero.NewModuleConfig().WithName(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := m.ExportedFunction("f").Call(ctx)
+		done <- err
+	}()
+	runtime.GC() // the exits to Go let the collector stop the world
+	m.ExportedGlobal(MeterStop).(api.MutableGlobal).Set(1)
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "unreachable") {
+			t.Fatalf("the stopped tail call: %v, want an unreachable trap", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("the tail call did not stop within a minute of its stop flag being set")
+	}
+}
+
+// TestMeterStart: a start function runs while the module is instantiated,
+// where the host cannot yet reach the stop flag. Metered, it is the export
+// MeterStart: instantiating runs nothing, calling it does what the start
+// function did, and a start function that loops is stopped like any call.
+func TestMeterStart(t *testing.T) {
+	void := []byte{0x60, 0, 0}
+	store := []byte{opI32Const, 0, opI32Const, 7, 0x36, 2, 0, opEnd} // mem[0] = 7
+	spin := []byte{0x03, 0x40, 0x0c, 0, opEnd, opEnd}
+	ctx, rt := compiler(t)
+	word := func(m api.Module) uint32 { v, _ := m.Memory().ReadUint32Le(0); return v }
+
+	orig := oneFunc(0, void, store, []byte{8, 0})
+	m, err := rt.InstantiateWithConfig(ctx, orig, wazero.NewModuleConfig().WithName(""))
+	if err != nil || word(m) != 7 {
+		t.Fatalf("the unmetered module: %v, mem[0] = %d: the test is wrong", err, word(m))
+	}
+	metered, err := Meter(orig, DefaultFuel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, err = rt.InstantiateWithConfig(ctx, metered, wazero.NewModuleConfig().WithName("")); err != nil {
+		t.Fatal(err)
+	}
+	if word(m) != 0 {
+		t.Fatal("instantiating the metered module ran the start function")
+	}
+	if _, err := m.ExportedFunction(MeterStart).Call(ctx); err != nil || word(m) != 7 {
+		t.Fatalf("%s: %v, mem[0] = %d, want 7", MeterStart, err, word(m))
+	}
+	if _, err := Meter(metered, DefaultFuel); err == nil || !strings.Contains(err.Error(), "already exports") {
+		t.Fatalf("metering again: %v", err)
+	}
+
+	looping, err := Meter(oneFunc(0, void, spin, []byte{8, 0}), DefaultFuel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, err = rt.InstantiateWithConfig(ctx, looping, wazero.NewModuleConfig().WithName("")); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := m.ExportedFunction(MeterStart).Call(ctx)
+		done <- err
+	}()
+	m.ExportedGlobal(MeterStop).(api.MutableGlobal).Set(1)
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "unreachable") {
+			t.Fatalf("the stopped start function: %v, want an unreachable trap", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("the looping start function did not stop within a minute of its stop flag being set")
+	}
+}
+
+// FuzzMeter: whatever the input within CheckLimits, Meter does not panic, a module the runtime
+// accepts stays one it accepts once metered, and can be metered again (it
+// parses), and a module the runtime refuses stays refused: metering must
+// not make a module valid (see TestMeterRefusesWhatIsInvalid).
 func FuzzMeter(f *testing.F) {
 	f.Add(meterModule(true))
 	f.Add(meterModule(false))
 	f.Add(module(active(0, "abc")))
+	f.Add(oneFunc(1, []byte{0x60, 0, 0}, []byte{opI32Const, 0, opGlobalSet, 0, opEnd}, []byte{8, 0}))
 	ctx := context.Background()
 	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigInterpreter())
 	defer rt.Close(ctx)
 	f.Fuzz(func(t *testing.T, wasm []byte) {
+		if CheckLimits(wasm) != nil {
+			return // the runtime's decoder could allocate gigabytes for it
+		}
 		out, err := Meter(wasm, 3)
 		cm, cerr := rt.CompileModule(ctx, wasm)
 		if cerr != nil {
+			if err == nil {
+				if cm, err := rt.CompileModule(ctx, out); err == nil {
+					cm.Close(ctx)
+					t.Fatalf("the runtime refuses the module (%v), but accepts it metered", cerr)
+				}
+			}
 			return
 		}
 		cm.Close(ctx)
@@ -242,19 +406,19 @@ func TestMeterSplits(t *testing.T) {
 		}
 	}
 	check := appendCheck(nil, 5, 1, 2)
-	one, err := meterCode(nil, code, check, 1)
+	one, err := meterCode(nil, code, check, 1, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for parts := 2; parts <= 5; parts++ {
-		got, err := meterCode(nil, code, check, parts)
+		got, err := meterCode(nil, code, check, 1, parts)
 		if err != nil || !bytes.Equal(got, one) {
 			t.Fatalf("in %d parts: %v, and the bytes differ from one part's: %v", parts, err, !bytes.Equal(got, one))
 		}
 	}
 	bad := bytes.Clone(code)
 	bad[len(bad)-1] = 0xff // the last function's last instruction
-	if _, err := meterCode(nil, bad, check, 3); err == nil || !strings.Contains(err.Error(), "function 3") {
+	if _, err := meterCode(nil, bad, check, 1, 3); err == nil || !strings.Contains(err.Error(), "function 3") {
 		t.Fatalf("a malformed last function in 3 parts: %v, want an error naming function 3", err)
 	}
 }
