@@ -27,6 +27,7 @@ import (
 	"github.com/roam-dev/roam/host"
 	"github.com/roam-dev/roam/host/native"
 	"github.com/roam-dev/roam/internal/wasmopt"
+	"github.com/roam-dev/roam/internal/wasmrt"
 	"github.com/roam-dev/roam/sdk"
 )
 
@@ -452,6 +453,55 @@ func TestLoopingStartFunction(t *testing.T) {
 	}
 	if out, err := m.Call(ctx, "Echo", []byte(`{"ok":true}`)); err != nil || string(out) != `{"ok":true}` {
 		t.Fatalf("Echo: %q %v", out, err)
+	}
+}
+
+// TestMemoryMinAboveLimit: a module whose memory starts above its limit is
+// refused at load with the limit named. wazero builds an instance's memory
+// at its minimum before anything can refuse it, and indexed what the
+// allocator could not give: the load panicked, and the runtime's Close
+// then hung.
+func TestMemoryMinAboveLimit(t *testing.T) {
+	rt := newRuntime(t, nil)
+	ctx := context.Background()
+	wasm := roamShaped(false)
+	// The memory section, one memory of one page, becomes one of 1025.
+	i := bytes.Index(wasm, []byte{5, 3, 1, 0, 1})
+	wasm = append(wasm[:i:i], append([]byte{5, 4, 1, 0, 0x81, 0x08}, wasm[i+5:]...)...)
+	_, err := rt.Load(ctx, wasm, ModuleOptions{PoolSize: 1, Name: "x.wasm"}, Binding{})
+	if want := "x.wasm: the module starts with 65600 KiB of linear memory, above its limit of 65536 KiB"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("load: %v, want an error containing %q", err, want)
+	}
+	// At the limit, it loads (and fails later, being an empty module).
+	_, err = rt.Load(ctx, wasm, ModuleOptions{PoolSize: 1, Name: "x.wasm", MemoryLimitPages: 1025}, Binding{})
+	if err == nil || strings.Contains(err.Error(), "limit") {
+		t.Fatalf("load at the limit: %v, want roam_init's failure", err)
+	}
+	m, err := rt.Load(ctx, confWasm, ModuleOptions{PoolSize: 1}, Binding{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := m.Call(ctx, "Echo", []byte(`{"ok":true}`)); err != nil || string(out) != `{"ok":true}` {
+		t.Fatalf("Echo: %q %v", out, err)
+	}
+}
+
+// panickingRuntime is a runtime whose InstantiateModule panics, as
+// wazero's does when an allocator cannot provide a memory's minimum.
+type panickingRuntime struct{ wasmrt.Runtime }
+
+func (panickingRuntime) InstantiateModule(context.Context, wasmrt.CompiledModule, wasmrt.ModuleConfig) (wasmrt.Module, error) {
+	var b []byte
+	_ = b[:65536]
+	return nil, nil
+}
+
+// TestInstantiatePanicIsAnError: a panic in the runtime's instantiation
+// fails that instantiation, not the host.
+func TestInstantiatePanicIsAnError(t *testing.T) {
+	mod, err := instantiateModule(context.Background(), panickingRuntime{}, nil, nil)
+	if mod != nil || err == nil || !strings.Contains(err.Error(), "the runtime failed: runtime error: slice bounds out of range") {
+		t.Fatalf("instantiateModule: %v, %v; want the panic as an error", mod, err)
 	}
 }
 

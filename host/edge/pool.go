@@ -155,6 +155,11 @@ func (m *Module) newPool(ctx context.Context, cm wasmrt.CompiledModule) (_ *pool
 		}
 	}()
 
+	// The runtime builds an instance's memory at its minimum before
+	// anything can refuse it, and panics if the allocator does not.
+	if mem := cm.ExportedMemories()["memory"]; mem != nil && mem.Min() > o.MemoryLimitPages {
+		return nil, m.errorf("the module starts with %d KiB of linear memory, above its limit of %d KiB (memory_limit_mb, --memory-limit-mb)", uint64(mem.Min())*64, uint64(o.MemoryLimitPages)*64)
+	}
 	reload := m.caps != nil
 	var first *instance
 	switch {
@@ -666,7 +671,7 @@ func (p *pool) instantiate(ctx context.Context, c *caps) (*instance, error) {
 		in.lin.limit = min(in.lin.limit, maxBytes)
 		return in.lin
 	})
-	mod, err := m.rt.rt.InstantiateModule(ictx, p.cm, cfg)
+	mod, err := instantiateModule(ictx, m.rt.rt, p.cm, cfg)
 	if err != nil {
 		in.lin.discard()
 		msg := firstLine(err.Error())
@@ -737,6 +742,19 @@ func (p *pool) instantiate(ctx context.Context, c *caps) (*instance, error) {
 	in.st.ctx = nil
 	in.memBytes = uint64(in.mem.Size())
 	return in, nil
+}
+
+// instantiateModule is the runtime's InstantiateModule, with a panic in
+// it (wazero v1.12 indexes an instance's memory without checking that the
+// allocator could provide it) returned as an error: one module must not
+// take the host down.
+func instantiateModule(ctx context.Context, rt wasmrt.Runtime, cm wasmrt.CompiledModule, cfg wasmrt.ModuleConfig) (mod wasmrt.Module, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			mod, err = nil, fmt.Errorf("the runtime failed: %v", v)
+		}
+	}()
+	return rt.InstantiateModule(ctx, cm, cfg)
 }
 
 // appCaps are the capabilities a first load sets an instance up with: the

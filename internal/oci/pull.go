@@ -15,6 +15,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/roam-dev/roam/internal/wasmopt"
 )
 
 // Scheme prefixes a module reference on roam edge's command line:
@@ -118,6 +120,11 @@ func PullWasm(ctx context.Context, ref, cacheDir string) (Pulled, error) {
 	}
 	if layer == nil {
 		return Pulled{}, fmt.Errorf("%s%s holds no wasm module (a layer of type %s); config type %s", Scheme, ref, WasmLayerMediaType, m.Config.MediaType)
+	}
+	// The module is read whole, so its size is checked first: a manifest
+	// may name any size.
+	if layer.Size < 0 || layer.Size > wasmopt.MaxModuleBytes {
+		return Pulled{}, fmt.Errorf("%s%s: the module is %d bytes; a wasm module is at most %d", Scheme, ref, layer.Size, wasmopt.MaxModuleBytes)
 	}
 	file := SafeName(layer.Annotations["org.opencontainers.image.title"])
 	if file == "" || !strings.HasSuffix(file, ".wasm") {

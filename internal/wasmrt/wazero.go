@@ -27,6 +27,7 @@ type (
 	Runtime           = wazero.Runtime
 	RuntimeConfig     = wazero.RuntimeConfig
 	CompiledModule    = wazero.CompiledModule
+	ModuleConfig      = wazero.ModuleConfig
 	CompilationCache  = wazero.CompilationCache
 	HostModuleBuilder = wazero.HostModuleBuilder
 	Module            = api.Module
