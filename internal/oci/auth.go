@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -155,8 +156,9 @@ func (firstCredentials) Resolve(target authn.Resource) (authn.Authenticator, err
 
 // refusedBy reports whether err is a registry refusing the credentials
 // sent, or their absence, and returns its transport.Error: a 401 or 403
-// (from the registry or from its token service), or a body whose error
-// code says so (UNAUTHORIZED, DENIED) under another status. Only such an
+// (from the registry or from its token service), a body whose error code
+// says so (UNAUTHORIZED, DENIED) under another status, or a token service's
+// OAuth2 refusal of an identity token (400 invalid_grant). Only such an
 // error is worth another try with other credentials: a missing tag, a
 // network error or a tampered module would be the same with any.
 func refusedBy(err error) (*transport.Error, bool) {
@@ -172,8 +174,18 @@ func refusedBy(err error) (*transport.Error, bool) {
 			return te, true
 		}
 	}
+	// A token service that exchanges an identity token (OAuth2, RFC 6749
+	// section 5.2) refuses one that is expired, revoked or not its own with
+	// a 400 and an error of its own vocabulary.
+	if te.StatusCode == http.StatusBadRequest && te.Request != nil && te.Request.Method == http.MethodPost && oauthRefusal.MatchString(te.Error()) {
+		return te, true
+	}
 	return nil, false
 }
+
+// oauthRefusal matches the OAuth2 errors that refuse the credentials
+// themselves (not, say, invalid_scope or invalid_request).
+var oauthRefusal = regexp.MustCompile(`"error"\s*:\s*"(invalid_grant|invalid_client|unauthorized_client)"`)
 
 // status is te's HTTP status as an error says it: "401 Unauthorized".
 func status(te *transport.Error) string {

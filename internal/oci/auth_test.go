@@ -481,10 +481,20 @@ func TestRefusedBy(t *testing.T) {
 	diag := func(status int, code transport.ErrorCode) error {
 		return fmt.Errorf("GET manifest: %w", &transport.Error{StatusCode: status, Errors: []transport.Diagnostic{{Code: code}}})
 	}
+	// A token service's answer, as ggcr turns it into an error.
+	token := func(method string, status int, body string) error {
+		req, _ := http.NewRequest(method, "https://auth.example/token", nil)
+		return transport.CheckError(&http.Response{StatusCode: status, Request: req, Body: io.NopCloser(strings.NewReader(body))}, http.StatusOK)
+	}
 	for _, c := range []struct {
 		err  error
 		want bool
 	}{
+		{token(http.MethodPost, http.StatusBadRequest, `{"error":"invalid_grant","error_description":"token expired"}`), true},
+		{token(http.MethodPost, http.StatusBadRequest, `{"error": "invalid_client"}`), true},
+		{token(http.MethodPost, http.StatusBadRequest, `{"error":"invalid_scope"}`), false},
+		{token(http.MethodPost, http.StatusBadRequest, `not json, invalid_grant`), false},
+		{token(http.MethodGet, http.StatusBadRequest, `{"error":"invalid_grant"}`), false},
 		{diag(http.StatusUnauthorized, transport.UnauthorizedErrorCode), true},
 		{&transport.Error{StatusCode: http.StatusForbidden}, true},
 		{diag(http.StatusBadRequest, transport.DeniedErrorCode), true},
