@@ -20,6 +20,9 @@ func badModules(t *testing.T, prefix string) http.Handler {
 	files := map[string][]byte{
 		"corrupt.wasm":   append([]byte("\x00asm\x01\x00\x00\x00"), bytes.Repeat([]byte{0xff}, 64)...),
 		"truncated.wasm": wasm[:len(wasm)/2],
+		// 4,294,967,295 functions in 12 bytes: the edge host refuses it
+		// before wazero allocates 16 GB for it (wasmopt.CheckLimits).
+		"bomb.wasm":      []byte("\x00asm\x01\x00\x00\x00\x03\x06\xff\xff\xff\xff\x0f\x00"),
 		"v2.wasm":        v2,
 		"orders.wasm":    []byte("<html>not a module</html>"),
 		"inventory.wasm": readAsset(t, "modules/inventory.wasm"),
@@ -49,6 +52,7 @@ func TestBadModules(t *testing.T) {
 	for mod, want := range map[string][]string{
 		"./bad/corrupt.wasm":   {"corrupt.wasm is not a valid WebAssembly module"},
 		"./bad/truncated.wasm": {"truncated.wasm is not a valid WebAssembly module"},
+		"./bad/bomb.wasm":      {"bomb.wasm is not a valid WebAssembly module"},
 		"./bad/v2.wasm":        {"v2.wasm was built for ABI roam_v2", "this host implements roam_v1"},
 		"./bad/missing.wasm":   {"HTTP 404"},
 	} {
