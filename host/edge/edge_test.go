@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -483,6 +484,30 @@ func TestMemoryMinAboveLimit(t *testing.T) {
 	}
 	if out, err := m.Call(ctx, "Echo", []byte(`{"ok":true}`)); err != nil || string(out) != `{"ok":true}` {
 		t.Fatalf("Echo: %q %v", out, err)
+	}
+}
+
+// TestTableGrowthCapped: a guest's table.grow by 2^31 - 1 elements fails
+// (-1) instead of making the runtime allocate 16 GB of the host's memory:
+// the host caps tables that declare no maximum, as Go's linker writes them
+// (wasmopt.CapTables).
+func TestTableGrowthCapped(t *testing.T) {
+	rt := newRuntime(t, nil)
+	// _initialize: table.grow 0 (ref.null func, 2^31 - 1); i32.const -1;
+	// i32.ne; if unreachable: it traps unless the growth failed.
+	wasm := roamShaped(false, 0xd0, 0x70, 0x41, 0xff, 0xff, 0xff, 0xff, 0x07, 0xfc, 0x0f, 0x00,
+		0x41, 0x7f, 0x47, 0x04, 0x40, 0x00, 0x0b)
+	i := bytes.Index(wasm, []byte{5, 3, 1, 0, 1}) // a table with no maximum, before the memory
+	wasm = append(wasm[:i:i], append([]byte{4, 4, 1, 0x70, 0, 1}, wasm[i:]...)...)
+	_, err := rt.Load(context.Background(), wasm, ModuleOptions{PoolSize: 1, Name: "x.wasm"}, Binding{})
+	// _initialize returned; the empty roam_init then fails the load.
+	if err == nil || !strings.Contains(err.Error(), "roam_init") {
+		t.Fatalf("load: %v, want roam_init's failure after _initialize's growth failed", err)
+	}
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	if ms.Sys > 4<<30 {
+		t.Errorf("the process holds %d MiB", ms.Sys>>20)
 	}
 }
 

@@ -340,6 +340,11 @@ func (r *Runtime) compile(ctx context.Context, wasm []byte) (wasmrt.CompiledModu
 	if err := wasmopt.CheckLimits(wasm); err != nil {
 		return nil, fmt.Errorf("not a valid wasm module: %w", err)
 	}
+	// A guest grows a table with no maximum as far as the runtime allows.
+	wasm, err := wasmopt.CapTables(wasm)
+	if err != nil {
+		return nil, fmt.Errorf("not a valid wasm module: %w", err)
+	}
 	// Refuse a module of another ABI before paying for its compilation
 	// (seconds for a Go module); checkABI below is the complete check.
 	if err := checkImportModules(wasm); err != nil {

@@ -1,6 +1,7 @@
 package wasmopt
 
 import (
+	"errors"
 	"fmt"
 )
 
@@ -244,4 +245,81 @@ func (r *reader) body() {
 		return
 	}
 	r.i = end
+}
+
+// MaxTableGrowth is how far CapTables lets a table grow: to this many
+// elements, or its initial size if that is larger.
+const MaxTableGrowth = 1 << 20
+
+// CapTables returns wasm with every table it defines capped at the larger
+// of its initial size and MaxTableGrowth elements, or at its own maximum
+// if that is lower. A table with no maximum may otherwise be grown by the
+// guest (table.grow) as far as the runtime allows: wazero v1.12 grew one to
+// 2^31 - 1 elements, 16 GB, for one instruction of the guest's, where a
+// browser stops at 10,000,000. Go's linker declares its table with no
+// maximum. An element takes 8 bytes of the host's memory, outside the
+// instance's linear memory and its limit, so the cap bounds that at 8 MiB
+// beyond what the module declares up front.
+//
+// It returns wasm itself when no table needs a cap, and an error for a
+// module whose table section it cannot read.
+func CapTables(wasm []byte) ([]byte, error) {
+	sections, err := readSections(wasm)
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range sections {
+		if s.id != sectionTable {
+			continue
+		}
+		r := &reader{b: wasm[:s.end], i: s.start}
+		n := r.vector("tables", MaxTables)
+		out := appendU32(make([]byte, 0, s.end-s.start+int(n)*5), uint32(n))
+		changed := false
+		for ; n > 0 && r.err == nil; n-- {
+			typ, flags := r.byte(), r.byte()
+			min := r.u32()
+			max, hasMax := uint32(0), flags&1 != 0
+			if hasMax {
+				max = r.u32()
+			}
+			if r.err == nil && flags&^1 != 0 {
+				return nil, fmt.Errorf("malformed module: a table with limits of kind %#x", flags)
+			}
+			limit := uint32(MaxTableGrowth)
+			if min > limit {
+				limit = min
+			}
+			if !hasMax || max > limit {
+				max, changed = limit, true
+			}
+			out = appendU32(append(out, typ, 1), min)
+			out = appendU32(out, max)
+		}
+		if r.err == nil && r.i != s.end {
+			r.err = errors.New("trailing bytes")
+		}
+		if r.err != nil {
+			return nil, fmt.Errorf("malformed module: table section: %w", r.err)
+		}
+		if !changed {
+			return wasm, nil
+		}
+		b := make([]byte, 0, len(wasm)+len(out)-(s.end-s.start)+5)
+		b = append(b, wasm[:s.start-sizeLen(wasm, s)]...)
+		b = appendU32(b, uint32(len(out)))
+		b = append(b, out...)
+		return append(b, wasm[s.end:]...), nil
+	}
+	return wasm, nil
+}
+
+// sizeLen is how many bytes the size of section s takes before its
+// contents.
+func sizeLen(wasm []byte, s section) int {
+	n := 1
+	for i := s.start - 2; i >= 0 && wasm[i]&0x80 != 0; i-- {
+		n++
+	}
+	return n
 }

@@ -1,9 +1,13 @@
 package wasmopt
 
 import (
+	"bytes"
+	"context"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tetratelabs/wazero"
 )
 
 // TestCheckLimits: modules of a few bytes that declare more than they hold
@@ -20,7 +24,9 @@ func TestCheckLimits(t *testing.T) {
 		return b
 	}
 	max := []byte{0xff, 0xff, 0xff, 0xff, 0x0f}
-	with := func(prefix []byte, rest ...byte) []byte { return append(append(append([]byte{}, prefix...), max...), rest...) }
+	with := func(prefix []byte, rest ...byte) []byte {
+		return append(append(append([]byte{}, prefix...), max...), rest...)
+	}
 	typ, fn := sec(1, 1, 0x60, 0, 0), sec(3, 1, 0)
 	for _, c := range []struct {
 		name, want string
@@ -67,4 +73,107 @@ func TestCheckLimits(t *testing.T) {
 			t.Errorf("%s: the runtime refuses it: %v", name, err)
 		}
 	}
+}
+
+// TestCapTables: a table with no maximum (Go's linker declares its table
+// so) is capped, and table.grow past the cap fails as wasm says it should
+// (-1) instead of allocating what the guest asks for: 2^31 - 1 elements
+// were 16 GB of the host's memory for wazero.
+func TestCapTables(t *testing.T) {
+	sec := func(id byte, p ...byte) []byte { return append([]byte{id, byte(len(p))}, p...) }
+	// grow (n) i32: table.grow 0 by n null references; size () i32.
+	mod := func(table []byte) []byte {
+		b := []byte("\x00asm\x01\x00\x00\x00")
+		b = append(b, sec(1, 2, 0x60, 1, 0x7f, 1, 0x7f, 0x60, 0, 1, 0x7f)...)
+		b = append(b, sec(3, 2, 0, 1)...)
+		b = append(b, table...)
+		b = append(b, sec(7, 2, 4, 'g', 'r', 'o', 'w', 0, 0, 4, 's', 'i', 'z', 'e', 0, 1)...)
+		grow := []byte{0, 0xd0, 0x70, 0x20, 0, 0xfc, 15, 0, 0x0b}
+		size := []byte{0, 0xfc, 16, 0, 0x0b}
+		code := append(append([]byte{2, byte(len(grow))}, grow...), byte(len(size)))
+		return append(b, sec(10, append(code, size...)...)...)
+	}
+	goTable := mod(sec(4, 1, 0x70, 0, 0xf3, 0x35)) // min 6899, no maximum: Go's
+	capped, err := CapTables(goTable)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := mod(sec(4, 1, 0x70, 1, 0xf3, 0x35, 0x80, 0x80, 0x40)); !bytes.Equal(capped, want) {
+		t.Fatalf("capped:\n%x\nwant\n%x", capped, want)
+	}
+	ctx, rt := compiler(t)
+	m, err := rt.InstantiateWithConfig(ctx, capped, wazero.NewModuleConfig().WithName(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	call := func(f string, args ...uint64) int32 {
+		r, err := m.ExportedFunction(f).Call(ctx, args...)
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		return int32(r[0])
+	}
+	if got := call("grow", 1<<31-1); got != -1 {
+		t.Errorf("growing by 2^31 - 1: %d, want -1", got)
+	}
+	if got := call("grow", MaxTableGrowth-6899); got != 6899 {
+		t.Errorf("growing to the cap: %d, want the old size 6899", got)
+	}
+	if got, again := call("size"), call("grow", 1); got != MaxTableGrowth || again != -1 {
+		t.Errorf("at the cap: size %d, growing by one more %d; want %d and -1", got, again, MaxTableGrowth)
+	}
+
+	// Tables within the cap are left as they are; a larger initial size is
+	// its own cap.
+	for _, table := range [][]byte{
+		sec(4, 1, 0x70, 1, 1, 2),                // max 2
+		sec(4, 1, 0x70, 1, 0, 0x80, 0x80, 0x40), // max the cap
+	} {
+		wasm := mod(table)
+		if got, err := CapTables(wasm); err != nil || &got[0] != &wasm[0] {
+			t.Errorf("table %x: %v, or it was rewritten", table, err)
+		}
+	}
+	big, err := CapTables(mod(sec(4, 1, 0x70, 0, 0x80, 0x80, 0x80, 0x01)))
+	if want := mod(sec(4, 1, 0x70, 1, 0x80, 0x80, 0x80, 0x01, 0x80, 0x80, 0x80, 0x01)); err != nil || !bytes.Equal(big, want) {
+		t.Errorf("a table of 2^21 with no maximum: %v\n%x\nwant\n%x", err, big, want)
+	}
+	if got, err := CapTables(meterModule(true)); err != nil || !bytes.Equal(got, meterModule(true)) {
+		t.Errorf("a module without tables: %v, or it was rewritten", err)
+	}
+}
+
+// FuzzCapTables: whatever the input within CheckLimits, CapTables does not
+// panic, and the runtime accepts a capped module exactly when it accepts
+// the module itself.
+func FuzzCapTables(f *testing.F) {
+	f.Add(meterModule(true))
+	f.Add([]byte("\x00asm\x01\x00\x00\x00\x04\x04\x01\x70\x00\x05"))
+	f.Add([]byte("\x00asm\x01\x00\x00\x00\x04\x05\x01\x70\x01\x01\x02"))
+	ctx := context.Background()
+	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigInterpreter())
+	defer rt.Close(ctx)
+	f.Fuzz(func(t *testing.T, wasm []byte) {
+		if CheckLimits(wasm) != nil {
+			return
+		}
+		out, err := CapTables(wasm)
+		cm, cerr := rt.CompileModule(ctx, wasm)
+		if cerr == nil {
+			cm.Close(ctx)
+		}
+		if err != nil {
+			if cerr == nil {
+				t.Fatalf("the runtime accepts the module, CapTables does not: %v", err)
+			}
+			return
+		}
+		cm, oerr := rt.CompileModule(ctx, out)
+		if oerr == nil {
+			cm.Close(ctx)
+		}
+		if (cerr == nil) != (oerr == nil) {
+			t.Fatalf("the runtime says %v of the module, %v of it capped", cerr, oerr)
+		}
+	})
 }
