@@ -509,6 +509,11 @@ func TestTableGrowthCapped(t *testing.T) {
 	if ms.Sys > 4<<30 {
 		t.Errorf("the process holds %d MiB", ms.Sys>>20)
 	}
+	// roam build caps the table itself, so that a load need not copy a
+	// module to do it.
+	if _, changed, err := wasmopt.CapTables(ordersWasm); err != nil || changed {
+		t.Errorf("orders.wasm as roam build writes it: CapTables %v, %v; want it capped already", changed, err)
+	}
 }
 
 // panickingRuntime is a runtime whose InstantiateModule panics, as

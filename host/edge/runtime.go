@@ -341,7 +341,7 @@ func (r *Runtime) compile(ctx context.Context, wasm []byte) (wasmrt.CompiledModu
 		return nil, fmt.Errorf("not a valid wasm module: %w", err)
 	}
 	// A guest grows a table with no maximum as far as the runtime allows.
-	wasm, err := wasmopt.CapTables(wasm)
+	wasm, _, err := wasmopt.CapTables(wasm)
 	if err != nil {
 		return nil, fmt.Errorf("not a valid wasm module: %w", err)
 	}

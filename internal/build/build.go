@@ -287,22 +287,28 @@ func Wasm(ctx context.Context, o Options) (Package, error) {
 	if err := goBuild(ctx, o, modRoot, genParent(modRoot, pkgs), []byte(src), []string{"-buildmode=c-shared"}); err != nil {
 		return Package{}, err
 	}
-	return pkgs[0], mergeData(o.Out)
+	return pkgs[0], rewrite(o.Out)
 }
 
-// mergeData joins the module's data segments (see package wasmopt): Go
+// rewrite joins the module's data segments (see package wasmopt): Go
 // writes tens of thousands, which every runtime pays for at each load and
-// each instantiation.
-func mergeData(path string) error {
+// each instantiation. It also caps the module's table, which Go declares
+// with no maximum, as the edge host would at every load otherwise, copying
+// the module to do so (wasmopt.CapTables).
+func rewrite(path string) error {
 	wasm, err := os.ReadFile(path)
 	if err != nil {
 		return err
 	}
-	out, changed, err := wasmopt.MergeData(wasm, wasmopt.DefaultMaxGap)
+	out, merged, err := wasmopt.MergeData(wasm, wasmopt.DefaultMaxGap)
 	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
-	if !changed {
+	out, capped, err := wasmopt.CapTables(out)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if !merged && !capped {
 		return nil
 	}
 	return os.WriteFile(path, out, 0o644)

@@ -261,12 +261,12 @@ const MaxTableGrowth = 1 << 20
 // instance's linear memory and its limit, so the cap bounds that at 8 MiB
 // beyond what the module declares up front.
 //
-// It returns wasm itself when no table needs a cap, and an error for a
-// module whose table section it cannot read.
-func CapTables(wasm []byte) ([]byte, error) {
+// It returns wasm itself, and false, when no table needs a cap, and an
+// error for a module whose table section it cannot read.
+func CapTables(wasm []byte) ([]byte, bool, error) {
 	sections, err := readSections(wasm)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	for _, s := range sections {
 		if s.id != sectionTable {
@@ -284,7 +284,7 @@ func CapTables(wasm []byte) ([]byte, error) {
 				max = r.u32()
 			}
 			if r.err == nil && flags&^1 != 0 {
-				return nil, fmt.Errorf("malformed module: a table with limits of kind %#x", flags)
+				return nil, false, fmt.Errorf("malformed module: a table with limits of kind %#x", flags)
 			}
 			limit := uint32(MaxTableGrowth)
 			if min > limit {
@@ -300,18 +300,18 @@ func CapTables(wasm []byte) ([]byte, error) {
 			r.err = errors.New("trailing bytes")
 		}
 		if r.err != nil {
-			return nil, fmt.Errorf("malformed module: table section: %w", r.err)
+			return nil, false, fmt.Errorf("malformed module: table section: %w", r.err)
 		}
 		if !changed {
-			return wasm, nil
+			return wasm, false, nil
 		}
 		b := make([]byte, 0, len(wasm)+len(out)-(s.end-s.start)+5)
 		b = append(b, wasm[:s.start-sizeLen(wasm, s)]...)
 		b = appendU32(b, uint32(len(out)))
 		b = append(b, out...)
-		return append(b, wasm[s.end:]...), nil
+		return append(b, wasm[s.end:]...), true, nil
 	}
-	return wasm, nil
+	return wasm, false, nil
 }
 
 // sizeLen is how many bytes the size of section s takes before its

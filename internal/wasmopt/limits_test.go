@@ -94,9 +94,9 @@ func TestCapTables(t *testing.T) {
 		return append(b, sec(10, append(code, size...)...)...)
 	}
 	goTable := mod(sec(4, 1, 0x70, 0, 0xf3, 0x35)) // min 6899, no maximum: Go's
-	capped, err := CapTables(goTable)
-	if err != nil {
-		t.Fatal(err)
+	capped, changed, err := CapTables(goTable)
+	if err != nil || !changed {
+		t.Fatal(changed, err)
 	}
 	if want := mod(sec(4, 1, 0x70, 1, 0xf3, 0x35, 0x80, 0x80, 0x40)); !bytes.Equal(capped, want) {
 		t.Fatalf("capped:\n%x\nwant\n%x", capped, want)
@@ -130,15 +130,15 @@ func TestCapTables(t *testing.T) {
 		sec(4, 1, 0x70, 1, 0, 0x80, 0x80, 0x40), // max the cap
 	} {
 		wasm := mod(table)
-		if got, err := CapTables(wasm); err != nil || &got[0] != &wasm[0] {
+		if got, changed, err := CapTables(wasm); err != nil || changed || &got[0] != &wasm[0] {
 			t.Errorf("table %x: %v, or it was rewritten", table, err)
 		}
 	}
-	big, err := CapTables(mod(sec(4, 1, 0x70, 0, 0x80, 0x80, 0x80, 0x01)))
+	big, _, err := CapTables(mod(sec(4, 1, 0x70, 0, 0x80, 0x80, 0x80, 0x01)))
 	if want := mod(sec(4, 1, 0x70, 1, 0x80, 0x80, 0x80, 0x01, 0x80, 0x80, 0x80, 0x01)); err != nil || !bytes.Equal(big, want) {
 		t.Errorf("a table of 2^21 with no maximum: %v\n%x\nwant\n%x", err, big, want)
 	}
-	if got, err := CapTables(meterModule(true)); err != nil || !bytes.Equal(got, meterModule(true)) {
+	if got, changed, err := CapTables(meterModule(true)); err != nil || changed || !bytes.Equal(got, meterModule(true)) {
 		t.Errorf("a module without tables: %v, or it was rewritten", err)
 	}
 }
@@ -157,7 +157,7 @@ func FuzzCapTables(f *testing.F) {
 		if CheckLimits(wasm) != nil {
 			return
 		}
-		out, err := CapTables(wasm)
+		out, _, err := CapTables(wasm)
 		cm, cerr := rt.CompileModule(ctx, wasm)
 		if cerr == nil {
 			cm.Close(ctx)
