@@ -409,7 +409,7 @@ func readTypes(r *reader) ([][2]uint32, error) {
 func meterCode(out, p, check []byte, globals uint32, parts int) ([]byte, error) {
 	r := reader{b: p}
 	n := r.u32()
-	bodies := make([][2]int, 0, n) // where each body lies in p
+	bodies := make([][2]int, 0, min(int(n), len(p))) // where each body lies in p
 	for f := range n {
 		size := r.u32()
 		if r.err != nil || uint64(r.i)+uint64(size) > uint64(len(p)) {
