@@ -435,11 +435,17 @@ func (s *Server) routes() *http.ServeMux {
 }
 
 // noRoute answers a request no route takes: 405 when a GET route serves
-// its path (POST /healthz), else 404.
+// its path (POST /healthz) or a POST route does (GET on the state sync
+// API), else 404.
 func (s *Server) noRoute(mux *http.ServeMux, w http.ResponseWriter, r *http.Request) {
 	if s.getOnly(mux, r) {
 		w.Header().Set("Allow", "GET, HEAD")
 		writeError(w, http.StatusMethodNotAllowed, sdk.Errorf(sdk.InvalidArgument, "method %s not allowed on %s: it takes GET", r.Method, r.URL.Path))
+		return
+	}
+	if s.postOnly(mux, r) {
+		w.Header().Set("Allow", "POST")
+		writeError(w, http.StatusMethodNotAllowed, sdk.Errorf(sdk.InvalidArgument, "method %s not allowed on %s: call with POST and a JSON body", r.Method, r.URL.Path))
 		return
 	}
 	writeError(w, http.StatusNotFound, sdk.Errorf(sdk.NotFound, "no route %s; call /v1/apps/{app}/methods/{method}", r.URL.Path))
@@ -455,6 +461,19 @@ func (s *Server) getOnly(mux *http.ServeMux, r *http.Request) bool {
 	g.Method = http.MethodGet
 	_, pattern := mux.Handler(g)
 	return pattern != "" && pattern != "/" && pattern != "/{method}"
+}
+
+// postOnly reports whether r, not a POST, is on the path of one of the
+// host's POST routes (the state sync API): without it a GET there was 404
+// "no route", as if the path did not exist.
+func (s *Server) postOnly(mux *http.ServeMux, r *http.Request) bool {
+	if r.Method == http.MethodPost {
+		return false
+	}
+	p := r.Clone(r.Context())
+	p.Method = http.MethodPost
+	_, pattern := mux.Handler(p)
+	return strings.HasPrefix(pattern, "POST ")
 }
 
 func (s *Server) defaultApp() string {
@@ -557,11 +576,19 @@ func (s *Server) serveApps(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, b)
 }
 
+// preallocBody bounds the buffer readBody allocates on the word of a
+// request's Content-Length, before any of the body has arrived. Past it the
+// buffer grows with the bytes actually received: otherwise a client that
+// sends headers declaring the limit and then nothing holds MaxBodyBytes of
+// memory per connection for as long as ReadTimeout (4 MiB for ~100 bytes
+// sent).
+const preallocBody = 64 << 10
+
 func readBody(r *http.Request, limit int64) ([]byte, error) {
 	if r.ContentLength > limit {
 		return nil, &http.MaxBytesError{Limit: limit}
 	}
-	if r.ContentLength > 0 {
+	if r.ContentLength > 0 && r.ContentLength <= preallocBody {
 		// net/http's body reader stops at ContentLength, within limit.
 		buf := make([]byte, r.ContentLength)
 		if _, err := io.ReadFull(r.Body, buf); err != nil {

@@ -27,8 +27,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"time"
+	"unicode/utf8"
 
 	"github.com/roam-dev/roam/abi"
 	"github.com/roam-dev/roam/sdk"
@@ -36,6 +38,16 @@ import (
 
 // maxSyncKeys bounds the keys of one bulk or transact request.
 const maxSyncKeys = 1000
+
+// bulkChunk is how many keys a bulk request reads at a time.
+const bulkChunk = 16
+
+// syncReplyBytes bounds the values of one bulk reply: 8 times the body
+// limit (32 MiB by default), so that a store filled by pushes of the
+// largest size still comes back in replies of a few keys each.
+func (s *Server) syncReplyBytes() int64 {
+	return min(s.opts.MaxBodyBytes, math.MaxInt64/8) * 8
+}
 
 // SyncItem is one key's item in the state sync API.
 type SyncItem struct {
@@ -78,12 +90,70 @@ func (s *Server) syncRequest(w http.ResponseWriter, r *http.Request, v any) (con
 		writeError(w, http.StatusBadRequest, sdk.Errorf(sdk.InvalidArgument, "reading request body: %v", err))
 		return nil, nil, false
 	}
+	// Keys are identities: a key must reach the store as the client wrote
+	// it. encoding/json would replace invalid UTF-8, and an escaped lone
+	// surrogate (\ud800, which JSON.stringify writes for a lone one), with
+	// U+FFFD without a word, so that the push wrote, and the reply named, a
+	// key the client never had (and two such keys were the same one).
+	if !utf8.Valid(body) {
+		writeError(w, http.StatusBadRequest, sdk.NewError(sdk.InvalidArgument, "request body is not valid JSON"))
+		return nil, nil, false
+	}
 	if err := json.Unmarshal(body, v); err != nil {
 		writeError(w, http.StatusBadRequest, sdk.Errorf(sdk.InvalidArgument, "%s: request body: %v", r.URL.Path, err))
 		return nil, nil, false
 	}
+	if i := loneSurrogate(body); i >= 0 {
+		writeError(w, http.StatusBadRequest, sdk.Errorf(sdk.InvalidArgument, "%s: request body: %s at byte %d is a lone UTF-16 surrogate, which no UTF-8 string holds", r.URL.Path, body[i:i+6], i))
+		return nil, nil, false
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.opts.RequestTimeout)
 	return ctx, cancel, true
+}
+
+// loneSurrogate returns the offset of the first \uXXXX escape in body that
+// is a UTF-16 surrogate without its other half, or -1. It reads body as JSON
+// text, and only needs to be exact for valid JSON: a backslash there is
+// always inside a string and starts an escape.
+func loneSurrogate(body []byte) int {
+	surrogate := func(i int) (r rune, ok bool) {
+		if i+6 > len(body) || body[i] != '\\' || body[i+1] != 'u' {
+			return 0, false
+		}
+		for _, c := range body[i+2 : i+6] {
+			var v byte
+			switch {
+			case '0' <= c && c <= '9':
+				v = c - '0'
+			case 'a' <= c && c <= 'f':
+				v = c - 'a' + 10
+			case 'A' <= c && c <= 'F':
+				v = c - 'A' + 10
+			default:
+				return 0, false
+			}
+			r = r<<4 | rune(v)
+		}
+		return r, 0xd800 <= r && r < 0xe000
+	}
+	for i := 0; i < len(body); i++ {
+		if body[i] != '\\' {
+			continue
+		}
+		r, ok := surrogate(i)
+		if !ok {
+			i++ // the escaped character: \\ must not start another escape
+			continue
+		}
+		if r >= 0xdc00 {
+			return i // a low half first
+		}
+		if lo, ok := surrogate(i + 6); !ok || lo < 0xdc00 {
+			return i
+		}
+		i += 11
+	}
+	return -1
 }
 
 func (s *Server) bulk(ctx context.Context, st sdk.State, keys []string) ([]SyncItem, error) {
@@ -111,10 +181,28 @@ func (s *Server) serveStateBulk(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, sdk.Errorf(sdk.InvalidArgument, "at most %d keys per request, got %d", maxSyncKeys, len(req.Keys)))
 		return
 	}
-	items, err := s.bulk(ctx, s.backend.State(r.PathValue("app"), r.PathValue("store")), req.Keys)
-	if err != nil {
-		writeError(w, HTTPStatus(sdk.CodeOf(err)), err)
-		return
+	// The reply is read a few keys at a time and bounded: a key may be
+	// asked for many times over, so that one request of 1000 copies of a
+	// key holding 256 KiB made the host allocate 1.6 GB (and 3 MiB, 19 GB).
+	st := s.backend.State(r.PathValue("app"), r.PathValue("store"))
+	limit := s.syncReplyBytes()
+	items := make([]SyncItem, 0, len(req.Keys))
+	size := int64(0)
+	for off := 0; off < len(req.Keys); off += bulkChunk {
+		part, err := s.bulk(ctx, st, req.Keys[off:min(off+bulkChunk, len(req.Keys))])
+		if err != nil {
+			writeError(w, HTTPStatus(sdk.CodeOf(err)), err)
+			return
+		}
+		for _, it := range part {
+			size += int64(len(it.Value))
+		}
+		if size > limit {
+			writeError(w, http.StatusBadRequest, sdk.Errorf(sdk.InvalidArgument,
+				"the values of these %d keys add up to more than %d bytes, the most one reply holds: ask for fewer keys at a time", len(req.Keys), limit))
+			return
+		}
+		items = append(items, part...)
 	}
 	b, _ := json.Marshal(map[string]any{"items": items})
 	writeJSON(w, http.StatusOK, b)
@@ -169,8 +257,21 @@ func (s *Server) serveStateTransact(w http.ResponseWriter, r *http.Request) {
 		wo := sdk.WriteOptions{ETag: o.ETag, IfAbsent: o.IfAbsent, TTL: time.Duration(o.TTLMs) * time.Millisecond}
 		switch o.Op {
 		case "set":
+			// Checked here, before the conflicts: a set with both
+			// conditions was reported as a conflict (409) when the
+			// store's own check (400) came only with Transact.
+			if o.ETag != "" && o.IfAbsent {
+				writeError(w, http.StatusBadRequest, sdk.Errorf(sdk.InvalidArgument, "op %d: key %q: etag and if_absent exclude each other", i, o.Key))
+				return
+			}
 			ops[i] = sdk.SetOp(o.Key, o.Value, wo)
 		case "delete":
+			// sdk.DeleteOp drops IfAbsent, so a delete "if absent" deleted
+			// the key that was there, unconditionally.
+			if o.IfAbsent {
+				writeError(w, http.StatusBadRequest, sdk.Errorf(sdk.InvalidArgument, "op %d: key %q: if_absent applies to set only", i, o.Key))
+				return
+			}
 			ops[i] = sdk.DeleteOp(o.Key, wo)
 		default:
 			writeError(w, http.StatusBadRequest, sdk.Errorf(sdk.InvalidArgument, "op %d: %q: use set or delete", i, o.Op))

@@ -180,6 +180,21 @@ type stateStore struct {
 	key storeKey
 }
 
+// The embedded backend's size limits (which keep its keys within bbolt's),
+// checked here too so that an app tested on this backend does not meet them
+// first in production: a 20 KiB key was stored here and refused there.
+const (
+	maxStoreName = 1 << 10
+	maxKey       = 16 << 10
+)
+
+func checkKeyLen(key string) error {
+	if len(key) > maxKey {
+		return sdk.Errorf(sdk.InvalidArgument, "state key is longer than %d bytes", maxKey)
+	}
+	return nil
+}
+
 // begin validates the call and locks the backend; on success the caller must
 // unlock b.mu.
 func (s *stateStore) begin(ctx context.Context) (*store, error) {
@@ -191,6 +206,9 @@ func (s *stateStore) begin(ctx context.Context) (*store, error) {
 	}
 	if err := core.CheckStore(s.key.store); err != nil {
 		return nil, err
+	}
+	if len(s.key.store) > maxStoreName {
+		return nil, sdk.Errorf(sdk.InvalidArgument, "state store name is longer than %d bytes", maxStoreName)
 	}
 	s.b.mu.Lock()
 	if s.b.closed {
@@ -261,6 +279,9 @@ func (s *stateStore) Set(ctx context.Context, key string, value []byte, o sdk.Wr
 	if err := core.CheckSet(key, o); err != nil {
 		return err
 	}
+	if err := checkKeyLen(key); err != nil {
+		return err
+	}
 	st, err := s.begin(ctx)
 	if err != nil {
 		return err
@@ -279,6 +300,9 @@ func (s *stateStore) Delete(ctx context.Context, key string, o sdk.WriteOptions)
 	if err := core.CheckDelete(key, o); err != nil {
 		return err
 	}
+	if err := checkKeyLen(key); err != nil {
+		return err
+	}
 	st, err := s.begin(ctx)
 	if err != nil {
 		return err
@@ -295,6 +319,11 @@ func (s *stateStore) Delete(ctx context.Context, key string, o sdk.WriteOptions)
 func (s *stateStore) Transact(ctx context.Context, ops []sdk.Op) error {
 	if err := core.CheckOps(ops); err != nil {
 		return err
+	}
+	for _, op := range ops {
+		if err := checkKeyLen(op.Key); err != nil {
+			return err
+		}
 	}
 	st, err := s.begin(ctx)
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/roam-dev/roam/backend"
 	"github.com/roam-dev/roam/sdk"
@@ -225,7 +226,25 @@ func CheckMessage(m sdk.Message) error {
 	if m.PubSub == "" || m.Topic == "" {
 		return sdk.Errorf(sdk.InvalidArgument, "publish: pubsub and topic are required (got %q/%q)", m.PubSub, m.Topic)
 	}
+	if err := CheckUTF8Names("publish", m.PubSub, m.Topic); err != nil {
+		return err
+	}
 	return CheckPubSubName(m.PubSub)
+}
+
+// CheckUTF8Names rejects pub/sub and topic names that are not UTF-8. An
+// event crosses JSON (the embedded backend's stored record, Dapr's
+// CloudEvents) and the browser, which all turn such a name into U+FFFD:
+// the embedded backend delivered an event of topic "\xff" as one of topic
+// "\ufffd", which its subscriber's app does not take, so every delivery
+// failed until the event was dead-lettered.
+func CheckUTF8Names(what string, names ...string) error {
+	for _, n := range names {
+		if !utf8.ValidString(n) {
+			return sdk.Errorf(sdk.InvalidArgument, "%s: pubsub and topic names must be UTF-8 (got %q)", what, n)
+		}
+	}
+	return nil
 }
 
 // CheckPubSubName rejects pub/sub component names containing NUL, which the

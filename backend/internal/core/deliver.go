@@ -209,6 +209,9 @@ func CheckSubscriptions(subs []backend.Subscription, d backend.Deliverer, regist
 		if s.PubSub == "" || s.Topic == "" {
 			return sdk.Errorf(sdk.InvalidArgument, "subscribe %s: pubsub and topic are required", s.AppID)
 		}
+		if err := CheckUTF8Names("subscribe "+s.AppID, s.PubSub, s.Topic, s.DeadLetterTopic); err != nil {
+			return err
+		}
 		if err := CheckPubSubName(s.PubSub); err != nil {
 			return err
 		}
