@@ -80,9 +80,11 @@ func SetOp(key string, value []byte, o WriteOptions) Op {
 	return Op{Kind: OpSet, Key: key, Value: value, ETag: o.ETag, TTL: o.TTL, IfAbsent: o.IfAbsent}
 }
 
-// DeleteOp returns a transaction op that deletes key.
+// DeleteOp returns a transaction op that deletes key. Its options are
+// checked as Delete's are: IfAbsent is refused, not dropped (a delete "if
+// absent" deleted the key that was there).
 func DeleteOp(key string, o WriteOptions) Op {
-	return Op{Kind: OpDelete, Key: key, ETag: o.ETag}
+	return Op{Kind: OpDelete, Key: key, ETag: o.ETag, IfAbsent: o.IfAbsent}
 }
 
 // GetJSON reads key and decodes its JSON value into a T. It returns the ETag
