@@ -399,6 +399,8 @@ func TestABIChecks(t *testing.T) {
 		// A few bytes that ask the runtime's decoder for 16 GB, and for
 		// 1 GB per instance (see wasmopt.TestCheckLimits).
 		{"4 billion functions", []byte("\x00asm\x01\x00\x00\x00\x03\x06\xff\xff\xff\xff\x0f\x00"), "not a valid wasm module: malformed module: section 3: 4294967295 functions in 1 bytes"},
+		// wazero's validation panicked on it (see wasmopt.TestCheckLimits).
+		{"a function of a type out of range", []byte("\x00asm\x01\x00\x00\x00\x01\x04\x01\x60\x00\x00\x03\x03\x02\x00\x30\x0a\x09\x02\x04\x00\x10\x01\x0b\x02\x00\x0b"), "not a valid wasm module: malformed module: section 3: a function of type 48, of 1"},
 		{"a table of 2^27", []byte("\x00asm\x01\x00\x00\x00\x04\x07\x01\x70\x00\x80\x80\x80\x40"), "not a valid wasm module: malformed module: section 4: a table of 134217728 elements"},
 		{"sets a global it lacks", roamShaped(false, 0x41, 1, 0x24, 0), "not a valid wasm module: invalid function[0] export[\"_initialize\"]: invalid global index"},
 	} {
@@ -526,12 +528,22 @@ func (panickingRuntime) InstantiateModule(context.Context, wasmrt.CompiledModule
 	return nil, nil
 }
 
-// TestInstantiatePanicIsAnError: a panic in the runtime's instantiation
-// fails that instantiation, not the host.
-func TestInstantiatePanicIsAnError(t *testing.T) {
+func (panickingRuntime) CompileModule(context.Context, []byte) (wasmrt.CompiledModule, error) {
+	var types []int
+	_ = types[48]
+	return nil, nil
+}
+
+// TestRuntimePanicIsAnError: a panic in the runtime's instantiation or
+// compilation fails that instantiation or load, not the host.
+func TestRuntimePanicIsAnError(t *testing.T) {
 	mod, err := instantiateModule(context.Background(), panickingRuntime{}, nil, nil)
 	if mod != nil || err == nil || !strings.Contains(err.Error(), "the runtime failed: runtime error: slice bounds out of range") {
 		t.Fatalf("instantiateModule: %v, %v; want the panic as an error", mod, err)
+	}
+	cm, err := compileModule(context.Background(), panickingRuntime{}, nil)
+	if cm != nil || err == nil || !strings.Contains(err.Error(), "the runtime failed: runtime error: index out of range [48]") {
+		t.Fatalf("compileModule: %v, %v; want the panic as an error", cm, err)
 	}
 }
 

@@ -360,7 +360,7 @@ func (r *Runtime) compile(ctx context.Context, wasm []byte) (wasmrt.CompiledModu
 			code = metered
 		}
 	}
-	cm, err := r.rt.CompileModule(ctx, code)
+	cm, err := compileModule(ctx, r.rt, code)
 	if err != nil {
 		return nil, fmt.Errorf("not a valid wasm module: %w", err)
 	}
@@ -373,6 +373,19 @@ func (r *Runtime) compile(ctx context.Context, wasm []byte) (wasmrt.CompiledModu
 		return nil, fmt.Errorf("the host cannot meter this module to stop it at its deadlines: %w", merr)
 	}
 	return cm, nil
+}
+
+// compileModule is the runtime's CompileModule, with a panic in it
+// returned as an error: wazero v1.12's validation indexed a function's type
+// before it had checked it (wasmopt.CheckLimits now checks it first), and a
+// corrupted file must not take the host down with it.
+func compileModule(ctx context.Context, rt wasmrt.Runtime, wasm []byte) (cm wasmrt.CompiledModule, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			cm, err = nil, fmt.Errorf("the runtime failed: %v", v)
+		}
+	}()
+	return rt.CompileModule(ctx, wasm)
 }
 
 const buildHint = "build it with roam build --target wasm"

@@ -37,7 +37,9 @@ const (
 // 1 GB per instance. A module CheckLimits accepts makes such allocations
 // at most proportional to its size.
 //
-// It checks only what it must to bound them; the runtime validates the rest.
+// It also checks each function's type index, which wazero v1.12 uses
+// before it has checked it (it panicked on a corrupted one). It checks only
+// what it must for those; the runtime validates the rest.
 func CheckLimits(wasm []byte) error {
 	if len(wasm) > MaxModuleBytes {
 		return fmt.Errorf("the module is %d bytes, more than %d", len(wasm), MaxModuleBytes)
@@ -46,14 +48,23 @@ func CheckLimits(wasm []byte) error {
 	if err != nil {
 		return err
 	}
-	var functions, globals, tables, memories uint64
+	var functions, globals, tables, memories, types uint64
+	// typeIndex checks a function's type index: wazero v1.12 reads the
+	// type of a function a body calls before it has checked that
+	// function's, and panics on one out of range.
+	typeIndex := func(r *reader, t uint32) {
+		if r.err == nil && uint64(t) >= types {
+			r.err = fmt.Errorf("a function of type %d, of %d", t, types)
+		}
+	}
 	for _, s := range sections {
 		r := &reader{b: wasm[:s.end], i: s.start}
 		switch s.id {
 		case sectionCustom:
 			r.name()
 		case sectionType:
-			for n := r.vector("types", MaxTypes); n > 0 && r.err == nil; n-- {
+			types = r.vector("types", MaxTypes)
+			for n := types; n > 0 && r.err == nil; n-- {
 				if form := r.byte(); form != 0x60 && r.err == nil {
 					r.err = fmt.Errorf("type of form %#x", form)
 				}
@@ -62,7 +73,11 @@ func CheckLimits(wasm []byte) error {
 			}
 		case sectionImport:
 			var imports []Import
-			imports, err = readImports(r, nil)
+			var funcTypes []uint32
+			imports, err = readImports(r, &funcTypes)
+			for _, t := range funcTypes {
+				typeIndex(r, t)
+			}
 			if err == nil && len(imports) > MaxImports {
 				err = fmt.Errorf("%d imports (at most %d)", len(imports), MaxImports)
 			}
@@ -82,7 +97,11 @@ func CheckLimits(wasm []byte) error {
 				return fmt.Errorf("malformed module: %w", err)
 			}
 		case sectionFunction:
-			functions += r.vector("functions", MaxFunctions)
+			n := r.vector("functions", MaxFunctions)
+			functions += n
+			for ; n > 0 && r.err == nil; n-- {
+				typeIndex(r, r.u32())
+			}
 		case sectionTable:
 			n := r.vector("tables", MaxTables)
 			tables += n

@@ -48,6 +48,10 @@ func TestCheckLimits(t *testing.T) {
 		{"locals in two declarations", "50001 locals", mod(typ, fn, sec(10, 1, 8, 2, 0xd0, 0x86, 0x03, 0x7f, 1, 0x7f, 0x0b))},
 		{"tags", "4294967295 tags", mod(sec(13, with(nil, 0)...))},
 		{"a custom section's name", "unexpected end", mod(sec(0, with(nil, 'x')...))},
+		// Function 1's type is out of range, and function 0 calls it:
+		// wazero read the type before checking it, and panicked.
+		{"a function's type", "a function of type 48, of 1", mod(typ, sec(3, 2, 0, 48), sec(10, 2, 4, 0, opCall, 1, opEnd, 2, 0, opEnd))},
+		{"an imported function's type", "a function of type 1, of 1", mod(typ, sec(2, 1, 1, 'm', 1, 'f', 0, 1))},
 	} {
 		start := time.Now()
 		err := CheckLimits(c.wasm)

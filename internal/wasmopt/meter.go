@@ -127,7 +127,11 @@ func Meter(wasm []byte, fuel uint32) ([]byte, error) {
 		case sectionExport:
 			exportSec = wasm[s.start:s.end:s.end]
 		case sectionStart:
-			start, hasStart = r.u32(), true
+			// Meter drops the section: what would make it invalid must
+			// still be refused.
+			if start, hasStart = r.u32(), true; r.err == nil && r.i != s.end {
+				r.err = errors.New("trailing bytes")
+			}
 		}
 		if r.err != nil {
 			return nil, fmt.Errorf("malformed module: section %d: %w", s.id, r.err)
