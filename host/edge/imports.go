@@ -3,6 +3,7 @@ package edge
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"log/slog"
 	"math"
@@ -116,6 +117,16 @@ type callState struct {
 	result  []byte
 	scratch []byte
 	imports int // operation imports other than log called during this call
+}
+
+// maxReply bounds an import's reply: the guest copies it into its linear
+// memory, so nothing larger than the module's memory limit can be taken.
+func (st *callState) maxReply() int {
+	limit := uint64(DefaultMemoryLimitPages) << 16
+	if st.module != nil {
+		limit = uint64(st.module.opts.MemoryLimitPages) << 16
+	}
+	return int(min(limit, math.MaxUint32))
 }
 
 type stateKey struct{}
@@ -235,8 +246,8 @@ func dispatch(ctx context.Context, mem guestMemory, op int, ptr, n uint32) (res 
 	if err != nil {
 		return st.fail(err)
 	}
-	if uint64(len(out)) > math.MaxUint32 {
-		return st.fail(sdk.Errorf(sdk.Internal, "%s: reply too large", name))
+	if len(out) > st.maxReply() {
+		return st.fail(sdk.Errorf(sdk.Internal, "%s: reply of %d bytes exceeds the module's memory limit of %d bytes", name, len(out), st.maxReply()))
 	}
 	st.result = out
 	return abi.PackResult(abi.OK, uint32(len(out)))
@@ -335,9 +346,23 @@ func opStateBulkGet(st *callState, req []byte) ([]byte, error) {
 	if n > maxBatch {
 		return nil, sdk.Errorf(sdk.InvalidArgument, "state_bulk_get: %d keys exceed the host's limit of %d", n, maxBatch)
 	}
+	// Keys may repeat, and each copy of a value costs the host: the
+	// backends copy every item they return, and the reply holds each. A
+	// request of 200 KB naming one key 100,000 times read a 1 MiB value
+	// into 100 GB. So the backend reads each key once (at[i] is keys[i]'s
+	// index in uniq), and the reply stops at what the guest could take.
 	keys := make([]string, 0, n)
+	at := make([]int, 0, n)
+	seen := make(map[string]int, n)
 	for i := 0; i < n; i++ {
-		keys = append(keys, r.String())
+		k := r.String()
+		j, ok := seen[k]
+		if !ok {
+			j = len(keys)
+			seen[k] = j
+			keys = append(keys, k)
+		}
+		at = append(at, j)
 	}
 	if r.Done() != nil {
 		return nil, malformed(abi.ImportStateBulkGet)
@@ -353,8 +378,14 @@ func opStateBulkGet(st *callState, req []byte) ([]byte, error) {
 	if len(items) != len(keys) {
 		return nil, sdk.Errorf(sdk.Internal, "state_bulk_get: the backend returned %d items for %d keys", len(items), len(keys))
 	}
+	limit := st.maxReply()
 	out := st.scratch[:0]
-	for _, it := range items {
+	for _, j := range at {
+		it := items[j]
+		if len(out)+len(it.Value)+len(it.ETag)+2*binary.MaxVarintLen64 > limit {
+			st.scratch = out[:0]
+			return nil, sdk.Errorf(sdk.InvalidArgument, "state_bulk_get: the reply for %d keys exceeds %d bytes, the module's memory limit; read fewer keys at a time", len(at), limit)
+		}
 		out = abi.AppendBytes(out, it.Value)
 		out = abi.AppendString(out, it.ETag)
 	}

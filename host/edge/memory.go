@@ -1,6 +1,9 @@
 package edge
 
-import "sync"
+import (
+	"sync"
+	"sync/atomic"
+)
 
 // linearMemory backs one instance's linear memory and refuses to grow it
 // past limit, so that the guest's memory.grow fails (the Go runtime then
@@ -30,6 +33,10 @@ type linearMemory struct {
 	// res is the reservation, and buf its accessible start (the memory as
 	// the guest sees it), or the Go slice.
 	res, buf []byte
+	// acct, when set, counts the memory as it grows and is released (the
+	// pool's, for its budget); counted is what this memory added to it.
+	acct    *atomic.Int64
+	counted uint64
 }
 
 func newLinearMemory(limit uint64) *linearMemory {
@@ -51,7 +58,9 @@ func (m *linearMemory) Reallocate(size uint64) []byte {
 		}
 	}
 	if m.heap {
-		return m.grow(size)
+		b := m.grow(size)
+		m.count(size)
+		return b
 	}
 	if n := uint64(len(m.buf)); size > n {
 		if err := commit(m.res[n:size]); err != nil {
@@ -59,7 +68,16 @@ func (m *linearMemory) Reallocate(size uint64) []byte {
 		}
 	}
 	m.buf = m.res[:size:size]
+	m.count(size)
 	return m.buf
+}
+
+// count records that the memory is now size bytes; the caller holds mu.
+func (m *linearMemory) count(size uint64) {
+	if m.acct != nil && size != m.counted {
+		m.acct.Add(int64(size) - int64(m.counted))
+		m.counted = size
+	}
 }
 
 // grow is Reallocate on the Go heap. The capacity grows geometrically, as
@@ -125,5 +143,6 @@ func (m *linearMemory) release() {
 	if m.res != nil {
 		unmap(m.res)
 	}
+	m.count(0)
 	m.res, m.buf, m.freed = nil, nil, false
 }

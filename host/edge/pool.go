@@ -73,6 +73,13 @@ type pool struct {
 	// of its last call; fresh is a new instance's, which growth expects to
 	// add.
 	mem, fresh uint64
+	// linear is the linear memory of every instance of the pool now,
+	// busy ones as they grow during their calls, re-entrant and
+	// half-made ones included: growth stops at the budget on the larger
+	// of the two. Counting only mem, a guest that grew to its memory limit
+	// in every call, recycled after each, let the pool grow to MaxPoolSize
+	// instances at the limit whatever its budget.
+	linear atomic.Int64
 	// noGrowUntil pauses growth after a failure.
 	noGrowUntil time.Time
 	// reaper closes the instances above size that stayed idle; reaping is
@@ -420,7 +427,8 @@ func (p *pool) growLocked(demand int) {
 	}
 	for {
 		coming := p.n - p.live // growth, replacements
-		if coming >= demand || p.growing >= maxGrowing || p.n >= p.max || p.mem+uint64(coming+1)*p.fresh > p.budget {
+		mem := max(p.mem, uint64(max(p.linear.Load(), 0)))
+		if coming >= demand || p.growing >= maxGrowing || p.n >= p.max || mem+uint64(coming+1)*p.fresh > p.budget {
 			return
 		}
 		p.growing++
@@ -666,6 +674,7 @@ func (p *pool) instantiate(ctx context.Context, c *caps) (*instance, error) {
 		cfg = cfg.WithFSConfig(fsc)
 	}
 	in.lin = newLinearMemory(uint64(m.opts.MemoryLimitPages) << 16)
+	in.lin.acct = &p.linear
 	defer in.lin.exit()
 	ictx := wasmrt.WithMemoryAllocator(ctx, func(capacity, maxBytes uint64) wasmrt.LinearMemory {
 		in.lin.limit = min(in.lin.limit, maxBytes)
@@ -783,7 +792,13 @@ func (in *instance) appCaps(ctx context.Context) (*caps, error) {
 }
 
 // checkVersion compares the module's reported ABI major with the host's.
+// roam_abi_version is guest code like any other: it runs under the
+// set-up's deadline, so that one that loops fails the load instead of
+// holding it (and a CPU) for ever.
 func (in *instance) checkVersion(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, in.p.m.opts.InitTimeout)
+	defer cancel()
+	in.done = ctx.Done()
 	in.lin.enter()
 	defer in.lin.exit()
 	if err := in.run(ctx, in.mod.ExportedFunction(abi.ExportABIVersion)); err != nil {
