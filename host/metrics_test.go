@@ -2,8 +2,10 @@ package host_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -117,5 +119,50 @@ func TestMetricsUnrouted(t *testing.T) {
 			t.Fatal("the drained events were not delivered")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// The unrouted families keep series for an app's first MaxUnroutedTopics
+// topics and count the rest under one: an app that published to a topic
+// per order made two series per order, without bound.
+func TestMetricsUnroutedTopicsBounded(t *testing.T) {
+	ctx := context.Background()
+	m := host.NewMetrics(nil)
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	b, err := embedded.Open(embedded.Options{Dir: t.TempDir(), OnDeliver: m.OnDeliver, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	const extra = 5
+	for i := range host.MaxUnroutedTopics + extra {
+		if err := b.Publisher("pub").Publish(ctx, sdk.Message{PubSub: "ps", Topic: fmt.Sprintf("order-%d", i), Data: []byte(`1`)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	families, err := m.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if n := len(f.GetMetric()); strings.HasPrefix(f.GetName(), "roam_pubsub_unrouted_") && n != host.MaxUnroutedTopics+1 {
+			t.Errorf("%s has %d series, want %d", f.GetName(), n, host.MaxUnroutedTopics+1)
+		}
+	}
+	other := map[string]string{"app": "pub", "pubsub": "ps", "topic": host.OtherTopics}
+	if v, ok := metricValue(t, m, "roam_pubsub_unrouted_events", other); !ok || v != extra {
+		t.Errorf("unrouted events of the other topics = %v (present %v), want %d", v, ok, extra)
+	}
+	// A subscriber to one of them drains it from the same series.
+	err = b.Subscribe([]backend.Subscription{{AppID: "sub", PubSub: "ps", Topic: fmt.Sprintf("order-%d", host.MaxUnroutedTopics)}},
+		func(context.Context, backend.Subscription, *sdk.Event) error { return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := metricValue(t, m, "roam_pubsub_unrouted_events", other); v != extra-1 {
+		t.Errorf("after one topic was routed: %v, want %d", v, extra-1)
+	}
+	if v, _ := metricValue(t, m, "roam_pubsub_unrouted_events", map[string]string{"app": "pub", "pubsub": "ps", "topic": "order-0"}); v != 1 {
+		t.Errorf("the first topic's own series = %v, want 1", v)
 	}
 }
