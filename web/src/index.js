@@ -28,7 +28,8 @@ export class Host {
   // URL), config ({key: value}), secrets ({store: {key: value}}), retry
   // ({maxAttempts, initialBackoffMs, maxBackoffMs}), timeoutMs,
   // maxBodyBytes, remoteMaxBodyBytes (the server's --max-body-bytes,
-  // default 4 MiB), deadLetterTopic, workerURL, traceHeaders (to which
+  // default 4 MiB), syncTimeoutMs (the most one sync request may take,
+  // reply included, default 60 s), deadLetterTopic, workerURL, traceHeaders (to which
   // servers a call's trace context is sent: 'same-origin', the default,
   // 'always' or 'never'; see "Trace context" in web/README.md).
   constructor(options = {}) {
@@ -502,6 +503,10 @@ export class Host {
           }
           const path = `/v1/apps/${enc(e.app)}/publish/${enc(e.rec.pubsubname)}/${enc(e.rec.topic)}`;
           const r = await this.post(path, forwardBody(e.rec), this.eventTrace(e.rec, path));
+          // A redirected request that ended in a 2xx other than the
+          // publish's 204 reached something else (a gateway's sign-in
+          // page): the event was not published, and stays.
+          if (r.ok && r.redirected && r.status !== 204) throw badReply(r, `it was redirected to ${r.url}, which answered ${r.status}, not 204`);
           if (r.ok) sent.push(e.pos);
           else if (refused(r.status)) parked.push({ pos: e.pos, reason: `the server refused it with ${r.status}: ${r.error.message}` });
           else throw r.error;
@@ -584,8 +589,13 @@ export class Host {
     for (let round = 0; ops.length > 0 && round < 3; round++) {
       const r = await this.post(`/v1/apps/${enc(s.app)}/state/${enc(s.store)}/transact`, { ops: ops.map((o) => o.wire) });
       if (r.ok) {
-        await this.rpc('pushed', { app: s.app, store: s.store, ops: ops.map((o) => o.op), items: r.body.items.map(fromWire) });
-        res.pushed += ops.length;
+        // One item per op, of its key: a reply of another shape records
+        // nothing (the changes stay to push), and one in another order
+        // must not give a key another's ETag and value.
+        const items = replyItems(r, 'items', ops.map((o) => o.op.key), true);
+        const conflicts = await this.rpc('pushed', { app: s.app, store: s.store, ops: ops.map((o) => o.op), items });
+        res.pushed += ops.length - conflicts;
+        res.conflicts += conflicts;
         return;
       }
       if (refused(r.status)) {
@@ -602,10 +612,12 @@ export class Host {
         return;
       }
       if (r.status !== 409) throw r.error;
-      const cs = r.body.conflicts ?? [];
+      // Only keys this request wrote, each once: a conflict named on any
+      // other key would mark it, unchanged here, a conflict.
+      const cs = r.body?.conflicts == null ? [] : replyItems(r, 'conflicts', ops.map((o) => o.op.key), false);
       if (cs.length === 0) return; // raced with another writer: next sync
       for (const c of cs) {
-        await this.rpc('conflict', { app: s.app, store: s.store, key: c.key, server: fromWire(c) });
+        await this.rpc('conflict', { app: s.app, store: s.store, key: c.key, server: c });
       }
       res.conflicts += cs.length;
       const bad = new Set(cs.map((c) => c.key));
@@ -629,7 +641,13 @@ export class Host {
     for (const chunk of chunks(keys, 500, this.remoteLimit(), jsonBytes)) {
       const r = await this.post(`/v1/apps/${enc(app)}/state/${enc(store)}/bulk`, { keys: chunk });
       if (!r.ok) return { items, error: r.error };
-      items.push(...r.body.items.map(fromWire));
+      // The keys asked for, each once: an item of another key would be
+      // written into the page's state.
+      try {
+        items.push(...replyItems(r, 'items', chunk, true));
+      } catch (e) {
+        return { items, error: e };
+      }
     }
     return { items, error: null };
   }
@@ -643,27 +661,64 @@ export class Host {
     return rec.tracestate ? { traceparent: rec.traceparent, tracestate: rec.tracestate } : { traceparent: rec.traceparent };
   }
 
+  // post sends one state sync request and reads its reply, within
+  // syncTimeoutMs (default 60 s) from sending to the reply's last byte, and
+  // at most maxReplyBytes of it: a server that never finishes answering
+  // must not hold the sync (and the sync lock of every tab) for good, nor
+  // one that answers without end fill the tab's memory. Both fail the sync,
+  // which leaves everything queued.
   async post(path, body, headers = {}) {
     if (!this.remote) throw new RoamError(FailedPrecondition, 'no remote host configured');
-    let res;
-    try {
-      res = await fetch(this.remote + path, {
-        method: 'POST', headers: { 'Content-Type': 'application/json', ...headers }, body: JSON.stringify(body),
-      });
-    } catch (e) {
+    const url = this.remote + path;
+    const ms = this.options.syncTimeoutMs ?? 60000;
+    const ctl = new AbortController();
+    let late = false;
+    const timer = setTimeout(() => {
+      late = true;
+      ctl.abort();
+    }, ms);
+    const unreachable = (why) => {
       this.setOnline(false);
-      const err = new RoamError(Unavailable, `${this.remote} is unreachable: ${e.message}`);
+      const err = new RoamError(Unavailable, why);
       err.offline = true;
-      throw err;
+      return err;
+    };
+    let res, text;
+    try {
+      try {
+        res = await fetch(url, {
+          method: 'POST', headers: { 'Content-Type': 'application/json', ...headers }, body: JSON.stringify(body), signal: ctl.signal,
+        });
+      } catch (e) {
+        if (late) throw unreachable(`${url}: no complete reply in ${ms} ms (syncTimeoutMs): the changes stay queued`);
+        throw unreachable(`${this.remote} is unreachable: ${e.message}`);
+      }
+      try {
+        text = await readReply(res, this.maxReplyBytes(), ctl);
+      } catch (e) {
+        if (e instanceof RoamError) throw e;
+        if (late) throw unreachable(`${url}: no complete reply in ${ms} ms (syncTimeoutMs): the changes stay queued`);
+        throw unreachable(`${url}: the reply was cut off: ${e.message}`);
+      }
+    } finally {
+      clearTimeout(timer);
     }
-    const text = await res.text();
     let parsed = null;
     try {
       parsed = text ? JSON.parse(text) : null;
     } catch { /* not JSON */ }
-    if (res.ok) return { ok: true, status: res.status, body: parsed };
-    const error = new RoamError(parsed?.code ?? statusCode(res.status), parsed?.message ?? `HTTP ${res.status}: ${text.slice(0, 200)}`, res.status);
-    return { ok: false, status: res.status, body: parsed ?? {}, error };
+    const r = { ok: res.ok, status: res.status, body: parsed, redirected: res.redirected, url: res.url || url };
+    if (res.ok) return r;
+    const code = typeof parsed?.code === 'string' ? parsed.code : statusCode(res.status);
+    const message = typeof parsed?.message === 'string' ? parsed.message : `HTTP ${res.status}: ${text.slice(0, 200)}`;
+    return { ...r, body: parsed ?? {}, error: new RoamError(code, message, res.status) };
+  }
+
+  // maxReplyBytes bounds a sync reply: a bulk read's values add up to at
+  // most 8 times the server's body limit (host/statesync.go), base64 in
+  // JSON, with its keys (at most one request's worth) around them.
+  maxReplyBytes() {
+    return this.remoteLimit() * 12 + (64 << 10);
   }
 
   setOnline(v) {
@@ -780,4 +835,90 @@ function wireOp(o) {
 
 function fromWire(it) {
   return { key: it.key, found: !!it.found, etag: it.etag ?? '', value: it.value ? fromBase64(it.value) : empty };
+}
+
+// badReply is the error of a sync reply that does not follow the protocol
+// (web/README.md, "Sync protocol"): nothing of it is recorded, and the
+// sync ends, to be tried again later, with everything still queued.
+function badReply(r, detail) {
+  const via = r.redirected ? ` (redirected to ${r.url})` : '';
+  return new RoamError(Unavailable, `sync: the reply of ${r.url}${via}, ${r.status}, does not follow the state sync protocol: ${detail}`, 502);
+}
+
+// replyItems returns the items r.body[field] lists, decoded, checked
+// against keys, the keys of the request: every item is one of them, named
+// at most once, and, with all, each key has its item; they come in the
+// order of keys. Anything else throws badReply.
+function replyItems(r, field, keys, all) {
+  const list = r.body?.[field];
+  if (!Array.isArray(list)) throw badReply(r, `${JSON.stringify(field)} is not a list`);
+  const wanted = new Set(keys);
+  const byKey = new Map();
+  for (const it of list) {
+    const bad = itemError(it);
+    if (bad) throw badReply(r, bad);
+    if (!wanted.has(it.key)) throw badReply(r, `it names key ${JSON.stringify(it.key).slice(0, 200)}, which the request did not`);
+    if (byKey.has(it.key)) throw badReply(r, `it names key ${JSON.stringify(it.key).slice(0, 200)} twice`);
+    byKey.set(it.key, fromWire(it));
+  }
+  if (all && byKey.size !== wanted.size) {
+    const missing = keys.find((k) => !byKey.has(k));
+    throw badReply(r, `it has no item of key ${JSON.stringify(missing).slice(0, 200)}`);
+  }
+  return keys.filter((k) => byKey.has(k)).map((k) => byKey.get(k));
+}
+
+// itemError says what is wrong with an item of a sync reply
+// ({key, found, value, etag}, host.SyncItem), or ''.
+function itemError(it) {
+  if (it === null || typeof it !== 'object' || Array.isArray(it)) return 'an item is not an object';
+  if (typeof it.key !== 'string') return 'an item\'s key is not a string';
+  const k = JSON.stringify(it.key).slice(0, 200);
+  if (typeof it.found !== 'boolean') return `the item of ${k}: found is not true or false`;
+  if (it.etag != null && typeof it.etag !== 'string') return `the item of ${k}: its etag is not a string`;
+  if (it.found && !it.etag) return `the item of ${k} is found, without an etag`;
+  if (it.value != null && (typeof it.value !== 'string' || !isBase64(it.value))) return `the item of ${k}: its value is not base64`;
+  return '';
+}
+
+// isBase64 is what Go's encoding/json takes for []byte: standard base64,
+// padded.
+function isBase64(s) {
+  if (s.length % 4 !== 0 || /[^A-Za-z0-9+/=]/.test(s)) return false;
+  try {
+    atob(s);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+// readReply reads a reply's body as text, and cancels it (ctl) once it is
+// over max bytes: a reply without end, or far larger than the protocol's,
+// must not take the tab's memory.
+async function readReply(res, max, ctl) {
+  const tooBig = () => {
+    ctl.abort();
+    return badReply({ url: res.url, redirected: res.redirected, status: res.status }, `its body is over ${max} bytes, more than any reply of the protocol (maxReplyBytes: 12 times remoteMaxBodyBytes, and 64 KiB)`);
+  };
+  const declared = Number(res.headers.get('Content-Length'));
+  if (declared > max) throw tooBig();
+  if (!res.body) return res.text();
+  const reader = res.body.getReader();
+  const parts = [];
+  let n = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    n += value.length;
+    if (n > max) throw tooBig();
+    parts.push(value);
+  }
+  const all = new Uint8Array(n);
+  let at = 0;
+  for (const p of parts) {
+    all.set(p, at);
+    at += p.length;
+  }
+  return new TextDecoder().decode(all);
 }

@@ -201,6 +201,7 @@ class Module {
     try {
       return fn();
     } catch (e) {
+      if (this.rt.store.open) this.rt.store.rollback(); // as in handle
       if (e instanceof RoamError) throw e;
       throw new RoamError(FailedPrecondition, `${this.name}: starting the module failed: ${describe(e)}${this.stderrDetail()}`);
     }
@@ -254,6 +255,9 @@ class Module {
       new Uint8Array(inst.memory.buffer, ptr, call.length).set(call);
       return this.readFrame(inst, inst.exports.roam_handle(ptr, call.length));
     } catch (e) {
+      // A savepoint whose rollback ran out of stack in dispatch is
+      // finished here, higher up.
+      if (this.rt.store.open) this.rt.store.rollback();
       inst.dead = true;
       if (this.inst === inst) this.inst = null;
       if (e instanceof Trap) throw e;
@@ -525,13 +529,27 @@ export class Runtime {
 
   // dispatch runs one operation import: every failure becomes a code and a
   // message for the guest, except traps, which must unwind it.
+  //
+  // An operation that writes (state, publish) runs in a savepoint
+  // (Store.begin): one that throws anything but its RoamError (the JS
+  // stack exhausted by a guest that recursed through its imports, say) is
+  // undone whole first, so that no item is left changed in memory but not
+  // staged, nor a transaction half applied.
   dispatch(mod, inst, name, fn, ptr, len) {
     let out;
+    const writes = mutating.has(name);
+    const published = this.published.length;
     try {
       if (ptr + len > inst.memory.buffer.byteLength) throw new RoamError(InvalidArgument, `${name}: request [${ptr}, +${len}) is outside the module's memory`);
       const req = new Uint8Array(inst.memory.buffer, ptr, len).slice();
+      if (writes) this.store.begin();
       out = fn.call(this, mod, new Reader(req), inst, name) ?? empty;
+      if (writes) this.store.end();
     } catch (e) {
+      if (writes && this.store.open) {
+        this.store.rollback();
+        this.published.length = Math.min(this.published.length, published);
+      }
       if (e instanceof Trap || e instanceof WASIProcExit) throw e;
       const err = e instanceof RoamError ? e : new RoamError(Internal, `${name}: host error: ${e?.message ?? e}`);
       if (!(e instanceof RoamError)) console.error(e);
@@ -1035,6 +1053,9 @@ function appIDError(id) {
   }
   return '';
 }
+
+// mutating are the imports that change state or queue events.
+const mutating = new Set(['state_set', 'state_delete', 'state_transact', 'publish']);
 
 function malformed(op) {
   return new RoamError(InvalidArgument, `${op}: malformed request`);

@@ -146,6 +146,8 @@ export class Store {
     // last commit: another tab wrote. null until read (Runtime.init).
     this.gen = null;
     this.onStale = null;
+    this.open = null; // the savepoint of a guest's operation (begin)
+    this.journal = null; // [id, staged write before] since begin
     // A connection the browser closes (site data cleared) or another tab
     // needs closed (it deletes or upgrades the database) is gone for good:
     // nothing more can be saved through it, and memory no longer matches
@@ -306,7 +308,45 @@ export class Store {
   // ---- persistence ----
 
   stage(os, key, value) {
-    this.pending.set(os + '\0' + JSON.stringify(key), { os, key, value });
+    const id = os + '\0' + JSON.stringify(key);
+    this.journal?.push([id, this.pending.get(id)]);
+    this.pending.set(id, { os, key, value });
+  }
+
+  // begin opens a savepoint around one operation of a guest's (a state
+  // write, a publish): if it throws what it does not throw on purpose
+  // (the JS stack exhausted by a guest recursing, memory that ran out),
+  // it may stop half-way, after an item was changed in memory and before
+  // it was staged, or between two ops of a transaction; rollback takes
+  // memory and the staged writes back to begin, so that the operation
+  // happened whole or not at all. end closes it.
+  begin() {
+    this.open = { undo: this.undo.length, changed: this.changed.length };
+    this.journal = [];
+  }
+
+  end() {
+    this.open = null;
+    this.journal = null;
+  }
+
+  // rollback undoes the open savepoint, if any. It needs little stack, and
+  // may be called again (from a shallower frame) if it ran out itself.
+  rollback() {
+    const m = this.open;
+    if (!m) return;
+    while (this.journal.length > 0) {
+      const [id, old] = this.journal[this.journal.length - 1];
+      if (old) this.pending.set(id, old);
+      else this.pending.delete(id);
+      this.journal.pop();
+    }
+    while (this.undo.length > m.undo) {
+      this.undo[this.undo.length - 1]();
+      this.undo.pop();
+    }
+    this.changed.length = Math.min(this.changed.length, m.changed);
+    this.end();
   }
 
   // onUndo registers fn to take memory back if the staged writes are not
@@ -506,13 +546,26 @@ export class Store {
     return ops;
   }
 
-  // pushed records the server's items after a successful push of ops.
+  // pushed records the server's items after a successful push of ops
+  // (items[i] is op i's key's, as the page checked). It returns how many
+  // became conflicts: a key the server answers absent right after a set
+  // (one without a TTL, which would have expired) lost the change there,
+  // to a delete or a server that did not keep it. Marking the change
+  // pushed would leave the page a value the server does not have, clean,
+  // never pushed again nor taken back by a pull; as a conflict both
+  // versions are kept, and the page chooses.
   pushed(app, store, ops, items) {
     const sp = this.space(app, store);
+    let conflicts = 0;
     ops.forEach((op, i) => {
       const r = sp.items.get(op.key);
       const srv = items[i];
-      if (!r) return;
+      if (!r || !srv || srv.key !== op.key) return;
+      if (op.op === 'set' && !srv.found && !op.ttl_ms && !r.conflict) {
+        this.conflict(app, store, op.key, srv);
+        conflicts++;
+        return;
+      }
       this.keep(sp, op.key);
       const unchanged = r.seq === op.seq && r.tomb === op.tomb;
       if (op.op === 'delete' && unchanged && !srv.found) {
@@ -529,6 +582,7 @@ export class Store {
       }
       this.stageItem(r);
     });
+    return conflicts;
   }
 
   // rejected records that the server refused the pushed change of key for

@@ -138,8 +138,9 @@ const handlers = {
   syncOut: () => rt.syncOut(),
 
   async pushed({ app, store, ops, items }) {
-    rt.store.pushed(app, store, ops, items);
+    const conflicts = rt.store.pushed(app, store, ops, items);
     await rt.commit();
+    return conflicts;
   },
   async conflict({ app, store, key, server }) {
     rt.store.conflict(app, store, key, server);
