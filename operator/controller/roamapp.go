@@ -12,6 +12,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 
@@ -32,8 +33,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/roam-dev/roam/internal/manifests"
 	"github.com/roam-dev/roam/operator/api/v1alpha1"
@@ -98,6 +101,19 @@ func Owned() []client.Object {
 // them, so pruning lists a RoamApp's objects without scanning the namespace.
 const ownerIndex = ".metadata.controller.roamapp"
 
+// appIDIndex indexes RoamApps by their app id (appID), so a reconcile
+// finds the other RoamApps of its namespace with the same id.
+const appIDIndex = ".spec.dapr.appId.defaulted"
+
+// appID is a RoamApp's app id after defaulting (manifests.Defaulted):
+// spec.dapr.appId, or else its name.
+func appID(app *v1alpha1.RoamApp) string {
+	if app.Spec.Dapr.AppID != "" {
+		return app.Spec.Dapr.AppID
+	}
+	return app.Name
+}
+
 // Render is the signature of manifests.App.
 type Render func(*v1alpha1.RoamApp, manifests.Options) ([]client.Object, error)
 
@@ -133,6 +149,11 @@ func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, cop
 			return err
 		}
 	}
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.RoamApp{}, appIDIndex, func(o client.Object) []string {
+		return []string{appID(o.(*v1alpha1.RoamApp))}
+	}); err != nil {
+		return err
+	}
 	if copts.MaxConcurrentReconciles == 0 {
 		copts.MaxConcurrentReconciles = DefaultMaxConcurrentReconciles
 	}
@@ -143,6 +164,10 @@ func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, cop
 		// objects may carry) are.
 		For(&v1alpha1.RoamApp{}, builder.WithPredicates(predicate.Or(
 			predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
+		// A RoamApp refused because an older one has its app id runs
+		// when that one goes or takes another id.
+		Watches(&v1alpha1.RoamApp{}, handler.EnqueueRequestsFromMapFunc(r.sameAppID),
+			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		WithOptions(copts)
 	for _, o := range Owned() {
 		b = b.Owns(o)
@@ -188,6 +213,25 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		r.Recorder.Eventf(app, corev1.EventTypeWarning, "RenderFailed", "%v", err)
 		return r.writeStatus(ctx, app, outcome{failure: "RenderFailed", err: err})
 	}
+	// The apply order: the ServiceAccount the pods need, then the
+	// workload, then what points at its pods. What the API server refuses
+	// is almost always in the workload, and then the Service and
+	// NetworkPolicy are left as they were, still matching the running pods.
+	sort.SliceStable(objs, func(i, j int) bool { return applyRank(objs[i]) < applyRank(objs[j]) })
+
+	// Two apps with one app id would share one Dapr identity (the
+	// sidecars, the APPID-dapr Service that Dapr's operator keeps, the
+	// NetworkPolicies' callers): roam manifests refuses that, and so does
+	// the operator, for every RoamApp but the oldest.
+	if first, err := r.appIDTakenBy(ctx, app); err != nil {
+		return stopping(ctx, err)
+	} else if first != nil {
+		err := fmt.Errorf("app id %s is taken by RoamApp %s, created earlier in this namespace; two apps with one app id would share one Dapr identity: set another spec.dapr.appId", appID(app), first.Name)
+		r.Recorder.Eventf(app, corev1.EventTypeWarning, "AppIDTaken", "%v", err)
+		// The watch on RoamApps wakes this one when the other goes or
+		// changes its id.
+		return r.writeStatus(ctx, app, outcome{failure: "AppIDTaken", err: err})
+	}
 
 	live, err := r.lookup(ctx, objs)
 	if err != nil {
@@ -219,6 +263,21 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 			}
 			continue
 		}
+		if live[i] != nil && isWorkload(o) && !equality.Semantic.DeepEqual(selectorOf(live[i]), selectorOf(o)) {
+			// A workload's selector is immutable, and it changes with
+			// spec.dapr.appId: the apply would be refused for ever.
+			// Replace the workload, as kubectl replace --force would.
+			if err := r.replace(ctx, app, live[i], o); err != nil {
+				if ctx.Err() != nil {
+					return stopping(ctx, err)
+				}
+				r.Recorder.Eventf(app, corev1.EventTypeWarning, "DeleteFailed", "%v", err)
+				if _, werr := r.writeStatus(ctx, app, outcome{failure: "DeleteFailed", err: err}); werr != nil {
+					lg.Error(werr, "writing status")
+				}
+				return ctrl.Result{}, err
+			}
+		}
 		// Server-side apply: the operator owns exactly the fields it sets;
 		// ForceOwnership takes them back from whoever edited them by hand
 		// (drift), and leaves fields others set (an HPA's replicas if the
@@ -231,9 +290,22 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 				lg.V(1).Info("conflict applying, requeueing", "object", describe(o), "error", err.Error())
 				return ctrl.Result{RequeueAfter: conflictRequeue}, nil
 			}
+			if terminating(err) {
+				// The namespace is being deleted, and this RoamApp with
+				// it: nothing to repair, no event to write there.
+				lg.V(1).Info("namespace terminating, not applying", "object", describe(o))
+				return ctrl.Result{}, nil
+			}
 			err = fmt.Errorf("applying %s: %w", describe(o), err)
 			r.Recorder.Eventf(app, corev1.EventTypeWarning, "ApplyFailed", "%v", err)
-			if _, werr := r.writeStatus(ctx, app, outcome{failure: "ApplyFailed", err: err}); werr != nil {
+			res, werr := r.writeStatus(ctx, app, outcome{failure: "ApplyFailed", err: err})
+			if apierrors.IsInvalid(err) {
+				// The server refuses the object itself: retrying the same
+				// rendering cannot help. A change to the RoamApp or to
+				// the object (someone else's fields) reconciles again.
+				return res, werr
+			}
+			if werr != nil {
 				lg.Error(werr, "writing status")
 			}
 			return ctrl.Result{}, err
@@ -337,6 +409,95 @@ func (r *Reconciler) taken(app *v1alpha1.RoamApp, objs, live []client.Object) st
 		}
 	}
 	return ""
+}
+
+// applyRank orders the apply: ServiceAccount, workload, the rest.
+func applyRank(o client.Object) int {
+	switch o.(type) {
+	case *corev1.ServiceAccount:
+		return 0
+	case *appsv1.Deployment, *appsv1.DaemonSet:
+		return 1
+	}
+	return 2
+}
+
+// selectorOf is a workload's pod selector.
+func selectorOf(o client.Object) *metav1.LabelSelector {
+	switch w := o.(type) {
+	case *appsv1.Deployment:
+		return w.Spec.Selector
+	case *appsv1.DaemonSet:
+		return w.Spec.Selector
+	}
+	return nil
+}
+
+// replace deletes live, app's workload whose selector is not want's, so
+// that the apply creates want anew. Background propagation: the old pods
+// go once the new workload exists, not before.
+func (r *Reconciler) replace(ctx context.Context, app *v1alpha1.RoamApp, live, want client.Object) error {
+	uid := live.GetUID()
+	err := r.Client.Delete(ctx, live, client.Preconditions{UID: &uid}, client.PropagationPolicy(metav1.DeletePropagationBackground))
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("deleting %s to change its selector: %w", describe(want), err)
+	}
+	r.Recorder.Eventf(app, corev1.EventTypeNormal, "Replaced", "deleted %s to create it anew: its pod selector %v cannot change to %v (spec.dapr.appId changed)",
+		describe(want), metav1.FormatLabelSelector(selectorOf(live)), metav1.FormatLabelSelector(selectorOf(want)))
+	return nil
+}
+
+// terminating says whether err is the API server's refusal to create
+// anything in a namespace being deleted.
+func terminating(err error) bool {
+	return apierrors.IsForbidden(err) && apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause)
+}
+
+// appIDTakenBy returns the RoamApp that has app's app id in its namespace
+// and was created before it (the earlier name breaks a tie), or nil.
+func (r *Reconciler) appIDTakenBy(ctx context.Context, app *v1alpha1.RoamApp) (*v1alpha1.RoamApp, error) {
+	var same v1alpha1.RoamAppList
+	if err := r.Client.List(ctx, &same, client.InNamespace(app.Namespace), client.MatchingFields{appIDIndex: appID(app)}); err != nil {
+		return nil, err
+	}
+	var first *v1alpha1.RoamApp
+	for i := range same.Items {
+		o := &same.Items[i]
+		if o.UID == app.UID || !o.DeletionTimestamp.IsZero() || !before(o, app) {
+			continue
+		}
+		if first == nil || before(o, first) {
+			first = o
+		}
+	}
+	return first, nil
+}
+
+func before(a, b *v1alpha1.RoamApp) bool {
+	if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
+		return a.CreationTimestamp.Before(&b.CreationTimestamp)
+	}
+	return a.Name < b.Name
+}
+
+// sameAppID maps a RoamApp to the others of its namespace with its app id.
+func (r *Reconciler) sameAppID(ctx context.Context, o client.Object) []reconcile.Request {
+	app, ok := o.(*v1alpha1.RoamApp)
+	if !ok {
+		return nil
+	}
+	var same v1alpha1.RoamAppList
+	if err := r.Client.List(ctx, &same, client.InNamespace(app.Namespace), client.MatchingFields{appIDIndex: appID(app)}); err != nil {
+		log.FromContext(ctx).Error(err, "listing RoamApps by app id")
+		return nil
+	}
+	var reqs []reconcile.Request
+	for _, s := range same.Items {
+		if s.UID != app.UID {
+			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&s)})
+		}
+	}
+	return reqs
 }
 
 func isWorkload(o client.Object) bool {

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"fmt"
+	"unicode/utf8"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -78,7 +79,7 @@ func computeStatus(app *v1alpha1.RoamApp, o outcome) v1alpha1.RoamAppStatus {
 	st.ObservedGeneration = app.Generation
 	set := func(typ string, status metav1.ConditionStatus, reason, msg string) {
 		meta.SetStatusCondition(&st.Conditions, metav1.Condition{
-			Type: typ, Status: status, Reason: reason, Message: msg, ObservedGeneration: app.Generation})
+			Type: typ, Status: status, Reason: reason, Message: truncate(msg), ObservedGeneration: app.Generation})
 	}
 	if o.failure != "" {
 		set(v1alpha1.ConditionDegraded, metav1.ConditionTrue, o.failure, o.err.Error())
@@ -130,4 +131,24 @@ func computeStatus(app *v1alpha1.RoamApp, o outcome) v1alpha1.RoamAppStatus {
 		set(v1alpha1.ConditionReady, metav1.ConditionFalse, "RollingOut", counts)
 	}
 	return st
+}
+
+// maxMessage is the longest condition message the API server accepts
+// (metav1.Condition's message, in bytes). A spec with hundreds of bad
+// entries renders an error longer than that, and a status carrying it
+// would be refused, for ever.
+const maxMessage = 32768
+
+// truncate cuts msg to maxMessage bytes, on a rune boundary, saying how
+// much it left out; the Event with the same error has all of it.
+func truncate(msg string) string {
+	if len(msg) <= maxMessage {
+		return msg
+	}
+	suffix := fmt.Sprintf(" … (%d bytes more; see the RoamApp's events)", len(msg))
+	cut := maxMessage - len(suffix)
+	for cut > 0 && !utf8.RuneStart(msg[cut]) {
+		cut--
+	}
+	return msg[:cut] + fmt.Sprintf(" … (%d bytes more; see the RoamApp's events)", len(msg)-cut)
 }

@@ -207,6 +207,12 @@ func Defaulted(app *v1alpha1.RoamApp) *v1alpha1.RoamApp {
 	return a
 }
 
+// MaxDaprAppID is the longest app id Dapr accepts on Kubernetes: its
+// sidecar injector and operator refuse an app id whose Service,
+// APPID-dapr, is not a DNS label (dapr/pkg/validation's
+// ValidateKubernetesAppID), so the pod would not be created.
+const MaxDaprAppID = validation.DNS1123LabelMaxLength - len("-dapr")
+
 // sidecarPorts are the ports Dapr's sidecar takes in the pod, which the app
 // cannot listen on.
 var sidecarPorts = map[int32]string{3500: "HTTP API", 3501: "health", 50001: "gRPC API", DaprInternalGRPCPort: "internal gRPC", DaprMetricsPort: "metrics"}
@@ -217,7 +223,9 @@ func Validate(app *v1alpha1.RoamApp) error {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	s := app.Spec
-	if msgs := validation.IsDNS1123Label(app.Name); len(msgs) > 0 {
+	// The objects are named after the RoamApp, and a Service's name must
+	// be a DNS-1035 label: it starts with a letter.
+	if msgs := validation.IsDNS1035Label(app.Name); len(msgs) > 0 {
 		bad("metadata.name %q: %s (it names the Deployment, Service and app id)", app.Name, strings.Join(msgs, "; "))
 	}
 	if msgs := validation.IsDNS1123Label(app.Namespace); app.Namespace == "" || len(msgs) > 0 {
@@ -225,6 +233,8 @@ func Validate(app *v1alpha1.RoamApp) error {
 	}
 	if msgs := validation.IsDNS1123Label(s.Dapr.AppID); len(msgs) > 0 {
 		bad("spec.dapr.appId %q: %s", s.Dapr.AppID, strings.Join(msgs, "; "))
+	} else if len(s.Dapr.AppID) > MaxDaprAppID && daprEnabled(app) {
+		bad("spec.dapr.appId %q: %d characters, but Dapr allows at most %d on Kubernetes (it names a Service %s-dapr, a DNS label); set a shorter spec.dapr.appId", s.Dapr.AppID, len(s.Dapr.AppID), MaxDaprAppID, s.Dapr.AppID)
 	}
 	if s.Dapr.AppPort < 1 || s.Dapr.AppPort > 65535 {
 		bad("spec.dapr.appPort %d: want 1 to 65535", s.Dapr.AppPort)
@@ -241,6 +251,9 @@ func Validate(app *v1alpha1.RoamApp) error {
 	}
 	if s.Replicas != nil && (*s.Replicas < 0 || *s.Replicas > 1000) {
 		bad("spec.replicas %d: want 0 to 1000", *s.Replicas)
+	}
+	if s.Resources != nil {
+		errs = append(errs, checkResources(*s.Resources)...)
 	}
 	switch s.Mode {
 	case v1alpha1.ModeNative:
@@ -303,6 +316,9 @@ func checkToleration(t corev1.Toleration) error {
 		if t.Key == "" {
 			return errors.New("operator Equal needs a key")
 		}
+		if msgs := validation.IsValidLabelValue(t.Value); len(msgs) > 0 {
+			return fmt.Errorf("value %q: %s", t.Value, strings.Join(msgs, "; "))
+		}
 	default:
 		return fmt.Errorf("operator %q: use Exists or Equal", t.Operator)
 	}
@@ -310,6 +326,9 @@ func checkToleration(t corev1.Toleration) error {
 	case "", corev1.TaintEffectNoSchedule, corev1.TaintEffectPreferNoSchedule, corev1.TaintEffectNoExecute:
 	default:
 		return fmt.Errorf("effect %q: use NoSchedule, PreferNoSchedule or NoExecute", t.Effect)
+	}
+	if t.TolerationSeconds != nil && t.Effect != corev1.TaintEffectNoExecute {
+		return fmt.Errorf("tolerationSeconds applies only to effect NoExecute (effect is %q)", t.Effect)
 	}
 	return nil
 }
@@ -373,7 +392,11 @@ func App(app *v1alpha1.RoamApp, opts Options) ([]Object, error) {
 		TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},
 		ObjectMeta: r.meta(),
 		Spec: appsv1.DeploymentSpec{
-			Replicas: a.Spec.Replicas,
+			// Unset when the spec leaves it unset (the API server then
+			// defaults it to 1, as Defaulted says): whoever scales the
+			// Deployment, an HPA, owns it, and neither the operator's
+			// apply nor a kubectl apply of this output scales it back.
+			Replicas: app.Spec.Replicas,
 			Selector: &metav1.LabelSelector{MatchLabels: Selector(a)},
 			Template: pod,
 		},

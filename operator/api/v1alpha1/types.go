@@ -128,10 +128,12 @@ type DaprSpec struct {
 type EdgeSpec struct {
 	// NodeSelector picks the edge nodes, for example an OpenYurt node pool
 	// label such as apps.openyurt.io/nodepool: edge-hangzhou.
+	// +kubebuilder:validation:MaxProperties=64
 	// +optional
 	NodeSelector map[string]string `json:"nodeSelector,omitempty"`
 
 	// Tolerations let the edge host onto tainted edge nodes.
+	// +kubebuilder:validation:MaxItems=64
 	// +optional
 	Tolerations []corev1.Toleration `json:"tolerations,omitempty"`
 
@@ -175,7 +177,8 @@ type RoamAppStatus struct {
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=ra,categories=roam
-// +kubebuilder:validation:XValidation:rule="self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$') && size(self.metadata.name) <= 63",message="metadata.name must be a DNS label (lowercase letters, digits and '-', at most 63): it names the Deployment, Service and app id"
+// +kubebuilder:validation:XValidation:rule="self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$') && size(self.metadata.name) <= 63",message="metadata.name must be a DNS label starting with a letter (lowercase letters, digits and '-', at most 63): it names the Deployment, Service and app id, and a Service's name starts with a letter"
+// +kubebuilder:validation:XValidation:rule="(has(self.spec.dapr) && has(self.spec.dapr.enabled) && !self.spec.dapr.enabled) || size(has(self.spec.dapr) && has(self.spec.dapr.appId) ? self.spec.dapr.appId : self.metadata.name) <= 58",message="the app id (spec.dapr.appId, or metadata.name when it is not set) must be at most 58 characters with Dapr enabled: Dapr names a Service APPID-dapr, a DNS label"
 // +kubebuilder:printcolumn:name="Mode",type=string,JSONPath=`.spec.mode`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Replicas",type=integer,JSONPath=`.status.readyReplicas`
