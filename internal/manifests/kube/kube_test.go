@@ -224,7 +224,7 @@ func TestStrictCatchesUnknownFields(t *testing.T) {
 		t.Fatalf("the unchanged Deployment: %v", err)
 	}
 	for _, c := range []struct{ from, to, field string }{
-		{"  replicas: 1\n", "  replicas: 1\n  replica: 2\n", "replica"},
+		{"  selector:\n", "  replica: 2\n  selector:\n", "replica"},
 		{"        readOnlyRootFilesystem: true\n", "        readOnlyRootFileSystem: true\n", "readOnlyRootFileSystem"},
 		{"kind: Deployment\n", "kind: Deployment\nstatuz: {}\n", "statuz"},
 	} {

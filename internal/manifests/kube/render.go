@@ -93,8 +93,10 @@ func Render(apps []*v1alpha1.RoamApp, opts Options, dapr Dapr) ([]Object, error)
 	var objs []Object
 	nsApps := map[string][]string{}
 	var allIDs []string
-	for _, a := range defaulted {
-		o, err := App(a, opts)
+	for i, a := range defaulted {
+		// App defaults the app itself, from the spec as written: an unset
+		// replicas stays unset in the output (see App).
+		o, err := App(apps[i], opts)
 		if err != nil {
 			errs = append(errs, err)
 			continue
