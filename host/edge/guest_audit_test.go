@@ -11,6 +11,7 @@ import (
 	"github.com/roam-dev/roam/abi"
 	"github.com/roam-dev/roam/backend/memory"
 	"github.com/roam-dev/roam/host"
+	"github.com/roam-dev/roam/internal/wasmrt"
 	"github.com/roam-dev/roam/sdk"
 )
 
@@ -544,5 +545,43 @@ func TestBulkGetRepeatedKeys(t *testing.T) {
 	}
 	if len(cs.bulk) != 1 || cs.bulk[0] != 1 {
 		t.Errorf("the backend read %v keys, want [1]", cs.bulk)
+	}
+}
+
+// TestFreshStackAfterLongCall: after a call that ran long enough to have
+// grown wazero's stack much, the instance's roam_handle is fetched afresh,
+// so that the stack it grew (kept by wazero with the function: 121 MB after
+// a recursion 4 million deep) is let go; a short call keeps it.
+func TestFreshStackAfterLongCall(t *testing.T) {
+	ctx := context.Background()
+	m, err := newRuntime(t, nil).Load(ctx, confWasm, ModuleOptions{PoolSize: 1, MaxPoolSize: 1}, Binding{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	handle := func() wasmrt.Function {
+		p := m.cur.Load()
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if len(p.free) != 1 {
+			t.Fatalf("%d free instances, want 1", len(p.free))
+		}
+		return p.free[0].handle
+	}
+	before := handle()
+	if _, err := m.Call(ctx, "Echo", []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	if handle() != before {
+		t.Error("a short call replaced roam_handle")
+	}
+	if _, err := m.Call(ctx, "Sleep", []byte(`{"ms":20}`)); err != nil {
+		t.Fatal(err)
+	}
+	after := handle()
+	if after == before {
+		t.Error("roam_handle was kept after a 20 ms call")
+	}
+	if out, err := m.Call(ctx, "Echo", []byte(`{"ok":1}`)); err != nil || string(out) != `{"ok":1}` {
+		t.Fatalf("Echo on the fresh function: %q %v", out, err)
 	}
 }
