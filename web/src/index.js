@@ -29,7 +29,8 @@ export class Host {
   // ({maxAttempts, initialBackoffMs, maxBackoffMs}), timeoutMs,
   // maxBodyBytes, remoteMaxBodyBytes (the server's --max-body-bytes,
   // default 4 MiB), syncTimeoutMs (the most one sync request may take,
-  // reply included, default 60 s), deadLetterTopic, workerURL, traceHeaders (to which
+  // reply included, default 60 s), loadTimeoutMs (the same for fetching a
+  // module, default 60 s), deadLetterTopic, workerURL, traceHeaders (to which
   // servers a call's trace context is sent: 'same-origin', the default,
   // 'always' or 'never'; see "Trace context" in web/README.md).
   constructor(options = {}) {
@@ -355,7 +356,7 @@ export class Host {
     let p = this.loaded.get(abs);
     if (!p) {
       // Fetched and compiled here while the worker opens IndexedDB.
-      p = fetchModule(abs).then(({ compiled, name }) => this.rpc('load', { url: abs, name, module: compiled },
+      p = fetchModule(abs, this.options.loadTimeoutMs ?? 60000).then(({ compiled, name }) => this.rpc('load', { url: abs, name, module: compiled },
         { label: `the setup of ${name}` }).then((m) => {
         this.modules.push({ url: abs, name, module: compiled, app: m.app });
         delete this.unloadable[m.app];

@@ -351,22 +351,36 @@ function validTracestate(s) {
 // fetchModule fetches and compiles a module. The page does it (Host.load),
 // while the worker opens IndexedDB, and keeps the compiled module: a new
 // worker gets it again without the network (compiling runs off the main
-// thread).
-export async function fetchModule(url) {
+// thread). The fetch, body included, must end within timeoutMs: a server
+// that never finishes sending the module would otherwise leave the load,
+// and every later load of the same URL, pending for good.
+export async function fetchModule(url, timeoutMs = 60000) {
   const name = decodeURIComponent(new URL(url).pathname.split('/').pop() || url);
-  let res;
+  const ctl = new AbortController();
+  let late = false;
+  const timer = setTimeout(() => {
+    late = true;
+    ctl.abort();
+  }, timeoutMs);
+  const lateError = () => new RoamError(Unavailable, `fetching module ${url}: not complete in ${timeoutMs} ms (loadTimeoutMs)`);
   try {
-    res = await fetch(url);
-  } catch (e) {
-    throw new RoamError(Unavailable, `fetching module ${url}: ${e.message}`);
+    let res;
+    try {
+      res = await fetch(url, { signal: ctl.signal });
+    } catch (e) {
+      throw late ? lateError() : new RoamError(Unavailable, `fetching module ${url}: ${e.message}`);
+    }
+    if (!res.ok) throw new RoamError(res.status === 404 ? NotFound : Unavailable, `fetching module ${url}: HTTP ${res.status}`);
+    let compiled;
+    try {
+      const ct = res.headers.get('Content-Type') ?? '';
+      compiled = ct.startsWith('application/wasm') ? await WebAssembly.compileStreaming(res) : await WebAssembly.compile(await res.arrayBuffer());
+    } catch (e) {
+      if (late) throw lateError();
+      throw new RoamError(InvalidArgument, `${name} is not a valid WebAssembly module (${e.message})`);
+    }
+    return { compiled, name };
+  } finally {
+    clearTimeout(timer);
   }
-  if (!res.ok) throw new RoamError(res.status === 404 ? NotFound : Unavailable, `fetching module ${url}: HTTP ${res.status}`);
-  let compiled;
-  try {
-    const ct = res.headers.get('Content-Type') ?? '';
-    compiled = ct.startsWith('application/wasm') ? await WebAssembly.compileStreaming(res) : await WebAssembly.compile(await res.arrayBuffer());
-  } catch (e) {
-    throw new RoamError(InvalidArgument, `${name} is not a valid WebAssembly module (${e.message})`);
-  }
-  return { compiled, name };
 }

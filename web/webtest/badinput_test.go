@@ -191,3 +191,30 @@ func TestGuestIgnoresDeadline(t *testing.T) {
 		t.Errorf("q1, whose call never ran: %v", r)
 	}
 }
+
+// TestModuleFetchTimeout: a module whose server never finishes sending it
+// fails the load at loadTimeoutMs, saying so, instead of leaving it (and
+// every later load of the URL) pending for good.
+func TestModuleFetchTimeout(t *testing.T) {
+	b := startBrowser(t)
+	release := make(chan struct{})
+	defer close(release)
+	hang := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/wasm")
+		w.Write([]byte("\x00asm\x01\x00\x00\x00")) // a start, and then nothing
+		w.(http.Flusher).Flush()
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	})
+	ts := serveAssets(t, map[string]http.Handler{"/web/hang/": hang})
+	start := time.Now()
+	got := b.openPage(pageURL(ts.URL, []string{"./hang/slow.wasm"}, `{"db":"hang","loadTimeoutMs":500}`))
+	if want := "not complete in 500 ms (loadTimeoutMs)"; !strings.Contains(got, want) {
+		t.Errorf("load error %q lacks %q", got, want)
+	}
+	if took := time.Since(start); took > time.Minute {
+		t.Errorf("the load failed after %s", took)
+	}
+}
