@@ -188,6 +188,7 @@ type Backend struct {
 	unroutedDropped atomic.Uint64
 	noteMu          sync.Mutex
 	notes           map[topicKey]*unroutedNote // what was logged about each unrouted log
+	notedTopics     map[[2]string]int          // notes per app and pubsub (see note)
 	dir             string
 	regDir          string
 	policy          backend.RetryPolicy

@@ -45,14 +45,41 @@ type unroutedNote struct {
 	lastDropAt time.Time // of that Warn
 }
 
-// note returns k's note; the caller holds b.noteMu.
-func (b *Backend) note(k topicKey) *unroutedNote {
-	n := b.notes[k]
-	if n == nil {
-		n = &unroutedNote{}
-		b.notes[k] = n
+// maxNotedTopics bounds the unrouted logs of one app and pubsub that this
+// process logs about (and keeps a note of) one by one. Their topics are
+// whatever the app publishes to: one that published to a topic per order
+// wrote a log line, and kept a note, per order.
+const maxNotedTopics = 100
+
+// note returns k's note, or nil when k's app and pubsub have
+// maxNotedTopics notes already; first is true the first time that happens
+// for them, for the caller to say so. The caller holds b.noteMu.
+func (b *Backend) note(k topicKey) (n *unroutedNote, first bool) {
+	if n = b.notes[k]; n != nil {
+		return n, false
 	}
-	return n
+	ak := [2]string{k.app, k.pubsub}
+	if b.notedTopics == nil {
+		b.notedTopics = map[[2]string]int{}
+	}
+	if b.notedTopics[ak] >= maxNotedTopics {
+		if b.notedTopics[ak] == maxNotedTopics {
+			b.notedTopics[ak]++ // said
+			return nil, true
+		}
+		return nil, false
+	}
+	b.notedTopics[ak]++
+	n = &unroutedNote{}
+	b.notes[k] = n
+	return n, false
+}
+
+// tooManyTopics logs, once per app and pubsub, that their further
+// unrouted logs are not logged about one by one.
+func (b *Backend) tooManyTopics(app string, rk routeKey) {
+	b.log.Warn("pubsub: the app publishes to more topics that no subscription in this process takes than are logged one by one; their events are kept all the same, and the roam_pubsub_unrouted_* metrics count them under topic=\"(other)\"",
+		"app", app, "pubsub", rk.pubsub, "topic", rk.topic, "topics_logged", maxNotedTopics)
 }
 
 // appendUnrouted appends recs to from's unrouted log for rk and trims the
@@ -105,7 +132,14 @@ func (b *Backend) parked(app string, rk routeKey, n, dropped int) {
 
 	now := time.Now()
 	b.noteMu.Lock()
-	note := b.note(topicKey{app, rk.pubsub, rk.topic})
+	note, overflow := b.note(topicKey{app, rk.pubsub, rk.topic})
+	if note == nil {
+		b.noteMu.Unlock()
+		if overflow {
+			b.tooManyTopics(app, rk)
+		}
+		return
+	}
 	first := !note.warned
 	note.warned = true
 	var logDrops, total uint64
@@ -243,12 +277,17 @@ func (b *Backend) warnStranded() {
 	})
 	for _, s := range found {
 		b.noteMu.Lock()
-		note := b.note(topicKey{s.app, s.rk.pubsub, s.rk.topic})
-		first := !note.warned
-		note.warned = true
+		note, overflow := b.note(topicKey{s.app, s.rk.pubsub, s.rk.topic})
+		first := note != nil && !note.warned
+		if note != nil {
+			note.warned = true
+		}
 		b.noteMu.Unlock()
 		if first {
 			b.warnUnrouted(s.app, s.rk, s.n)
+		}
+		if overflow {
+			b.tooManyTopics(s.app, s.rk)
 		}
 	}
 }

@@ -92,6 +92,33 @@ func TestUnroutedLoggedOncePerTopic(t *testing.T) {
 	}
 }
 
+// An app that publishes to a topic per order, with no subscriber: the
+// first maxNotedTopics topics are logged one by one, then one Warn says the
+// rest are not; another pubsub or app has topics of its own.
+func TestUnroutedTopicsLoggedUpToALimit(t *testing.T) {
+	var logs logBuffer
+	b := open(t, Options{Logger: logs.logger()})
+	for i := range maxNotedTopics + 5 {
+		publishN(t, b, "pub", "ps", "order-"+strconv.Itoa(i), 2)
+	}
+	publishN(t, b, "pub", "other", "x", 1)
+	if got := logs.lines(firstPark, "pubsub=ps"); len(got) != maxNotedTopics {
+		t.Errorf("%d first-park lines of pubsub ps, want %d", len(got), maxNotedTopics)
+	}
+	if got := logs.lines("level=WARN", "more topics", "app=pub", "pubsub=ps"); len(got) != 1 {
+		t.Errorf("%d lines saying the further topics are not logged, want 1:\n%s", len(got), strings.Join(got, "\n"))
+	}
+	if got := logs.lines(firstPark, "pubsub=other", "topic=x"); len(got) != 1 {
+		t.Errorf("another pubsub's first topic: %d first-park lines, want 1", len(got))
+	}
+	b.noteMu.Lock()
+	n := len(b.notes)
+	b.noteMu.Unlock()
+	if n != maxNotedTopics+1 {
+		t.Errorf("%d notes kept, want %d", n, maxNotedTopics+1)
+	}
+}
+
 // The split-process case: inventory runs in another process on the same
 // data directory and subscribes to the topic orders publishes. The event
 // is parked in orders' file, and the Warn says inventory does not get it.
