@@ -672,12 +672,9 @@ export class Host {
     if (!this.remote) throw new RoamError(FailedPrecondition, 'no remote host configured');
     const url = this.remote + path;
     const ms = this.options.syncTimeoutMs ?? 60000;
+    // ctl is readReply's, for a reply too big; timeout is the deadline.
     const ctl = new AbortController();
-    let late = false;
-    const timer = setTimeout(() => {
-      late = true;
-      ctl.abort();
-    }, ms);
+    const timeout = AbortSignal.timeout(ms);
     const unreachable = (why) => {
       this.setOnline(false);
       const err = new RoamError(Unavailable, why);
@@ -686,23 +683,20 @@ export class Host {
     };
     let res, text;
     try {
-      try {
-        res = await fetch(url, {
-          method: 'POST', headers: { 'Content-Type': 'application/json', ...headers }, body: JSON.stringify(body), signal: ctl.signal,
-        });
-      } catch (e) {
-        if (late) throw unreachable(`${url}: no complete reply in ${ms} ms (syncTimeoutMs): the changes stay queued`);
-        throw unreachable(`${this.remote} is unreachable: ${e.message}`);
-      }
-      try {
-        text = await readReply(res, this.maxReplyBytes(), ctl);
-      } catch (e) {
-        if (e instanceof RoamError) throw e;
-        if (late) throw unreachable(`${url}: no complete reply in ${ms} ms (syncTimeoutMs): the changes stay queued`);
-        throw unreachable(`${url}: the reply was cut off: ${e.message}`);
-      }
-    } finally {
-      clearTimeout(timer);
+      res = await fetch(url, {
+        method: 'POST', headers: { 'Content-Type': 'application/json', ...headers }, body: JSON.stringify(body),
+        signal: AbortSignal.any([ctl.signal, timeout]),
+      });
+    } catch (e) {
+      if (timeout.aborted) throw unreachable(`${url}: no complete reply in ${ms} ms (syncTimeoutMs): the changes stay queued`);
+      throw unreachable(`${this.remote} is unreachable: ${e.message}`);
+    }
+    try {
+      text = await readReply(res, this.maxReplyBytes(), ctl);
+    } catch (e) {
+      if (e instanceof RoamError) throw e;
+      if (timeout.aborted) throw unreachable(`${url}: no complete reply in ${ms} ms (syncTimeoutMs): the changes stay queued`);
+      throw unreachable(`${url}: the reply was cut off: ${e.message}`);
     }
     let parsed = null;
     try {

@@ -356,31 +356,22 @@ function validTracestate(s) {
 // and every later load of the same URL, pending for good.
 export async function fetchModule(url, timeoutMs = 60000) {
   const name = decodeURIComponent(new URL(url).pathname.split('/').pop() || url);
-  const ctl = new AbortController();
-  let late = false;
-  const timer = setTimeout(() => {
-    late = true;
-    ctl.abort();
-  }, timeoutMs);
+  const signal = AbortSignal.timeout(timeoutMs);
   const lateError = () => new RoamError(Unavailable, `fetching module ${url}: not complete in ${timeoutMs} ms (loadTimeoutMs)`);
+  let res;
   try {
-    let res;
-    try {
-      res = await fetch(url, { signal: ctl.signal });
-    } catch (e) {
-      throw late ? lateError() : new RoamError(Unavailable, `fetching module ${url}: ${e.message}`);
-    }
-    if (!res.ok) throw new RoamError(res.status === 404 ? NotFound : Unavailable, `fetching module ${url}: HTTP ${res.status}`);
-    let compiled;
-    try {
-      const ct = res.headers.get('Content-Type') ?? '';
-      compiled = ct.startsWith('application/wasm') ? await WebAssembly.compileStreaming(res) : await WebAssembly.compile(await res.arrayBuffer());
-    } catch (e) {
-      if (late) throw lateError();
-      throw new RoamError(InvalidArgument, `${name} is not a valid WebAssembly module (${e.message})`);
-    }
-    return { compiled, name };
-  } finally {
-    clearTimeout(timer);
+    res = await fetch(url, { signal });
+  } catch (e) {
+    throw signal.aborted ? lateError() : new RoamError(Unavailable, `fetching module ${url}: ${e.message}`);
   }
+  if (!res.ok) throw new RoamError(res.status === 404 ? NotFound : Unavailable, `fetching module ${url}: HTTP ${res.status}`);
+  let compiled;
+  try {
+    const ct = res.headers.get('Content-Type') ?? '';
+    compiled = ct.startsWith('application/wasm') ? await WebAssembly.compileStreaming(res) : await WebAssembly.compile(await res.arrayBuffer());
+  } catch (e) {
+    if (signal.aborted) throw lateError();
+    throw new RoamError(InvalidArgument, `${name} is not a valid WebAssembly module (${e.message})`);
+  }
+  return { compiled, name };
 }
