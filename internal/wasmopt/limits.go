@@ -63,14 +63,11 @@ func CheckLimits(wasm []byte) error {
 		case sectionCustom:
 			r.name()
 		case sectionType:
-			types = r.vector("types", MaxTypes)
-			for n := types; n > 0 && r.err == nil; n-- {
-				if form := r.byte(); form != 0x60 && r.err == nil {
-					r.err = fmt.Errorf("type of form %#x", form)
-				}
-				r.skip(r.vector("parameters", MaxParams))
-				r.skip(r.vector("results", MaxResults))
+			t, err := readTypes(r)
+			if err != nil {
+				return err
 			}
+			types = uint64(len(t))
 		case sectionImport:
 			var imports []Import
 			var funcTypes []uint32

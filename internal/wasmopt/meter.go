@@ -371,6 +371,11 @@ func checkExports(sec []byte, globals uint32) error {
 			return fmt.Errorf("malformed module: export %q of global %d, of %d", name, idx, globals)
 		}
 	}
+	if r.err == nil && r.i != len(sec) {
+		// Meter rewrites the section: what follows its last export must
+		// not become part of one.
+		r.err = errors.New("trailing bytes")
+	}
 	if r.err != nil {
 		return fmt.Errorf("malformed module: export section: %w", r.err)
 	}
@@ -378,23 +383,19 @@ func checkExports(sec []byte, globals uint32) error {
 }
 
 // readTypes reads a type section: how many parameters and results each
-// type has.
+// type has, within the limits of CheckLimits.
 func readTypes(r *reader) ([][2]uint32, error) {
 	var out [][2]uint32
-	for n := r.u32(); n > 0 && r.err == nil; n-- {
+	for n := r.vector("types", MaxTypes); n > 0 && r.err == nil; n-- {
 		if form := r.byte(); form != 0x60 && r.err == nil {
-			return nil, fmt.Errorf("malformed module: type of form %#x", form)
+			r.err = fmt.Errorf("type of form %#x", form)
+			break
 		}
-		var t [2]uint32
-		for k := range t {
-			t[k] = r.u32()
-			if uint64(t[k]) > uint64(len(r.b)-r.i) {
-				r.err = errShort
-				break
-			}
-			r.i += int(t[k]) // value types are one byte each
-		}
-		out = append(out, t)
+		params := r.vector("parameters", MaxParams)
+		r.skip(params) // value types are one byte each
+		results := r.vector("results", MaxResults)
+		r.skip(results)
+		out = append(out, [2]uint32{uint32(params), uint32(results)})
 	}
 	if r.err != nil {
 		return nil, fmt.Errorf("malformed module: type section: %w", r.err)

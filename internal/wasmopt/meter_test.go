@@ -367,8 +367,13 @@ func FuzzMeter(f *testing.F) {
 			return // the runtime's decoder could allocate gigabytes for it
 		}
 		cm, cerr := rt.CompileModule(ctx, wasm)
+		// wazero v1.12 refuses a valid module that ends in a custom section
+		// with no content after its name (reading zero bytes at the end
+		// of the input gives it EOF), and accepts it once Meter has added
+		// a section after it: its error, not metering's.
+		emptyCustomLast := cerr != nil && strings.Contains(cerr.Error(), "failed to read custom section")
 		if cerr != nil {
-			if err == nil {
+			if err == nil && !emptyCustomLast {
 				if cm, err := rt.CompileModule(ctx, out); err == nil {
 					cm.Close(ctx)
 					t.Fatalf("the runtime refuses the module (%v), but accepts it metered", cerr)
