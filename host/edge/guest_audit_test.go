@@ -76,6 +76,8 @@ type guest struct {
 type wasiImport struct {
 	name   string
 	params int
+	// types, when set, are the parameters' types instead (params i32s).
+	types []byte
 }
 
 func (g guest) wasm() []byte {
@@ -107,10 +109,11 @@ func (g guest) wasm() []byte {
 		imps = append(imps, append(name(name(nil, abi.ImportModule), abi.ImportTakeResult), 0, 5))
 	}
 	for _, w := range g.wasi {
-		t := append([]byte{0x60}, uleb(nil, uint64(w.params))...)
-		for range w.params {
-			t = append(t, i32)
+		pt := w.types
+		if pt == nil {
+			pt = bytes.Repeat([]byte{i32}, w.params)
 		}
+		t := append(append([]byte{0x60}, uleb(nil, uint64(len(pt)))...), pt...)
 		t = append(t, 1, i32)
 		types = append(types, t)
 		imps = append(imps, append(name(name(nil, "wasi_snapshot_preview1"), w.name), 0, byte(len(types)-1)))
@@ -292,7 +295,7 @@ func sleepFor(fn byte, ns int64) []byte {
 	)
 }
 
-var pollOneoff = wasiImport{"poll_oneoff", 4}
+var pollOneoff = wasiImport{name: "poll_oneoff", params: 4}
 
 // TestGuestSleepsPastDeadline: a guest asleep in WASI's poll_oneoff for
 // centuries is woken at its deadline and stopped, wherever it sleeps: in a
@@ -583,5 +586,73 @@ func TestFreshStackAfterLongCall(t *testing.T) {
 	}
 	if out, err := m.Call(ctx, "Echo", []byte(`{"ok":1}`)); err != nil || string(out) != `{"ok":1}` {
 		t.Fatalf("Echo on the fresh function: %q %v", out, err)
+	}
+}
+
+// TestCloseStopsReentrantSetUp: Runtime.Close stops the set-up of the extra
+// instance a re-entrant call is waiting for, as it stops the calls in
+// flight, instead of waiting out its InitTimeout. The guest invokes itself;
+// its _initialize loops for ever once the wall clock passes a moment after
+// its first instance was made, so only the re-entrant instance's does.
+func TestCloseStopsReentrantSetUp(t *testing.T) {
+	req := abi.AppendString(nil, guestApp)
+	req = abi.AppendString(req, "Call")
+	req = abi.AppendBytes(req, []byte(`{}`))
+	const at, status, clock = 8192, 3100, 512
+	after := time.Now().Add(time.Second)
+	g := guest{
+		imports: []string{abi.ImportInvoke},
+		// clock_time_get(id i32, precision i64, out i32) -> errno
+		wasi: []wasiImport{{name: "clock_time_get", types: []byte{0x7f, 0x7e, 0x7f}}},
+		initialize: concat(i32Const(0), i64Const(0), i32Const(clock), []byte{0x10, 1, 0x1a},
+			i32Const(clock), []byte{0x29, 0x03, 0x00}, // i64.load
+			i64Const(after.UnixNano()), []byte{0x56}, // i64.gt_u
+			[]byte{0x04, 0x40}, spinForever, []byte{0x0b}),
+		handle: concat(i32Const(status), i32Const(at), i32Const(int32(len(req))), []byte{0x10, 0},
+			i64Const(32), []byte{0x88, 0xa7, 0x3a, 0x00, 0x00}, // i64.shr_u; i32.wrap_i64; i32.store8
+			i64Const(int64(abi.PackFrame(status, 1)))),
+		data: map[int32][]byte{at: req},
+	}
+	rt, err := NewRuntime(context.Background(), RuntimeOptions{CacheDir: cacheDir, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := memory.New(memory.Options{})
+	srv := host.NewServer(b, host.Options{Logger: testLogger(t)})
+	m, err := rt.Load(context.Background(), g.wasm(),
+		ModuleOptions{PoolSize: 1, MaxPoolSize: FixedPool, InitTimeout: 2 * time.Minute},
+		Binding{Backend: b, Invoker: srv.Invoker, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Add(m); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Until(after.Add(50 * time.Millisecond)))
+	called := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		_, err := m.Call(ctx, "Call", nil)
+		called <- err
+	}()
+	waitFor(t, "the re-entrant instance's set-up", 10*time.Second, func() bool { return m.cur.Load().overflow.Load() == 1 })
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := rt.Close(ctx); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if took := time.Since(start); took > 20*time.Second {
+		t.Errorf("Close took %s: it waited for the set-up", took)
+	}
+	// The guest replies with the re-entrant invoke's status code.
+	select {
+	case err := <-called:
+		if sdk.CodeOf(err) != sdk.Unavailable {
+			t.Errorf("call: %v, want Unavailable", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the call did not end after Close")
 	}
 }

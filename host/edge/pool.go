@@ -525,9 +525,17 @@ func (p *pool) overflowInstance(ctx context.Context, what string) (*instance, er
 		m.rejected.Add(1)
 		return nil, sdk.Errorf(sdk.Unavailable, "%s %s: too many re-entrant calls into app %s (it invokes itself, maybe through other apps) while all %d instances are busy", m.id, what, m.id, p.size)
 	}
+	// Its set-up is part of the call that needs it, so Runtime.Close stops
+	// it as it stops the call, rather than waiting out its InitTimeout.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(m.rt.bgCtx, cancel)()
 	in, err := p.instantiate(ctx, m.caps)
 	if err != nil {
 		p.overflow.Add(-1)
+		if m.rt.bgCtx.Err() != nil {
+			return nil, sdk.Errorf(sdk.Unavailable, "%s %s: the host is shutting down", m.id, what)
+		}
 		return nil, sdk.Errorf(sdk.Unavailable, "%s %s: no instance for a re-entrant call: %v", m.id, what, err)
 	}
 	in.overflow = true
