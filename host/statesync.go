@@ -39,8 +39,17 @@ import (
 // maxSyncKeys bounds the keys of one bulk or transact request.
 const maxSyncKeys = 1000
 
-// bulkChunk is how many keys a bulk request reads at a time.
-const bulkChunk = 16
+// A bulk request reads its distinct keys in chunks: the first of
+// bulkChunk keys, each later one twice the last, up to maxBulkChunk, while
+// the reply so far stays below a sixteenth of its bound (bulkGrowth). Each
+// read is a round trip to the store (Dapr's sidecar), and a fixed 16 made
+// 1000 keys 63 of them; growing makes it 7, and a first read of 16 keeps a
+// request whose first values are large from costing more than it did.
+const (
+	bulkChunk    = 16
+	maxBulkChunk = 256
+	bulkGrowth   = 16
+)
 
 // syncReplyBytes bounds the values of one bulk reply: 8 times the body
 // limit (32 MiB by default), so that a store filled by pushes of the
@@ -181,28 +190,70 @@ func (s *Server) serveStateBulk(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, sdk.Errorf(sdk.InvalidArgument, "at most %d keys per request, got %d", maxSyncKeys, len(req.Keys)))
 		return
 	}
-	// The reply is read a few keys at a time and bounded: a key may be
+	// The reply is bounded, and read a few keys at a time: a key may be
 	// asked for many times over, so that one request of 1000 copies of a
 	// key holding 256 KiB made the host allocate 1.6 GB (and 3 MiB, 19 GB).
+	//
+	// Each distinct key is read once, and its item stands for every copy:
+	// the reply is the one of reading each copy on its own, as it was,
+	// except that copies can no longer differ by a write between reads.
+	// The bound counts every copy, as the reply holds them all.
+	//
+	// What this holds: a read starts only while size (the reply's values,
+	// copies counted, so at least the values held) is within limit, and
+	// holds one chunk's values more; a copy holds nothing more, and the
+	// JSON reply is built only within limit. A chunk has more than
+	// bulkChunk keys only when size is within limit/bulkGrowth. So with V
+	// the largest value in the store, the values held never pass
+	// max(limit + bulkChunk*V, limit/bulkGrowth + maxBulkChunk*V): the
+	// reply overshoots the limit by one chunk's values at most, and those
+	// are distinct stored values, never copies.
 	st := s.backend.State(r.PathValue("app"), r.PathValue("store"))
 	limit := s.syncReplyBytes()
-	items := make([]SyncItem, 0, len(req.Keys))
+	index := make(map[string]int, len(req.Keys))
+	keys := make([]string, 0, len(req.Keys)) // distinct, in request order
+	type distinct struct {
+		first  int   // where the key is first asked for
+		copies int64 // how many times
+	}
+	of := make([]distinct, 0, len(req.Keys)) // of[j]: of keys[j]
+	which := make([]int, len(req.Keys))      // which[i]: req.Keys[i]'s index in keys
+	for i, k := range req.Keys {
+		j, ok := index[k]
+		if !ok {
+			j = len(keys)
+			index[k] = j
+			keys = append(keys, k)
+			of = append(of, distinct{first: i})
+		}
+		of[j].copies++
+		which[i] = j
+	}
+	items := make([]SyncItem, len(req.Keys))
 	size := int64(0)
-	for off := 0; off < len(req.Keys); off += bulkChunk {
-		part, err := s.bulk(ctx, st, req.Keys[off:min(off+bulkChunk, len(req.Keys))])
+	for off, n := 0, bulkChunk; off < len(keys); {
+		end := min(off+n, len(keys))
+		part, err := s.bulk(ctx, st, keys[off:end])
 		if err != nil {
 			writeError(w, HTTPStatus(sdk.CodeOf(err)), err)
 			return
 		}
-		for _, it := range part {
-			size += int64(len(it.Value))
+		for j, it := range part {
+			size += int64(len(it.Value)) * of[off+j].copies
+			items[of[off+j].first] = it
 		}
 		if size > limit {
 			writeError(w, http.StatusBadRequest, sdk.Errorf(sdk.InvalidArgument,
 				"the values of these %d keys add up to more than %d bytes, the most one reply holds: ask for fewer keys at a time", len(req.Keys), limit))
 			return
 		}
-		items = append(items, part...)
+		off = end
+		if size <= limit/bulkGrowth {
+			n = min(2*n, maxBulkChunk)
+		}
+	}
+	for i, j := range which {
+		items[i] = items[of[j].first]
 	}
 	b, _ := json.Marshal(map[string]any{"items": items})
 	writeJSON(w, http.StatusOK, b)
@@ -245,7 +296,7 @@ func (s *Server) serveStateTransact(w http.ResponseWriter, r *http.Request) {
 		// One op per key: the conflicts are reported per key, and a client
 		// pushes each key's latest write only.
 		if j, dup := seen[o.Key]; dup {
-			writeError(w, http.StatusBadRequest, sdk.Errorf(sdk.InvalidArgument, "ops %d and %d both write key %q: send one op per key", j, i, o.Key))
+			writeError(w, http.StatusBadRequest, sdk.Errorf(sdk.InvalidArgument, "ops %d and %d both write key %s: send one op per key", j, i, sdk.QuoteKey(o.Key)))
 			return
 		}
 		seen[o.Key] = i
@@ -261,7 +312,7 @@ func (s *Server) serveStateTransact(w http.ResponseWriter, r *http.Request) {
 			// conditions was reported as a conflict (409) when the
 			// store's own check (400) came only with Transact.
 			if o.ETag != "" && o.IfAbsent {
-				writeError(w, http.StatusBadRequest, sdk.Errorf(sdk.InvalidArgument, "op %d: key %q: etag and if_absent exclude each other", i, o.Key))
+				writeError(w, http.StatusBadRequest, sdk.Errorf(sdk.InvalidArgument, "op %d: key %s: etag and if_absent exclude each other", i, sdk.QuoteKey(o.Key)))
 				return
 			}
 			ops[i] = sdk.SetOp(o.Key, o.Value, wo)
@@ -269,7 +320,7 @@ func (s *Server) serveStateTransact(w http.ResponseWriter, r *http.Request) {
 			// sdk.DeleteOp drops IfAbsent, so a delete "if absent" deleted
 			// the key that was there, unconditionally.
 			if o.IfAbsent {
-				writeError(w, http.StatusBadRequest, sdk.Errorf(sdk.InvalidArgument, "op %d: key %q: if_absent applies to set only", i, o.Key))
+				writeError(w, http.StatusBadRequest, sdk.Errorf(sdk.InvalidArgument, "op %d: key %s: if_absent applies to set only", i, sdk.QuoteKey(o.Key)))
 				return
 			}
 			ops[i] = sdk.DeleteOp(o.Key, wo)

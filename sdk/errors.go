@@ -88,6 +88,10 @@ func IsCode(err error, c Code) bool { return err != nil && CodeOf(err) == c }
 // a real app is repeated whole.
 const maxNameInMessage = 64
 
+// maxKeyInMessage bounds the bytes of a state key that an error message
+// repeats (QuoteKey). A key may be 16 KiB, and a message may name a few.
+const maxKeyInMessage = 128
+
 // QuoteName is %q of a name an error message repeats from a request (an
 // app id, a method), cut to its first 64 bytes and followed by "…(N bytes)"
 // when it is longer: the name may be as long as the request that carried
@@ -96,14 +100,25 @@ const maxNameInMessage = 64
 // strings, could not print the same bytes. An invalid byte counts as one
 // character, as %q prints it. It is for hosts, and for the SDK's own
 // messages, so that every host words them alike.
-func QuoteName(s string) string {
-	if len(s) <= maxNameInMessage {
+func QuoteName(s string) string { return quoteCut(s, maxNameInMessage) }
+
+// QuoteKey is QuoteName for a state key, cut to its first 128 bytes: %q
+// of any key up to 128 bytes, so that a message naming one reads as it
+// always did. It is for messages only the Go hosts word (the state sync
+// API's, the Dapr backend's own): a message the browser host words too
+// quotes its keys whole, as its copy does.
+func QuoteKey(s string) string { return quoteCut(s, maxKeyInMessage) }
+
+// quoteCut is %q of s, or of its first limit bytes cut between characters
+// and followed by "…(N bytes)".
+func quoteCut(s string, limit int) string {
+	if len(s) <= limit {
 		return strconv.Quote(s)
 	}
 	n := 0
 	for n < len(s) {
 		_, size := utf8.DecodeRuneInString(s[n:])
-		if n+size > maxNameInMessage {
+		if n+size > limit {
 			break
 		}
 		n += size

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
+	"unicode/utf8"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -145,11 +147,11 @@ func (b *Backend) grpcErr(ctx context.Context, what string, err error) error {
 	msg := st.Message()
 	switch st.Code() {
 	case codes.Unavailable:
-		return sdk.Errorf(sdk.Unavailable, "dapr %s: sidecar at %s is unavailable: %s", what, b.grpcAddr, msg)
+		return sdk.Errorf(sdk.Unavailable, "dapr %s: sidecar at %s is unavailable: %s", what, b.grpcAddr, clipMsg(msg))
 	case codes.Canceled:
-		return sdk.Errorf(sdk.Unavailable, "dapr %s: cancelled: %s", what, msg)
+		return sdk.Errorf(sdk.Unavailable, "dapr %s: cancelled: %s", what, clipMsg(msg))
 	case codes.Unauthenticated:
-		return sdk.Errorf(sdk.FailedPrecondition, "dapr %s: the sidecar rejected the API token (DAPR_API_TOKEN): %s", what, msg)
+		return sdk.Errorf(sdk.FailedPrecondition, "dapr %s: the sidecar rejected the API token (DAPR_API_TOKEN): %s", what, clipMsg(msg))
 	}
 	return b.classify(what, codeOfGRPC(st.Code()), msg)
 }
@@ -159,15 +161,45 @@ func (b *Backend) grpcErr(ctx context.Context, what string, err error) error {
 // failed write as a concurrency failure ("failed to set key k: dial tcp
 // ...: connection refused", and Aborted "possible etag mismatch. error
 // from state store: ..." for any failed delete), which would otherwise be
-// a Conflict, and an IfAbsent write's "key already exists".
+// a Conflict, and an IfAbsent write's "key already exists". It reads the
+// whole message and repeats it cut (clipMsg): the part that tells may come
+// after a long key.
 func (b *Backend) classify(what string, c sdk.Code, msg string) error {
 	switch {
 	case unreachable(msg) && (c == sdk.Internal || c == sdk.Unavailable || c == sdk.Conflict):
-		return sdk.Errorf(sdk.Unavailable, "dapr %s: the component behind the sidecar is unreachable: %s", what, msg)
+		return sdk.Errorf(sdk.Unavailable, "dapr %s: the component behind the sidecar is unreachable: %s", what, clipMsg(msg))
 	case etagMismatch(msg) && (c == sdk.Conflict || c == sdk.Internal || c == sdk.InvalidArgument):
-		return sdk.Errorf(sdk.Conflict, "dapr %s: %s", what, msg)
+		return sdk.Errorf(sdk.Conflict, "dapr %s: %s", what, clipMsg(msg))
 	}
-	return sdk.Errorf(c, "dapr %s: %s", what, msg)
+	return sdk.Errorf(c, "dapr %s: %s", what, clipMsg(msg))
+}
+
+// maxSidecarMsg bounds the bytes of a sidecar's message that an error
+// repeats: the sidecar's messages name keys ("failed to set key k: ..."),
+// and a key may be 16 KiB.
+const maxSidecarMsg = 512
+
+// clipMsg is msg cut to its first maxSidecarMsg bytes, between characters,
+// and "..." when it is longer.
+func clipMsg(msg string) string {
+	if len(msg) <= maxSidecarMsg {
+		return msg
+	}
+	n := maxSidecarMsg
+	for n > 0 && !utf8.RuneStart(msg[n]) {
+		n--
+	}
+	return msg[:n] + "..."
+}
+
+// keyInMessage is a Dapr key as the backend's own messages name it ("state
+// get statestore/k"): as it is, as it always was, up to the 128 bytes that
+// sdk.QuoteKey repeats whole, and QuoteKey's cut of it beyond.
+func keyInMessage(k string) string {
+	if len(k) <= 128 {
+		return k
+	}
+	return sdk.QuoteKey(k)
 }
 
 // daprErrorBody is the body of an error reply from the sidecar's HTTP API.
@@ -186,14 +218,11 @@ func (b *Backend) httpAPIErr(what string, statusCode int, body []byte) error {
 			msg = eb.ErrorCode + ": " + eb.Message
 		}
 	}
-	if len(msg) > 512 {
-		msg = msg[:512] + "..."
-	}
 	switch statusCode {
 	case http.StatusUnauthorized:
-		return sdk.Errorf(sdk.FailedPrecondition, "dapr %s: the sidecar rejected the API token (DAPR_API_TOKEN): %s", what, msg)
+		return sdk.Errorf(sdk.FailedPrecondition, "dapr %s: the sidecar rejected the API token (DAPR_API_TOKEN): %s", what, clipMsg(msg))
 	case http.StatusConflict:
-		return sdk.Errorf(sdk.Conflict, "dapr %s: %s", what, msg)
+		return sdk.Errorf(sdk.Conflict, "dapr %s: %s", what, clipMsg(msg))
 	}
 	return b.classify(what, codeOfHTTP(statusCode), msg)
 }
@@ -202,6 +231,12 @@ func (b *Backend) httpAPIErr(what string, statusCode int, body []byte) error {
 func (b *Backend) transportErr(ctx context.Context, what string, err error) error {
 	if cerr := ctx.Err(); cerr != nil {
 		return sdk.Errorf(sdk.CodeOf(cerr), "dapr %s: %v", what, cerr)
+	}
+	// The client's error names the request's URL, whose path holds the
+	// key, escaped: up to three times its 16 KiB.
+	var ue *url.Error
+	if errors.As(err, &ue) && len(ue.URL) > maxSidecarMsg {
+		err = &url.Error{Op: ue.Op, URL: clipMsg(ue.URL), Err: ue.Err}
 	}
 	return sdk.Errorf(sdk.Unavailable, "dapr %s: sidecar at %s is unreachable: %v", what, b.httpBase, err)
 }

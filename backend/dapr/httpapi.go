@@ -82,7 +82,7 @@ func (h *httpSidecar) call(ctx context.Context, what, method, path string, body 
 func esc(s string) string { return url.PathEscape(s) }
 
 func (h *httpSidecar) get(ctx context.Context, store, key string) (stored, error) {
-	what := "state get " + store + "/" + key
+	what := "state get " + store + "/" + keyInMessage(key)
 	st, b, hdr, err := h.do(ctx, what, http.MethodGet, "/v1.0/state/"+esc(store)+"/"+esc(key), nil, nil)
 	if err != nil {
 		return stored{}, err
@@ -148,7 +148,7 @@ func httpItem(op writeOp, store string) (httpStateItem, error) {
 	if !op.del {
 		if !json.Valid(op.value) {
 			return it, sdk.Errorf(sdk.InvalidArgument,
-				"state save %s/%s: the sidecar's HTTP API stores JSON values only and this value is not JSON; use the gRPC API (DAPR_GRPC_PORT)", store, op.key)
+				"state save %s/%s: the sidecar's HTTP API stores JSON values only and this value is not JSON; use the gRPC API (DAPR_GRPC_PORT)", store, keyInMessage(op.key))
 		}
 		it.Value = op.value
 	}
@@ -157,7 +157,7 @@ func httpItem(op writeOp, store string) (httpStateItem, error) {
 
 func (h *httpSidecar) write(ctx context.Context, store string, op writeOp) error {
 	if op.del {
-		what := "state delete " + store + "/" + op.key
+		what := "state delete " + store + "/" + keyInMessage(op.key)
 		hdr := map[string]string{}
 		q := url.Values{}
 		switch {
@@ -177,7 +177,7 @@ func (h *httpSidecar) write(ctx context.Context, store string, op writeOp) error
 		return err
 	}
 	body, _ := json.Marshal([]httpStateItem{it})
-	_, _, err = h.call(ctx, "state save "+store+"/"+op.key, http.MethodPost, "/v1.0/state/"+esc(store), body, nil)
+	_, _, err = h.call(ctx, "state save "+store+"/"+keyInMessage(op.key), http.MethodPost, "/v1.0/state/"+esc(store), body, nil)
 	return err
 }
 

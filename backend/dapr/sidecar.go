@@ -122,7 +122,7 @@ func (g *grpcSidecar) close() error     { return g.conn.Close() }
 func (g *grpcSidecar) get(ctx context.Context, store, key string) (stored, error) {
 	it, err := g.c.GetState(ctx, store, key, nil)
 	if err != nil {
-		return stored{}, g.b.grpcErr(ctx, "state get "+store+"/"+key, err)
+		return stored{}, g.b.grpcErr(ctx, "state get "+store+"/"+keyInMessage(key), err)
 	}
 	return stored{value: it.Value, version: it.Etag, found: it.Etag != "" || it.Value != nil}, nil
 }
@@ -135,7 +135,7 @@ func (g *grpcSidecar) bulkGet(ctx context.Context, store string, keys []string) 
 	out := make(map[string]stored, len(items))
 	for _, it := range items {
 		if it.Error != "" {
-			return nil, g.b.classify("state bulk get "+store+"/"+it.Key, sdk.Internal, it.Error)
+			return nil, g.b.classify("state bulk get "+store+"/"+keyInMessage(it.Key), sdk.Internal, it.Error)
 		}
 		out[it.Key] = stored{value: it.Value, version: it.Etag, found: it.Etag != "" || it.Value != nil}
 	}
@@ -157,9 +157,9 @@ func setItem(op writeOp) *daprc.SetStateItem {
 
 func (g *grpcSidecar) write(ctx context.Context, store string, op writeOp) error {
 	var err error
-	what := "state save " + store + "/" + op.key
+	what := "state save " + store + "/" + keyInMessage(op.key)
 	if op.del {
-		what = "state delete " + store + "/" + op.key
+		what = "state delete " + store + "/" + keyInMessage(op.key)
 		it := setItem(op)
 		err = g.c.DeleteStateWithETag(ctx, store, op.key, it.Etag, op.md, it.Options)
 	} else {
