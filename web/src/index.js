@@ -12,7 +12,7 @@
 
 import {
   RoamError, Unavailable, FailedPrecondition, DeadlineExceeded, Internal, utf8, fromUTF8, base64, fromBase64, statusCode, errorBody,
-  httpStatus, forwardBody, forwardBytes, fetchModule, sendTrace,
+  httpStatus, forwardBody, forwardBytes, fetchModule, sendTrace, redirectError,
 } from './wire.js';
 
 export { RoamError } from './wire.js';
@@ -136,7 +136,9 @@ export class Host {
   keepSource() {
     if (this.sourceTried || typeof fetch === 'undefined' || typeof URL.createObjectURL !== 'function') return;
     this.sourceTried = true;
-    fetch(new URL(this.workerURL(), globalThis.location?.href))
+    // Not a redirect (to a sign-in page), which is not ok with 'manual':
+    // a new worker then starts from the URL.
+    fetch(new URL(this.workerURL(), globalThis.location?.href), { redirect: 'manual' })
       .then((r) => (r.ok ? r.blob() : null))
       .then((b) => {
         if (b) this.workerSource = URL.createObjectURL(new Blob([b], { type: 'text/javascript' }));
@@ -503,11 +505,9 @@ export class Host {
             continue;
           }
           const path = `/v1/apps/${enc(e.app)}/publish/${enc(e.rec.pubsubname)}/${enc(e.rec.topic)}`;
+          // A redirect (to a gateway's sign-in page) is refused by post:
+          // the event was not published, and stays.
           const r = await this.post(path, forwardBody(e.rec), this.eventTrace(e.rec, path));
-          // A redirected request that ended in a 2xx other than the
-          // publish's 204 reached something else (a gateway's sign-in
-          // page): the event was not published, and stays.
-          if (r.ok && r.redirected && r.status !== 204) throw badReply(r, `it was redirected to ${r.url}, which answered ${r.status}, not 204`);
           if (r.ok) sent.push(e.pos);
           else if (refused(r.status)) parked.push({ pos: e.pos, reason: `the server refused it with ${r.status}: ${r.error.message}` });
           else throw r.error;
@@ -667,7 +667,9 @@ export class Host {
   // at most maxReplyBytes of it: a server that never finishes answering
   // must not hold the sync (and the sync lock of every tab) for good, nor
   // one that answers without end fill the tab's memory. Both fail the sync,
-  // which leaves everything queued.
+  // which leaves everything queued. So does a redirect, which is not
+  // followed (redirectError): what it leads to is not the server's reply,
+  // and a push or a publish sent on there is not one the server took.
   async post(path, body, headers = {}) {
     if (!this.remote) throw new RoamError(FailedPrecondition, 'no remote host configured');
     const url = this.remote + path;
@@ -685,11 +687,16 @@ export class Host {
     try {
       res = await fetch(url, {
         method: 'POST', headers: { 'Content-Type': 'application/json', ...headers }, body: JSON.stringify(body),
-        signal: AbortSignal.any([ctl.signal, timeout]),
+        signal: AbortSignal.any([ctl.signal, timeout]), redirect: 'manual',
       });
     } catch (e) {
       if (timeout.aborted) throw unreachable(`${url}: no complete reply in ${ms} ms (syncTimeoutMs): the changes stay queued`);
       throw unreachable(`${this.remote} is unreachable: ${e.message}`);
+    }
+    const redirected = redirectError(`sync: ${url}`, url, res);
+    if (redirected) {
+      ctl.abort(); // its body, if any (not in a browser), is not read
+      throw redirected;
     }
     try {
       text = await readReply(res, this.maxReplyBytes(), ctl);
@@ -702,7 +709,7 @@ export class Host {
     try {
       parsed = text ? JSON.parse(text) : null;
     } catch { /* not JSON */ }
-    const r = { ok: res.ok, status: res.status, body: parsed, redirected: res.redirected, url: res.url || url };
+    const r = { ok: res.ok, status: res.status, body: parsed, url };
     if (res.ok) return r;
     const code = typeof parsed?.code === 'string' ? parsed.code : statusCode(res.status);
     const message = typeof parsed?.message === 'string' ? parsed.message : `HTTP ${res.status}: ${text.slice(0, 200)}`;
@@ -836,8 +843,7 @@ function fromWire(it) {
 // (web/README.md, "Sync protocol"): nothing of it is recorded, and the
 // sync ends, to be tried again later, with everything still queued.
 function badReply(r, detail) {
-  const via = r.redirected ? ` (redirected to ${r.url})` : '';
-  return new RoamError(Unavailable, `sync: the reply of ${r.url}${via}, ${r.status}, does not follow the state sync protocol: ${detail}`, 502);
+  return new RoamError(Unavailable, `sync: the reply of ${r.url}, ${r.status}, does not follow the state sync protocol: ${detail}`, 502);
 }
 
 // replyItems returns the items r.body[field] lists, decoded, checked
@@ -894,7 +900,7 @@ function isBase64(s) {
 async function readReply(res, max, ctl) {
   const tooBig = () => {
     ctl.abort();
-    return badReply({ url: res.url, redirected: res.redirected, status: res.status }, `its body is over ${max} bytes, more than any reply of the protocol (maxReplyBytes: 12 times remoteMaxBodyBytes, and 64 KiB)`);
+    return badReply({ url: res.url, status: res.status }, `its body is over ${max} bytes, more than any reply of the protocol (maxReplyBytes: 12 times remoteMaxBodyBytes, and 64 KiB)`);
   };
   const declared = Number(res.headers.get('Content-Length'));
   if (declared > max) throw tooBig();

@@ -8,7 +8,7 @@
 import { WASI, OpenFile, File, ConsoleStdout, WASIProcExit } from '@bjorn3/browser_wasi_shim';
 import {
   Reader, Writer, RoamError, utf8, fromUTF8, goQuote, quoteName, sendTrace, errorBody, httpStatus, validJSON, base64, parseCode, statusCode, forwardBytes,
-  traceContext,
+  traceContext, redirectError,
   OK, InvalidArgument, NotFound, FailedPrecondition, Unavailable, DeadlineExceeded, Internal,
 } from './wire.js';
 
@@ -678,7 +678,10 @@ export class Runtime {
   // synchronously (the guest is waiting inside its import call; workers may
   // block on XMLHttpRequest). The trace context goes in the traceparent and
   // tracestate headers, which the server's ingress parents its spans on,
-  // when sendTrace (wire.js) allows.
+  // when sendTrace (wire.js) allows. The request follows redirects, as
+  // every synchronous XMLHttpRequest does; a reply that came through one
+  // (a gateway's sign-in page) is refused (redirectError), whatever it
+  // says: the guest gets Unavailable, as sync does for a redirect.
   remoteInvoke(caller, app, method, data, trace) {
     const remote = this.opts.remote;
     if (!remote) throw new RoamError(Unavailable, `invoke ${app}.${method}: app ${app} is not loaded in this page and no remote host is configured`);
@@ -698,6 +701,8 @@ export class Runtime {
     } catch (e) {
       throw new RoamError(Unavailable, `invoke ${app}.${method}: app ${app} at ${remote} is unreachable: ${e.message}`);
     }
+    const redirected = redirectError(`invoke ${app}.${method}: app ${app} at ${remote}`, url, xhr);
+    if (redirected) throw redirected;
     const body = new Uint8Array(xhr.response ?? new ArrayBuffer(0));
     if (xhr.status >= 200 && xhr.status < 300) return body;
     try {

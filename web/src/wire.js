@@ -300,6 +300,53 @@ export function sendTrace(mode, url) {
   return new URL(url, self.location?.href).origin === self.location?.origin;
 }
 
+// redirectError is the error of res, the reply to a request to url, when
+// it is a redirect or came through one, and null otherwise. Every request
+// of the host that sends something is checked with it: state sync's
+// pushes, pulls and forwarded events, the remote invoke (the module fetch,
+// a GET of a static asset, follows redirects). A redirect leads where the
+// page did not send the request (a gateway's sign-in page, another server;
+// a POST turned into a GET): what answers there, a plausible 200 with JSON
+// or an error, must not be taken for the reply, nor a change or an event
+// counted as sent.
+//
+// The fetches are made with redirect: 'manual', so that nothing is sent on
+// to the redirect's target: Chromium answers them with an opaque redirect,
+// which does not say where to; another fetch (node's) with the 3xx itself.
+// A synchronous XMLHttpRequest (the remote invoke) cannot be told not to
+// follow: its reply is refused when its responseURL is not url. The error
+// is Unavailable with status 502, as for a sync reply that breaks the
+// protocol: the server, or something in front of it, answered with what is
+// not its reply. what starts the message ("sync: <url>").
+export function redirectError(what, url, res) {
+  let to = null, status = 0; // where it led, and what answered there
+  if (typeof res.responseURL === 'string') {
+    if (res.responseURL !== '' && res.responseURL !== absoluteURL(url)) [to, status] = [res.responseURL, res.status];
+  } else if (res.type === 'opaqueredirect' || redirectStatuses.has(res.status)) {
+    to = res.headers?.get('Location') ?? '';
+  } else if (res.redirected) {
+    [to, status] = [res.url, res.status];
+  }
+  if (to === null) return null;
+  const where = to ? ` to ${to}${status ? `, which answered ${status}` : ''}` : '';
+  return new RoamError(Unavailable, `${what} answered with a redirect${where}: refused, as what a redirect leads to (a sign-in page, another server) is not the reply`, 502);
+}
+
+// redirectStatuses are Fetch's redirect statuses.
+const redirectStatuses = new Set([301, 302, 303, 307, 308]);
+
+// absoluteURL is url resolved as a request resolves it, without fragment
+// (responseURL has none), or url itself when it does not resolve.
+function absoluteURL(url) {
+  try {
+    const u = new URL(url, globalThis.location?.href);
+    u.hash = '';
+    return u.href;
+  } catch {
+    return url;
+  }
+}
+
 // traceContext returns the W3C trace context {traceparent, tracestate} to
 // propagate, or null when traceparent is missing or does not parse. It
 // accepts exactly what internal/tracectx.Parse (the Go hosts' parser, which
@@ -353,7 +400,10 @@ function validTracestate(s) {
 // worker gets it again without the network (compiling runs off the main
 // thread). The fetch, body included, must end within timeoutMs: a server
 // that never finishes sending the module would otherwise leave the load,
-// and every later load of the same URL, pending for good.
+// and every later load of the same URL, pending for good. Redirects are
+// followed, as for any static asset (a CDN, a content-hashed name): a GET
+// of a module changes nothing where it leads, and what answers there is
+// checked as a module like any other.
 export async function fetchModule(url, timeoutMs = 60000) {
   const name = decodeURIComponent(new URL(url).pathname.split('/').pop() || url);
   const signal = AbortSignal.timeout(timeoutMs);

@@ -291,8 +291,8 @@ func TestAuditPublishRedirected(t *testing.T) {
 		return true
 	})
 	r := b.sync()
-	if r.Err == "" || r.Events != 0 {
-		t.Errorf("sync: %+v, want an error and no event sent", r)
+	if !strings.Contains(r.Err, redirected) || r.Events != 0 {
+		t.Errorf("sync: %+v, want the redirect refused and no event sent", r)
 	}
 	if s := b.status(); s.Events != 1 {
 		t.Errorf("events waiting: %d, want 1", s.Events)
@@ -300,6 +300,213 @@ func TestAuditPublishRedirected(t *testing.T) {
 	h.set(nil)
 	if r := b.sync(); r.Err != "" || r.Events != 1 {
 		t.Fatalf("sync with the server fixed: %+v", r)
+	}
+}
+
+// redirected is the start of the error of a request answered with a
+// redirect, on every path (wire.js's redirectError).
+const redirected = "answered with a redirect"
+
+// elsewhere is where the tests' redirects lead: a CORS-open server of a
+// plausible reply, which counts the requests it gets.
+type elsewhere struct {
+	mu   sync.Mutex
+	hits int
+}
+
+func (e *elsewhere) serve(w http.ResponseWriter, r *http.Request, status int, body string) bool {
+	e.mu.Lock()
+	e.hits++
+	e.mu.Unlock()
+	w.Header().Set("Access-Control-Allow-Origin", "*")
+	w.Header().Set("Access-Control-Allow-Headers", "*")
+	w.Header().Set("Access-Control-Allow-Methods", "*")
+	if r.Method == http.MethodOptions || status == 204 {
+		w.WriteHeader(204)
+		return true
+	}
+	return answer(w, status, "application/json", body)
+}
+
+func (e *elsewhere) count() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.hits
+}
+
+// TestAuditInvokeRedirected: the guest's synchronous remote invoke (a
+// synchronous XMLHttpRequest in the worker, which follows redirects
+// whatever it is told) took the reply of wherever a redirect led for the
+// invoked app's: a gateway's sign-in page answering 200 with JSON was
+// handed to the guest as inventory's reply. It fails now with Unavailable,
+// as sync does for a redirect, whether the redirect stays on the origin
+// (302, a POST turned into a GET, and 307, the POST sent again) or leads
+// to another one; an invoke of the same app that is not redirected still
+// gets its reply.
+func TestAuditInvokeRedirected(t *testing.T) {
+	b, h, srv := auditPage(t, "")
+	there := &elsewhere{}
+	const plausible = `{"value":"from elsewhere"}`
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { there.serve(w, r, 200, plausible) }))
+	t.Cleanup(other.Close)
+	var redirect struct {
+		sync.Mutex
+		status int
+		to     string
+	}
+	h.set(func(w http.ResponseWriter, r *http.Request, _ []byte) bool {
+		switch r.URL.Path {
+		case "/v1/elsewhere":
+			return there.serve(w, r, 200, plausible)
+		case "/v1/apps/remoteapp/methods/Get":
+			redirect.Lock()
+			status, to := redirect.status, redirect.to
+			redirect.Unlock()
+			if status == 0 {
+				return answer(w, 200, "application/json", `{"value":"from remoteapp"}`)
+			}
+			http.Redirect(w, r, to, status)
+			return true
+		}
+		return false
+	})
+	const req = `{"app":"remoteapp","method":"Get","body":{"key":"k"}}`
+	b.expect("Invoke", req, 200, `{"value":"from remoteapp"}`)
+	for _, c := range []struct {
+		name   string
+		status int
+		to     string
+	}{
+		{"302 on the origin", http.StatusFound, srv + "/v1/elsewhere"},
+		{"307 on the origin", http.StatusTemporaryRedirect, srv + "/v1/elsewhere"},
+		{"302 to another origin", http.StatusFound, other.URL + "/signin"},
+	} {
+		redirect.Lock()
+		redirect.status, redirect.to = c.status, c.to
+		redirect.Unlock()
+		before := there.count()
+		r := b.call("conformance", "Invoke", req)
+		want := `{"code":"Unavailable","message":"invoke remoteapp.Get: app remoteapp at ` + srv + ` ` + redirected + ` to ` + c.to + `, which answered 200: refused`
+		if r.status != 503 || !strings.HasPrefix(r.body, want) || strings.Contains(r.body, "from elsewhere") {
+			t.Errorf("%s: %d %s\nwant 503 %s…", c.name, r.status, r.body, want)
+		}
+		if there.count() == before {
+			t.Errorf("%s: the redirect was not followed: the test shows nothing", c.name)
+		}
+	}
+	redirect.Lock()
+	redirect.status = 0
+	redirect.Unlock()
+	b.expect("Invoke", req, 200, `{"value":"from remoteapp"}`)
+}
+
+// TestAuditSyncRedirected: state sync follows no redirect. A push, a
+// forwarded event and a pull answered with one (302 or 307), whatever is
+// at its end (a plausible 200 with the items of the request, the 204 of a
+// publish), end the sync with Unavailable and record nothing: the change
+// stays to push, the event to forward, and no pulled item is written; and
+// nothing is sent on to where the redirect leads. Before, a push or a pull
+// took what answered there for the server's reply, and a publish counted
+// as sent when it answered 204.
+func TestAuditSyncRedirected(t *testing.T) {
+	b, h, srv := auditPage(t, "")
+	there := &elsewhere{}
+	b.expect("Put", `{"key":"k","value":1}`, 200, "")
+	b.expect("Publish", `{"topic":"nobody.here","data":{"n":1}}`, 200, "")
+	// A sync pushes, then forwards events, then pulls: each case's path
+	// is redirected and those before it are served, so that a push case
+	// leaves k to push and a pull case finds the event forwarded.
+	for _, c := range []struct {
+		name, suffix string
+		status, then int
+		body         string
+	}{
+		{"push, 302", "/transact", http.StatusFound, 200, `{"items":[{"key":"k","found":true,"value":"MQ==","etag":"99"}]}`},
+		{"push, 307", "/transact", http.StatusTemporaryRedirect, 200, `{"items":[{"key":"k","found":true,"value":"MQ==","etag":"99"}]}`},
+		{"publish, 302 to a 204", "/nobody.here", http.StatusFound, 204, ""},
+		{"publish, 307 to a 204", "/nobody.here", http.StatusTemporaryRedirect, 204, ""},
+		{"pull, 302", "/bulk", http.StatusFound, 200, `{"items":[{"key":"p","found":true,"value":"ImV2aWwi","etag":"99"}]}`},
+		{"pull, 307", "/bulk", http.StatusTemporaryRedirect, 200, `{"items":[{"key":"p","found":true,"value":"ImV2aWwi","etag":"99"}]}`},
+	} {
+		h.set(func(w http.ResponseWriter, r *http.Request, _ []byte) bool {
+			if r.URL.Path == "/v1/elsewhere" {
+				return there.serve(w, r, c.then, c.body)
+			}
+			if !strings.HasSuffix(r.URL.Path, c.suffix) {
+				return false
+			}
+			http.Redirect(w, r, "/v1/elsewhere", c.status)
+			return true
+		})
+		var r syncResult
+		b.eval(`async (pull) => {
+			try {
+				return await window.roamHost.sync({ pull });
+			} catch (e) {
+				return { err: e.codeName + ': ' + e.message };
+			}
+		}`, []any{map[string]any{"app": "conformance", "store": "statestore", "keys": []string{"p"}}}, &r)
+		if !strings.HasPrefix(r.Err, "Unavailable: sync: "+srv+"/v1/apps/conformance/") || !strings.Contains(r.Err, c.suffix+" "+redirected+": refused") {
+			t.Errorf("%s: sync: %+v, want the redirect refused", c.name, r)
+		}
+		s := b.status()
+		if strings.HasPrefix(c.name, "push") && !slices.Equal(s.dirtyKeys(), []string{"k"}) {
+			t.Errorf("%s: dirty %v, want [k]", c.name, s.dirtyKeys())
+		}
+		if !strings.HasPrefix(c.name, "pull") && s.Events != 1 {
+			t.Errorf("%s: events waiting: %d, want 1", c.name, s.Events)
+		}
+		b.expect("Get", `{"key":"k"}`, 200, `"value":1`)
+		b.expect("Get", `{"key":"p"}`, 404, "")
+		if n := there.count(); n != 0 {
+			t.Fatalf("%s: the redirect was followed: %d requests where it leads", c.name, n)
+		}
+	}
+	h.set(nil)
+	if r := b.sync(); r.Err != "" {
+		t.Fatalf("sync with the server fixed: %+v", r)
+	}
+	if s := b.status(); len(s.Dirty) != 0 || s.Events != 0 {
+		t.Fatalf("after a sync with the server fixed: %+v", s)
+	}
+	var v struct{ Value int }
+	if api(t, srv, "conformance", "Get", map[string]any{"key": "k"}, &v); v.Value != 1 {
+		t.Fatalf("server's k: %d", v.Value)
+	}
+}
+
+// TestAuditModuleRedirected: a module URL answering with a redirect (a CDN,
+// a content-hashed name) loads the module it leads to, as any static asset
+// does; the sync and invoke requests, which send something, refuse one.
+func TestAuditModuleRedirected(t *testing.T) {
+	b, h, srv := auditPage(t, "")
+	var hits sync.Map
+	h.set(func(w http.ResponseWriter, r *http.Request, _ []byte) bool {
+		hits.Store(r.URL.Path, true)
+		if r.URL.Path == "/v1/modules/inventory.wasm" {
+			http.Redirect(w, r, "/v1/modules/real.wasm", http.StatusFound)
+			return true
+		}
+		if r.URL.Path == "/v1/modules/real.wasm" {
+			w.Header().Set("Content-Type", "application/wasm")
+			w.Write(readAsset(t, "modules/inventory.wasm"))
+			return true
+		}
+		return false
+	})
+	var got struct{ Code, Message, App string }
+	b.eval(`async (url) => {
+		try {
+			return { app: (await window.roamHost.load(url)).id };
+		} catch (e) {
+			return { code: e.codeName, message: e.message };
+		}
+	}`, srv+"/v1/modules/inventory.wasm", &got)
+	if got.App != "inventory" {
+		t.Errorf("load through a redirect: %+v, want app inventory", got)
+	}
+	if _, ok := hits.Load("/v1/modules/real.wasm"); !ok {
+		t.Errorf("the redirect was not followed")
 	}
 }
 
