@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -35,6 +36,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
@@ -142,7 +144,11 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts manifests.Options, copts 
 	return r.SetupWithManager(ctx, mgr, copts)
 }
 
-// SetupWithManager registers r with mgr.
+// SetupWithManager registers r with mgr. With copts.SkipNameValidation
+// unset, one RoamApp controller may run in the process at a time, and a
+// manager set up after another stopped runs its own; true lets several run
+// at once, and false is controller-runtime's check, which refuses every
+// RoamApp controller after the process's first, stopped or not.
 func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, copts controller.Options) error {
 	for _, o := range Owned() {
 		if err := mgr.GetFieldIndexer().IndexField(ctx, o, ownerIndex, controllerName); err != nil {
@@ -157,8 +163,18 @@ func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, cop
 	if copts.MaxConcurrentReconciles == 0 {
 		copts.MaxConcurrentReconciles = DefaultMaxConcurrentReconciles
 	}
+	// controller-runtime's check that a controller name is unique in the
+	// process never forgets a name, so it would refuse the controller of a
+	// manager that follows a stopped one (run again in one process).
+	// Unless the caller decides, runningGuard checks instead, for as long
+	// as the controller runs.
+	guard := copts.SkipNameValidation == nil
+	if guard {
+		skip := true
+		copts.SkipNameValidation = &skip
+	}
 	b := ctrl.NewControllerManagedBy(mgr).
-		Named("roamapp").
+		Named(reconcilerName).
 		// The status the controller writes is not a reason to reconcile
 		// again; a new spec, labels or annotations (which the rendered
 		// objects may carry) are.
@@ -172,7 +188,45 @@ func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, cop
 	for _, o := range Owned() {
 		b = b.Owns(o)
 	}
-	return b.Complete(r)
+	c, err := b.Build(r)
+	if err != nil || !guard {
+		return err
+	}
+	// The guard starts and stops with the controller: in the same group of
+	// the manager's runnables (the one that waits for the Lease, unless the
+	// controller runs without leader election).
+	le, ok := c.(manager.LeaderElectionRunnable)
+	return mgr.Add(runningGuard{needLeaderElection: !ok || le.NeedLeaderElection()})
+}
+
+// reconcilerName names the RoamApp controller in metrics and logs.
+const reconcilerName = "roamapp"
+
+// running is whether a RoamApp controller runs in the process. It is a
+// process-wide variable because what it protects is: controller-runtime's
+// metrics (controller_runtime_reconcile_total, workqueue_depth, ...) live in
+// one registry per process and tell controllers apart by their name only,
+// so two RoamApp controllers running at once, of two managers, would count
+// into the same series.
+var running atomic.Bool
+
+// runningGuard holds running while its manager runs the controller and
+// fails the manager if another RoamApp controller runs in the process.
+// Unlike controller-runtime's name check, which it replaces, it lets a
+// RoamApp controller start once the previous one has stopped: a second
+// operator in one process (a test, a program that embeds it and restarts
+// it) comes up.
+type runningGuard struct{ needLeaderElection bool }
+
+func (g runningGuard) NeedLeaderElection() bool { return g.needLeaderElection }
+
+func (g runningGuard) Start(ctx context.Context) error {
+	if !running.CompareAndSwap(false, true) {
+		return fmt.Errorf("controller %q: another manager of this process runs one; the metrics of controller-runtime would mix them (set controller.Options.SkipNameValidation to allow it)", reconcilerName)
+	}
+	defer running.Store(false)
+	<-ctx.Done()
+	return nil
 }
 
 // controllerName is the ownerIndex of an object: the RoamApp controlling it.
