@@ -1,6 +1,7 @@
 package host
 
 import (
+	"errors"
 	"flag"
 	"strconv"
 	"strings"
@@ -28,6 +29,10 @@ type Flags struct {
 	// Backend is auto (dapr beside a sidecar, else embedded), embedded or
 	// dapr; see package hostbackend.
 	Backend string
+	// MaxConnections is Options.MaxConnections: 0 takes the default, and a
+	// negative number is refused (there is no "no cap" on the command line:
+	// a descriptor limit bounds every process anyway).
+	MaxConnections int
 }
 
 // Register defines the flags on fs, with their defaults.
@@ -44,6 +49,33 @@ func (f *Flags) Register(fs *flag.FlagSet) {
 	fs.StringVar(&f.CORSOrigins, "cors-origins", "", "comma-separated origins whose pages may call this host (e.g. http://127.0.0.1:* or https://shop.example); default none")
 	fs.BoolVar(&f.StateAPI, "state-api", false, "serve the state sync API that browser hosts push to and pull from (/v1/apps/{app}/state/...)")
 	fs.StringVar(&f.Backend, "backend", "auto", "auto (dapr when DAPR_GRPC_PORT or DAPR_HTTP_PORT is set, else embedded), embedded or dapr")
+	fs.Var((*connCount)(&f.MaxConnections), "max-connections", "client connections open at once; a client beyond them waits, and idle keep-alive connections are closed to make room for it (0: 10000, or less under a low open-file limit)")
+}
+
+// connCount is --max-connections: an int that is not negative. Set refuses
+// a negative number when the flag is parsed, so that every host that
+// registers the flags (and roam run, before it builds anything) refuses
+// it alike.
+type connCount int
+
+func (n *connCount) String() string { return strconv.Itoa(int(*n)) }
+
+// Type is the value's name in pflag's help, as for its own ints.
+func (n *connCount) Type() string { return "int" }
+
+func (n *connCount) Set(s string) error {
+	v, err := strconv.ParseInt(s, 0, strconv.IntSize)
+	if errors.Is(err, strconv.ErrRange) {
+		return errors.New("out of range")
+	}
+	if err != nil {
+		return errors.New("not a whole number")
+	}
+	if v < 0 {
+		return errors.New("must not be negative: 0 takes the default (10000, or less under a low open-file limit); for no cap, pass a number as large as the open-file limit")
+	}
+	*n = connCount(v)
+	return nil
 }
 
 // Args gives the flags back as a command line that Register parses.
@@ -61,6 +93,11 @@ func (f *Flags) Args() []string {
 	}
 	if f.StateAPI {
 		a = append(a, "--state-api")
+	}
+	if f.MaxConnections != 0 {
+		// Only when set, as the flags above: the default is the host's
+		// own, reckoned from its open-file limit.
+		a = append(a, "--max-connections", strconv.Itoa(f.MaxConnections))
 	}
 	return a
 }

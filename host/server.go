@@ -51,6 +51,11 @@ type Options struct {
 	// Tracing, when set, records the spans of calls, deliveries and the
 	// apps' capabilities (tracing.go); nil traces nothing, at no cost.
 	Tracing Tracer
+	// MaxConnections caps the client connections open at once; a client
+	// beyond them waits, and idle keep-alive connections are closed to make
+	// room for it (conncap.go). 0 means the default, 10,000 or less under a
+	// low open-file limit (defaultMaxConnections); negative means no cap.
+	MaxConnections int
 }
 
 // Server serves apps over HTTP and wires their invocations and deliveries.
@@ -70,6 +75,8 @@ type Server struct {
 	mux   *http.ServeMux
 	// handler is mux behind the CORS layer.
 	handler http.Handler
+	// conns caps the connections of Start's listeners; nil for no cap.
+	conns *connCap
 }
 
 type entry struct {
@@ -104,7 +111,13 @@ func NewServer(b backend.Backend, opts Options) *Server {
 	if opts.Metrics == nil {
 		opts.Metrics = NewMetrics(nil)
 	}
+	if opts.MaxConnections == 0 {
+		opts.MaxConnections = defaultMaxConnections()
+	}
 	s := &Server{opts: opts, backend: b, log: opts.Logger, metrics: opts.Metrics, tracing: opts.Tracing}
+	if opts.MaxConnections > 0 {
+		s.conns = newConnCap(opts.MaxConnections, s.metrics, s.log)
+	}
 	s.apps.Store(&map[string]*entry{})
 	s.mux = s.routes()
 	s.handler = s.withCORS(http.HandlerFunc(s.route))
@@ -700,6 +713,10 @@ func (s *Server) Start(ln net.Listener) <-chan error {
 		p.SetHTTP1(true)
 		p.SetUnencryptedHTTP2(true)
 		s.http.Protocols = p
+	}
+	if s.conns != nil {
+		ln = s.conns.listener(ln)
+		s.http.ConnState = s.conns.connState
 	}
 	srv := s.http
 	s.mu.Unlock()

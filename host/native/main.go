@@ -160,7 +160,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	srv, err := NewServer(b, apps, host.Options{
 		MaxBodyBytes: c.MaxBodyBytes, RequestTimeout: c.RequestTimeout, Pprof: c.Pprof,
 		DefaultApp: c.DefaultApp, Logger: log, Metrics: metrics, Tracing: tracing,
-		CORSOrigins: c.Origins(), StateAPI: c.StateAPI, Web: web,
+		CORSOrigins: c.Origins(), StateAPI: c.StateAPI, Web: web, MaxConnections: c.MaxConnections,
 	})
 	if err != nil {
 		return err
