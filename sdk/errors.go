@@ -104,9 +104,9 @@ func QuoteName(s string) string { return quoteCut(s, maxNameInMessage) }
 
 // QuoteKey is QuoteName for a state key, cut to its first 128 bytes: %q
 // of any key up to 128 bytes, so that a message naming one reads as it
-// always did. It is for messages only the Go hosts word (the state sync
-// API's, the Dapr backend's own): a message the browser host words too
-// quotes its keys whole, as its copy does.
+// always did. Every message that names a state key quotes it so, on every
+// host: the browser host's copies of the backends' messages use quoteKey
+// (web/src/wire.js), which prints the same bytes.
 func QuoteKey(s string) string { return quoteCut(s, maxKeyInMessage) }
 
 // quoteCut is %q of s, or of its first limit bytes cut between characters

@@ -99,7 +99,7 @@ func GetJSON[T any](ctx context.Context, s State, key string) (T, string, error)
 		err = unmarshal(value, &v)
 		sg.putScratch(buf)
 		if err != nil {
-			return v, "", Errorf(Internal, "state %q: stored value does not decode: %v", key, err)
+			return v, "", Errorf(Internal, "state %s: stored value does not decode: %v", QuoteKey(key), err)
 		}
 		return v, etag, nil
 	}
@@ -108,7 +108,7 @@ func GetJSON[T any](ctx context.Context, s State, key string) (T, string, error)
 		return v, "", err
 	}
 	if err := unmarshal(it.Value, &v); err != nil {
-		return v, "", Errorf(Internal, "state %q: stored value does not decode: %v", key, err)
+		return v, "", Errorf(Internal, "state %s: stored value does not decode: %v", QuoteKey(key), err)
 	}
 	return v, it.ETag, nil
 }
@@ -127,7 +127,7 @@ type scratchGetter interface {
 func SetJSON(ctx context.Context, s State, key string, v any, o WriteOptions) error {
 	b, err := marshal(v)
 	if err != nil {
-		return Errorf(InvalidArgument, "state %q: value does not encode: %v", key, err)
+		return Errorf(InvalidArgument, "state %s: value does not encode: %v", QuoteKey(key), err)
 	}
 	return s.Set(ctx, key, b, o)
 }
@@ -154,7 +154,7 @@ func Update[T any](ctx context.Context, s State, key string, attempts int, fn fu
 		}
 		b, err := marshal(next)
 		if err != nil {
-			return zero, Errorf(InvalidArgument, "state %q: value does not encode: %v", key, err)
+			return zero, Errorf(InvalidArgument, "state %s: value does not encode: %v", QuoteKey(key), err)
 		}
 		o := WriteOptions{ETag: etag}
 		if !exists {

@@ -100,7 +100,7 @@ func (s *stateStore) Get(ctx context.Context, key string) (sdk.Item, error) {
 		return sdk.Item{}, err
 	}
 	if !it.found {
-		return sdk.Item{}, sdk.Errorf(sdk.NotFound, "state %q not found", key)
+		return sdk.Item{}, sdk.Errorf(sdk.NotFound, "state %s not found", sdk.QuoteKey(key))
 	}
 	return s.item(key, it), nil
 }
@@ -167,7 +167,7 @@ func (s *stateStore) Set(ctx context.Context, key string, value []byte, o sdk.Wr
 		s.ifAbsent(&op)
 		if err := s.b.sc.write(ctx, s.store, op); err != nil {
 			if sdk.IsCode(err, sdk.Conflict) {
-				return sdk.Errorf(sdk.Conflict, "state %q: key already exists", key)
+				return sdk.Errorf(sdk.Conflict, "state %s: key already exists", sdk.QuoteKey(key))
 			}
 			return err
 		}
@@ -189,7 +189,7 @@ func (s *stateStore) Set(ctx context.Context, key string, value []byte, o sdk.Wr
 // conditional words the Conflict of a write whose ETag the store rejected.
 func (s *stateStore) conditional(key, etag string, err error) error {
 	if sdk.IsCode(err, sdk.Conflict) {
-		return sdk.Errorf(sdk.Conflict, "state %q: ETag %s is stale", key, etag)
+		return sdk.Errorf(sdk.Conflict, "state %s: ETag %s is stale", sdk.QuoteKey(key), etag)
 	}
 	return err
 }

@@ -180,7 +180,7 @@ func (s *stateStore) Get(ctx context.Context, key string) (sdk.Item, error) {
 		return sdk.Item{}, s.b.storageErr(err)
 	}
 	if !found {
-		return sdk.Item{}, sdk.Errorf(sdk.NotFound, "state %q not found", key)
+		return sdk.Item{}, sdk.Errorf(sdk.NotFound, "state %s not found", sdk.QuoteKey(key))
 	}
 	if out.Value == nil {
 		out.Value = []byte{}

@@ -249,7 +249,7 @@ func (s *stateStore) Get(ctx context.Context, key string) (sdk.Item, error) {
 	defer s.b.mu.Unlock()
 	it, ok := st.live(key, time.Now())
 	if !ok {
-		return sdk.Item{}, sdk.Errorf(sdk.NotFound, "state %q not found", key)
+		return sdk.Item{}, sdk.Errorf(sdk.NotFound, "state %s not found", sdk.QuoteKey(key))
 	}
 	return sdk.Item{Key: key, Value: append([]byte{}, it.value...), ETag: core.FormatETag(it.seq)}, nil
 }

@@ -26,7 +26,7 @@
 // changed; rejected, set when the server refused the change for good
 // ({status, message}), until the page retries or discards it.
 
-import { RoamError, InvalidArgument, NotFound, Conflict, Unavailable, goQuote, goMillis, utf8, sameBytes } from './wire.js';
+import { RoamError, InvalidArgument, NotFound, Conflict, Unavailable, goQuote, quoteKey, keyInMessage, goMillis, utf8, sameBytes } from './wire.js';
 
 // Limits of the embedded backend, whose messages the vectors compare.
 const maxStoreName = 1 << 10;
@@ -112,19 +112,19 @@ function checkKeyLen(key) {
 }
 function checkSet(key, o) {
   checkKey(key);
-  if (o.etag !== '' && o.ifAbsent) throw ia(`state ${goQuote(key)}: ETag and IfAbsent exclude each other`);
-  if (o.ttlMs < 0) throw ia(`state ${goQuote(key)}: negative TTL ${goMillis(o.ttlMs)}`);
+  if (o.etag !== '' && o.ifAbsent) throw ia(`state ${quoteKey(key)}: ETag and IfAbsent exclude each other`);
+  if (o.ttlMs < 0) throw ia(`state ${quoteKey(key)}: negative TTL ${goMillis(o.ttlMs)}`);
 }
 function checkDelete(key, o) {
   checkKey(key);
-  if (o.ifAbsent) throw ia(`state ${goQuote(key)}: IfAbsent applies to Set only`);
+  if (o.ifAbsent) throw ia(`state ${quoteKey(key)}: IfAbsent applies to Set only`);
 }
 
 // precondition is core.Precondition.
 function precondition(key, exists, cur, o) {
-  if (o.ifAbsent && exists) throw new RoamError(Conflict, `state ${goQuote(key)}: key already exists`);
-  if (o.etag !== '' && !exists) throw new RoamError(Conflict, `state ${goQuote(key)}: ETag ${o.etag} given but the key does not exist`);
-  if (o.etag !== '' && o.etag !== cur) throw new RoamError(Conflict, `state ${goQuote(key)}: ETag ${o.etag} is stale`);
+  if (o.ifAbsent && exists) throw new RoamError(Conflict, `state ${quoteKey(key)}: key already exists`);
+  if (o.etag !== '' && !exists) throw new RoamError(Conflict, `state ${quoteKey(key)}: ETag ${o.etag} given but the key does not exist`);
+  if (o.etag !== '' && o.etag !== cur) throw new RoamError(Conflict, `state ${quoteKey(key)}: ETag ${o.etag} is stale`);
 }
 
 export class Store {
@@ -208,7 +208,7 @@ export class Store {
     checkKey(key);
     checkStore(store);
     const r = this.live(this.space(app, store), key, Date.now());
-    if (!r) throw new RoamError(NotFound, `state ${goQuote(key)} not found`);
+    if (!r) throw new RoamError(NotFound, `state ${quoteKey(key)} not found`);
     return { value: r.value, etag: String(r.seq) };
   }
 
@@ -606,7 +606,7 @@ export class Store {
   rejectedItem(app, store, key) {
     const r = this.apps.get(app)?.get(store)?.items.get(key);
     if (!r || !r.rejected || !r.dirty || r.conflict) {
-      throw new RoamError(NotFound, `no change of ${app}/${store}/${key} refused by the server`);
+      throw new RoamError(NotFound, `no change of ${app}/${store}/${keyInMessage(key)} refused by the server`);
     }
     return r;
   }
@@ -730,7 +730,7 @@ export class Store {
   resolve(app, store, key, choice) {
     const id = JSON.stringify([app, store, key]);
     const c = this.conflicts.get(id);
-    if (!c) throw new RoamError(NotFound, `no conflict on ${app}/${store}/${key}`);
+    if (!c) throw new RoamError(NotFound, `no conflict on ${app}/${store}/${keyInMessage(key)}`);
     const sp = this.space(app, store);
     let r = sp.items.get(key);
     if (choice !== 'theirs' && choice !== 'mine') {

@@ -179,20 +179,87 @@ export function goMillis(ms) {
 // from a request (an unknown app id, a method) cut to its first 64 UTF-8
 // bytes, between characters, and its length when it is longer (a name
 // comes from the request, and may be 100 KB).
-export function quoteName(id) {
-  const n = utf8(id).length;
-  if (n <= 64) return goQuote(id);
-  let cut = '', len = 0;
-  for (const ch of id) {
-    const m = utf8(ch).length;
-    if (len + m > 64) break;
-    cut += ch;
-    len += m;
-  }
-  return `${goQuote(cut)}…(${n} bytes)`;
+export const quoteName = (name) => quoteCut(name, 64);
+
+// quoteKey is sdk.QuoteKey: goQuote of a state key cut to its first 128
+// UTF-8 bytes, as quoteName cuts. Every message that names a state key
+// quotes it so, on every host: a key may be 16 KiB.
+export const quoteKey = (key) => quoteCut(key, 128);
+
+// keyInMessage is a state key as a message that names it unquoted
+// ("no conflict on app/store/key") prints it: as it is up to the 128 bytes
+// quoteKey repeats whole, and quoteKey's cut of it beyond, as the Dapr
+// backend's keyInMessage does. A key from the page may be any value.
+export function keyInMessage(key) {
+  const s = String(key);
+  return s.length * 3 <= 128 || utf8(s).length <= 128 ? s : quoteKey(s);
 }
 
-// goQuote is Go's strconv.Quote, as fmt's %q prints a string.
+// utf8Size is the UTF-8 size of a code point as TextEncoder writes it: a
+// lone surrogate is written as U+FFFD, 3 bytes.
+const utf8Size = (c) => (c < 0x80 ? 1 : c < 0x800 ? 2 : c < 0x10000 ? 3 : 4);
+
+// quoteCut is sdk's quoteCut: goQuote of s, or of its first limit UTF-8
+// bytes cut between characters and followed by "…(N bytes)".
+function quoteCut(s, limit) {
+  // A UTF-16 unit is at most 3 UTF-8 bytes: a short string needs no count.
+  if (s.length * 3 <= limit) return goQuote(s);
+  const n = utf8(s).length;
+  if (n <= limit) return goQuote(s);
+  let end = 0, len = 0;
+  for (const ch of s) {
+    const m = utf8Size(ch.codePointAt(0));
+    if (len + m > limit) break;
+    len += m;
+    end += ch.length;
+  }
+  return `${goQuote(s.slice(0, end))}…(${n} bytes)`;
+}
+
+// printable is what Go's strconv.IsPrint takes beyond ASCII: letters,
+// marks, numbers, punctuation and symbols, but for the characters of
+// newerThanGo.
+const printable = /^[\p{L}\p{M}\p{N}\p{P}\p{S}]$/u;
+
+// newerThanGo holds, as first-last pairs, the characters assigned since
+// Unicode 15.0, the edition of Go's tables (unicode.Version, Go 1.26): a
+// newer engine's tables make them letters or symbols, and Go escapes them
+// as unassigned. TestKeyEchoParity (web/webtest) compares every code point
+// with Go's strconv.IsPrint, and names the pairs to change when Go moves
+// to a newer edition.
+const newerThanGo = [
+  0x88f, 0x88f, 0x897, 0x897, 0xc5c, 0xc5c, 0xcdc, 0xcdc, 0x1acf, 0x1add, 0x1ae0, 0x1aeb,
+  0x1b4e, 0x1b4f, 0x1b7f, 0x1b7f, 0x1c89, 0x1c8a, 0x20c1, 0x20c1, 0x2427, 0x2429, 0x2b96, 0x2b96,
+  0x2ffc, 0x2fff, 0x31e4, 0x31e5, 0x31ef, 0x31ef, 0xa7cb, 0xa7cf, 0xa7d2, 0xa7d2, 0xa7d4, 0xa7d4,
+  0xa7da, 0xa7dc, 0xa7f1, 0xa7f1, 0xfbc3, 0xfbd2, 0xfd90, 0xfd91, 0xfdc8, 0xfdce, 0x105c0, 0x105f3,
+  0x10940, 0x10959, 0x10d40, 0x10d65, 0x10d69, 0x10d85, 0x10d8e, 0x10d8f, 0x10ec2, 0x10ec7,
+  0x10ed0, 0x10ed8, 0x10efa, 0x10efc, 0x11380, 0x11389, 0x1138b, 0x1138b, 0x1138e, 0x1138e,
+  0x11390, 0x113b5, 0x113b7, 0x113c0, 0x113c2, 0x113c2, 0x113c5, 0x113c5, 0x113c7, 0x113ca,
+  0x113cc, 0x113d5, 0x113d7, 0x113d8, 0x113e1, 0x113e2, 0x116d0, 0x116e3, 0x11b60, 0x11b67,
+  0x11bc0, 0x11be1, 0x11bf0, 0x11bf9, 0x11db0, 0x11ddb, 0x11de0, 0x11de9, 0x11f5a, 0x11f5a,
+  0x13460, 0x143fa, 0x16100, 0x16139, 0x16d40, 0x16d79, 0x16ea0, 0x16eb8, 0x16ebb, 0x16ed3,
+  0x16ff2, 0x16ff6, 0x187f8, 0x187ff, 0x18cff, 0x18cff, 0x18d09, 0x18d1e, 0x18d80, 0x18df2,
+  0x1cc00, 0x1ccfc, 0x1cd00, 0x1ceb3, 0x1ceba, 0x1ced0, 0x1cee0, 0x1cef0, 0x1e5d0, 0x1e5fa,
+  0x1e5ff, 0x1e5ff, 0x1e6c0, 0x1e6de, 0x1e6e0, 0x1e6f5, 0x1e6fe, 0x1e6ff, 0x1f6d8, 0x1f6d8,
+  0x1f777, 0x1f77a, 0x1f8b2, 0x1f8bb, 0x1f8c0, 0x1f8c1, 0x1f8d0, 0x1f8d8, 0x1fa54, 0x1fa57,
+  0x1fa89, 0x1fa8a, 0x1fa8e, 0x1fa8f, 0x1fabe, 0x1fabe, 0x1fac6, 0x1fac6, 0x1fac8, 0x1fac8,
+  0x1facd, 0x1facd, 0x1fadc, 0x1fadc, 0x1fadf, 0x1fadf, 0x1fae9, 0x1faea, 0x1faef, 0x1faef,
+  0x1fbcb, 0x1fbef, 0x1fbfa, 0x1fbfa, 0x2b73a, 0x2b73f, 0x2cea2, 0x2cead, 0x2ebf0, 0x2ee5d,
+  0x323b0, 0x33479,
+];
+
+function isNewerThanGo(c) {
+  for (let i = 0; i < newerThanGo.length && newerThanGo[i] <= c; i += 2) {
+    if (c <= newerThanGo[i + 1]) return true;
+  }
+  return false;
+}
+
+// goQuote is Go's strconv.Quote, as fmt's %q prints a string. A string here
+// is valid Unicode but for lone surrogates, which UTF-8 (TextEncoder)
+// writes as U+FFFD: they print as the U+FFFD a Go host would hold, and as
+// Go prints it. Invalid UTF-8 decodes to U+FFFD before it gets here, so
+// the \x escapes Go prints for invalid bytes never occur.
 export function goQuote(s) {
   let out = '"';
   for (const ch of s) {
@@ -209,9 +276,11 @@ export function goQuote(s) {
       case '\v': out += '\\v'; continue;
     }
     if (c < 0x20 || c === 0x7f) out += '\\x' + hex(c, 2);
-    else if (c >= 0x80 && c < 0xa0) out += '\\u' + hex(c, 4);
-    else if (c === 0xfffd) out += '\\ufffd'; // invalid UTF-8 decodes to U+FFFD
-    else out += ch;
+    else if (c < 0x7f) out += ch;
+    else if (c >= 0xd800 && c <= 0xdfff) out += '\ufffd';
+    else if (printable.test(ch) && !isNewerThanGo(c)) out += ch;
+    else if (c < 0x10000) out += '\\u' + hex(c, 4);
+    else out += '\\U' + hex(c, 8);
   }
   return out + '"';
 }

@@ -90,10 +90,10 @@ func CheckSet(key string, o sdk.WriteOptions) error {
 		return err
 	}
 	if o.ETag != "" && o.IfAbsent {
-		return sdk.Errorf(sdk.InvalidArgument, "state %q: ETag and IfAbsent exclude each other", key)
+		return sdk.Errorf(sdk.InvalidArgument, "state %s: ETag and IfAbsent exclude each other", sdk.QuoteKey(key))
 	}
 	if o.TTL < 0 {
-		return sdk.Errorf(sdk.InvalidArgument, "state %q: negative TTL %v", key, o.TTL)
+		return sdk.Errorf(sdk.InvalidArgument, "state %s: negative TTL %v", sdk.QuoteKey(key), o.TTL)
 	}
 	return nil
 }
@@ -104,7 +104,7 @@ func CheckDelete(key string, o sdk.WriteOptions) error {
 		return err
 	}
 	if o.IfAbsent {
-		return sdk.Errorf(sdk.InvalidArgument, "state %q: IfAbsent applies to Set only", key)
+		return sdk.Errorf(sdk.InvalidArgument, "state %s: IfAbsent applies to Set only", sdk.QuoteKey(key))
 	}
 	return nil
 }
@@ -134,11 +134,11 @@ func CheckOps(ops []sdk.Op) error {
 func Precondition(key string, exists bool, cur string, o sdk.WriteOptions) error {
 	switch {
 	case o.IfAbsent && exists:
-		return sdk.Errorf(sdk.Conflict, "state %q: key already exists", key)
+		return sdk.Errorf(sdk.Conflict, "state %s: key already exists", sdk.QuoteKey(key))
 	case o.ETag != "" && !exists:
-		return sdk.Errorf(sdk.Conflict, "state %q: ETag %s given but the key does not exist", key, o.ETag)
+		return sdk.Errorf(sdk.Conflict, "state %s: ETag %s given but the key does not exist", sdk.QuoteKey(key), o.ETag)
 	case o.ETag != "" && o.ETag != cur:
-		return sdk.Errorf(sdk.Conflict, "state %q: ETag %s is stale", key, o.ETag)
+		return sdk.Errorf(sdk.Conflict, "state %s: ETag %s is stale", sdk.QuoteKey(key), o.ETag)
 	}
 	return nil
 }
