@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -34,6 +35,7 @@ func RunState(t *testing.T, open func(t *testing.T) backend.Backend) {
 		{"TTL", testTTL},
 		{"Scoping", testScoping},
 		{"InvalidArgument", testInvalidArgument},
+		{"KeyInMessages", testKeyInMessages},
 		{"Cancelled", testCancelled},
 		{"ConcurrentUpdate", testConcurrentUpdate},
 	}
@@ -452,5 +454,63 @@ func testConcurrentUpdate(t *testing.T, b backend.Backend, app string) {
 		if n != i+1 {
 			t.Fatalf("Update results not 1..%d: position %d is %d", workers*each, i, n)
 		}
+	}
+}
+
+// testKeyInMessages: a state key may be 16 KiB, and a message that names
+// one names its first 128 bytes, cut between characters, and its length
+// (sdk.QuoteKey); a key of 128 bytes or fewer reads whole. The browser host
+// words the same messages (web/src/store.js): web/webtest's
+// TestKeyEchoParity runs KeyEchoSteps on it and on the Go backends.
+func testKeyInMessages(t *testing.T, b backend.Backend, app string) {
+	ctx := ctxFor(t, stateTimeout)
+	s := b.State(app, store)
+	long := strings.Repeat("€", (16<<10)/3) + "k" // 16384 bytes, a character across byte 128
+	a128 := strings.Repeat("a", 128)
+	for _, k := range []struct{ key, quoted string }{
+		{"k", `"k"`},
+		{a128, `"` + a128 + `"`},
+		{a128 + "b", `"` + a128 + `"…(129 bytes)`},
+		{long, `"` + strings.Repeat("€", 42) + `"…(16384 bytes)`},
+	} {
+		want := []struct {
+			code sdk.Code
+			msg  string
+		}{
+			{sdk.NotFound, "state " + k.quoted + " not found"},
+			{sdk.Conflict, "state " + k.quoted + ": ETag 999 given but the key does not exist"},
+			{sdk.OK, ""},
+			{sdk.Conflict, "state " + k.quoted + ": key already exists"},
+			{sdk.Conflict, "state " + k.quoted + ": ETag 999 is stale"},
+			{sdk.Conflict, "state " + k.quoted + ": ETag 999 is stale"},
+			{sdk.Conflict, "state " + k.quoted + ": key already exists"},
+			{sdk.InvalidArgument, "state " + k.quoted + ": IfAbsent applies to Set only"},
+			{sdk.InvalidArgument, "state " + k.quoted + ": ETag and IfAbsent exclude each other"},
+			{sdk.InvalidArgument, "state " + k.quoted + ": negative TTL -5ms"},
+		}
+		for i, err := range KeyEchoSteps(ctx, s, k.key) {
+			if sdk.CodeOf(err) != want[i].code || (err != nil && err.Error() != want[i].msg) {
+				t.Errorf("key of %d bytes, step %d: %v %.300v, want %v %s", len(k.key), i, sdk.CodeOf(err), err, want[i].code, want[i].msg)
+			}
+		}
+	}
+}
+
+// KeyEchoSteps makes the calls whose errors name key, on a store where key
+// is absent, and returns their errors, in the order web/test/keyecho.mjs
+// makes them on the browser's store.
+func KeyEchoSteps(ctx context.Context, st sdk.State, key string) []error {
+	_, getErr := st.Get(ctx, key)
+	return []error{
+		getErr,
+		st.Set(ctx, key, []byte("1"), sdk.WriteOptions{ETag: "999"}),
+		st.Set(ctx, key, []byte("1"), sdk.WriteOptions{}),
+		st.Set(ctx, key, []byte("2"), sdk.WriteOptions{IfAbsent: true}),
+		st.Set(ctx, key, []byte("2"), sdk.WriteOptions{ETag: "999"}),
+		st.Delete(ctx, key, sdk.WriteOptions{ETag: "999"}),
+		st.Transact(ctx, []sdk.Op{sdk.SetOp(key, []byte("3"), sdk.WriteOptions{IfAbsent: true})}),
+		st.Delete(ctx, key, sdk.WriteOptions{IfAbsent: true}),
+		st.Set(ctx, key, []byte("4"), sdk.WriteOptions{ETag: "1", IfAbsent: true}),
+		st.Set(ctx, key, []byte("4"), sdk.WriteOptions{TTL: -5 * time.Millisecond}),
 	}
 }

@@ -2,12 +2,13 @@
 // sdk.QuoteKey and strconv.Quote print, and the store's messages that name
 // a state key cut it as the Go backends' do. The expected strings are the
 // Go tests' (host/keyecho_test.go, host/unknownapp_test.go,
-// backend/memory/keyecho_test.go); web/webtest's TestKeyEchoParity runs
+// conformance/backendtest (testKeyInMessages)); web/webtest's TestKeyEchoParity runs
 // both sides on the same inputs.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Store } from '../src/store.js';
-import { quoteKey, quoteName, goQuote, keyInMessage, fromUTF8, utf8 } from '../src/wire.js';
+import { keyEchoSteps } from './keyecho.mjs';
+import { quoteKey, quoteName, goQuote, keyInMessage, fromUTF8 } from '../src/wire.js';
 
 const a = (n) => 'a'.repeat(n);
 const bytes = (...b) => fromUTF8(new Uint8Array(b));
@@ -69,32 +70,6 @@ test('keyInMessage names a key as it is up to 128 bytes, and quoteKey\'s cut bey
   assert.equal(keyInMessage(42), '42');
 });
 
-// The calls backend/memory/keyecho_test.go's keyEchoSteps makes, in its
-// order, and the messages the Go backends answer.
-function steps(s, key) {
-  const o = { etag: '', ttlMs: 0, ifAbsent: false };
-  const calls = [
-    () => s.get('a', 'st', key),
-    () => s.set('a', 'st', key, utf8('1'), { ...o, etag: '999' }),
-    () => s.set('a', 'st', key, utf8('1'), o),
-    () => s.set('a', 'st', key, utf8('2'), { ...o, ifAbsent: true }),
-    () => s.set('a', 'st', key, utf8('2'), { ...o, etag: '999' }),
-    () => s.delete('a', 'st', key, { ...o, etag: '999' }),
-    () => s.transact('a', 'st', [{ kind: 1, key, value: utf8('3'), ...o, ifAbsent: true }]),
-    () => s.delete('a', 'st', key, { ...o, ifAbsent: true }),
-    () => s.set('a', 'st', key, utf8('4'), { ...o, etag: '1', ifAbsent: true }),
-    () => s.set('a', 'st', key, utf8('4'), { ...o, ttlMs: -5 }),
-  ];
-  return calls.map((f) => {
-    try {
-      f();
-      return 'OK';
-    } catch (e) {
-      return `${e.codeName}: ${e.message}`;
-    }
-  });
-}
-
 test('the store names a key of 16 KiB as the Go backends do', () => {
   const s = new Store({ name: 'unused' }); // nothing here is flushed
   for (const [key, q] of [
@@ -103,7 +78,7 @@ test('the store names a key of 16 KiB as the Go backends do', () => {
     [a(128) + 'b', `"${a(128)}"…(129 bytes)`],
     ['€'.repeat(5461) + 'k', `"${'€'.repeat(42)}"…(16384 bytes)`],
   ]) {
-    assert.deepEqual(steps(s, key), [
+    assert.deepEqual(keyEchoSteps(s, key), [
       `NotFound: state ${q} not found`,
       `Conflict: state ${q}: ETag 999 given but the key does not exist`,
       'OK',

@@ -12,13 +12,13 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 	"unicode"
 	"unicode/utf8"
 
 	"github.com/roam-dev/roam/backend/embedded"
 	"github.com/roam-dev/roam/backend/memory"
 	"github.com/roam-dev/roam/conformance"
+	"github.com/roam-dev/roam/conformance/backendtest"
 	"github.com/roam-dev/roam/conformance/testapp"
 	"github.com/roam-dev/roam/host"
 	"github.com/roam-dev/roam/host/native"
@@ -228,46 +228,15 @@ func keyEchoStore(t *testing.T) {
 	var got [][]string
 	nodeEval(t, `
 const { Store } = await import('./src/store.js');
-const { utf8 } = await import('./src/wire.js');
+const { keyEchoSteps } = await import('./test/keyecho.mjs');
 const s = new Store({ name: 'unused' }); // nothing is flushed
-const o = { etag: '', ttlMs: 0, ifAbsent: false };
-return input.map((key) => [
-  () => s.get('a', 'st', key),
-  () => s.set('a', 'st', key, utf8('1'), { ...o, etag: '999' }),
-  () => s.set('a', 'st', key, utf8('1'), o),
-  () => s.set('a', 'st', key, utf8('2'), { ...o, ifAbsent: true }),
-  () => s.set('a', 'st', key, utf8('2'), { ...o, etag: '999' }),
-  () => s.delete('a', 'st', key, { ...o, etag: '999' }),
-  () => s.transact('a', 'st', [{ kind: 1, key, value: utf8('3'), ...o, ifAbsent: true }]),
-  () => s.delete('a', 'st', key, { ...o, ifAbsent: true }),
-  () => s.set('a', 'st', key, utf8('4'), { ...o, etag: '1', ifAbsent: true }),
-  () => s.set('a', 'st', key, utf8('4'), { ...o, ttlMs: -5 }),
-].map((f) => {
-  try {
-    f();
-    return 'OK';
-  } catch (e) {
-    return e.codeName + ': ' + e.message;
-  }
-}));`, keyEchoKeys, &got)
+return input.map((key) => keyEchoSteps(s, key));`, keyEchoKeys, &got)
 	if len(got) != len(keyEchoKeys) {
 		t.Fatalf("node answered for %d keys, want %d", len(got), len(keyEchoKeys))
 	}
 	for i, key := range keyEchoKeys {
 		for name, st := range map[string]sdk.State{"memory": mem.State("a", "st"), "embedded": emb.State("a", "st")} {
-			_, getErr := st.Get(ctx, key)
-			errs := []error{
-				getErr,
-				st.Set(ctx, key, []byte("1"), sdk.WriteOptions{ETag: "999"}),
-				st.Set(ctx, key, []byte("1"), sdk.WriteOptions{}),
-				st.Set(ctx, key, []byte("2"), sdk.WriteOptions{IfAbsent: true}),
-				st.Set(ctx, key, []byte("2"), sdk.WriteOptions{ETag: "999"}),
-				st.Delete(ctx, key, sdk.WriteOptions{ETag: "999"}),
-				st.Transact(ctx, []sdk.Op{sdk.SetOp(key, []byte("3"), sdk.WriteOptions{IfAbsent: true})}),
-				st.Delete(ctx, key, sdk.WriteOptions{IfAbsent: true}),
-				st.Set(ctx, key, []byte("4"), sdk.WriteOptions{ETag: "1", IfAbsent: true}),
-				st.Set(ctx, key, []byte("4"), sdk.WriteOptions{TTL: -5 * time.Millisecond}),
-			}
+			errs := backendtest.KeyEchoSteps(ctx, st, key)
 			if len(got[i]) != len(errs) {
 				t.Fatalf("node answered %d steps, want %d", len(got[i]), len(errs))
 			}
