@@ -24,7 +24,8 @@
 //	ttl/<expiry><len><store><key>  index of items with a TTL, for the sweeper
 //	queues/<pubsub>\x00<topic>/<seq>    this app's subscription queue, FIFO
 //	unrouted/<pubsub>\x00<topic>/<seq>  events this app published when no one subscribed
-//	parked/<pubsub>\x00<topic>/<seq>    events that failed on their own dead-letter topic
+//	parked/<pubsub>\x00<topic>/<seq>    events not delivered again: undecodable, or
+//	                                    failed on a dead-letter topic that leads back
 //	meta/format                storage format version
 //
 // # State
@@ -82,13 +83,25 @@
 // committed before the removal, so a crash in between duplicates the event and
 // never loses it. The dead-lettered event keeps its id, source, type, data
 // and metadata; only its topic changes, so a dead-letter consumer can tell
-// which event failed. An event that fails on its own dead-letter topic is
-// parked instead (kept in the parked bucket, not delivered), to avoid an
-// endless loop.
+// which event failed. An event is parked instead (kept in the parked
+// bucket, not delivered) when its dead-letter topic would send it back to a
+// topic where it failed for good already: its own, or one it was
+// dead-lettered from (the stored record lists them). Two subscriptions whose
+// dead-letter topics named each other's topics passed such an event back and
+// forth for ever.
+//
+// A handled event whose removal fails (a full disk) is not delivered again:
+// the removal alone is retried, with a wait that grows to 5 seconds, and so
+// is a dead letter's removal after its publish. Each failure was a
+// redelivery before, every 200 ms for as long as the disk stayed full.
+// Publish on a full disk fails with Internal naming the cause ("no space
+// left on device", "file too large"); nothing of it is delivered.
 //
 // Order is strict per subscription: events are delivered in publish order and
 // a failing event holds back the ones behind it (head-of-line blocking) until
-// it succeeds or is dead-lettered. Retry counts are kept in memory, so after
+// it succeeds or is dead-lettered. Events that waited in unrouted logs keep
+// their order per publisher; those of several publishers arrive publisher by
+// publisher, since each has its own log. Retry counts are kept in memory, so after
 // a restart an event gets a fresh budget. After a restart (Open, then
 // Subscribe again) every unacknowledged event is delivered again.
 //
@@ -177,7 +190,8 @@ type Options struct {
 	// order.created, would grow the publisher's file forever.
 	UnroutedLimit int
 	// CloseGrace is how long Close waits for in-flight deliveries before
-	// cancelling their context; zero means 5 seconds.
+	// cancelling their context, and then for them to return; zero means
+	// 5 seconds.
 	CloseGrace time.Duration
 }
 
@@ -189,6 +203,7 @@ type Backend struct {
 	noteMu          sync.Mutex
 	notes           map[topicKey]*unroutedNote // what was logged about each unrouted log
 	notedTopics     map[[2]string]int          // notes per app and pubsub (see note)
+	queueNotes      map[topicKey]bool          // queues without a subscription, logged
 	dir             string
 	regDir          string
 	policy          backend.RetryPolicy
@@ -356,9 +371,12 @@ func (b *Backend) OpenApps(appIDs ...string) error {
 }
 
 // Close stops delivery, waiting up to Options.CloseGrace for handlers in
-// flight before cancelling their context, stops the sweeper and closes every
-// app file. Unacknowledged events stay queued for the next Open. Close is
-// idempotent.
+// flight before cancelling their context, and up to CloseGrace again for
+// them to return; it stops the sweeper and closes every app file.
+// Unacknowledged events stay queued for the next Open. A handler that
+// ignores its cancelled context is left running rather than holding Close
+// (and a host's shutdown) for ever; its event is delivered again at the
+// next Open. Close is idempotent.
 func (b *Backend) Close() error {
 	b.mu.Lock()
 	if b.closed {
@@ -446,10 +464,14 @@ func (b *Backend) app(appID string) (*appDB, error) {
 	}
 	// Count what the unrouted logs hold before anything changes them.
 	b.reportOpened(a)
-	e.db.Store(a)
 	// Events this app published before anyone subscribed may now have
-	// subscribers; route them before anything else is published.
+	// subscribers; route them before anything else is published. The file
+	// becomes visible under routeMu: a publisher that loads it then waits
+	// for the drain, so its event cannot overtake the older ones (it could
+	// between a Store before the lock and the lock), and a Subscribe after
+	// the drain finds the file open and drains it for its own topics.
 	b.routeMu.Lock()
+	e.db.Store(a)
 	woken, err := b.drainLocked(a, nil)
 	b.routeMu.Unlock()
 	if err != nil {

@@ -49,7 +49,9 @@ func TestState(t *testing.T) {
 
 func TestPubSub(t *testing.T) {
 	backendtest.RunPubSub(t, backendtest.PubSubHarness{
-		Durable: true,
+		Durable:               true,
+		ParksDeadLetterCycles: true,
+		IsolatesSubscriptions: true,
 		Open: func(t *testing.T, dir string, p backend.RetryPolicy) backend.Backend {
 			return open(t, Options{Dir: dir, Retry: p})
 		},

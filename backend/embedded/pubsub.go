@@ -370,17 +370,13 @@ func appendInTx(tx *bolt.Tx, top, name, data []byte) error {
 	return b.Put(seqKey(seq), data)
 }
 
+// DeadLetter appends rec, bound for topic, to that topic's queues (or to
+// the subscriber's unrouted log for it); the loop removes it from this
+// queue once that is committed.
 func (s *subscriber) DeadLetter(pos uint64, rec *core.Record, topic string) error {
 	data, err := json.Marshal(rec.DeadLettered(topic))
 	if err != nil {
 		return err
-	}
-	if topic == s.sub.Topic {
-		// Dead-lettering onto the topic that just failed would loop
-		// forever: park the event in the subscriber's file instead.
-		s.b.log.Error("embedded: event failed on its own dead-letter topic; parked", "app", s.sub.AppID,
-			"pubsub", s.sub.PubSub, "topic", topic, "id", rec.ID)
-		return s.park(pos, data)
 	}
 	s.b.routeMu.RLock()
 	woken, err := s.b.appendLocked(s.app, routeKey{s.sub.PubSub, topic}, [][]byte{data})
@@ -389,5 +385,15 @@ func (s *subscriber) DeadLetter(pos uint64, rec *core.Record, topic string) erro
 		return err
 	}
 	wakeAll(woken)
-	return s.Ack(pos)
+	return nil
+}
+
+// Park moves rec from the queue to the parked log of its subscription, in
+// one transaction.
+func (s *subscriber) Park(pos uint64, rec *core.Record) error {
+	data, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	return s.park(pos, data)
 }

@@ -272,6 +272,7 @@ func (b *Backend) warnStranded() {
 		}
 		b.routeMu.RUnlock()
 	}
+	b.warnUnsubscribedQueues()
 	slices.SortFunc(found, func(x, y stranded) int {
 		return strings.Compare(x.app+"\x00"+x.rk.pubsub+"\x00"+x.rk.topic, y.app+"\x00"+y.rk.pubsub+"\x00"+y.rk.topic)
 	})
@@ -288,6 +289,66 @@ func (b *Backend) warnStranded() {
 		}
 		if overflow {
 			b.tooManyTopics(s.app, s.rk)
+		}
+	}
+}
+
+// warnUnsubscribedQueues logs, once per queue, the events waiting in the
+// subscription queues of open app files that no subscription in this
+// process delivers: the app subscribed to the topic in an earlier run and
+// no longer does (its new version dropped or renamed the subscription).
+// They stay queued, and are delivered if it subscribes again; nothing said
+// so, and the topic's new events went to the publisher's unrouted log.
+func (b *Backend) warnUnsubscribedQueues() {
+	for _, a := range b.openApps() {
+		type queued struct {
+			rk routeKey
+			n  uint64
+		}
+		var found []queued
+		err := a.db.View(func(tx *bolt.Tx) error {
+			qs := tx.Bucket(bucketQueues)
+			return qs.ForEachBucket(func(name []byte) error {
+				rk, ok := parseRouteBucket(name)
+				if !ok {
+					return nil
+				}
+				// Events leave a queue from its front only, so its keys
+				// are consecutive.
+				c := qs.Bucket(name).Cursor()
+				first, _ := c.First()
+				last, _ := c.Last()
+				if first != nil {
+					found = append(found, queued{rk, binary.BigEndian.Uint64(last) - binary.BigEndian.Uint64(first) + 1})
+				}
+				return nil
+			})
+		})
+		if err != nil {
+			if !b.isClosed() {
+				b.log.Error("embedded: reading subscription queues failed", "app", a.id, "err", err)
+			}
+			continue
+		}
+		for _, q := range found {
+			b.routeMu.RLock()
+			registered := b.registeredLocked(backend.Subscription{AppID: a.id, PubSub: q.rk.pubsub, Topic: q.rk.topic})
+			b.routeMu.RUnlock()
+			k := topicKey{a.id, q.rk.pubsub, q.rk.topic}
+			b.noteMu.Lock()
+			said := b.queueNotes[k]
+			if !registered && !said {
+				if b.queueNotes == nil {
+					b.queueNotes = map[topicKey]bool{}
+				}
+				b.queueNotes[k] = true
+			}
+			b.noteMu.Unlock()
+			if registered || said {
+				continue
+			}
+			b.log.Warn("pubsub: events wait in the queue of a subscription that this process does not register (the app subscribed to the topic before, and no longer does); they stay queued, and are delivered if it subscribes to the topic again",
+				"app", a.id, "pubsub", q.rk.pubsub, "topic", q.rk.topic, "events", q.n)
 		}
 	}
 }

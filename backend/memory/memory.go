@@ -61,7 +61,8 @@ type Options struct {
 	// Logger receives delivery diagnostics; nil means slog.Default().
 	Logger *slog.Logger
 	// CloseGrace is how long Close waits for in-flight deliveries before
-	// cancelling their context; zero means 5 seconds.
+	// cancelling their context, and then for them to return; zero means
+	// 5 seconds.
 	CloseGrace time.Duration
 }
 
@@ -148,7 +149,9 @@ func (b *Backend) Config(appID string) sdk.Config { return b.config }
 func (b *Backend) Secrets(appID string) sdk.Secrets { return b.secrets }
 
 // Close stops delivery, waiting up to Options.CloseGrace for handlers in
-// flight before cancelling their context. Queued events are discarded.
+// flight before cancelling their context, and up to CloseGrace again for
+// them to return; a handler that ignores its cancelled context is left
+// running rather than holding Close for ever. Queued events are discarded.
 func (b *Backend) Close() error {
 	b.mu.Lock()
 	if b.closed {
@@ -509,15 +512,7 @@ func (q *queue) Ack(pos uint64) error {
 
 func (q *queue) DeadLetter(pos uint64, rec *core.Record, topic string) error {
 	q.b.mu.Lock()
-	var woken []*queue
-	if topic == q.sub.Topic {
-		// Dead-lettering onto the topic that just failed would loop
-		// forever; park the event instead (kept, but not delivered).
-		q.b.parked = append(q.b.parked, rec)
-		q.b.log.Error("pubsub: event failed on its own dead-letter topic; parked", "app", q.sub.AppID, "topic", topic, "id", rec.ID)
-	} else {
-		woken = q.b.routeLocked(rec.DeadLettered(topic))
-	}
+	woken := q.b.routeLocked(rec.DeadLettered(topic))
 	q.removeLocked(pos)
 	q.b.mu.Unlock()
 	for _, w := range woken {
@@ -526,7 +521,19 @@ func (q *queue) DeadLetter(pos uint64, rec *core.Record, topic string) error {
 	return nil
 }
 
-// Parked returns the events that failed on their own dead-letter topic.
+// Park keeps rec, failed for good on a dead-letter cycle, out of delivery
+// (see Parked).
+func (q *queue) Park(pos uint64, rec *core.Record) error {
+	q.b.mu.Lock()
+	defer q.b.mu.Unlock()
+	q.b.parked = append(q.b.parked, rec)
+	q.removeLocked(pos)
+	return nil
+}
+
+// Parked returns the events that failed on a dead-letter topic that would
+// have sent them back to a topic they failed on already (their own, or one
+// they were dead-lettered from).
 func (b *Backend) Parked() []*sdk.Event {
 	b.mu.Lock()
 	defer b.mu.Unlock()

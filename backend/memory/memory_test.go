@@ -16,6 +16,8 @@ func TestState(t *testing.T) {
 
 func TestPubSub(t *testing.T) {
 	backendtest.RunPubSub(t, backendtest.PubSubHarness{
+		ParksDeadLetterCycles: true,
+		IsolatesSubscriptions: true,
 		Open: func(t *testing.T, dir string, p backend.RetryPolicy) backend.Backend {
 			return memory.New(memory.Options{Retry: p})
 		},

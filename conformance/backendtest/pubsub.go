@@ -33,6 +33,19 @@ type PubSubHarness struct {
 	DeadLetterTopic string
 	// Timeout bounds every wait for a delivery; zero means 20 seconds.
 	Timeout time.Duration
+	// ParksDeadLetterCycles enables the test of subscriptions whose
+	// dead-letter topics name each other's topics: the backend must park an
+	// event that failed on both rather than pass it between them for ever.
+	// The in-process backends do; Dapr's broker, which dead-letters by
+	// publishing anew, does not.
+	ParksDeadLetterCycles bool
+	// IsolatesSubscriptions enables the test that a handler that hangs
+	// holds back its own subscription only. The in-process backends give
+	// each subscription its own delivery loop. Dapr's Redis component as
+	// the tests configure it (concurrency 1, for per-topic order) runs one
+	// delivery at a time for all the component's topics, and a topic
+	// subscribed by several apps of one host is one Dapr subscription.
+	IsolatesSubscriptions bool
 }
 
 // RunPubSub runs the pub/sub conformance tests.
@@ -47,9 +60,9 @@ func RunPubSub(t *testing.T, h PubSubHarness) {
 		h.Timeout = 20 * time.Second
 	}
 	tests := []struct {
-		name              string
-		durable, unrouted bool
-		fn                func(e *psEnv)
+		name                                string
+		durable, unrouted, cycles, isolated bool
+		fn                                  func(e *psEnv)
 	}{
 		{name: "CloudEvents", fn: testCloudEvents},
 		{name: "Order", fn: testOrder},
@@ -58,6 +71,9 @@ func RunPubSub(t *testing.T, h PubSubHarness) {
 		{name: "DeadLetterAfterMaxAttempts", fn: testDeadLetter},
 		{name: "DefaultDeadLetterTopic", fn: testDefaultDeadLetter},
 		{name: "InvalidArgumentDeadLettersAtOnce", fn: testInvalidArgumentDeadLetter},
+		{name: "HandlerPanics", fn: testHandlerPanics},
+		{name: "HungHandlerHoldsOnlyItsSubscription", isolated: true, fn: testHungHandler},
+		{name: "DeadLetterCycleParked", cycles: true, fn: testDeadLetterCycle},
 		{name: "InvalidPublish", fn: testInvalidPublish},
 		{name: "CloseWaitsForInFlight", fn: testCloseWaits},
 		{name: "Unrouted", unrouted: true, fn: testUnrouted},
@@ -71,6 +87,12 @@ func RunPubSub(t *testing.T, h PubSubHarness) {
 			}
 			if tc.unrouted && h.DropsUnrouted {
 				t.Skip("backend drops events published before a subscription exists")
+			}
+			if tc.cycles && !h.ParksDeadLetterCycles {
+				t.Skip("backend passes events round a cycle of dead-letter topics")
+			}
+			if tc.isolated && !h.IsolatesSubscriptions {
+				t.Skip("backend may hold other subscriptions' deliveries behind a hung handler")
 			}
 			u := uniq()
 			e := &psEnv{t: t, h: h, dir: t.TempDir(), ps: h.PubSub, u: u, ctx: ctxFor(t, 5*time.Minute)}
@@ -458,6 +480,123 @@ func testInvalidArgumentDeadLetter(e *psEnv) {
 		e.t.Fatalf("InvalidArgument event delivered %d times, want 1", n)
 	}
 	wantLabels(e.t, "acknowledged on the topic", r.ackedLabels(s), "good")
+}
+
+// A handler that panics on an event fails that delivery: the event is
+// retried and dead-lettered as for an error, and the events behind it are
+// delivered. The panic must not end the subscription's delivery, nor the
+// process.
+func testHandlerPanics(e *psEnv) {
+	e.open(fastRetry)
+	pub, topic := e.name("pub"), e.name("panic")
+	s := e.sub(e.name("sub"), topic)
+	dl := e.sub(e.name("dlsub"), e.name("panic-dead"))
+	s.DeadLetterTopic = dl.Topic
+	r := newRecorder(func(sub backend.Subscription, ev *sdk.Event, n int) error {
+		if sub.Topic == topic && label(ev) == "boom" {
+			panic(fmt.Sprintf("handler panics on boom (attempt %d)", n))
+		}
+		return nil
+	})
+	// The recorder logs a call only when the handler returns; count the
+	// panicking attempts apart.
+	var mu sync.Mutex
+	booms := 0
+	d := func(ctx context.Context, sub backend.Subscription, ev *sdk.Event) error {
+		if sub.Topic == topic && label(ev) == "boom" {
+			mu.Lock()
+			booms++
+			mu.Unlock()
+		}
+		return r.Deliver(ctx, sub, ev)
+	}
+	e.subscribe(d, s, dl)
+	e.publish(pub, topic, "boom", "after")
+	e.wait("boom on the dead-letter topic and after delivered", func() bool {
+		return r.hasAcked(dl, "boom") && r.hasAcked(s, "after")
+	})
+	wantLabels(e.t, "acknowledged on the topic", r.ackedLabels(s), "after")
+	mu.Lock()
+	defer mu.Unlock()
+	if booms != fastRetry.MaxAttempts {
+		e.t.Fatalf("panicking handler called %d times for boom, want MaxAttempts=%d", booms, fastRetry.MaxAttempts)
+	}
+}
+
+// A handler that hangs (until the test ends) holds back its own
+// subscription only: other topics of the same app, and other apps on the
+// same topic, are delivered meanwhile.
+func testHungHandler(e *psEnv) {
+	e.open(fastRetry)
+	pub, stuck, free := e.name("pub"), e.name("stuck"), e.name("free")
+	hung := e.sub(e.name("sub"), stuck)
+	sameApp := e.sub(hung.AppID, free)
+	otherApp := e.sub(e.name("other"), stuck)
+	release := make(chan struct{})
+	// Registered after open's Close, so it runs before it: Close then has
+	// nothing hung to wait for.
+	e.t.Cleanup(func() { close(release) })
+	entered := make(chan struct{}, 1)
+	r := newRecorder(nil)
+	d := func(ctx context.Context, sub backend.Subscription, ev *sdk.Event) error {
+		if subKey(sub) == subKey(hung) {
+			select {
+			case entered <- struct{}{}:
+			default:
+			}
+			select {
+			case <-release:
+			case <-ctx.Done():
+			}
+			return sdk.Errorf(sdk.Unavailable, "hung handler released")
+		}
+		return r.Deliver(ctx, sub, ev)
+	}
+	e.subscribe(d, hung, sameApp, otherApp)
+	e.publish(pub, stuck, "h1", "h2")
+	select {
+	case <-entered:
+	case <-time.After(e.h.Timeout):
+		e.t.Fatalf("the hung handler was not called within %v", e.h.Timeout)
+	}
+	e.publish(pub, free, "f1", "f2", "f3")
+	e.wait("the other subscriptions' events", func() bool {
+		return len(r.acked(sameApp)) >= 3 && len(r.acked(otherApp)) >= 2
+	})
+	wantLabels(e.t, "same app, other topic", r.ackedLabels(sameApp), "f1", "f2", "f3")
+	wantLabels(e.t, "other app, same topic", r.ackedLabels(otherApp), "h1", "h2")
+}
+
+// Two subscriptions whose dead-letter topics are each other's topics: an
+// event that fails on both is parked after its attempts on each, not
+// passed back and forth for ever (MaxAttempts deliveries a lap).
+func testDeadLetterCycle(e *psEnv) {
+	e.open(fastRetry)
+	pub, ta, tb := e.name("pub"), e.name("cyc-a"), e.name("cyc-b")
+	sa, sb := e.sub(e.name("sub"), ta), e.sub(e.name("sub"), tb)
+	sa.DeadLetterTopic, sb.DeadLetterTopic = tb, ta
+	r := newRecorder(func(sub backend.Subscription, ev *sdk.Event, n int) error {
+		if label(ev) == "poison" {
+			return sdk.Errorf(sdk.Internal, "poison fails everywhere")
+		}
+		return nil
+	})
+	e.subscribe(r.Deliver, sa, sb)
+	e.publish(pub, ta, "poison")
+	e.wait("poison tried on the dead-letter topic", func() bool { return r.attemptsOf(sb, "poison") >= fastRetry.MaxAttempts })
+	// Each queue is ordered: once a marker published now is acknowledged
+	// on b, poison has left b (parked, or sent back to a, queued there
+	// before the marker on a).
+	e.publish(pub, tb, "mark-b")
+	e.wait("mark-b", func() bool { return r.hasAcked(sb, "mark-b") })
+	e.publish(pub, ta, "mark-a")
+	e.wait("mark-a", func() bool { return r.hasAcked(sa, "mark-a") })
+	if n := r.attemptsOf(sa, "poison"); n != fastRetry.MaxAttempts {
+		e.t.Fatalf("poison delivered %d times on %s, want MaxAttempts=%d: the dead-letter cycle sent it back", n, ta, fastRetry.MaxAttempts)
+	}
+	if n := r.attemptsOf(sb, "poison"); n != fastRetry.MaxAttempts {
+		e.t.Fatalf("poison delivered %d times on %s, want MaxAttempts=%d", n, tb, fastRetry.MaxAttempts)
+	}
 }
 
 func testInvalidPublish(e *psEnv) {

@@ -14,6 +14,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -219,6 +220,10 @@ type Record struct {
 	TraceState      string            `json:"tracestate,omitempty"`
 	Data            []byte            `json:"data,omitempty"`
 	Metadata        map[string]string `json:"metadata,omitempty"`
+	// DeadLetters are the topics the event was dead-lettered from, oldest
+	// first: where it has failed for good. It is the backend's, not the
+	// subscriber's, and lets Loops stop a dead-letter cycle.
+	DeadLetters []string `json:"deadletters,omitempty"`
 }
 
 // CheckMessage validates a message before it is published.
@@ -310,11 +315,22 @@ func (r *Record) Event() *sdk.Event {
 }
 
 // DeadLettered returns a copy of r bound for topic: the same id, source,
-// type, data and metadata, so the dead-letter consumer sees which event failed.
+// type, data and metadata, so the dead-letter consumer sees which event
+// failed, and r's topic added to its DeadLetters.
 func (r *Record) DeadLettered(topic string) *Record {
 	c := *r
+	c.DeadLetters = append(slices.Clip(r.DeadLetters), r.Topic)
 	c.Topic = topic
 	return &c
+}
+
+// Loops reports whether dead-lettering r to topic would send it back to a
+// topic where it has failed for good already: its own, or one it was
+// dead-lettered from. Two subscriptions whose dead-letter topics name each
+// other's topics, or a longer cycle of them, otherwise passed a failing
+// event round for ever, MaxAttempts deliveries per lap.
+func (r *Record) Loops(topic string) bool {
+	return topic == r.Topic || slices.Contains(r.DeadLetters, topic)
 }
 
 // NewID returns a random UUID (version 4), used as CloudEvents id.

@@ -3,6 +3,8 @@ package core
 import (
 	"context"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -16,12 +18,21 @@ type Queue interface {
 	// Head returns the oldest pending event and its position; ok is false
 	// when the queue is empty.
 	Head() (pos uint64, r *Record, ok bool, err error)
-	// Ack removes the event at pos.
+	// Ack removes the event at pos. Removing an event already removed
+	// succeeds: the loop acknowledges an event again when the first
+	// removal failed, and after Park and DeadLetter.
 	Ack(pos uint64) error
-	// DeadLetter publishes r to topic (same pub/sub) and then removes the
-	// event at pos. The publish must be committed before the removal, so a
-	// crash in between duplicates the event rather than losing it.
+	// DeadLetter publishes r (as r.DeadLettered(topic) makes it) to topic,
+	// on the same pub/sub, committed when it returns nil. It need not
+	// remove the event at pos: the loop acknowledges it afterwards, so a
+	// crash in between duplicates the event rather than losing it, and a
+	// removal that fails does not publish the dead letter again.
 	DeadLetter(pos uint64, r *Record, topic string) error
+	// Park keeps r out of delivery for good (an operator's to inspect), and
+	// removes the event at pos, in one step if the storage allows. The loop
+	// parks an event whose dead-letter topic would send it back to a topic
+	// it already failed on.
+	Park(pos uint64, r *Record) error
 }
 
 // Loop delivers one subscription's queue, head first. It is the whole retry
@@ -30,7 +41,15 @@ type Queue interface {
 //   - a nil error from Deliver acknowledges and removes the event;
 //   - any other error retries it after Policy.Backoff(failures);
 //   - after Policy.MaxAttempts deliveries, or at once for an error with code
-//     InvalidArgument, the event moves to DeadLetterTopic.
+//     InvalidArgument, the event moves to DeadLetterTopic, unless that is a
+//     topic the event already failed on (the subscription's own, or one
+//     that dead-lettered it here: two topics naming each other as dead-letter
+//     topics passed an event back and forth for ever); it is parked then.
+//
+// A handled event whose removal from the queue fails (a full disk) is not
+// delivered again: the loop retries the removal alone, with a growing wait.
+// Redelivering it would call the handler again every storageRetry for as
+// long as the disk stays full.
 //
 // Delivery is strictly in queue order: a failing event holds back the ones
 // behind it (head-of-line blocking) until it succeeds or is dead-lettered.
@@ -53,23 +72,40 @@ type Loop struct {
 	Log       *slog.Logger
 }
 
-// storageRetry is the wait before retrying a failed storage operation.
-const storageRetry = 200 * time.Millisecond
+// storageRetry is the first wait before retrying a failed storage
+// operation; it doubles after each further failure, up to maxStorageRetry.
+const (
+	storageRetry    = 200 * time.Millisecond
+	maxStorageRetry = 5 * time.Second
+)
+
+// storageWait returns the wait after the n-th consecutive storage failure
+// (n from 1).
+func storageWait(n int) time.Duration {
+	d := storageRetry
+	for i := 1; i < n && d < maxStorageRetry; i++ {
+		d *= 2
+	}
+	return min(d, maxStorageRetry)
+}
 
 // Run delivers until Stop is closed.
 func (l *Loop) Run() {
+	fails := 0
 	for !l.stopped() {
 		pos, rec, ok, err := l.Queue.Head()
 		if err != nil {
 			if l.stopped() {
 				return
 			}
+			fails++
 			l.Log.Error("pubsub: reading subscription queue failed", "app", l.Sub.AppID, "pubsub", l.Sub.PubSub, "topic", l.Sub.Topic, "err", err)
-			if !l.wait(storageRetry) {
+			if !l.wait(storageWait(fails)) {
 				return
 			}
 			continue
 		}
+		fails = 0
 		if !ok {
 			select {
 			case <-l.Wake:
@@ -84,21 +120,17 @@ func (l *Loop) Run() {
 	}
 }
 
-// handle delivers the event at pos until it is acknowledged or
-// dead-lettered. It returns false when the loop must stop.
+// handle delivers the event at pos until it is acknowledged, dead-lettered
+// or parked. It returns false when the loop must stop.
 func (l *Loop) handle(pos uint64, rec *Record) bool {
 	failures := 0
 	for {
 		err := l.call(rec)
 		if err == nil {
-			if aerr := l.Queue.Ack(pos); aerr != nil {
-				// The event stays queued and is delivered again: a
-				// duplicate, which at-least-once allows.
-				if l.stopped() {
-					return false
-				}
-				l.Log.Error("pubsub: acknowledging event failed", "app", l.Sub.AppID, "topic", l.Sub.Topic, "id", rec.ID, "err", aerr)
-				return l.wait(storageRetry)
+			if !l.retryStorage("acknowledging event", rec, func() error { return l.Queue.Ack(pos) }) {
+				// Stopping: the event stays queued and is delivered
+				// again at the next start, which at-least-once allows.
+				return false
 			}
 			l.report(OutcomeOK)
 			return true
@@ -110,27 +142,58 @@ func (l *Loop) handle(pos uint64, rec *Record) bool {
 		}
 		failures++
 		if sdk.IsCode(err, sdk.InvalidArgument) || failures >= l.Policy.MaxAttempts {
-			l.Log.Warn("pubsub: dead-lettering event", "app", l.Sub.AppID, "pubsub", l.Sub.PubSub, "topic", l.Sub.Topic,
-				"id", rec.ID, "attempts", failures, "deadletter", l.DeadLetterTopic, "err", err)
-			for {
-				derr := l.Queue.DeadLetter(pos, rec, l.DeadLetterTopic)
-				if derr == nil {
-					break
-				}
-				if l.stopped() {
-					return false
-				}
-				l.Log.Error("pubsub: dead-lettering event failed", "app", l.Sub.AppID, "topic", l.Sub.Topic, "id", rec.ID, "err", derr)
-				if !l.wait(storageRetry) {
-					return false
-				}
-			}
-			l.report(OutcomeDeadLetter)
-			return true
+			return l.deadLetter(pos, rec, failures, err)
 		}
 		l.report(OutcomeRetry)
 		l.Log.Debug("pubsub: handler failed, will retry", "app", l.Sub.AppID, "topic", l.Sub.Topic, "id", rec.ID, "attempt", failures, "err", err)
 		if !l.wait(l.Policy.Backoff(failures)) {
+			return false
+		}
+	}
+}
+
+// deadLetter moves the event at pos, which failed for the last time with
+// err, to the dead-letter topic, or parks it when that would loop. It
+// returns false when the loop must stop.
+func (l *Loop) deadLetter(pos uint64, rec *Record, attempts int, err error) bool {
+	if l.DeadLetterTopic == l.Sub.Topic || rec.Loops(l.DeadLetterTopic) {
+		l.Log.Error("pubsub: event failed on a topic whose dead-letter topic it already failed on; parked, not delivered again",
+			"app", l.Sub.AppID, "pubsub", l.Sub.PubSub, "topic", l.Sub.Topic, "id", rec.ID, "attempts", attempts,
+			"deadletter", l.DeadLetterTopic, "failed_on", strings.Join(append(slices.Clone(rec.DeadLetters), rec.Topic), " -> "), "err", err)
+		if !l.retryStorage("parking event", rec, func() error { return l.Queue.Park(pos, rec) }) {
+			return false
+		}
+	} else {
+		l.Log.Warn("pubsub: dead-lettering event", "app", l.Sub.AppID, "pubsub", l.Sub.PubSub, "topic", l.Sub.Topic,
+			"id", rec.ID, "attempts", attempts, "deadletter", l.DeadLetterTopic, "err", err)
+		if !l.retryStorage("dead-lettering event", rec, func() error { return l.Queue.DeadLetter(pos, rec, l.DeadLetterTopic) }) {
+			return false
+		}
+	}
+	// Published (or parked): only the removal is left, and it is retried
+	// alone, so a failing removal does not publish the dead letter again.
+	if !l.retryStorage("removing dead-lettered event", rec, func() error { return l.Queue.Ack(pos) }) {
+		return false
+	}
+	l.report(OutcomeDeadLetter)
+	return true
+}
+
+// retryStorage runs op until it succeeds, waiting storageWait between
+// failures. It returns false if the loop must stop first.
+func (l *Loop) retryStorage(what string, rec *Record, op func() error) bool {
+	for n := 1; ; n++ {
+		err := op()
+		if err == nil {
+			return true
+		}
+		if l.stopped() {
+			return false
+		}
+		wait := storageWait(n)
+		l.Log.Error("pubsub: "+what+" failed; retrying", "app", l.Sub.AppID, "pubsub", l.Sub.PubSub, "topic", l.Sub.Topic,
+			"id", rec.ID, "failures", n, "retry_in", wait, "err", err)
+		if !l.wait(wait) {
 			return false
 		}
 	}
@@ -225,20 +288,34 @@ func CheckSubscriptions(subs []backend.Subscription, d backend.Deliverer, regist
 }
 
 // DrainOrCancel waits for in-flight deliveries (wg) for up to grace, then
-// cancels their context and waits for them to return. Every backend's Close
-// ends its deliveries this way.
-func DrainOrCancel(wg *sync.WaitGroup, grace time.Duration, cancel func(), log *slog.Logger, backendName string) {
+// cancels their context and waits for them up to grace again. Every
+// backend's Close ends its deliveries this way. A handler that ignores its
+// context is left running after that, rather than holding Close, and with
+// it the host's shutdown, for ever: its event was not acknowledged, so a
+// durable backend delivers it again at its next start. It reports whether
+// every delivery returned.
+func DrainOrCancel(wg *sync.WaitGroup, grace time.Duration, cancel func(), log *slog.Logger, backendName string) bool {
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
 	t := time.NewTimer(grace)
 	defer t.Stop()
 	select {
 	case <-done:
+		return true
 	case <-t.C:
-		if log != nil {
-			log.Warn(backendName+": deliveries still running after close grace period; cancelling them", "grace", grace)
-		}
-		cancel()
-		<-done
 	}
+	if log != nil {
+		log.Warn(backendName+": deliveries still running after close grace period; cancelling them", "grace", grace)
+	}
+	cancel()
+	t.Reset(grace)
+	select {
+	case <-done:
+		return true
+	case <-t.C:
+	}
+	if log != nil {
+		log.Error(backendName+": deliveries ignored their cancelled context; closing without them (their events are not acknowledged)", "waited", 2*grace)
+	}
+	return false
 }
