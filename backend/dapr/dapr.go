@@ -69,7 +69,11 @@
 // which Dapr sends an event that is dropped or that exhausts the retries of
 // the pub/sub component's inbound Resiliency policy. Without such a policy
 // Dapr does not retry: a failed event goes to the dead-letter topic at
-// once. An event whose envelope does not decode (a producer other than Roam
+// once. Round a cycle of dead-letter topics (two subscriptions naming each
+// other's topics) Dapr would pass an event that fails everywhere for ever;
+// the backend parks it on <topic>.parked, the last topic it failed on, when
+// it comes back to a topic it already failed on (as far as this process
+// saw it go round: see lapLocked). An event whose envelope does not decode (a producer other than Roam
 // may send a time that is not RFC 3339) is dropped on its topic; on a
 // dead-letter topic it goes to the handler with the attributes that do
 // decode, since dropping it there would only pass it on to the next
@@ -201,6 +205,7 @@ type Backend struct {
 	listed  bool       // the sidecar has read the programmatic subscriptions
 	streams []*stream
 	dedup   map[string]map[int]bool // event id → local subscriptions done
+	trails  map[trailKey][]string   // event → topics it arrived on by dead-letter (see lap)
 
 	ctx      context.Context // deliveries; cancelled after CloseGrace
 	cancel   context.CancelFunc
@@ -242,6 +247,7 @@ func Open(ctx context.Context, o Options) (*Backend, error) {
 		cfgStore: o.ConfigStore,
 		routes:   map[routeKey]*route{},
 		dedup:    map[string]map[int]bool{},
+		trails:   map[trailKey][]string{},
 	}
 	if b.log == nil {
 		b.log = slog.Default()

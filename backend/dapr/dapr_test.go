@@ -50,5 +50,7 @@ func TestPubSub(t *testing.T) {
 	sc := daprtest.StartSidecar(t, daprtest.SidecarOptions{AppID: "pubsubtest", Resources: res})
 	backendtest.RunPubSub(t, backendtest.PubSubHarness{
 		Open: func(t *testing.T, dir string, p backend.RetryPolicy) backend.Backend { return open(t, sc) },
+		// In one process: see lapLocked.
+		ParksDeadLetterCycles: true,
 	})
 }

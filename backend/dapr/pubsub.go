@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -97,7 +98,10 @@ type route struct {
 	key  routeKey
 	dl   string // dead-letter topic
 	path string // app-channel path of programmatic deliveries
-	subs []localSub
+	// cyclic: the route is on a cycle of this backend's dead-letter
+	// topics, whose events lapLocked follows.
+	cyclic bool
+	subs   []localSub
 }
 
 type localSub struct {
@@ -186,7 +190,12 @@ func (b *Backend) Subscribe(subs []backend.Subscription, d backend.Deliverer) er
 			streams = append(streams, st)
 		}
 	}
+	cycles := b.cyclesLocked(order)
 	b.mu.Unlock()
+	for _, c := range cycles {
+		b.log.Warn("dapr: the dead-letter topics of this host's subscriptions form a cycle; Dapr would pass an event that fails on all of them round it for ever, so the host parks it on <topic>.parked (the last topic it failed on) when it comes back by dead-letter to a topic it failed on, as far as this process saw it go round",
+			"pubsub", c[0].pubsub, "cycle", cycleString(c))
+	}
 	for _, st := range streams {
 		go st.run()
 	}
@@ -251,6 +260,118 @@ func parkedTopic(topic, dl string) string {
 	return dl
 }
 
+// cyclesLocked marks the routes on a cycle of dead-letter topics among
+// this backend's routes (cyclic), and returns the cycles that pass
+// through the routes of keys (those just subscribed), each once, as the
+// routes in dead-letter order from the first of keys on it.
+func (b *Backend) cyclesLocked(keys []routeKey) [][]routeKey {
+	var out [][]routeKey
+	seen := map[routeKey]bool{}
+	for _, k := range keys {
+		if seen[k] {
+			continue
+		}
+		var path []routeKey
+		for at := k; ; {
+			r := b.routes[at]
+			if r == nil || slices.Contains(path, at) {
+				break
+			}
+			path = append(path, at)
+			at = routeKey{at.pubsub, r.dl}
+			if at == k {
+				for _, x := range path {
+					seen[x] = true
+					b.routes[x].cyclic = true
+				}
+				out = append(out, path)
+				break
+			}
+		}
+	}
+	return out
+}
+
+func cycleString(c []routeKey) string {
+	var sb strings.Builder
+	for _, k := range c {
+		sb.WriteString(k.topic + " -> ")
+	}
+	return sb.String() + c[0].topic
+}
+
+// trailKey names an event for lapLocked: its pub/sub and CloudEvent id.
+type trailKey struct{ pubsub, id string }
+
+// maxTrails bounds Backend.trails; past it the map is cleared, as dedup is.
+const maxTrails = 10000
+
+// lapLocked stops an event that Dapr would dead-letter round a cycle of
+// dead-letter topics for ever (two subscriptions naming each other's
+// topics). Dapr dead-letters on its own, after the Resiliency policy's
+// last attempt, and tells the app neither which attempt a delivery is, nor
+// that it is the last, nor (over gRPC) where a dead-lettered event comes
+// from. So the backend parks the event when it comes back, instead of when
+// it fails for the last time, by its CloudEvent id (which Dapr keeps when
+// it dead-letters): it notes the topics of the cycle that the event is
+// delivered on, in order. An event that is delivered on one it left for
+// another has failed for good on each since (an event moves from topic to
+// topic only by dead-letter), and lapLocked returns them, oldest first,
+// with loops true. Deliveries on the topic it was last delivered on are
+// Dapr's retries. The topic an event was published on (its envelope's,
+// over HTTP; "" or r's own over gRPC) starts its notes when it is another.
+//
+// The notes are this process's, in memory: after a restart, or when
+// another replica of the app took one of the deliveries, the event goes
+// round once more before it is parked. deliver drops an event's notes
+// once it is handled; those of a parked event stay, so that Dapr
+// delivering the same message again parks it again rather than hand it to
+// the handler.
+func (b *Backend) lapLocked(r *route, id, topic string) (failed []string, loops bool) {
+	if id == "" || !r.cyclic {
+		return nil, false
+	}
+	k := trailKey{r.key.pubsub, id}
+	trail := b.trails[k]
+	switch {
+	case len(trail) > 0 && trail[len(trail)-1] == r.key.topic:
+		return nil, false // Dapr retrying
+	case slices.Contains(trail, r.key.topic):
+		return trail, true
+	case trail == nil && topic != "" && topic != r.key.topic:
+		trail = []string{topic, r.key.topic}
+	default:
+		trail = append(slices.Clip(trail), r.key.topic)
+	}
+	if _, ok := b.trails[k]; !ok && len(b.trails) >= maxTrails {
+		clear(b.trails)
+	}
+	b.trails[k] = trail
+	return nil, false
+}
+
+// park publishes ev, which came back by dead-letter to r's topic after it
+// failed for good on each topic of failed, to the parked topic of the last
+// of them (see parkedTopic), and returns Dapr's status: SUCCESS once it is
+// published, RETRY otherwise (the next delivery parks it again).
+func (b *Backend) park(ctx context.Context, r *route, ev *sdk.Event, failed []string) string {
+	to := failed[len(failed)-1] + parkedSuffix
+	env, err := envelope(&core.Record{
+		ID: ev.ID, Source: ev.Source, Type: ev.Type, Subject: ev.Subject, Time: ev.Time, DataContentType: ev.DataContentType,
+		PubSub: r.key.pubsub, Topic: to, TraceParent: ev.TraceParent, TraceState: ev.TraceState, Data: ev.Data,
+	})
+	if err == nil {
+		err = b.sc.publish(ctx, r.key.pubsub, to, env, cloudEventType, nil)
+	}
+	attrs := []any{"pubsub", r.key.pubsub, "topic", r.key.topic, "id", ev.ID, "failed_on", strings.Join(failed, " -> "), "parked", to}
+	if err != nil {
+		b.log.Error("dapr: parking an event that came back by dead-letter to a topic it failed on failed; asking for a retry", append(attrs, "err", err)...)
+		return statusRetry
+	}
+	b.log.Error("dapr: event came back by dead-letter to a topic it failed on; parked, not delivered again", attrs...)
+	return statusSuccess
+}
+
 // deadLettered reports whether an event delivered on r, whose envelope
 // names topic as the one it was published on, has been dead-lettered: it
 // was published on another topic (Dapr writes the publish topic into the
@@ -292,7 +413,9 @@ const (
 // the only failures say the event can never succeed (InvalidArgument: Dapr
 // sends it to the dead-letter topic), RETRY otherwise. The event's pub/sub
 // and topic are those it was delivered on: a dead-lettered event arrives
-// with the topic of its dead-letter subscription.
+// with the topic of its dead-letter subscription. An event that Dapr
+// dead-lettered back to a topic where it already failed for good (a cycle
+// of dead-letter topics) is parked instead of delivered (lapLocked).
 func (b *Backend) deliver(ctx context.Context, r *route, ev *sdk.Event) string {
 	b.mu.Lock()
 	if b.closed {
@@ -300,6 +423,15 @@ func (b *Backend) deliver(ctx context.Context, r *route, ev *sdk.Event) string {
 		return statusRetry
 	}
 	b.inflight.Add(1)
+	// ev.Topic is still the delivery's: over HTTP, the topic the event
+	// was published on.
+	if failed, loops := b.lapLocked(r, ev.ID, ev.Topic); loops {
+		b.mu.Unlock()
+		defer b.inflight.Done()
+		ctx, stop := mergeCancel(ctx, b.ctx)
+		defer stop()
+		return b.park(ctx, r, ev, failed)
+	}
 	subs := append([]localSub(nil), r.subs...)
 	var done map[int]bool
 	if len(subs) > 1 {
@@ -350,6 +482,11 @@ func (b *Backend) deliver(ctx context.Context, r *route, ev *sdk.Event) string {
 		} else {
 			delete(b.dedup, ev.ID)
 		}
+		b.mu.Unlock()
+	}
+	if !retry && !drop && r.cyclic {
+		b.mu.Lock()
+		delete(b.trails, trailKey{r.key.pubsub, ev.ID})
 		b.mu.Unlock()
 	}
 	switch {

@@ -36,8 +36,10 @@ type PubSubHarness struct {
 	// ParksDeadLetterCycles enables the test of subscriptions whose
 	// dead-letter topics name each other's topics: the backend must park an
 	// event that failed on both rather than pass it between them for ever.
-	// The in-process backends do; Dapr's broker, which dead-letters by
-	// publishing anew, does not.
+	// The in-process backends do. Dapr's broker dead-letters by publishing
+	// anew, and the Dapr backend parks the event when it comes back to a
+	// topic it failed on, as far as its process saw it go round (a restart
+	// or another replica lets it go round once more).
 	ParksDeadLetterCycles bool
 	// IsolatesSubscriptions enables the test that a handler that hangs
 	// holds back its own subscription only. The in-process backends give

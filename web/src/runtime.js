@@ -825,7 +825,8 @@ export class Runtime {
   // event each, then commits. Calls from the page interleave between pumps.
   // The rules are core.Loop's: an error retries with backoff, and after
   // MaxAttempts, or at once for InvalidArgument, the event moves to the
-  // dead-letter topic (parked if it failed on that topic itself).
+  // dead-letter topic, or is parked if that topic is one it already failed
+  // on for good (its own, or one of a cycle of dead-letter topics).
   async pump() {
     const settled = []; // looped events dead-lettered in this round
     this.announced = false;
@@ -871,10 +872,20 @@ export class Runtime {
       s.failures++;
       const p = this.opts.retry;
       if (r.code === InvalidArgument || s.failures >= p.maxAttempts || this.looped.has(key)) {
-        console.warn(`[${s.app}] pubsub: dead-lettering event ${head.rec.id} of ${s.pubsub}/${s.topic} after ${s.failures} attempts: ${r.message}`);
-        if (s.dl === s.topic) {
-          this.box(this.nextPos(), { app: s.app, rec: head.rec, parked: true, reason: `failed on its dead-letter topic after ${s.failures} attempts: ${r.message}` });
-        } else this.route({ ...head.rec, topic: s.dl }, s.app);
+        // An event dead-lettered back to a topic where it already failed
+        // for good (its own, or one that dead-lettered it here: two
+        // subscriptions naming each other's topics) is parked, as the Go
+        // backends park it (core.Record.Loops); it would otherwise go round
+        // for ever. deadletters are the topics it was dead-lettered from.
+        const from = head.rec.deadletters ?? [];
+        if (s.dl === s.topic || from.includes(s.dl)) {
+          const reason = `failed on ${[...from, s.topic].join(' -> ')} after ${s.failures} attempts, and its dead-letter topic ${s.dl} is one of those: ${r.message}`;
+          console.error(`[${s.app}] pubsub: parking event ${head.rec.id} of ${s.pubsub}/${s.topic}, not delivered again: ${reason}`);
+          this.box(this.nextPos(), { app: s.app, rec: head.rec, parked: true, reason });
+        } else {
+          console.warn(`[${s.app}] pubsub: dead-lettering event ${head.rec.id} of ${s.pubsub}/${s.topic} to ${s.dl} after ${s.failures} attempts: ${r.message}`);
+          this.route({ ...head.rec, topic: s.dl, deadletters: [...from, head.rec.topic] }, s.app);
+        }
         this.ack(s);
         continue;
       }
@@ -1029,10 +1040,10 @@ export class Runtime {
     const boxed = [...this.outbox].sort((a, b) => a[0] - b[0]);
     s.events = boxed.filter(([, o]) => !o.parked).length;
     // Parked events: refused by the server, or failed on their own
-    // dead-letter topic. They stay in IndexedDB, and are not sent until
-    // the page retries them. pos, their place in the outbox, names them to
-    // retry and discard (a CloudEvent id need not be unique: a
-    // dead-lettered copy keeps its event's).
+    // dead-letter topic or a cycle of them. They stay in IndexedDB, and
+    // are not sent until the page retries them. pos, their place in the
+    // outbox, names them to retry and discard (a CloudEvent id need not be
+    // unique: a dead-lettered copy keeps its event's).
     s.parked = boxed.filter(([, o]) => o.parked).map(([pos, o]) => ({
       pos, app: o.app, id: o.rec.id, pubsub: o.rec.pubsubname, topic: o.rec.topic, type: o.rec.type,
       time: o.rec.time, reason: o.reason ?? 'failed on its dead-letter topic',
