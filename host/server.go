@@ -699,8 +699,10 @@ func (s *Server) Serve(ln net.Listener) error { return <-s.Start(ln) }
 // next can never be answered 503 by /readyz.
 func (s *Server) Start(ln net.Listener) <-chan error {
 	s.mu.Lock()
+	base := newRequestBase()
 	s.http = &http.Server{
-		Handler:           s.handler,
+		Handler:           s.closeWhenDraining(s.handler),
+		BaseContext:       base.baseContext,
 		ReadTimeout:       s.opts.ReadTimeout,
 		ReadHeaderTimeout: 10 * time.Second,
 		WriteTimeout:      s.opts.WriteTimeout,
@@ -733,7 +735,12 @@ func (s *Server) Start(ln net.Listener) <-chan error {
 }
 
 // Shutdown stops accepting requests and waits for those in flight, up to
-// ctx's deadline. Readiness turns off first so balancers drain the host.
+// ctx's deadline. Readiness turns off first so balancers drain the host
+// (ServeUntilDone turns it off earlier, and drains before it calls
+// Shutdown). If ctx ends first, Shutdown cancels the contexts of the
+// requests still running, waits a moment (cutoffWait) for their handlers
+// to answer, and returns ctx's error; the connections of handlers that
+// ignore the cancellation stay open until they return.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.ready.Store(false)
 	s.mu.RLock()
@@ -742,5 +749,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if srv == nil {
 		return nil
 	}
-	return srv.Shutdown(ctx)
+	err := srv.Shutdown(ctx)
+	if err == nil {
+		return nil
+	}
+	cancelRequests(srv)
+	wctx, cancel := context.WithTimeout(context.Background(), cutoffWait)
+	defer cancel()
+	srv.Shutdown(wctx) // again: it returns once every connection has closed
+	return err
 }

@@ -8,10 +8,8 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/roam-dev/roam/backend"
@@ -22,8 +20,15 @@ import (
 
 // Main runs the registered apps as a native host and exits. A generated main
 // package calls it; see the package doc.
+//
+// SIGINT or SIGTERM shuts the host down gracefully (host.ServeUntilDone);
+// a second one ends it at once, with status 130 or 143
+// (host.NotifyContext). The exit status is 0 after a clean shutdown, and 1
+// when the shutdown grace ran out with requests in flight or the backend
+// did not close cleanly (a delivery's handler left running: see
+// host.CloseBackend).
 func Main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := host.NotifyContext(context.Background())
 	err := Run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	if err != nil {
@@ -97,8 +102,10 @@ func (c Config) webAssets() (*host.WebAssets, error) {
 }
 
 // Run parses args and runs the host until ctx is done. It writes the
-// human-facing start-up lines to stdout and logs to stderr.
-func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+// human-facing start-up lines to stdout and logs to stderr. After ctx is
+// done it returns nil only if the shutdown was clean: the requests in
+// flight finished within --shutdown-grace and the backend closed.
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
 	start := time.Now()
 	c, err := ParseFlags(args, stderr)
 	if err != nil {
@@ -143,7 +150,17 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	defer b.Close()
+	// Last, after the server has stopped: the backend's Close waits for
+	// the deliveries in flight, whose spans and logs the deferred flushes
+	// above then export. A Close that fails, does not return in time or
+	// leaves a handler running makes the exit non-zero (CloseBackend).
+	var srv *host.Server
+	defer func() {
+		if cerr := host.CloseBackend(b, srv, host.BackendCloseWait); cerr != nil {
+			log.Error("backend not closed cleanly", "err", cerr)
+			err = errors.Join(err, cerr)
+		}
+	}()
 	if sc, ok := b.(interface{ SidecarAppID() string }); ok && c.DefaultApp == "" {
 		// The sidecar's app channel reaches the app it is named after.
 		for _, id := range ids {
@@ -157,7 +174,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	srv, err := NewServer(b, apps, host.Options{
+	srv, err = NewServer(b, apps, host.Options{
 		MaxBodyBytes: c.MaxBodyBytes, RequestTimeout: c.RequestTimeout, Pprof: c.Pprof,
 		DefaultApp: c.DefaultApp, Logger: log, Metrics: metrics, Tracing: tracing,
 		CORSOrigins: c.Origins(), StateAPI: c.StateAPI, Web: web, MaxConnections: c.MaxConnections,
