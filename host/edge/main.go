@@ -92,7 +92,7 @@ func DefaultCacheDir() string {
 // Run loads the modules and serves them on the chosen backend until ctx
 // is done. It writes the human-facing start-up lines to stdout and logs to
 // stderr.
-func Run(ctx context.Context, c Config, stdout, stderr io.Writer) error {
+func Run(ctx context.Context, c Config, stdout, stderr io.Writer) (err error) {
 	start := time.Now()
 	log, logs, err := host.NewLogger(c.LogLevel, c.LogFormat, stderr)
 	if err != nil {
@@ -155,11 +155,20 @@ func Run(ctx context.Context, c Config, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	defer b.Close()
+	// Last, after the server and the modules have stopped, as on the
+	// native host: a Close that fails, does not return in time or leaves a
+	// delivery's handler running makes the exit non-zero (CloseBackend).
+	var srv *host.Server
+	defer func() {
+		if cerr := host.CloseBackend(b, srv, host.BackendCloseWait); cerr != nil {
+			log.Error("backend not closed cleanly", "err", cerr)
+			err = errors.Join(err, cerr)
+		}
+	}()
 
 	var byID atomic.Value // map[string]*Module, set once the modules load
 	byID.Store(map[string]*Module(nil))
-	srv := host.NewServer(b, host.Options{
+	srv = host.NewServer(b, host.Options{
 		MaxBodyBytes: c.MaxBodyBytes, RequestTimeout: c.RequestTimeout, Pprof: c.Pprof,
 		DefaultApp: c.DefaultApp, Logger: log, Metrics: metrics, Tracing: tracing,
 		CORSOrigins: c.Origins(), StateAPI: c.StateAPI, MaxConnections: c.MaxConnections,

@@ -921,6 +921,17 @@ func (in *instance) call(ctx context.Context, kind uint64, name string, body []b
 	// instance. Host functions take the request's values from st.ctx.
 	kctx, cancel := context.WithDeadline(m.rt.bgCtx, deadline.Add(killGrace))
 	defer cancel()
+	if kind == abi.KindEvent {
+		// A delivery has no client to go away: only its backend's Close
+		// cancels it, and a guest that ignored that (a loop) kept the
+		// backend, and the host's exit, waiting. Its event is not
+		// acknowledged, and is delivered again at the next start.
+		defer context.AfterFunc(ctx, func() {
+			if errors.Is(context.Cause(ctx), context.Canceled) {
+				cancel()
+			}
+		})()
+	}
 	st := &in.st
 	st.ctx, st.caps, st.module, st.result, st.imports = ctx, m.caps, m, nil, 0
 	defer func() {
