@@ -9,10 +9,9 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/signal"
 	"runtime"
-	"syscall"
 
+	"github.com/roam-dev/roam/host"
 	"github.com/roam-dev/roam/internal/cli"
 )
 
@@ -20,7 +19,8 @@ import (
 var version = ""
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// SIGTERM drains before the host stops; a second signal exits at once.
+	ctx, stop := host.NotifyContext(context.Background())
 	cmd := cli.EdgeCommand("roam-edge", os.Stdout, os.Stderr)
 	cmd.Version = fmt.Sprintf("%s %s %s/%s", cli.Version(version), runtime.Version(), runtime.GOOS, runtime.GOARCH)
 	cmd.SilenceUsage, cmd.SilenceErrors = true, true
