@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/roam-dev/roam/backend/dapr"
 	"github.com/roam-dev/roam/host"
 	"github.com/roam-dev/roam/host/hostbackend"
 	"github.com/roam-dev/roam/internal/build"
@@ -33,11 +36,30 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
+	root.SetFlagErrorFunc(flagError)
 	root.AddCommand(newRunCmd(stdout, stderr), newBuildCmd(stdout, stderr), newEdgeCmd(stdout, stderr), newDistCmd(stdout, stderr), newVersionCmd(stdout))
 	root.AddCommand(newOperatorCmd(stdout, stderr))
 	root.AddCommand(newManifestsCmd(stdout, stderr))
 	return root
 }
+
+// flagError words a mistake in a command's flags as kubectl does, naming
+// the help to read; a long flag given one dash, Go's way (-port 0, which
+// the native host's own binary takes), gets its two-dash spelling.
+func flagError(c *cobra.Command, err error) error {
+	msg := err.Error()
+	if i := strings.LastIndex(msg, " in -"); i >= 0 {
+		name, _, _ := strings.Cut(msg[i+len(" in -"):], "=")
+		if c.Flags().Lookup(name) != nil {
+			return fmt.Errorf("%s: a long flag takes two dashes, --%s (see %s --help)", msg, name, c.CommandPath())
+		}
+	}
+	return fmt.Errorf("%s (see %s --help)", msg, c.CommandPath())
+}
+
+// execHost replaces this process with the host roam run built; tests
+// replace it.
+var execHost = syscall.Exec
 
 func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
 	var hf host.Flags
@@ -46,8 +68,10 @@ func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
 		Use:   "run [packages or directories]",
 		Short: "Build the apps found under the given directories and run them on the embedded backend",
 		Long: `run builds every Roam app found in the given packages (a directory means
-everything below it) into one native host and starts it. State and events
-live in --data-dir; nothing else is needed: no Docker, no sidecar.
+everything below it; no argument, the current directory) into one native
+host and starts it. State and events live in --data-dir; nothing else is
+needed: no Docker, no sidecar. Beside a Dapr sidecar (DAPR_GRPC_PORT or
+DAPR_HTTP_PORT set) the apps use it instead (--backend).
 
 For the browser host, run also builds each app as a wasm module and serves
 the modules at /web/modules/{app}.wasm, and the page in a web/ directory
@@ -57,6 +81,12 @@ and CORS open to http://127.0.0.1:* (--web=false, --state-api=false and
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 {
 				args = []string{"."}
+			}
+			// What the host would refuse after the build, refused before it:
+			// its flags, Dapr without a sidecar, and an address it cannot
+			// listen on (a port in use).
+			if err := cli.CheckHostFlags(hf); err != nil {
+				return err
 			}
 			cache, err := os.UserCacheDir()
 			if err != nil {
@@ -68,7 +98,18 @@ and CORS open to http://127.0.0.1:* (--web=false, --state-api=false and
 			if name, _, err := hostbackend.Choose(hf.Backend, os.Getenv); err != nil {
 				return err
 			} else if name == "dapr" {
+				// What the host would say after the build.
+				if o := dapr.OptionsFromEnv(os.Getenv); o.GRPCAddr == "" && o.HTTPAddr == "" {
+					return errors.New("--backend dapr: no sidecar address: set DAPR_GRPC_PORT or DAPR_HTTP_PORT (dapr run does)")
+				}
 				backends = append(backends, "dapr")
+			}
+			if hf.Port != 0 {
+				ln, err := host.Listen(hf.Addr, hf.Port)
+				if err != nil {
+					return err
+				}
+				ln.Close()
 			}
 			key := sha256.Sum256([]byte(wd + "\x00" + strings.Join(args, "\x00") + "\x00" + strings.Join(backends, ",")))
 			bin := filepath.Join(cache, "roam", "run", hex.EncodeToString(key[:8]), "host")
@@ -84,15 +125,22 @@ and CORS open to http://127.0.0.1:* (--web=false, --state-api=false and
 			if web {
 				hostArgs = append(hostArgs, webArgs(cmd.Context(), stderr, args, pkgs, filepath.Join(filepath.Dir(bin), "modules"))...)
 			}
+			// A signal during the builds is the user's wish to stop, not
+			// to start the host once they end.
+			if ctx := cmd.Context(); ctx.Err() != nil {
+				return fmt.Errorf("%w while building", context.Cause(ctx))
+			}
 			// Replace this process with the host, so that signals, exit
 			// status and process supervision reach it directly.
-			return syscall.Exec(bin, append([]string{"roam-host"}, hostArgs...), os.Environ())
+			return execHost(bin, append([]string{"roam-host"}, hostArgs...), os.Environ())
 		},
 	}
 	cli.RegisterHostFlags(c, &hf)
 	// roam run is for development: open to pages served from this machine.
 	hf.CORSOrigins, hf.StateAPI = "http://127.0.0.1:*", true
-	c.Flags().Lookup("cors-origins").DefValue = hf.CORSOrigins
+	cors := c.Flags().Lookup("cors-origins")
+	cors.DefValue = hf.CORSOrigins
+	cors.Usage = strings.TrimSuffix(cors.Usage, "; default none") // the hosts' default, not roam run's
 	c.Flags().Lookup("state-api").DefValue = "true"
 	c.Flags().BoolVar(&web, "web", true, "build the apps' wasm modules and serve them, and the page in a web/ directory beside the apps, to browsers under /web/")
 	return c
@@ -125,20 +173,24 @@ func webArgs(ctx context.Context, stderr io.Writer, args []string, pkgs []build.
 			// same directories may be reading the previous build.
 			out := filepath.Join(dir, name+".wasm")
 			tmp := fmt.Sprintf("%s.%d.tmp", out, os.Getpid())
-			_, err := build.Wasm(ctx, build.Options{Patterns: []string{p.ImportPath}, Out: tmp, Release: true, Stdout: stderr})
+			// Resolved in its own directory: from another module than
+			// this directory's, its import path would not resolve here.
+			_, err := build.Wasm(ctx, build.Options{Dir: p.Dir, Patterns: []string{p.ImportPath}, Out: tmp, Release: true, Stdout: stderr})
 			if err == nil {
 				err = os.Rename(tmp, out)
 			}
 			if err != nil {
 				os.Remove(tmp)
-				fmt.Fprintf(stderr, "roam: %s does not build as a wasm module, so browsers cannot run it: %v\n", p.ImportPath, err)
+				if ctx.Err() == nil { // else the build was stopped, not failed
+					fmt.Fprintf(stderr, "roam: %s does not build as a wasm module, so browsers cannot run it: %v\n", p.ImportPath, err)
+				}
 			}
 		}()
 	}
 	wg.Wait()
 	a := []string{"--web-modules", dir}
 	for _, arg := range args {
-		page, err := filepath.Abs(filepath.Join(arg, "web"))
+		page, err := filepath.Abs(filepath.Join(strings.TrimSuffix(arg, "/..."), "web"))
 		if err != nil {
 			continue
 		}
@@ -154,13 +206,21 @@ func newBuildCmd(stdout, stderr io.Writer) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "build [packages or directories]",
 		Short: "Build the apps into a static native binary, or one app into a wasip1 module (--target wasm)",
+		Long: `build builds every Roam app found in the given packages (a directory means
+everything below it; no argument, the current directory) into one static
+native binary of the native host, or, with --target wasm, the one app they
+hold into a wasip1 module for roam edge and browsers.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 {
 				args = []string{"."}
 			}
 			if target == "wasm" {
-				if out == "" {
-					out = filepath.Base(filepath.Clean(args[0])) + ".wasm"
+				if cmd.Flags().Changed("backends") {
+					return errors.New("--backends is for native binaries: a wasm module uses the backend of the host that runs it (roam edge --backend)")
+				}
+				out, err := outputPath(out, args[0], ".wasm")
+				if err != nil {
+					return err
 				}
 				pkg, err := build.Wasm(cmd.Context(), build.Options{Patterns: args, Out: out, Release: true, Stdout: stderr})
 				if err != nil {
@@ -173,14 +233,15 @@ func newBuildCmd(stdout, stderr io.Writer) *cobra.Command {
 			if target == "native" || target == "" {
 				goos, goarch, ok = runtime.GOOS, runtime.GOARCH, true
 			}
-			if !ok {
-				return fmt.Errorf("--target %q: use native or GOOS/GOARCH such as linux/arm64", target)
+			if !ok || goos == "" || goarch == "" || strings.Contains(goarch, "/") {
+				return fmt.Errorf("--target %q: use native, wasm, or GOOS/GOARCH such as linux/arm64", target)
 			}
-			if out == "" {
-				out = filepath.Base(filepath.Clean(args[0]))
-				if out == "." || out == "/" {
-					out = "app"
-				}
+			if goarch == "wasm" {
+				return fmt.Errorf("--target %s: the native host does not build for wasm; --target wasm builds the app as a wasip1 module, which roam edge and browsers run", target)
+			}
+			out, err := outputPath(out, args[0], "")
+			if err != nil {
+				return err
 			}
 			backends, err := build.ParseBackends(backendList)
 			if err != nil {
@@ -204,16 +265,53 @@ func newBuildCmd(stdout, stderr io.Writer) *cobra.Command {
 			return nil
 		},
 	}
-	c.Flags().StringVarP(&out, "output", "o", "", "output file (default: the directory's name)")
+	c.Flags().StringVarP(&out, "output", "o", "", "output file, or a directory to write it in (default: the name of the first argument's directory, with .wasm for --target wasm)")
 	c.Flags().StringVar(&backendList, "backends", "embedded", "backends the native binary links: embedded is always there; add dapr (embedded,dapr: go-sdk and gRPC, about 5 MB more) to run it beside a Dapr sidecar (roam dist links it by default), and otlp to link OpenTelemetry tracing (configured by OTEL_*; dapr links it too)")
 	c.Flags().StringVar(&target, "target", "native", "native, wasm (a wasip1 module of one app), or GOOS/GOARCH such as linux/arm64")
 	return c
+}
+
+// outputPath is where roam build writes: -o, or in the directory -o names
+// (an existing one, or one written with a trailing slash, as go build
+// -o takes it), a file named after the first argument's directory. That
+// is the current directory's name for ".", and the last element of an
+// import path; before, "." gave "app" (and "..wasm" for --target wasm),
+// "./..." a file named "...", and -o DIR left a file named after the
+// generated main in DIR.
+func outputPath(o, arg, ext string) (string, error) {
+	name := strings.TrimSuffix(strings.TrimSuffix(arg, "/..."), "...")
+	if abs, err := filepath.Abs(name); err == nil && (strings.HasPrefix(name, ".") || filepath.IsAbs(name) || isDir(name)) {
+		name = abs
+	}
+	name = path.Base(filepath.ToSlash(filepath.Clean(name)))
+	if name == "." || name == "/" || name == ".." || name == "" {
+		name = "app"
+	}
+	name += ext
+	switch {
+	case o == "":
+		return name, nil
+	case strings.HasSuffix(o, "/") || strings.HasSuffix(o, string(filepath.Separator)):
+		if err := os.MkdirAll(o, 0o755); err != nil {
+			return "", err
+		}
+		return filepath.Join(o, name), nil
+	case isDir(o):
+		return filepath.Join(o, name), nil
+	}
+	return o, nil
+}
+
+func isDir(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.IsDir()
 }
 
 func newVersionCmd(stdout io.Writer) *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
 		Short: "Print roam's version",
+		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			fmt.Fprintf(stdout, "roam %s %s %s/%s\n", versionString(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
 			return nil

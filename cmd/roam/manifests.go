@@ -314,7 +314,11 @@ func (f *manifestsFlags) render(names []string) ([]kube.Object, error) {
 		if a.Spec.Mode == v1alpha1.ModeEdge {
 			mod, ok := modules[n]
 			if !ok {
-				return nil, fmt.Errorf("--mode %s=edge needs --module %s=REF@sha256:DIGEST: the app's wasm module pinned by digest (roam dist --push %s pushed %s/%s-wasm; its digest is printed)", n, n, repo, repo, n)
+				pushed := repo
+				if pushed == "" { // no --image-repo: the sentence needs a name
+					pushed = "REPO"
+				}
+				return nil, fmt.Errorf("--mode %s=edge needs --module %s=REF@sha256:DIGEST: the app's wasm module pinned by digest (roam dist --push %s pushes %s/%s-wasm and prints its digest)", n, n, pushed, pushed, n)
 			}
 			a.Spec.Image = mod
 			a.Spec.Edge = &v1alpha1.EdgeSpec{NodeSelector: nodeSelector, Tolerations: tolerations}

@@ -24,6 +24,14 @@ func newOperatorCmd(stdout, stderr io.Writer) *cobra.Command {
 	op := &cobra.Command{
 		Use:   "operator",
 		Short: "The Kubernetes operator of RoamApp resources",
+		// A command of subcommands only: cobra printed its help and exited
+		// 0 for a misspelt one (roam operator instal).
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return fmt.Errorf("unknown command %q for %q (see %s --help)", args[0], cmd.CommandPath(), cmd.CommandPath())
+			}
+			return cmd.Help()
+		},
 	}
 	var o config.Options
 	var out string

@@ -49,6 +49,9 @@ helpers.`,
 			if len(args) == 0 {
 				args = []string{"."}
 			}
+			if jobs < 0 {
+				return fmt.Errorf("--jobs %d: use 1 or more, or 0 for the number of CPUs", jobs)
+			}
 			var plats []build.Target
 			for _, p := range strings.Split(platforms, ",") {
 				goos, goarch, ok := strings.Cut(strings.TrimSpace(p), "/")

@@ -14,9 +14,9 @@ import (
 	"fmt"
 	"go/ast"
 	"go/parser"
+	"go/token"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -39,6 +39,9 @@ type Package struct {
 	// source: string literals and constants, of the package or of one it
 	// imports (see idResolver); an id computed at run time is missing.
 	AppIDs []string
+	// initIDs are those of AppIDs given in package-level variable
+	// declarations, whose calls are sure to run at init.
+	initIDs []string
 }
 
 type listed struct {
@@ -53,20 +56,28 @@ type listed struct {
 
 // FindApps lists the packages matched by patterns (relative to dir) and keeps
 // those that declare an app with sdk.NewApp. It returns them and the root of
-// their module.
+// their module. A pattern that names a directory means every package below
+// it, and the go command runs in the module of the first directory named
+// (see resolvePatterns).
 func FindApps(ctx context.Context, dir string, patterns []string) ([]Package, string, error) {
-	args := append([]string{"list", "-e", "-json=ImportPath,Dir,Name,GoFiles,Imports,Module,Error"}, expand(patterns)...)
-	cmd := exec.CommandContext(ctx, "go", args...)
-	cmd.Dir = dir
+	goDir, args, shown, err := resolvePatterns(ctx, dir, patterns)
+	if err != nil {
+		return nil, "", err
+	}
+	args = append([]string{"list", "-e", "-json=ImportPath,Dir,Name,GoFiles,Imports,Module,Error"}, args...)
+	cmd := goCommand(ctx, goDir, args...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil, "", stopped(ctx)
+		}
 		return nil, "", fmt.Errorf("go list %s: %v\n%s", strings.Join(patterns, " "), err, stderr.String())
 	}
 	var pkgs []Package
 	modRoot := ""
-	res := newIDResolver(ctx, dir)
+	res := newIDResolver(ctx, goDir)
 	dec := json.NewDecoder(bytes.NewReader(out))
 	for {
 		var p listed
@@ -76,7 +87,7 @@ func FindApps(ctx context.Context, dir string, patterns []string) ([]Package, st
 			return nil, "", err
 		}
 		if p.Error != nil {
-			return nil, "", fmt.Errorf("package %s: %s", p.ImportPath, p.Error.Err)
+			return nil, "", listError(p, shown)
 		}
 		if p.Module != nil && modRoot == "" {
 			modRoot = p.Module.Dir
@@ -84,48 +95,40 @@ func FindApps(ctx context.Context, dir string, patterns []string) ([]Package, st
 		if p.Name == "main" || !contains(p.Imports, SDKPath) {
 			continue
 		}
-		ids, declares, err := scanApps(res, p.ImportPath, p.Dir, p.GoFiles)
+		ids, inits, declares, err := scanApps(res, p.ImportPath, p.Dir, p.GoFiles)
 		if err != nil {
 			return nil, "", err
 		}
 		if declares {
-			pkgs = append(pkgs, Package{ImportPath: p.ImportPath, Dir: p.Dir, AppIDs: ids})
+			pkgs = append(pkgs, Package{ImportPath: p.ImportPath, Dir: p.Dir, AppIDs: ids, initIDs: inits})
 		}
+	}
+	if ctx.Err() != nil { // the resolver's go list calls were cut short
+		return nil, "", stopped(ctx)
 	}
 	if len(pkgs) == 0 {
 		return nil, "", fmt.Errorf("no Roam apps in %s: an app is a package that declares one with `var App = sdk.NewApp(\"id\", setup)`", strings.Join(patterns, " "))
 	}
 	sort.Slice(pkgs, func(i, j int) bool { return pkgs[i].ImportPath < pkgs[j].ImportPath })
+	if err := checkIDs(pkgs); err != nil {
+		return nil, "", err
+	}
 	return pkgs, modRoot, nil
 }
 
-// expand turns a directory argument into "dir/...", so that
-// `roam run ./examples/shop` finds the apps below it.
-func expand(patterns []string) []string {
-	out := make([]string, 0, len(patterns))
-	for _, p := range patterns {
-		if !strings.Contains(p, "...") && (strings.HasPrefix(p, ".") || strings.HasPrefix(p, "/")) {
-			p = strings.TrimSuffix(p, "/") + "/..."
-		}
-		out = append(out, p)
-	}
-	return out
-}
-
 // scanApps reports whether the files call sdk.NewApp, and with which ids,
-// where r can read them from source.
-func scanApps(r *idResolver, importPath, dir string, files []string) ([]string, bool, error) {
+// where r can read them from source: all of them, and those of the calls
+// in package-level variable declarations (inits), which are sure to run.
+func scanApps(r *idResolver, importPath, dir string, files []string) (ids, inits []string, declares bool, err error) {
 	var parsed []*ast.File
 	for _, f := range files {
 		af, err := parser.ParseFile(r.fset, filepath.Join(dir, f), nil, parser.SkipObjectResolution)
 		if err != nil {
-			return nil, false, err
+			return nil, nil, false, err
 		}
 		parsed = append(parsed, af)
 	}
 	r.addConsts(importPath, parsed)
-	var ids []string
-	declares := false
 	for _, af := range parsed {
 		imps := fileImports(af)
 		sdkName := ""
@@ -137,27 +140,49 @@ func scanApps(r *idResolver, importPath, dir string, files []string) ([]string, 
 		if sdkName == "" {
 			continue
 		}
-		ast.Inspect(af, func(n ast.Node) bool {
+		// newApp returns the id of n's call of sdk.NewApp, if it is one.
+		newApp := func(n ast.Node) (id string, isCall, known bool) {
 			call, ok := n.(*ast.CallExpr)
 			if !ok {
-				return true
+				return "", false, false
 			}
 			sel, ok := call.Fun.(*ast.SelectorExpr)
 			if !ok || sel.Sel.Name != "NewApp" {
-				return true
+				return "", false, false
 			}
-			if x, ok := sel.X.(*ast.Ident); ok && x.Name == sdkName {
+			if x, ok := sel.X.(*ast.Ident); !ok || x.Name != sdkName {
+				return "", false, false
+			}
+			if len(call.Args) == 0 {
+				return "", true, false
+			}
+			id, ok = r.eval(importPath, cexpr{call.Args[0], imps}, 0)
+			return id, true, ok
+		}
+		ast.Inspect(af, func(n ast.Node) bool {
+			if id, isCall, known := newApp(n); isCall {
 				declares = true
-				if len(call.Args) > 0 {
-					if id, ok := r.eval(importPath, cexpr{call.Args[0], imps}, 0); ok {
-						ids = append(ids, id)
-					}
+				if known {
+					ids = append(ids, id)
 				}
 			}
 			return true
 		})
+		for _, d := range af.Decls {
+			if gd, ok := d.(*ast.GenDecl); ok && gd.Tok == token.VAR {
+				ast.Inspect(gd, func(n ast.Node) bool {
+					if _, ok := n.(*ast.FuncLit); ok {
+						return false // a setup function runs later, if at all
+					}
+					if id, isCall, known := newApp(n); isCall && known {
+						inits = append(inits, id)
+					}
+					return true
+				})
+			}
+		}
 	}
-	return ids, declares, nil
+	return ids, inits, declares, nil
 }
 
 func contains(ss []string, s string) bool {
@@ -234,7 +259,11 @@ func Native(ctx context.Context, o Options) ([]Package, error) {
 	if err != nil {
 		return nil, err
 	}
-	return pkgs, goBuild(ctx, o, modRoot, genParent(modRoot, pkgs), src, nil)
+	gen := genParent(modRoot, pkgs)
+	if err := checkInternal(pkgs, gen); err != nil {
+		return nil, err
+	}
+	return pkgs, goBuild(ctx, o, modRoot, gen, src, nil)
 }
 
 // nativeMain generates the main package of a native binary: the native
@@ -357,7 +386,9 @@ func goBuild(ctx context.Context, o Options, modRoot, genBase string, src []byte
 	if err != nil {
 		return err
 	}
-	tmp, err := os.MkdirTemp("", "roam-build-")
+	// go's own work directory goes below tmp too (GOTMPDIR), so that it
+	// is removed even when go is interrupted, which go does not do itself.
+	tmp, err := os.MkdirTemp(os.Getenv("GOTMPDIR"), "roam-build-")
 	if err != nil {
 		return err
 	}
@@ -375,8 +406,15 @@ func goBuild(ctx context.Context, o Options, modRoot, genBase string, src []byte
 	if err != nil {
 		return err
 	}
+	if fi, err := os.Stat(out); err == nil && fi.IsDir() {
+		// go build would write a file named after the generated main in it.
+		return fmt.Errorf("%s is a directory: name the file to write", o.Out)
+	}
 	args := append([]string{"build", "-overlay", overlayFile, "-o", out}, extra...)
-	env := os.Environ()
+	// PWD as exec.Cmd sets it when it makes the environment: go then sees
+	// modRoot by the path go list gave, the overlay's, even through a
+	// symbolic link (cd /tmp && roam build /tmp/link/shop/orders).
+	env := append(os.Environ(), "GOTMPDIR="+tmp, "PWD="+modRoot)
 	if o.Target.GOOS != "" {
 		env = append(env, "GOOS="+o.Target.GOOS)
 	}
@@ -396,14 +434,16 @@ func goBuild(ctx context.Context, o Options, modRoot, genBase string, src []byte
 		args = append(args, "-ldflags="+ld)
 	}
 	args = append(args, "./"+filepath.ToSlash(genRel))
-	cmd := exec.CommandContext(ctx, "go", args...)
-	cmd.Dir = modRoot
+	cmd := goCommand(ctx, modRoot, args...)
 	cmd.Env = env
 	var stderr bytes.Buffer
 	cmd.Stdout = o.Stdout
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {
-		return errors.New("go build failed:\n" + stderr.String())
+		if ctx.Err() != nil {
+			return stopped(ctx)
+		}
+		return errors.New("go build failed:\n" + stderr.String() + goSumHint(ctx, modRoot, stderr.String()))
 	}
 	return nil
 }

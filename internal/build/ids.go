@@ -6,7 +6,6 @@ import (
 	"go/ast"
 	"go/parser"
 	"go/token"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 )
@@ -80,8 +79,7 @@ func (r *idResolver) load(importPath string) map[string]cexpr {
 		return c
 	}
 	r.pkgs[importPath] = nil // a failure is not retried
-	cmd := exec.CommandContext(r.ctx, "go", "list", "-e", "-json=Dir,GoFiles", importPath)
-	cmd.Dir = r.dir
+	cmd := goCommand(r.ctx, r.dir, "list", "-e", "-json=Dir,GoFiles", importPath)
 	out, err := cmd.Output()
 	if err != nil {
 		return nil
