@@ -695,6 +695,11 @@ func (p *pool) instantiate(ctx context.Context, c *caps) (*instance, error) {
 		if s := in.stderr.summary(3); s != "" {
 			msg += " (stderr: " + s + ")"
 		}
+		if cause := context.Cause(ctx); cause != nil {
+			// Stopped (a load cancelled by Ctrl-C, or past InitTimeout):
+			// the cause stays an error callers can tell apart.
+			return nil, m.errorf("instantiating: %s: %w", msg, cause)
+		}
 		return nil, m.errorf("instantiating: %s", msg)
 	}
 	m.instantiations.Add(1)

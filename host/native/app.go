@@ -28,13 +28,20 @@ var _ host.App = (*App)(nil)
 
 // Setup binds a to b through s (for in-process invocation) and returns the
 // running app, ready to be added to s.
-func Setup(a *sdk.App, b backend.Backend, s *host.Server, log *slog.Logger) (*App, error) {
+func Setup(a *sdk.App, b backend.Backend, s *host.Server, log *slog.Logger) (app *App, err error) {
 	env := &Env{id: a.ID(), b: b, inv: s.Invoker(a.ID()), log: log.With("app", a.ID()), tr: s.Tracing(), stores: map[string]sdk.State{}}
+	// A setup that panics is that app's error, as a returned one is: it
+	// printed a goroutine dump and exited 2.
+	defer func() {
+		if v := recover(); v != nil {
+			app, err = nil, sdk.Errorf(sdk.Internal, "setup panicked: %v", v)
+		}
+	}()
 	r, err := a.Setup(env)
 	if err != nil {
 		return nil, err
 	}
-	app := &App{r: r, subs: map[[2]string]sdk.EventHandler{}}
+	app = &App{r: r, subs: map[[2]string]sdk.EventHandler{}}
 	for _, sub := range r.Subscriptions() {
 		app.subs[[2]string{sub.PubSub, sub.Topic}] = sub.Handler
 	}
