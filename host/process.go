@@ -173,12 +173,8 @@ func ServeUntilDone(ctx context.Context, srv *Server, b backend.Backend, ln net.
 	// The grace counts from now: an orchestrator's own grace period (the
 	// pod's terminationGracePeriodSeconds) started with its SIGTERM.
 	deadline := time.Now().Add(o.Grace)
+	// NotifyContext, which delivered the signal, handles a second one.
 	sig, bySignal := shutdownSignal(ctx)
-	var ours *ShutdownSignal
-	if bySignal && !errors.As(context.Cause(ctx), &ours) {
-		// NotifyContext handles the second signal itself.
-		forceExitOnSecondSignal()
-	}
 	drain := o.drain(sig)
 	if stoppedEarly {
 		drain = 0
@@ -327,16 +323,20 @@ func (e *ShutdownSignal) Error() string { return e.Signal.String() + " signal re
 func (e *ShutdownSignal) Is(target error) bool { return target == context.Canceled }
 
 // NotifyContext returns a copy of parent that is cancelled when the process
-// receives SIGINT or SIGTERM, with a *ShutdownSignal naming the signal as
-// its cause (ServeUntilDone drains after a SIGTERM, not after a Ctrl-C).
-// A second of those signals ends the process at once, with status 128
-// plus its number (130, 143), as the default action of the signal would:
-// an operator who sends it does not want to wait for the grace, or for a
-// handler that ignores its cancellation. stop unregisters the signals.
-func NotifyContext(parent context.Context) (ctx context.Context, stop func()) {
+// receives one of sigs (SIGINT and SIGTERM when none are given), with a
+// *ShutdownSignal naming the signal as its cause (ServeUntilDone drains
+// after a SIGTERM, not after a Ctrl-C). A second of those signals ends the
+// process at once, with status 128 plus its number (130, 143), as the
+// default action of the signal would: an operator who sends it does not
+// want to wait for the grace, or for a handler that ignores its
+// cancellation. stop unregisters the signals.
+func NotifyContext(parent context.Context, sigs ...os.Signal) (ctx context.Context, stop func()) {
+	if len(sigs) == 0 {
+		sigs = []os.Signal{os.Interrupt, syscall.SIGTERM}
+	}
 	ctx, cancel := context.WithCancelCause(parent)
 	ch := make(chan os.Signal, 2)
-	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
+	signal.Notify(ch, sigs...)
 	stopped := make(chan struct{})
 	go func() {
 		select {
@@ -364,39 +364,14 @@ func NotifyContext(parent context.Context) (ctx context.Context, stop func()) {
 	}
 }
 
-// shutdownSignal reports the signal that ended ctx: a *ShutdownSignal
-// cause, or that of os/signal.NotifyContext (which has no type of its own,
-// only its text, "terminated signal received").
+// shutdownSignal reports the signal that ended ctx: NotifyContext's
+// *ShutdownSignal cause.
 func shutdownSignal(ctx context.Context) (os.Signal, bool) {
-	cause := context.Cause(ctx)
 	var ss *ShutdownSignal
-	if errors.As(cause, &ss) {
+	if errors.As(context.Cause(ctx), &ss) {
 		return ss.Signal, true
 	}
-	if cause == nil {
-		return nil, false
-	}
-	for _, sig := range []os.Signal{syscall.SIGTERM, os.Interrupt} {
-		if cause.Error() == sig.String()+" signal received" {
-			return sig, true
-		}
-	}
 	return nil, false
-}
-
-var secondSignal sync.Once
-
-// forceExitOnSecondSignal makes a second SIGINT or SIGTERM end the process
-// (forceExit) while it shuts down, for the hosts whose main diverts the
-// signals with os/signal.NotifyContext, whose context ignores the second
-// one. It stays registered until the process exits: the backend's Close
-// and the flushes come after ServeUntilDone.
-func forceExitOnSecondSignal() {
-	secondSignal.Do(func() {
-		ch := make(chan os.Signal, 1)
-		signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
-		go func() { forceExit(<-ch) }()
-	})
 }
 
 // forceExit ends the process at once on a second signal: no flush, no

@@ -310,8 +310,8 @@ func TestShutdownAuditCapWaiterServed(t *testing.T) {
 	}
 }
 
-// TestShutdownAuditDrainChoice: the drain follows a SIGTERM, from
-// NotifyContext or os/signal.NotifyContext, but not a Ctrl-C or a plain
+// TestShutdownAuditDrainChoice: the drain follows a SIGTERM (from
+// NotifyContext), but not a Ctrl-C or a plain
 // cancellation; an explicit Drain is kept, and none exceeds the grace.
 func TestShutdownAuditDrainChoice(t *testing.T) {
 	grace := 10 * time.Second
@@ -328,7 +328,6 @@ func TestShutdownAuditDrainChoice(t *testing.T) {
 	}{
 		{"SIGTERM", sigCtx(&ShutdownSignal{syscall.SIGTERM}), 0, 5 * time.Second},
 		{"SIGINT", sigCtx(&ShutdownSignal{os.Interrupt}), 0, 0},
-		{"os/signal SIGTERM", sigCtx(errors.New("terminated signal received")), 0, 5 * time.Second},
 		{"cancelled", sigCtx(nil), 0, 0},
 		{"explicit", sigCtx(nil), 3 * time.Second, 3 * time.Second},
 		{"none", sigCtx(&ShutdownSignal{syscall.SIGTERM}), -1, 0},

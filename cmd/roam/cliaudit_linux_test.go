@@ -4,6 +4,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"os"
 	"os/exec"
@@ -13,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/roam-dev/roam/host"
 )
 
 // The test binary is also a stand-in for the go command, run through a
@@ -66,12 +69,12 @@ func TestCLIAuditRunStoppedInWebStep(t *testing.T) {
 	signal.Notify(guard, syscall.SIGUSR1)
 	defer signal.Stop(guard)
 
-	ctx, stop := signalContext(syscall.SIGUSR1)
+	ctx, stop := host.NotifyContext(context.Background(), syscall.SIGUSR1)
 	defer stop()
 	var out bytes.Buffer
 	err = run(ctx, []string{"run", "../../examples/shop/orders", "--port", "0", "--data-dir", t.TempDir()}, &out, &out)
-	var s signalled
-	if !errors.As(err, &s) || s.sig != syscall.SIGUSR1 || exitCode(err) != 128+int(syscall.SIGUSR1) {
+	var s *host.ShutdownSignal
+	if !errors.As(err, &s) || s.Signal != syscall.SIGUSR1 || exitCode(err) != 128+int(syscall.SIGUSR1) {
 		t.Fatalf("roam run: %v (exit %d), want SIGUSR1's; output:\n%s", err, exitCode(err), out.String())
 	}
 	if strings.Contains(out.String(), "does not build as a wasm module") {
