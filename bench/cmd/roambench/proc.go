@@ -260,10 +260,12 @@ func parseReadyLine(line string) (url string, in time.Duration, ok bool) {
 // Pid returns the shop's process id.
 func (s *shop) Pid() int { return s.cmd.Process.Pid }
 
-// Stop sends SIGTERM, waits for a graceful exit and kills the process if it
-// takes more than 10 seconds.
+// Stop sends SIGINT, waits for a graceful exit and kills the process if it
+// takes more than 10 seconds. Not SIGTERM: after one the host goes on
+// serving for a drain of up to 5 seconds (for balancers), which a
+// benchmark's hundreds of starts and stops would wait out each time.
 func (s *shop) Stop() error {
-	s.cmd.Process.Signal(syscall.SIGTERM)
+	s.cmd.Process.Signal(os.Interrupt)
 	waited := make(chan error, 1)
 	go func() { <-s.done; waited <- s.cmd.Wait() }()
 	select {
@@ -271,7 +273,7 @@ func (s *shop) Stop() error {
 		return err
 	case <-time.After(10 * time.Second):
 		s.cmd.Process.Kill()
-		return errors.Join(errors.New("did not stop within 10s of SIGTERM; killed"), <-waited)
+		return errors.Join(errors.New("did not stop within 10s of SIGINT; killed"), <-waited)
 	}
 }
 
