@@ -54,16 +54,7 @@ func startSDEdge(t *testing.T, grace time.Duration) *sdEdge {
 		e.done <- Run(ctx, c, pw, e.stderr)
 		pw.Close()
 	}()
-	ready := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			if m := sdReadyRE.FindStringSubmatch(sc.Text()); m != nil {
-				ready <- m[1]
-			}
-		}
-		io.Copy(io.Discard, pr)
-	}()
+	ready := sdReady(pr)
 	t.Cleanup(func() {
 		cancel(nil)
 		select {
@@ -298,16 +289,7 @@ func TestShutdownAuditEdgeDeliverySpin(t *testing.T) {
 			done <- run(ctx, pw, stderr)
 			pw.Close()
 		}()
-		ready := make(chan string, 1)
-		go func() {
-			sc := bufio.NewScanner(pr)
-			for sc.Scan() {
-				if m := sdReadyRE.FindStringSubmatch(sc.Text()); m != nil {
-					ready <- m[1]
-				}
-			}
-			io.Copy(io.Discard, pr)
-		}()
+		ready := sdReady(pr)
 		select {
 		case url = <-ready:
 		case err := <-done:
@@ -364,4 +346,20 @@ func TestShutdownAuditEdgeDeliverySpin(t *testing.T) {
 			t.Errorf("a delivery's guest was left looping at shutdown (Run: %v):\n%s", runErr, stderr)
 		}
 	})
+}
+
+// sdReady reads a host's start-up lines from r, as they come, and sends the
+// URL of its ready line.
+func sdReady(r io.Reader) <-chan string {
+	ready := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(r)
+		for sc.Scan() {
+			if m := sdReadyRE.FindStringSubmatch(sc.Text()); m != nil {
+				ready <- m[1]
+			}
+		}
+		io.Copy(io.Discard, r)
+	}()
+	return ready
 }
