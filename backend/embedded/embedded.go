@@ -15,7 +15,9 @@
 // An app's file is opened lazily, on first use, and locked while open. Several
 // processes may therefore share one Dir as long as they run different apps; a
 // second process opening the same app fails within Options.LockTimeout with
-// "app <id> data at <path> is locked by another process" rather than hanging.
+// "app <id> data at <path> is locked by another process" rather than hanging;
+// on Linux the message goes on to name the holder, from /proc/locks: "it is
+// in use by process 1234 (roam-edge); stop it or use another --data-dir".
 // One file per app also makes an app's data easy to back up, move or delete.
 //
 // Inside app.db, buckets are:
@@ -94,8 +96,19 @@
 // the removal alone is retried, with a wait that grows to 5 seconds, and so
 // is a dead letter's removal after its publish. Each failure was a
 // redelivery before, every 200 ms for as long as the disk stayed full.
-// Publish on a full disk fails with Internal naming the cause ("no space
-// left on device", "file too large"); nothing of it is delivered.
+// Publish on a full disk fails, and nothing of it is delivered: with
+// Unavailable when the disk or the quota is full (ENOSPC, EDQUOT: see
+// below), with Internal naming the cause otherwise ("file too large").
+//
+// # A full disk
+//
+// A write that fails because the disk is full, or the user's quota (ENOSPC,
+// EDQUOT), returns Unavailable, as a 503 a caller retries, with a message
+// that names the data directory: "embedded storage: the disk of data dir
+// <dir> is full (no space left on device): the write was rolled back, ...".
+// bbolt rolls the transaction back (the meta page that commits it is
+// written last), so the data written before is intact and readable, and
+// writes succeed again once space is freed.
 //
 // Order is strict per subscription: events are delivered in publish order and
 // a failing event holds back the ones behind it (head-of-line blocking) until
@@ -121,8 +134,11 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -416,7 +432,11 @@ func (b *Backend) isClosed() bool {
 	}
 }
 
-// storageErr maps storage failures to sdk errors.
+// storageErr maps storage failures to sdk errors. A full disk (or quota)
+// is Unavailable, not Internal: nothing is wrong with the request or the
+// code, the write was rolled back (bbolt writes the meta page that commits
+// a transaction last, and rolls back on any write error), and the same
+// call succeeds once space is freed.
 func (b *Backend) storageErr(err error) error {
 	if err == nil {
 		return nil
@@ -428,7 +448,41 @@ func (b *Backend) storageErr(err error) error {
 	if errors.As(err, &se) {
 		return err
 	}
+	if what := diskFull(err); what != "" {
+		return sdk.Errorf(sdk.Unavailable, "embedded storage: the disk of data dir %s is full (%s): the write was rolled back, and the data written before is intact; free space there or use another --data-dir", b.dir, what)
+	}
 	return sdk.Errorf(sdk.Internal, "embedded storage: %v", err)
+}
+
+// diskFull says which of ENOSPC ("no space left on device") and EDQUOT
+// ("disk quota exceeded") err is, or "". bbolt wraps most write errors with
+// %w, but the errors of growing and syncing the file with %s, which keeps
+// only the text: that is matched too. EFBIG (a file size limit) is not a
+// full disk and stays Internal.
+func diskFull(err error) string {
+	for _, e := range []syscall.Errno{syscall.ENOSPC, syscall.EDQUOT} {
+		if errors.Is(err, e) || strings.Contains(err.Error(), e.Error()) {
+			return e.Error()
+		}
+	}
+	return ""
+}
+
+// lockedErr is the error of an app file that another open holds: it names
+// the holding process where the system says which it is (lockHolder).
+func lockedErr(appID, path string) error {
+	pid, name, ok := lockHolder(path)
+	if !ok {
+		return sdk.Errorf(sdk.FailedPrecondition, "app %s data at %s is locked by another process", appID, path)
+	}
+	proc := strconv.Itoa(pid)
+	if name != "" {
+		proc += " (" + name + ")"
+	}
+	if pid == os.Getpid() {
+		return sdk.Errorf(sdk.FailedPrecondition, "app %s data at %s is locked by another open of it in this process, %s", appID, path, proc)
+	}
+	return sdk.Errorf(sdk.FailedPrecondition, "app %s data at %s is locked by another process: it is in use by process %s; stop it or use another --data-dir", appID, path, proc)
 }
 
 // app returns the open data file of appID, opening it on first use.
@@ -502,7 +556,7 @@ func (b *Backend) openApp(appID string) (*appDB, error) {
 	path := filepath.Join(dir, "app.db")
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: b.opts.LockTimeout, FreelistType: bolt.FreelistMapType})
 	if errors.Is(err, bolterrors.ErrTimeout) {
-		return nil, sdk.Errorf(sdk.FailedPrecondition, "app %s data at %s is locked by another process", appID, path)
+		return nil, lockedErr(appID, path)
 	}
 	if err != nil {
 		return nil, sdk.Errorf(sdk.Internal, "app %s: opening %s: %v", appID, path, err)

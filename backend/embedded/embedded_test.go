@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -96,6 +97,12 @@ func TestLockedByAnotherProcess(t *testing.T) {
 	b2 := open(t, Options{Dir: dir, LockTimeout: 100 * time.Millisecond})
 	_, err := b2.State("orders", "s").Get(ctx, "k")
 	want := "app orders data at " + filepath.Join(dir, "apps", "orders", "app.db") + " is locked by another process"
+	if runtime.GOOS == "linux" { // the holder is named (lockHolder): this process
+		want = "app orders data at " + filepath.Join(dir, "apps", "orders", "app.db") + " is locked by another open of it in this process, " + strconv.Itoa(os.Getpid())
+		if comm, err := os.ReadFile("/proc/self/comm"); err == nil {
+			want += " (" + strings.TrimSpace(string(comm)) + ")"
+		}
+	}
 	if !sdk.IsCode(err, sdk.FailedPrecondition) || err.Error() != want {
 		t.Fatalf("Get on locked app: %v (code %v), want %q", err, sdk.CodeOf(err), want)
 	}

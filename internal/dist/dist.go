@@ -67,8 +67,8 @@ type Options struct {
 	Out       string   // the dist directory
 	Platforms []build.Target
 	Version   string
-	Commit    string    // default: git rev-parse HEAD in Dir, if any
-	Created   time.Time // stamped in images; default: SourceDate(Dir)
+	Commit    string    // default: git rev-parse HEAD in the apps' module root, if any
+	Created   time.Time // stamped in images; default: SourceDate of the apps' module root
 	Backends  []string  // backends the native binaries link
 	NoEdge    bool      // leave out the edge host binary and image
 	// EdgeRuntime is the WebAssembly runtime the edge host is built on:
@@ -136,12 +136,6 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	if dir == "" {
 		dir = "."
 	}
-	if o.Commit == "" {
-		o.Commit = gitOutput(dir, "rev-parse", "HEAD")
-	}
-	if o.Created.IsZero() {
-		o.Created = SourceDate(dir)
-	}
 	if o.Version == "" {
 		o.Version = "dev"
 	}
@@ -152,6 +146,19 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	pkgs, modRoot, err := build.FindApps(ctx, dir, o.Patterns)
 	if err != nil {
 		return nil, err
+	}
+	// The commit and the time stamped are those of the apps' source, not
+	// of the working directory's repository (if any): cd /tmp && roam
+	// dist ~/src/shop stamps the shop's commit.
+	src := modRoot
+	if src == "" {
+		src = dir
+	}
+	if o.Commit == "" {
+		o.Commit = gitOutput(src, "rev-parse", "HEAD")
+	}
+	if o.Created.IsZero() {
+		o.Created = SourceDate(src)
 	}
 	out, err := filepath.Abs(o.Out)
 	if err != nil {
@@ -175,13 +182,20 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 			return nil, fmt.Errorf("two app packages are named %s (%s and another): rename one", app.Name, p.ImportPath)
 		}
 		seen[app.Name] = true
+		// Each app builds in its own package's directory, by import path:
+		// go then runs in the app's module (or the workspace around it),
+		// as FindApps's go list did, whatever the working directory. Dir
+		// (the working directory by default) may be in no module at all,
+		// or in another (cd /tmp && roam dist ~/src/shop). Not p.Dir as a
+		// pattern: a directory means every package below it, and a
+		// subpackage may hold another app.
 		var natives []*task
 		var plats []oci.Platform
 		for _, t := range o.Platforms {
 			rel := filepath.Join(t.GOOS+"_"+t.GOARCH, app.Name)
 			path := filepath.Join(out, rel)
 			natives = append(natives, g.add(t.GOOS+"/"+t.GOARCH+" "+app.Name, nil, func() (string, error) {
-				_, err := build.Native(ctx, build.Options{Dir: dir, Patterns: []string{p.ImportPath}, Out: path, Release: true,
+				_, err := build.Native(ctx, build.Options{Dir: p.Dir, Patterns: []string{p.ImportPath}, Out: path, Release: true,
 					Target: t, Version: o.Version, Commit: o.Commit, Backends: o.Backends, Stdout: io.Discard})
 				return sizeOf(path), err
 			}))
@@ -191,7 +205,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 			app.Wasm = filepath.Join("wasm", app.Name+".wasm")
 			path := filepath.Join(out, app.Wasm)
 			wt := g.add("wasm "+app.Name, nil, func() (string, error) {
-				_, err := build.Wasm(ctx, build.Options{Dir: dir, Patterns: []string{p.ImportPath}, Out: path, Release: true, Stdout: io.Discard})
+				_, err := build.Wasm(ctx, build.Options{Dir: p.Dir, Patterns: []string{p.ImportPath}, Out: path, Release: true, Stdout: io.Discard})
 				return sizeOf(path), err
 			})
 			if !o.NoImages {
