@@ -9,6 +9,7 @@ package host
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -18,6 +19,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/roam-dev/roam/sdk"
 )
 
 // defaultMaxConnections is the cap when Options.MaxConnections is 0:
@@ -52,7 +55,9 @@ func defaultMaxConnections() int {
 // when it is accepted and gives it back when it closes. A client arriving
 // while every slot is taken is accepted from the kernel and held,
 // unanswered, until a slot frees; the clients after it wait in the
-// listen backlog, as behind golang.org/x/net/netutil.LimitListener.
+// listen backlog, as behind golang.org/x/net/netutil.LimitListener. If
+// the listener closes first (shutdown), it is answered 503 and closed
+// (refuseAtShutdown).
 //
 // Unlike LimitListener, the arrival does not wait on connections that
 // merely sit idle between requests, which could hold every slot for
@@ -239,7 +244,7 @@ func (l *capListener) Accept() (net.Conn, error) {
 		return nil, err
 	}
 	if !l.cc.acquire(l.done) {
-		c.Close()
+		refuseAtShutdown(c)
 		return nil, net.ErrClosed
 	}
 	cc := &capConn{Conn: c, cc: l.cc}
@@ -247,6 +252,51 @@ func (l *capListener) Accept() (net.Conn, error) {
 	l.cc.conns[cc] = struct{}{}
 	l.cc.mu.Unlock()
 	return cc, nil
+}
+
+// shutdownReply is what a client still waiting for a slot when the
+// listener closes is told: a 503 with the JSON error body of every other
+// reply (writeError's), and that the connection closes. It is written
+// before the client's request is read, so it answers whatever the client
+// sent, as a proxy's 503 would.
+var shutdownReply = func() []byte {
+	body := EncodeError(sdk.NewError(sdk.Unavailable, "the host is shutting down: it stopped accepting requests before a connection slot came free (--max-connections); retry"))
+	return fmt.Appendf(nil, "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nX-Content-Type-Options: nosniff\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(body), body)
+}()
+
+// refuseLinger bounds how long a refused connection is kept after its
+// reply, for the client to read it.
+const refuseLinger = time.Second
+
+// refuseAtShutdown answers c, a connection accepted but given no slot
+// before the listener closed, with shutdownReply, and closes it. It was
+// closed unanswered, which a client sees as a reset, not as a server going
+// away: a 503 with Connection: close is what it can retry elsewhere on.
+//
+// The reply is written at once (a fresh connection's send buffer takes
+// it), then the write side is closed, so that the client sees the reply
+// end. Closing the connection outright with the client's request unread
+// would reset it, and a reset can discard the reply before the client
+// reads it (golang.org/issue/3595, as net/http's closeWriteAndWait): so
+// what the client sends is read and discarded, in the background, until
+// it closes its side or refuseLinger passes. Accept, and so the server's
+// Serve, returns meanwhile.
+func refuseAtShutdown(c net.Conn) {
+	c.SetWriteDeadline(time.Now().Add(refuseLinger))
+	if _, err := c.Write(shutdownReply); err != nil {
+		c.Close()
+		return
+	}
+	cw, ok := c.(interface{ CloseWrite() error })
+	if !ok || cw.CloseWrite() != nil {
+		c.Close()
+		return
+	}
+	go func() {
+		defer c.Close()
+		c.SetReadDeadline(time.Now().Add(refuseLinger))
+		io.Copy(io.Discard, io.LimitReader(c, 1<<20))
+	}()
 }
 
 func (l *capListener) Close() error {

@@ -2,6 +2,7 @@ package host
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -212,7 +213,8 @@ func TestMaxConnectionsClosesIdle(t *testing.T) {
 }
 
 // TestMaxConnectionsShutdown: a client waiting for a slot does not keep
-// Shutdown from closing the listener, and is closed.
+// Shutdown from closing the listener, and is answered 503 and closed (it
+// was closed unanswered: TestMaxConnectionsShutdownAnswers).
 func TestMaxConnectionsShutdown(t *testing.T) {
 	b := memory.New(memory.Options{})
 	defer b.Close()
@@ -238,8 +240,9 @@ func TestMaxConnectionsShutdown(t *testing.T) {
 		t.Fatal("Serve did not return after Shutdown: Accept still waits for a slot")
 	}
 	waiting.SetReadDeadline(time.Now().Add(10 * time.Second))
-	if _, err := waiting.Read(make([]byte, 1)); err != io.EOF {
-		t.Errorf("the waiting connection: read %v, want EOF", err)
+	got, err := io.ReadAll(waiting)
+	if err != nil || !bytes.Equal(got, shutdownReply) {
+		t.Errorf("the waiting connection: read %q, %v; want %q, then EOF", got, err, shutdownReply)
 	}
 }
 

@@ -87,7 +87,11 @@ type pool struct {
 	reaper  *time.Timer
 	reaping bool
 
-	overflow atomic.Int32
+	// overflow counts the extra instances of re-entrant calls in use or
+	// being made (overflowInstance), overflowing those being made (under
+	// mu). They are not in n: they never serve another call.
+	overflow    atomic.Int32
+	overflowing int
 
 	// refs counts the calls and background instantiations using the pool;
 	// retire adds retiredBias, and the last reference out closes it.
@@ -518,19 +522,59 @@ func (p *pool) reap() {
 	}
 }
 
+// overflowInstance makes the extra instance of a re-entrant call: one
+// from inside this very module's call chain (it invoked itself, maybe
+// through other apps), made when no instance is free. Every instance may be
+// held by that chain, so waiting could last until the deadline; the extra
+// one is closed after the call (release). It is bounded three ways, each a
+// clear Unavailable rather than a wait:
+//   - per chain: one chain holds at most size extra instances of a module,
+//     so that a runaway recursion (A invokes B invokes A, for ever) ends
+//     after a few levels, whatever else the host runs;
+//   - per pool: up to size extras at once, as many as the base pool, are
+//     always allowed (re-entry works on a pool whose base instances already
+//     fill the memory budget, which bounds growth only);
+//   - beyond size, and up to max (the ceiling), only while the pool's
+//     linear memory, the extras and those being made included, stays
+//     within its budget (PoolMemoryBytes, --pool-memory-mb): concurrent
+//     chains through a grown pool each get theirs, and none exhausts
+//     memory.
 func (p *pool) overflowInstance(ctx context.Context, what string) (*instance, error) {
 	m := p.m
-	if int(p.overflow.Add(1)) > p.size {
-		p.overflow.Add(-1)
+	if held := reentries(ctx, m); held >= p.size {
 		m.rejected.Add(1)
-		return nil, sdk.Errorf(sdk.Unavailable, "%s %s: too many re-entrant calls into app %s (it invokes itself, maybe through other apps) while all %d instances are busy", m.id, what, m.id, p.size)
+		return nil, sdk.Errorf(sdk.Unavailable, "%s %s: too many re-entrant calls into app %s (it invokes itself, maybe through other apps): this call chain already holds %d extra instances of it beyond its pool of %d",
+			m.id, what, m.id, held, p.size)
 	}
+	p.mu.Lock()
+	n := int(p.overflow.Load())
+	mem := max(p.mem, uint64(max(p.linear.Load(), 0)))
+	coming := p.n - p.live + p.overflowing // growth, replacements, extras being made
+	overBudget := n >= p.size && mem+uint64(coming+1)*p.fresh > p.budget
+	if n >= max(p.size, p.max) || overBudget {
+		p.mu.Unlock()
+		m.rejected.Add(1)
+		if overBudget && n < p.max {
+			return nil, sdk.Errorf(sdk.Unavailable, "%s %s: too many re-entrant calls into app %s (it invokes itself, maybe through other apps): %d extra instances are busy and its pool's linear memory (%d MiB) leaves no room for another within its budget of %d MiB (--pool-memory-mb)",
+				m.id, what, m.id, n, mem>>20, p.budget>>20)
+		}
+		return nil, sdk.Errorf(sdk.Unavailable, "%s %s: too many re-entrant calls into app %s (it invokes itself, maybe through other apps) while all %d instances are busy, and %d extra ones", m.id, what, m.id, p.live, n)
+	}
+	p.overflow.Add(1)
+	p.overflowing++
+	p.mu.Unlock()
 	// Its set-up is part of the call that needs it, so Runtime.Close stops
 	// it as it stops the call, rather than waiting out its InitTimeout.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	defer context.AfterFunc(m.rt.bgCtx, cancel)()
 	in, err := p.instantiate(ctx, m.caps)
+	p.mu.Lock()
+	p.overflowing--
+	if err == nil {
+		p.busy++
+	}
+	p.mu.Unlock()
 	if err != nil {
 		p.overflow.Add(-1)
 		if m.rt.bgCtx.Err() != nil {
@@ -539,10 +583,34 @@ func (p *pool) overflowInstance(ctx context.Context, what string) (*instance, er
 		return nil, sdk.Errorf(sdk.Unavailable, "%s %s: no instance for a re-entrant call: %v", m.id, what, err)
 	}
 	in.overflow = true
-	p.mu.Lock()
-	p.busy++
-	p.mu.Unlock()
 	return in, nil
+}
+
+// reentry lists the extra instances (overflowInstance) a call chain
+// holds, innermost first: a call on one adds itself to the context its
+// host imports see (instance.call), so that the calls it makes carry it.
+type reentry struct {
+	m    *Module
+	next *reentry
+}
+
+type reentryKey struct{}
+
+func withReentry(ctx context.Context, m *Module) context.Context {
+	next, _ := ctx.Value(reentryKey{}).(*reentry)
+	return context.WithValue(ctx, reentryKey{}, &reentry{m: m, next: next})
+}
+
+// reentries counts the extra instances of m that ctx's call chain holds.
+func reentries(ctx context.Context, m *Module) int {
+	n := 0
+	r, _ := ctx.Value(reentryKey{}).(*reentry)
+	for ; r != nil; r = r.next {
+		if r.m == m {
+			n++
+		}
+	}
+	return n
 }
 
 // release returns an instance after a call. One that trapped, timed out or
@@ -939,6 +1007,10 @@ func (in *instance) call(ctx context.Context, kind uint64, name string, body []b
 	}
 	st := &in.st
 	st.ctx, st.caps, st.module, st.result, st.imports = ctx, m.caps, m, nil, 0
+	if in.overflow {
+		// The calls it makes carry that their chain holds it.
+		st.ctx = withReentry(ctx, m)
+	}
 	defer func() {
 		st.ctx, st.result = nil, nil
 		if cap(st.scratch) > 64<<10 {
