@@ -3,8 +3,14 @@ package host
 import (
 	"errors"
 	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -23,6 +29,12 @@ type Flags struct {
 	MaxBodyBytes   int64
 	RequestTimeout time.Duration
 	ShutdownGrace  time.Duration
+	// ShutdownDrain is ServeOptions.Drain: how long the host goes on
+	// serving, /readyz at 503, once a shutdown starts, within
+	// ShutdownGrace. 0 takes the default (DefaultDrain after a SIGTERM,
+	// none after a Ctrl-C); Check refuses a negative one and one longer
+	// than ShutdownGrace.
+	ShutdownDrain time.Duration
 	// CORSOrigins is comma-separated; see Origins and Options.CORSOrigins.
 	CORSOrigins string
 	StateAPI    bool
@@ -46,6 +58,7 @@ func (f *Flags) Register(fs *flag.FlagSet) {
 	fs.Int64Var(&f.MaxBodyBytes, "max-body-bytes", 4<<20, "largest accepted request body")
 	fs.DurationVar(&f.RequestTimeout, "request-timeout", 30*time.Second, "deadline of each call and delivery")
 	fs.DurationVar(&f.ShutdownGrace, "shutdown-grace", 10*time.Second, "how long in-flight requests get to finish on SIGTERM")
+	fs.DurationVar(&f.ShutdownDrain, "shutdown-drain", 0, "how long the host goes on serving, with /readyz at 503, once a shutdown starts and before it stops accepting; part of --shutdown-grace (0: half the grace, at most 5s, after a SIGTERM, and none after a Ctrl-C; set, it applies to both)")
 	fs.StringVar(&f.CORSOrigins, "cors-origins", "", "comma-separated origins whose pages may call this host (e.g. http://127.0.0.1:* or https://shop.example); default none")
 	fs.BoolVar(&f.StateAPI, "state-api", false, "serve the state sync API that browser hosts push to and pull from (/v1/apps/{app}/state/...)")
 	fs.StringVar(&f.Backend, "backend", "auto", "auto (dapr when DAPR_GRPC_PORT or DAPR_HTTP_PORT is set, else embedded), embedded or dapr")
@@ -94,6 +107,10 @@ func (f *Flags) Args() []string {
 	if f.StateAPI {
 		a = append(a, "--state-api")
 	}
+	if f.ShutdownDrain != 0 {
+		// Only when set: 0 is the default, reckoned from the grace.
+		a = append(a, "--shutdown-drain", f.ShutdownDrain.String())
+	}
 	if f.MaxConnections != 0 {
 		// Only when set, as the flags above: the default is the host's
 		// own, reckoned from its open-file limit.
@@ -111,4 +128,75 @@ func (f *Flags) Origins() []string {
 		}
 	}
 	return out
+}
+
+// Check refuses the settings that cannot work, before a host opens its
+// backend or loads a module (and before roam run spends a build on them):
+// a port out of range (which net.Listen words "address 70000: invalid
+// port"), a data directory that is a file (the host's first read of it
+// said "open F/config.json: not a directory"), the negative sizes and
+// durations the hosts would silently replace by their defaults, a drain
+// longer than the grace it is part of, a log format they would silently
+// take for text, and the log levels and CORS origins they refuse
+// themselves, but only once built. Every host calls it: the native host's
+// Run, the edge host's Run (through Config.Check), and roam run.
+func (f Flags) Check() error {
+	switch {
+	case f.Port < 0 || f.Port > 65535:
+		return fmt.Errorf("--port %d: use 1 to 65535, or 0 for a free one", f.Port)
+	case f.MaxBodyBytes < 0:
+		return fmt.Errorf("--max-body-bytes %d: use a positive size in bytes (0 takes the default, %d)", f.MaxBodyBytes, 4<<20)
+	case f.RequestTimeout < 0:
+		return fmt.Errorf("--request-timeout %s: use a positive duration such as 30s (0 takes the default, 30s)", f.RequestTimeout)
+	case f.ShutdownGrace < 0:
+		return fmt.Errorf("--shutdown-grace %s: use a positive duration such as 10s, or 0 to cut off requests in flight at once", f.ShutdownGrace)
+	case f.ShutdownDrain < 0:
+		return fmt.Errorf("--shutdown-drain %s: use a positive duration such as 5s, or 0 for the default (half of --shutdown-grace, at most 5s, after a SIGTERM)", f.ShutdownDrain)
+	case f.ShutdownDrain > f.ShutdownGrace:
+		// The drain is part of the grace: cut to it silently, the host
+		// would stop accepting later than asked and leave the requests in
+		// flight no time to finish.
+		return fmt.Errorf("--shutdown-drain %s is longer than --shutdown-grace %s, of which it is a part: lower it, or raise --shutdown-grace (past the drain, requests in flight get the rest of the grace)", f.ShutdownDrain, f.ShutdownGrace)
+	case f.LogFormat != "text" && f.LogFormat != "json":
+		// The hosts write text for any value but json.
+		return fmt.Errorf("--log-format %q: use text or json", f.LogFormat)
+	}
+	_, logs, err := NewLogger(f.LogLevel, f.LogFormat, io.Discard)
+	if err != nil {
+		return err
+	}
+	logs.Close()
+	if err := CheckCORSOrigins(f.Origins()); err != nil {
+		return fmt.Errorf("--cors-origins: %w", err)
+	}
+	return checkDataDir(f.DataDir)
+}
+
+// checkDataDir refuses a --data-dir that is a file, or lies below one. A
+// directory that does not exist yet is made by the backend; one the host
+// may not write to is reported by it ("mkdir ...: permission denied").
+func checkDataDir(dir string) error {
+	if dir == "" {
+		return errors.New("--data-dir is empty: name a directory (the default is .roam)")
+	}
+	for p := filepath.Clean(dir); ; p = filepath.Dir(p) {
+		fi, err := os.Stat(p)
+		if err == nil {
+			if fi.IsDir() {
+				return nil
+			}
+			if p == filepath.Clean(dir) {
+				return fmt.Errorf("--data-dir %s is a file, not a directory", dir)
+			}
+			return fmt.Errorf("--data-dir %s: %s is a file, not a directory", dir, p)
+		}
+		// Not there (or below a file): look further up. Another error,
+		// such as a denied search, is the host's to report.
+		if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR) {
+			return nil
+		}
+		if filepath.Dir(p) == p {
+			return nil
+		}
+	}
 }

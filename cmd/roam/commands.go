@@ -85,7 +85,7 @@ and CORS open to http://127.0.0.1:* (--web=false, --state-api=false and
 			// What the host would refuse after the build, refused before it:
 			// its flags, Dapr without a sidecar, and an address it cannot
 			// listen on (a port in use).
-			if err := cli.CheckHostFlags(hf); err != nil {
+			if err := hf.Check(); err != nil {
 				return err
 			}
 			cache, err := os.UserCacheDir()

@@ -54,6 +54,54 @@ type Config struct {
 	WatchInterval time.Duration // default 500ms
 }
 
+// Check refuses the settings that cannot work, before Run opens anything:
+// the host's (host.Flags.Check), then a negative --pool-size or
+// --max-queue (which moduleOptions would take as the default and as no
+// queue), a base pool that cannot fit in --pool-memory-mb (basePoolFits),
+// and the pool and memory settings moduleOptions refuses.
+func (c Config) Check() error {
+	if err := c.Flags.Check(); err != nil {
+		return err
+	}
+	budget := poolBudgetMiB(c.PoolMemoryMB)
+	switch {
+	case c.PoolSize < 0:
+		return fmt.Errorf("--pool-size %d: use 1 or more, or 0 for the default (4 per CPU, at least 4, at most 12)", c.PoolSize)
+	case !basePoolFits(c.PoolSize, budget):
+		return fmt.Errorf("--pool-size %d: at %d MiB or more an instance (a Go module's takes about 4), the base pool alone would exceed --pool-memory-mb %d: lower --pool-size, or raise --pool-memory-mb", c.PoolSize, minInstanceMiB, budget)
+	case c.MaxQueue < 0:
+		return fmt.Errorf("--max-queue %d: use 0 for no queue, or the number of calls that may wait", c.MaxQueue)
+	}
+	_, err := c.moduleOptions()
+	return err
+}
+
+// minInstanceMiB is the least memory a wasm instance of a Go module
+// holds: a fresh one takes about 4 MiB, so a base pool of more than a
+// pool's memory budget / minInstanceMiB instances could not fit in it.
+const minInstanceMiB = 1
+
+// poolBudgetMiB is the memory budget of a pool whose --pool-memory-mb or
+// pool_memory_mb is mb (0: DefaultPoolMemoryBytes), in MiB.
+func poolBudgetMiB(mb int) int {
+	if mb == 0 {
+		return DefaultPoolMemoryBytes >> 20
+	}
+	return mb
+}
+
+// basePoolFits is the one rule by which both --pool-size and a manifest's
+// pool_size are refused: a base pool of size instances fits in budgetMiB
+// unless it holds more than budgetMiB / minInstanceMiB of them. The base
+// pool is made in full at load whatever the budget (which bounds growth
+// only), so --pool-size 100000 grew the host by gigabytes a second until
+// the kernel killed it. A default pool (size 0: at most 12 instances) is
+// never refused, whatever the budget; a negative size or budget is left
+// to the checks that refuse it.
+func basePoolFits(size, budgetMiB int) bool {
+	return size <= 0 || budgetMiB <= 0 || size <= budgetMiB/minInstanceMiB
+}
+
 // moduleOptions checks the pool and memory settings and turns them into
 // the modules' default options.
 func (c *Config) moduleOptions() (ModuleOptions, error) {
@@ -89,19 +137,21 @@ func DefaultCacheDir() string {
 	return filepath.Join(d, "roam", "edge")
 }
 
-// Run loads the modules and serves them on the chosen backend until ctx
-// is done. It writes the human-facing start-up lines to stdout and logs to
-// stderr.
+// Run checks c (Check), loads the modules and serves them on the chosen
+// backend until ctx is done. It writes the human-facing start-up lines to
+// stdout and logs to stderr.
 func Run(ctx context.Context, c Config, stdout, stderr io.Writer) (err error) {
 	start := time.Now()
+	// Settings that cannot work are refused before anything is opened or
+	// loaded (roam edge and roam-edge report them as any error: exit 1).
+	if err := c.Check(); err != nil {
+		return err
+	}
 	log, logs, err := host.NewLogger(c.LogLevel, c.LogFormat, stderr)
 	if err != nil {
 		return err
 	}
 	defer logs.Close()
-	if err := host.CheckCORSOrigins(c.Origins()); err != nil {
-		return fmt.Errorf("--cors-origins: %w", err)
-	}
 	mo, err := c.moduleOptions()
 	if err != nil {
 		return err
@@ -227,7 +277,7 @@ func Run(ctx context.Context, c Config, stdout, stderr io.Writer) (err error) {
 		go w.Run(wctx)
 	}
 	return host.ServeUntilDone(ctx, srv, b, ln, host.ServeOptions{
-		Stdout: stdout, Start: start, DataDir: dataDir, Grace: c.ShutdownGrace, Logger: log,
+		Stdout: stdout, Start: start, DataDir: dataDir, Grace: c.ShutdownGrace, Drain: c.ShutdownDrain, Logger: log,
 		OnReady: fillPools,
 	})
 }

@@ -173,6 +173,19 @@ func readManifest(path string, defaults ModuleOptions) ([]Spec, error) {
 		if mm.PoolMemoryMB > 0 {
 			o.PoolMemoryBytes = uint64(mm.PoolMemoryMB) << 20
 		}
+		// The base pool is made in full at load: one that cannot fit in its
+		// memory budget is refused, by the rule that refuses --pool-size.
+		if budget := poolBudgetMiB(int(o.PoolMemoryBytes >> 20)); !basePoolFits(o.PoolSize, budget) {
+			size, limit := "pool_size", "pool_memory_mb"
+			if mm.PoolSize == 0 {
+				size = "--pool-size"
+			}
+			if mm.PoolMemoryMB == 0 {
+				limit = "--pool-memory-mb"
+			}
+			return nil, fmt.Errorf("%s (%s): %s %d: at %d MiB or more an instance (a Go module's takes about 4), the base pool alone would exceed %s %d: lower %s, or raise %s",
+				where, mm.Path, size, o.PoolSize, minInstanceMiB, limit, budget, size, limit)
+		}
 		if mm.IdleTimeout != "" {
 			d, err := time.ParseDuration(mm.IdleTimeout)
 			if err != nil || d <= 0 {

@@ -26,7 +26,9 @@ import (
 // (host.NotifyContext). The exit status is 0 after a clean shutdown, and 1
 // when the shutdown grace ran out with requests in flight or the backend
 // did not close cleanly (a delivery's handler left running: see
-// host.CloseBackend).
+// host.CloseBackend). A flag that cannot work (host.Flags.Check) exits 1
+// before the backend is opened, with the message on stderr, as roam run
+// does for it.
 func Main() {
 	ctx, stop := host.NotifyContext(context.Background())
 	err := Run(ctx, os.Args[1:], os.Stdout, os.Stderr)
@@ -115,6 +117,12 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		fmt.Fprintf(stdout, "%s %s %s\n", filepath.Base(os.Args[0]), Version, Commit)
 		return nil
 	}
+	// Settings that cannot work are refused before the backend is opened,
+	// as roam run refuses them before it builds this binary; Main reports
+	// them as roam run does (exit 1, "roam: " and the message on stderr).
+	if err := c.Check(); err != nil {
+		return err
+	}
 	log, logs, err := host.NewLogger(c.LogLevel, c.LogFormat, stderr)
 	if err != nil {
 		return err
@@ -188,7 +196,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		return err
 	}
 	return host.ServeUntilDone(ctx, srv, b, ln, host.ServeOptions{
-		Stdout: stdout, Start: start, DataDir: dataDir, Grace: c.ShutdownGrace, Logger: log,
+		Stdout: stdout, Start: start, DataDir: dataDir, Grace: c.ShutdownGrace, Drain: c.ShutdownDrain, Logger: log,
 	})
 }
 

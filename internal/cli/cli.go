@@ -7,13 +7,8 @@ package cli
 import (
 	"errors"
 	"flag"
-	"fmt"
 	"io"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"runtime/debug"
-	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -68,12 +63,8 @@ default) a module whose file changes is reloaded without dropping a request.`,
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := CheckHostFlags(c.Flags); err != nil {
-				return err
-			}
-			if err := checkPoolFlags(c); err != nil {
-				return err
-			}
+			// Run refuses the flags that cannot work (Config.Check: the
+			// host's, then the pool's) before it loads anything.
 			c.Paths = args
 			return edge.Run(cmd.Context(), c, stdout, stderr)
 		},
@@ -90,93 +81,4 @@ default) a module whose file changes is reloaded without dropping a request.`,
 	f.BoolVar(&c.Watch, "watch", true, "reload a module when its file changes")
 	f.StringVar(&c.DefaultApp, "app-id", "", "app that receives Dapr app-channel calls (/{method}); default: the only app")
 	return cmd
-}
-
-// CheckHostFlags refuses the host settings that cannot work, before roam
-// run spends a build on them or roam edge loads its modules: a port out of
-// range (which net.Listen words "address 70000: invalid port"), a data
-// directory that is a file (the host's first read of it said "open
-// F/config.json: not a directory"), the negative sizes and durations the
-// hosts would silently replace by their defaults, a log format they would
-// silently take for text, and the log levels and CORS origins they refuse
-// themselves, but only once built.
-func CheckHostFlags(f host.Flags) error {
-	switch {
-	case f.Port < 0 || f.Port > 65535:
-		return fmt.Errorf("--port %d: use 1 to 65535, or 0 for a free one", f.Port)
-	case f.MaxBodyBytes < 0:
-		return fmt.Errorf("--max-body-bytes %d: use a positive size in bytes (0 takes the default, %d)", f.MaxBodyBytes, 4<<20)
-	case f.RequestTimeout < 0:
-		return fmt.Errorf("--request-timeout %s: use a positive duration such as 30s (0 takes the default, 30s)", f.RequestTimeout)
-	case f.ShutdownGrace < 0:
-		return fmt.Errorf("--shutdown-grace %s: use a positive duration such as 10s, or 0 to cut off requests in flight at once", f.ShutdownGrace)
-	case f.LogFormat != "text" && f.LogFormat != "json":
-		// The hosts write text for any value but json.
-		return fmt.Errorf("--log-format %q: use text or json", f.LogFormat)
-	}
-	_, logs, err := host.NewLogger(f.LogLevel, f.LogFormat, io.Discard)
-	if err != nil {
-		return err
-	}
-	logs.Close()
-	if err := host.CheckCORSOrigins(f.Origins()); err != nil {
-		return fmt.Errorf("--cors-origins: %w", err)
-	}
-	return checkDataDir(f.DataDir)
-}
-
-// checkDataDir refuses a --data-dir that is a file, or lies below one. A
-// directory that does not exist yet is made by the backend; one the host
-// may not write to is reported by it ("mkdir ...: permission denied").
-func checkDataDir(dir string) error {
-	if dir == "" {
-		return errors.New("--data-dir is empty: name a directory (the default is .roam)")
-	}
-	for p := filepath.Clean(dir); ; p = filepath.Dir(p) {
-		fi, err := os.Stat(p)
-		if err == nil {
-			if fi.IsDir() {
-				return nil
-			}
-			if p == filepath.Clean(dir) {
-				return fmt.Errorf("--data-dir %s is a file, not a directory", dir)
-			}
-			return fmt.Errorf("--data-dir %s: %s is a file, not a directory", dir, p)
-		}
-		// Not there (or below a file): look further up. Another error,
-		// such as a denied search, is the host's to report.
-		if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR) {
-			return nil
-		}
-		if filepath.Dir(p) == p {
-			return nil
-		}
-	}
-}
-
-// minInstanceMiB is the least memory a wasm instance of a Go module
-// holds: a fresh one takes about 4 MiB (see host/edge), so a base pool of
-// more than --pool-memory-mb / minInstanceMiB instances could not fit in
-// the memory the pool is allowed.
-const minInstanceMiB = 1
-
-// checkPoolFlags refuses the pool settings that edge.Run takes silently:
-// a negative --pool-size or --max-queue (taken as the default and as no
-// queue), and a base pool that cannot fit in --pool-memory-mb. The base
-// pool is made in full whatever its memory, so --pool-size 100000 grew the
-// host by gigabytes a second until the kernel killed it.
-func checkPoolFlags(c edge.Config) error {
-	budget := c.PoolMemoryMB
-	if budget == 0 {
-		budget = edge.DefaultPoolMemoryBytes >> 20
-	}
-	switch {
-	case c.PoolSize < 0:
-		return fmt.Errorf("--pool-size %d: use 1 or more, or 0 for the default (4 per CPU, at least 4, at most 12)", c.PoolSize)
-	case budget > 0 && c.PoolSize > budget/minInstanceMiB:
-		return fmt.Errorf("--pool-size %d: at %d MiB or more an instance (a Go module's takes about 4), the base pool alone would exceed --pool-memory-mb %d: lower --pool-size, or raise --pool-memory-mb", c.PoolSize, minInstanceMiB, budget)
-	case c.MaxQueue < 0:
-		return fmt.Errorf("--max-queue %d: use 0 for no queue, or the number of calls that may wait", c.MaxQueue)
-	}
-	return nil
 }

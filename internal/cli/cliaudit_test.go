@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/roam-dev/roam/host"
 	"github.com/roam-dev/roam/host/edge"
 )
 
@@ -40,11 +41,14 @@ func TestCLIAuditEdgeFlags(t *testing.T) {
 		}
 	}
 	// A large pool within a large enough budget is the user's to ask for,
-	// and a data directory is made when it does not exist yet.
-	if err := checkPoolFlags(edge.Config{PoolSize: 600, PoolMemoryMB: 1024}); err != nil {
+	// and a data directory is made when it does not exist yet. The checks
+	// are the edge host's own (edge.Config.Check, host.Flags.Check), which
+	// edge.Run calls before it loads anything.
+	ok := host.Flags{Port: 8080, DataDir: filepath.Join(dir, "new", "data"), LogLevel: "info", LogFormat: "text"}
+	if err := (edge.Config{Flags: ok, PoolSize: 600, PoolMemoryMB: 1024}).Check(); err != nil {
 		t.Errorf("600 instances in 1024 MiB: %v", err)
 	}
-	if err := checkDataDir(filepath.Join(dir, "new", "data")); err != nil {
+	if err := ok.Check(); err != nil {
 		t.Errorf("a data dir yet to be made: %v", err)
 	}
 }
