@@ -9,6 +9,8 @@
 //
 //	apps/<appID>/app.db    one bbolt file per app: its state, its subscription
 //	                       queues, its unrouted events
+//	apps/<appID>/attempts  the delivery attempt of each of its subscriptions,
+//	                       64 bytes each, written without fsync (see Pub/sub)
 //	registry/<appID>.json  {"app":..., "url":..., "pid":...} for every app a
 //	                       running host announced (see Announce)
 //
@@ -114,9 +116,23 @@
 // a failing event holds back the ones behind it (head-of-line blocking) until
 // it succeeds or is dead-lettered. Events that waited in unrouted logs keep
 // their order per publisher; those of several publishers arrive publisher by
-// publisher, since each has its own log. Retry counts are kept in memory, so after
-// a restart an event gets a fresh budget. After a restart (Open, then
+// publisher, since each has its own log. After a restart (Open, then
 // Subscribe again) every unacknowledged event is delivered again.
+//
+// Failed attempts are counted in memory, and across a crash too: before
+// each attempt the subscription's slot in the app's attempts file records
+// the event's queue position, id and attempt number, with one pwrite and
+// no fsync (the page cache survives the process, not the machine). An
+// attempt that the process did not survive (a Go fatal error, os.Exit, an
+// OOM kill, kill -9) counts as failed at the next Open, so a poison event
+// that crashes the process is dead-lettered (or parked) after MaxAttempts
+// restarts rather than redelivered for ever, holding back the events behind
+// it. Such events are handed to their handlers one at a time, so that an
+// innocent event of another subscription is not in flight at every crash
+// and dead-lettered with the poison one. An attempt cancelled by Close is
+// not counted (a clean shutdown is not the handler's fault); one whose
+// handler ignores the cancellation and is abandoned by Close is. After an
+// OS crash the count may restart, as it always did.
 //
 // # Invocation
 //
@@ -241,6 +257,12 @@ type Backend struct {
 	routeMu sync.RWMutex
 	routes  map[routeKey][]*subscriber
 
+	// suspects admits one at a time the deliveries of events that the
+	// process did not survive before (attempts.go).
+	suspects chan struct{}
+	// noAttempts turns the attempts files off (benchmarks of the old path).
+	noAttempts bool
+
 	stop   chan struct{}
 	ctx    context.Context // handed to deliverers; cancelled after CloseGrace
 	cancel context.CancelFunc
@@ -263,6 +285,8 @@ type appDB struct {
 	path    string
 	db      *bolt.DB
 	writers atomic.Int32 // write transactions wanted or running
+
+	attempts *attemptLog // nil when it could not be opened (attempts.go)
 }
 
 // update runs fn in a write transaction. A lone writer commits at once; when
@@ -329,6 +353,8 @@ func Open(opts Options) (*Backend, error) {
 		routes:  map[routeKey][]*subscriber{},
 		notes:   map[topicKey]*unroutedNote{},
 		stop:    make(chan struct{}),
+
+		suspects: make(chan struct{}, 1),
 	}
 	if b.dlTopic == "" {
 		b.dlTopic = backend.DefaultDeadLetterTopic
@@ -416,6 +442,9 @@ func (b *Backend) Close() error {
 		if a := e.db.Load(); a != nil {
 			if err := a.db.Close(); err != nil {
 				errs = append(errs, fmt.Errorf("embedded: closing %s: %w", a.path, err))
+			}
+			if err := a.attempts.close(); err != nil {
+				errs = append(errs, fmt.Errorf("embedded: closing %s: %w", a.attempts.path, err))
 			}
 		}
 		e.mu.Unlock()
@@ -578,5 +607,14 @@ func (b *Backend) openApp(appID string) (*appDB, error) {
 		db.Close()
 		return nil, sdk.Errorf(sdk.Internal, "app %s: initialising %s: %v", appID, path, err)
 	}
-	return &appDB{id: appID, path: path, db: db}, nil
+	a := &appDB{id: appID, path: path, db: db}
+	if !b.noAttempts {
+		apath := filepath.Join(dir, attemptsFileName)
+		if a.attempts, err = openAttempts(apath, db, b.log); err != nil {
+			// Delivery goes on as before: only an attempt that the
+			// process does not survive goes uncounted.
+			b.log.Error("embedded: cannot open the delivery attempts file; an event whose handler crashes the process will not be counted towards its dead letter", "app", appID, "path", apath, "err", err)
+		}
+	}
+	return a, nil
 }

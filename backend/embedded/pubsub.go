@@ -48,6 +48,12 @@ type subscriber struct {
 	app  *appDB
 	name []byte // queues/<name>
 	wake chan struct{}
+
+	// slot records each attempt before the handler runs (attempts.go); nil
+	// when the app's attempts file could not be opened. cur is the event
+	// being delivered. Both belong to the delivery goroutine.
+	slot *attemptSlot
+	cur  curAttempt
 }
 
 func wakeAll(subs []*subscriber) {
@@ -268,6 +274,7 @@ func (b *Backend) Subscribe(subs []backend.Subscription, d backend.Deliverer) er
 	for i, s := range subs {
 		rk := routeKey{s.PubSub, s.Topic}
 		sb := &subscriber{b: b, sub: s, dl: core.DeadLetterTopic(s, b.dlTopic), app: dbs[i], name: rk.bucket(), wake: make(chan struct{}, 1)}
+		sb.slot = dbs[i].attempts.slot(sb.name)
 		b.routes[rk] = append(b.routes[rk], sb)
 		created[i] = sb
 		only[rk] = true
@@ -291,8 +298,11 @@ func (b *Backend) Subscribe(subs []backend.Subscription, d backend.Deliverer) er
 	b.mu.Unlock()
 	for _, s := range created {
 		l := &core.Loop{
-			Sub: s.sub, DeadLetterTopic: s.dl, Queue: s, Deliver: d, Policy: b.policy,
+			Sub: s.sub, DeadLetterTopic: s.dl, Queue: s, Deliver: s.deliverer(d), Policy: b.policy,
 			Wake: s.wake, Stop: b.stop, Ctx: b.ctx, OnDeliver: b.opts.OnDeliver, Log: b.log,
+		}
+		if s.slot != nil {
+			l.Prior = s.prior
 		}
 		go func() { defer b.wg.Done(); l.Run() }()
 		core.Wake(s.wake)
@@ -325,6 +335,7 @@ func (s *subscriber) Head() (uint64, *core.Record, bool, error) {
 		rec := new(core.Record)
 		derr := json.Unmarshal(data, rec)
 		if derr == nil {
+			s.atHead(pos, rec)
 			return pos, rec, true, nil
 		}
 		// Undecodable: keep it out of the way, but keep it.

@@ -2,6 +2,7 @@ package core
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
@@ -54,7 +55,8 @@ type Queue interface {
 // Delivery is strictly in queue order: a failing event holds back the ones
 // behind it (head-of-line blocking) until it succeeds or is dead-lettered.
 // That is the price of per-subscription ordering; the retry budget bounds it.
-// Failure counts live in memory, so a restart grants a fresh budget.
+// Failure counts live in memory; a queue that can tell the failures of an
+// earlier process (attempts it did not survive) gives them as Prior.
 type Loop struct {
 	Sub             backend.Subscription
 	DeadLetterTopic string // effective dead-letter topic of Sub
@@ -70,6 +72,11 @@ type Loop struct {
 	Ctx       context.Context
 	OnDeliver func(sub backend.Subscription, outcome string)
 	Log       *slog.Logger
+	// Prior, if set, returns the failed attempts of the event at pos
+	// before this process (nil: none, so a restart grants a fresh budget).
+	// They count towards Policy.MaxAttempts as this process's do; an event
+	// that has used them all is dead-lettered without another attempt.
+	Prior func(pos uint64, rec *Record) int
 }
 
 // storageRetry is the first wait before retrying a failed storage
@@ -124,6 +131,11 @@ func (l *Loop) Run() {
 // or parked. It returns false when the loop must stop.
 func (l *Loop) handle(pos uint64, rec *Record) bool {
 	failures := 0
+	if l.Prior != nil {
+		if failures = l.Prior(pos, rec); failures >= l.Policy.MaxAttempts {
+			return l.deadLetter(pos, rec, failures, fmt.Errorf("the process ended while the event was being handled, in %d attempts (the subscription allows %d): not attempted again", failures, l.Policy.MaxAttempts))
+		}
+	}
 	for {
 		err := l.call(rec)
 		if err == nil {
