@@ -202,7 +202,7 @@ func TestReentryBounds(t *testing.T) {
 				}
 			}()
 			for i := range tc.extras {
-				in, err := p.acquire(withCaller(ctx, m), "chain")
+				in, err := p.acquire(withCaller(ctx, m, false), "chain")
 				if err != nil {
 					t.Fatalf("chain %d: %v", i, err)
 				}
@@ -211,12 +211,12 @@ func TestReentryBounds(t *testing.T) {
 				}
 				held = append(held, in)
 			}
-			_, err = p.acquire(withCaller(ctx, m), "one more")
+			_, err = p.acquire(withCaller(ctx, m, false), "one more")
 			if sdk.CodeOf(err) != sdk.Unavailable || !strings.Contains(err.Error(), tc.refusal) {
 				t.Errorf("one chain more: %v, want Unavailable naming %q", err, tc.refusal)
 			}
 			// A chain that already holds an extra instance gets no second.
-			_, err = p.acquire(withCaller(withReentry(ctx, m), m), "deeper")
+			_, err = p.acquire(withCaller(ctx, m, true), "deeper")
 			if sdk.CodeOf(err) != sdk.Unavailable || !strings.Contains(err.Error(), "this call chain already holds 1 extra") {
 				t.Errorf("a second extra for one chain: %v", err)
 			}

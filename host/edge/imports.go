@@ -112,6 +112,9 @@ type callState struct {
 	ctx    context.Context // the request's: capabilities run under it
 	caps   *caps
 	module *Module // the module being called, for re-entrancy detection
+	// overflow is whether the instance called is an extra one of a
+	// re-entrant call: the calls it makes carry that their chain holds it.
+	overflow bool
 	// result is the reply take_result copies into the guest; it aliases
 	// scratch.
 	result  []byte
@@ -138,17 +141,32 @@ func stateOf(ctx context.Context) *callState {
 
 // chain lists the modules a call went through, innermost first, so that a
 // module invoking itself (directly or through others) is recognised and not
-// deadlocked behind its own busy pool.
+// deadlocked behind its own busy pool. overflow marks a link made from an
+// extra instance of a re-entrant call (pool.overflowInstance), which bounds
+// how many of them one chain may hold (reentries).
 type chain struct {
-	m    *Module
-	next *chain
+	m        *Module
+	overflow bool
+	next     *chain
 }
 
 type chainKey struct{}
 
-func withCaller(ctx context.Context, m *Module) context.Context {
+func withCaller(ctx context.Context, m *Module, overflow bool) context.Context {
 	next, _ := ctx.Value(chainKey{}).(*chain)
-	return context.WithValue(ctx, chainKey{}, &chain{m: m, next: next})
+	return context.WithValue(ctx, chainKey{}, &chain{m: m, overflow: overflow, next: next})
+}
+
+// reentries counts the extra instances of m that ctx's call chain holds.
+func reentries(ctx context.Context, m *Module) int {
+	n := 0
+	c, _ := ctx.Value(chainKey{}).(*chain)
+	for ; c != nil; c = c.next {
+		if c.m == m && c.overflow {
+			n++
+		}
+	}
+	return n
 }
 
 func inChain(ctx context.Context, m *Module) bool {
@@ -528,7 +546,7 @@ func opInvoke(st *callState, req []byte) ([]byte, error) {
 	}
 	ctx := st.traced(tp, ts)
 	if st.module != nil {
-		ctx = withCaller(ctx, st.module)
+		ctx = withCaller(ctx, st.module, st.overflow)
 	}
 	return st.caps.inv.Invoke(ctx, app, method, data)
 }

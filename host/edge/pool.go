@@ -586,33 +586,6 @@ func (p *pool) overflowInstance(ctx context.Context, what string) (*instance, er
 	return in, nil
 }
 
-// reentry lists the extra instances (overflowInstance) a call chain
-// holds, innermost first: a call on one adds itself to the context its
-// host imports see (instance.call), so that the calls it makes carry it.
-type reentry struct {
-	m    *Module
-	next *reentry
-}
-
-type reentryKey struct{}
-
-func withReentry(ctx context.Context, m *Module) context.Context {
-	next, _ := ctx.Value(reentryKey{}).(*reentry)
-	return context.WithValue(ctx, reentryKey{}, &reentry{m: m, next: next})
-}
-
-// reentries counts the extra instances of m that ctx's call chain holds.
-func reentries(ctx context.Context, m *Module) int {
-	n := 0
-	r, _ := ctx.Value(reentryKey{}).(*reentry)
-	for ; r != nil; r = r.next {
-		if r.m == m {
-			n++
-		}
-	}
-	return n
-}
-
 // release returns an instance after a call. One that trapped, timed out or
 // grew too large is closed; it is replaced in the background if the pool
 // is below its base size, else the pool grows again only if calls wait.
@@ -1006,11 +979,7 @@ func (in *instance) call(ctx context.Context, kind uint64, name string, body []b
 		})()
 	}
 	st := &in.st
-	st.ctx, st.caps, st.module, st.result, st.imports = ctx, m.caps, m, nil, 0
-	if in.overflow {
-		// The calls it makes carry that their chain holds it.
-		st.ctx = withReentry(ctx, m)
-	}
+	st.ctx, st.caps, st.module, st.overflow, st.result, st.imports = ctx, m.caps, m, in.overflow, nil, 0
 	defer func() {
 		st.ctx, st.result = nil, nil
 		if cap(st.scratch) > 64<<10 {
