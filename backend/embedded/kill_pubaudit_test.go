@@ -2,11 +2,9 @@ package embedded
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -109,17 +107,8 @@ func TestKillConsumePubAudit(t *testing.T) {
 
 func killConsumeRound(t *testing.T, target int) {
 	dir := t.TempDir()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestKillConsumePubAuditChild$", "-test.count=1")
-	cmd.Env = append(os.Environ(), killConsumeChildEnv+"="+dir)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	ch := startChild(t, "TestKillConsumePubAuditChild", false, killConsumeChildEnv+"="+dir)
+	cmd, stdout, stderr := ch.cmd, ch.stdout, &ch.stderr
 	pubs := map[int]bool{}
 	handled := map[string]bool{} // "topic i", handled before the kill
 	got, killed := 0, false
@@ -175,7 +164,7 @@ func killConsumeRound(t *testing.T, target int) {
 	b := open(t, o)
 	var mu sync.Mutex
 	after := map[string]bool{}
-	err = b.Subscribe([]backend.Subscription{killConsumeSub, killConsumeDead}, killConsumeHandler(func(topic string, i int) {
+	err := b.Subscribe([]backend.Subscription{killConsumeSub, killConsumeDead}, killConsumeHandler(func(topic string, i int) {
 		mu.Lock()
 		after[topic+" "+strconv.Itoa(i)] = true
 		mu.Unlock()

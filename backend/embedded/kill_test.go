@@ -2,11 +2,9 @@ package embedded
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -88,17 +86,8 @@ func TestKill9(t *testing.T) {
 		t.Skip("spawns a child process")
 	}
 	dir := t.TempDir()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestKillChild$", "-test.count=1")
-	cmd.Env = append(os.Environ(), killChildEnv+"="+dir)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	ch := startChild(t, "TestKillChild", false, killChildEnv+"="+dir)
+	cmd, stdout, stderr := ch.cmd, ch.stdout, &ch.stderr
 
 	const target = 600 // acknowledgements before the kill
 	sets := map[string]string{}
@@ -151,7 +140,7 @@ func TestKill9(t *testing.T) {
 
 	var mu sync.Mutex
 	seen := map[string]bool{}
-	err = b.Subscribe([]backend.Subscription{killSub}, func(ctx context.Context, sub backend.Subscription, e *sdk.Event) error {
+	err := b.Subscribe([]backend.Subscription{killSub}, func(ctx context.Context, sub backend.Subscription, e *sdk.Event) error {
 		mu.Lock()
 		seen[string(e.Data)] = true
 		mu.Unlock()

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -74,20 +73,8 @@ func TestLockHolderNamed(t *testing.T) {
 		t.Skip("spawns a child process")
 	}
 	dir := t.TempDir()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestLockHolderChild$", "-test.count=1")
-	cmd.Env = append(os.Environ(), lockChildEnv+"="+dir)
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	ch := startChild(t, "TestLockHolderChild", true, lockChildEnv+"="+dir)
+	cmd, stdin, stdout := ch.cmd, ch.stdin, ch.stdout
 	defer func() {
 		stdin.Close()
 		cmd.Process.Kill()

@@ -2,12 +2,10 @@ package embedded
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -132,21 +130,8 @@ func TestPoisonCrashChild(t *testing.T) {
 // far) says so. It returns the child's lines and whether it died.
 func poisonRun(t *testing.T, dir, mode, dl string, done func(lines []string) bool) (lines []string, crashed bool) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestPoisonCrashChild$", "-test.count=1")
-	cmd.Env = append(os.Environ(), poisonChildEnv+"="+dir, poisonModeEnv+"="+mode, poisonDLEnv+"="+dl)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	ch := startChild(t, "TestPoisonCrashChild", true, poisonChildEnv+"="+dir, poisonModeEnv+"="+mode, poisonDLEnv+"="+dl)
+	cmd, stdin, stdout, stderr := ch.cmd, ch.stdin, ch.stdout, &ch.stderr
 	timer := time.AfterFunc(15*time.Second, func() { cmd.Process.Kill() })
 	defer timer.Stop()
 	sc := bufio.NewScanner(stdout)
