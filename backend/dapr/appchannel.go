@@ -44,7 +44,8 @@ import (
 // (header or metadata dapr-api-token): over HTTP a call without it gets 401,
 // over gRPC Unauthenticated. The host's own API (/v1/apps/..., /healthz,
 // /readyz, /metrics) is not the app channel and stays as it is, unless a
-// request carries a token, which must then be the right one.
+// request carries a token, which must then be the right one; except that
+// /readyz also answers 503 while the sidecar does not answer (ready.go).
 
 // AppHandler wraps the host's handler with the app channel.
 func (b *Backend) AppHandler(next http.Handler) http.Handler {
@@ -81,6 +82,8 @@ func (h *appChannel) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.serveSubscribe(w)
 	case strings.HasPrefix(p, eventsPrefix):
 		h.serveEvent(w, r)
+	case p == "/readyz" && (r.Method == http.MethodGet || r.Method == http.MethodHead):
+		h.serveReady(w, r) // not ready while the sidecar does not answer (ready.go)
 	default:
 		h.next.ServeHTTP(w, r)
 	}

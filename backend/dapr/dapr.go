@@ -8,11 +8,21 @@
 // The sidecar's gRPC API (DAPR_GRPC_PORT) is preferred, through go-sdk.
 // When the gRPC port does not answer, the backend falls back to the HTTP API
 // (DAPR_HTTP_PORT) with a client of its own; the choice is made once, at
-// Open, and logged. Invocation always goes through the HTTP API
-// (/v1.0/invoke/{app}/method/{m}): it passes the callee's status and body
-// through unchanged, where the gRPC API folds an HTTP app's error into a
-// status whose detail it truncates to 64 bytes. DAPR_API_TOKEN, when set, is
-// sent on every call to the sidecar.
+// Open, and logged. Open waits for the sidecar (StartTimeout, 60s by
+// default, as Dapr's SDKs wait), saying what it waits for: in Kubernetes
+// the host and daprd start together. Invocation always goes through the
+// HTTP API (/v1.0/invoke/{app}/method/{m}): it passes the callee's status
+// and body through unchanged, where the gRPC API folds an HTTP app's error
+// into a status whose detail it truncates to 64 bytes. DAPR_API_TOKEN,
+// when set, is sent on every call to the sidecar.
+//
+// A sidecar that is gone fails every call at once with Unavailable (503)
+// naming its address; a hung one fails them at their deadline with
+// DeadlineExceeded (504), naming it too. The host's /readyz answers 503
+// meanwhile (ready.go), /healthz stays 200, and the gRPC connection
+// reconnects by itself when the sidecar is back: no restart of the host.
+// A component behind the sidecar that cannot be reached (Redis down) is
+// Unavailable too, told apart by the sidecar's message (classify).
 //
 // # State on Dapr
 //
@@ -196,6 +206,7 @@ type Backend struct {
 	cfgStore string
 
 	locks keyLocks
+	ready readiness // of the sidecar, for /readyz (ready.go)
 
 	mu      sync.Mutex
 	closed  bool
@@ -289,10 +300,28 @@ func Open(ctx context.Context, o Options) (*Backend, error) {
 
 // probe waits for the sidecar and picks the protocol: gRPC when it answers;
 // HTTP when gRPC does not answer within ProbeTimeout of HTTP answering.
+//
+// In Kubernetes the host and its sidecar start in parallel, and the host
+// usually asks first. It waits up to StartTimeout, as Dapr's own SDKs wait
+// for their sidecar: it logs what it waits for when the sidecar does not
+// answer at once, and again every waitLogEvery, and it fails with an error
+// that names the addresses it tried and their last errors, when the time is
+// up or ctx ends first (a SIGTERM while waiting).
 func (b *Backend) probe(ctx context.Context) error {
-	deadline := time.Now().Add(b.opts.StartTimeout)
-	var httpSince time.Time
+	start := time.Now()
+	deadline := start.Add(b.opts.StartTimeout)
+	var httpSince, nextLog time.Time
 	var lastGRPC, lastHTTP error
+	tried := func() string {
+		var parts []string
+		if b.grpcAddr != "" && b.grpc != nil {
+			parts = append(parts, fmt.Sprintf("gRPC %s: %v", b.grpcAddr, lastGRPC))
+		}
+		if b.httpBase != "" && lastHTTP != nil {
+			parts = append(parts, fmt.Sprintf("HTTP %s: %v", b.httpBase, lastHTTP))
+		}
+		return strings.Join(parts, "; ")
+	}
 	for {
 		if b.grpc != nil {
 			pctx, cancel := context.WithTimeout(ctx, b.opts.ProbeTimeout)
@@ -332,25 +361,36 @@ func (b *Backend) probe(ctx context.Context) error {
 			}
 		}
 		if err := ctx.Err(); err != nil {
-			return err
+			return fmt.Errorf("dapr: stopped after waiting %v for the sidecar (%s): %w", time.Since(start).Round(time.Millisecond), tried(), err)
 		}
 		if time.Now().After(deadline) {
-			var parts []string
-			if b.grpcAddr != "" {
-				parts = append(parts, fmt.Sprintf("gRPC %s: %v", b.grpcAddr, lastGRPC))
+			return sdk.Errorf(sdk.Unavailable, "dapr: no sidecar answered within %v (%s); is daprd running, where DAPR_GRPC_PORT and DAPR_HTTP_PORT (or DAPR_GRPC_ENDPOINT and DAPR_HTTP_ENDPOINT) say?", b.opts.StartTimeout, tried())
+		}
+		if now := time.Now(); httpSince.IsZero() && !now.Before(nextLog) {
+			attrs := []any{"timeout", b.opts.StartTimeout}
+			if b.grpc != nil {
+				attrs = append(attrs, "grpc", b.grpcAddr, "grpc_err", lastGRPC)
 			}
-			if b.httpBase != "" && lastHTTP != nil {
-				parts = append(parts, fmt.Sprintf("HTTP %s: %v", b.httpBase, lastHTTP))
+			if lastHTTP != nil {
+				attrs = append(attrs, "http", b.httpBase, "http_err", lastHTTP)
 			}
-			return sdk.Errorf(sdk.Unavailable, "dapr: no sidecar answered within %v (%s)", b.opts.StartTimeout, strings.Join(parts, "; "))
+			if nextLog.IsZero() {
+				b.log.Info("dapr: waiting for the sidecar to answer", attrs...)
+			} else {
+				b.log.Warn("dapr: still waiting for the sidecar to answer", append(attrs, "waited", now.Sub(start).Round(time.Second))...)
+			}
+			nextLog = now.Add(waitLogEvery)
 		}
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return fmt.Errorf("dapr: stopped after waiting %v for the sidecar (%s): %w", time.Since(start).Round(time.Millisecond), tried(), ctx.Err())
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
 }
+
+// waitLogEvery is how often probe says that it is still waiting.
+const waitLogEvery = 10 * time.Second
 
 func (b *Backend) closeClients() {
 	if b.grpc != nil {

@@ -134,7 +134,7 @@ func (b *Backend) grpcErr(ctx context.Context, what string, err error) error {
 		return nil
 	}
 	if cerr := ctx.Err(); cerr != nil {
-		return sdk.Errorf(sdk.CodeOf(cerr), "dapr %s: %v", what, cerr)
+		return ctxErr(what, b.grpcAddr, cerr)
 	}
 	var se *sdk.Error
 	if errors.As(err, &se) {
@@ -227,10 +227,22 @@ func (b *Backend) httpAPIErr(what string, statusCode int, body []byte) error {
 	return b.classify(what, codeOfHTTP(statusCode), msg)
 }
 
+// ctxErr is the error of a call to the sidecar at addr whose context ended
+// first. A deadline names the sidecar: a hung one (stopped, starved) is
+// seen only this way, and "context deadline exceeded" alone does not say
+// what did not answer. (The deadline may also have passed before the call:
+// the sidecar had no time to answer either way.)
+func ctxErr(what, addr string, cerr error) error {
+	if errors.Is(cerr, context.DeadlineExceeded) {
+		return sdk.Errorf(sdk.DeadlineExceeded, "dapr %s: the call's deadline passed before the sidecar at %s answered: %v", what, addr, cerr)
+	}
+	return sdk.Errorf(sdk.CodeOf(cerr), "dapr %s: cancelled before the sidecar at %s answered: %v", what, addr, cerr)
+}
+
 // transportErr maps a failure to reach the sidecar over HTTP.
 func (b *Backend) transportErr(ctx context.Context, what string, err error) error {
 	if cerr := ctx.Err(); cerr != nil {
-		return sdk.Errorf(sdk.CodeOf(cerr), "dapr %s: %v", what, cerr)
+		return ctxErr(what, b.httpBase, cerr)
 	}
 	// The client's error names the request's URL, whose path holds the
 	// key, escaped: up to three times its 16 KiB.
