@@ -501,6 +501,16 @@ func (r renderer) podTemplate() (corev1.PodTemplateSpec, error) {
 		Image: image,
 		Args:  args,
 		Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: r.port(), Protocol: corev1.ProtocolTCP}},
+		// The host listens once its backend answers: beside Dapr it waits
+		// up to 60 s for the sidecar (Kubernetes starts the containers
+		// side by side), and an edge host may compile its module first.
+		// The startup probe holds the liveness probe off meanwhile, for
+		// up to 90 s, rather than restarting a host that is only waiting.
+		StartupProbe: &corev1.Probe{
+			ProbeHandler:     corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromString("http")}},
+			PeriodSeconds:    2,
+			FailureThreshold: 45,
+		},
 		LivenessProbe: &corev1.Probe{
 			ProbeHandler:     corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromString("http")}},
 			PeriodSeconds:    10,
