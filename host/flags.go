@@ -4,7 +4,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -161,11 +160,13 @@ func (f Flags) Check() error {
 		// The hosts write text for any value but json.
 		return fmt.Errorf("--log-format %q: use text or json", f.LogFormat)
 	}
-	_, logs, err := NewLogger(f.LogLevel, f.LogFormat, io.Discard)
-	if err != nil {
+	// The level as NewLogger reads it, without building a logger: one
+	// built here only to be closed allocated its 1.2 MB queue at every
+	// start, garbage that made a GC run during start-up (about 0.9 MB of
+	// the native shop's idle RSS; BENCHMARKS.md, "Native idle RSS, session 9").
+	if _, err := parseLogLevel(f.LogLevel); err != nil {
 		return err
 	}
-	logs.Close()
 	if err := CheckCORSOrigins(f.Origins()); err != nil {
 		return fmt.Errorf("--cors-origins: %w", err)
 	}

@@ -27,9 +27,9 @@ import (
 // or above level, behind a bounded asynchronous pipeline. Close the
 // returned handler at exit to flush it.
 func NewLogger(level, format string, w io.Writer) (*slog.Logger, *AsyncHandler, error) {
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(level)); err != nil {
-		return nil, nil, fmt.Errorf("--log-level %q: use debug, info, warn or error", level)
+	lv, err := parseLogLevel(level)
+	if err != nil {
+		return nil, nil, err
 	}
 	var base slog.Handler
 	ho := &slog.HandlerOptions{Level: lv}
@@ -40,6 +40,15 @@ func NewLogger(level, format string, w io.Writer) (*slog.Logger, *AsyncHandler, 
 	}
 	logs := NewAsyncHandler(base, 4096)
 	return slog.New(logs), logs, nil
+}
+
+// parseLogLevel reads --log-level as NewLogger takes it.
+func parseLogLevel(level string) (slog.Level, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return 0, fmt.Errorf("--log-level %q: use debug, info, warn or error", level)
+	}
+	return lv, nil
 }
 
 // LoadDataConfig reads the optional config.json ({"key": "value"}) and
