@@ -109,6 +109,34 @@ func daprdPID(t *testing.T, sc *daprtest.Sidecar) int {
 	return 0
 }
 
+// stopDaprd stops the process pid with SIGSTOP and waits until all of it
+// has stopped: kill returns once the signal is queued, and a thread of
+// daprd busy on the other CPU could still answer a call made right after.
+func stopDaprd(t *testing.T, pid int) {
+	t.Helper()
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		tasks, _ := filepath.Glob("/proc/" + strconv.Itoa(pid) + "/task/[0-9]*/stat")
+		running := len(tasks) == 0
+		for _, f := range tasks {
+			b, err := os.ReadFile(f)
+			// The state follows the command's closing parenthesis.
+			if i := bytes.LastIndexByte(b, ')'); err == nil && i >= 0 && i+2 < len(b) && b[i+2] != 'T' && b[i+2] != 't' {
+				running = true
+				break
+			}
+		}
+		if !running {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("daprd (pid %d) did not stop within 5s of SIGSTOP", pid)
+}
+
 type reply struct {
 	status  int
 	code    string
@@ -201,9 +229,7 @@ func TestDeadSidecar(t *testing.T) {
 
 	t.Run("hung", func(t *testing.T) {
 		pid := daprdPID(t, h.Sidecar)
-		if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
-			t.Fatal(err)
-		}
+		stopDaprd(t, pid)
 		stopped := true
 		resume := func() {
 			if stopped {
@@ -254,9 +280,7 @@ func TestDeadSidecar(t *testing.T) {
 
 	t.Run("shutdown with the sidecar hung", func(t *testing.T) {
 		pid := daprdPID(t, h.Sidecar)
-		if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
-			t.Fatal(err)
-		}
+		stopDaprd(t, pid)
 		defer syscall.Kill(pid, syscall.SIGCONT)
 		got := make(chan reply, 1)
 		go func() { got <- call("Get", "{}") }()
