@@ -27,9 +27,11 @@ type Metrics struct {
 	unDropped  *prometheus.CounterVec
 
 	// unroutedTopics are the topics each (app, pubsub) has a series of its
-	// own in the unrouted families; see unroutedTopic.
-	mu             sync.Mutex
-	unroutedTopics map[[2]string]map[string]bool
+	// own in the unrouted families, and unroutedPubSubs how many pubsubs of
+	// each app have them; see unroutedLabels.
+	mu              sync.Mutex
+	unroutedTopics  map[[2]string]map[string]bool
+	unroutedPubSubs map[string]int
 }
 
 // MaxUnroutedTopics is how many topics of one app and pub/sub get series of
@@ -37,36 +39,50 @@ type Metrics struct {
 // are counted under the topic OtherTopics.
 const MaxUnroutedTopics = 100
 
+// MaxUnroutedPubSubs is how many pub/sub names of one app get series of
+// their own in the unrouted families; the events published to the names
+// after them are counted under pubsub and topic OtherTopics.
+const MaxUnroutedPubSubs = 10
+
 // OtherTopics is the topic label of the unrouted events of an app's topics
-// beyond MaxUnroutedTopics.
+// beyond MaxUnroutedTopics, and the pubsub and topic labels of those of its
+// pub/sub names beyond MaxUnroutedPubSubs.
 const OtherTopics = "(other)"
 
-// unroutedTopic returns the topic label of sub's unrouted events. Those
-// topics are whatever an app publishes to with no subscriber here, not the
-// subscriptions it declares: an app that published to a topic per order
-// made two series per order, without bound, in every scrape. Once a topic
-// has a label it keeps it, so that the gauge's decrements meet its
-// increments.
-func (m *Metrics) unroutedTopic(sub backend.Subscription) string {
+// unroutedLabels returns the pubsub and topic labels of sub's unrouted
+// events. Those topics are whatever an app publishes to with no subscriber
+// here, not the subscriptions it declares: an app that published to a
+// topic per order made two series per order, without bound, in every
+// scrape. The pub/sub names are bounded too: the embedded backend takes any
+// name, and the state sync API's publish takes it from the URL, so that a
+// client posting to /v1/apps/A/publish/{random}/t made series, and an entry
+// here, per request. Once a pubsub or topic has a label it keeps it, so
+// that the gauge's decrements meet its increments.
+func (m *Metrics) unroutedLabels(sub backend.Subscription) (pubsub, topic string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	k := [2]string{sub.AppID, sub.PubSub}
-	topics := m.unroutedTopics[k]
+	topics, ok := m.unroutedTopics[k]
+	if !ok {
+		if m.unroutedPubSubs[sub.AppID] >= MaxUnroutedPubSubs {
+			return OtherTopics, OtherTopics
+		}
+		if m.unroutedTopics == nil {
+			m.unroutedTopics = map[[2]string]map[string]bool{}
+			m.unroutedPubSubs = map[string]int{}
+		}
+		topics = map[string]bool{}
+		m.unroutedTopics[k] = topics
+		m.unroutedPubSubs[sub.AppID]++
+	}
 	switch {
 	case topics[sub.Topic]:
 	case len(topics) < MaxUnroutedTopics:
-		if topics == nil {
-			if m.unroutedTopics == nil {
-				m.unroutedTopics = map[[2]string]map[string]bool{}
-			}
-			topics = map[string]bool{}
-			m.unroutedTopics[k] = topics
-		}
 		topics[sub.Topic] = true
 	default:
-		return OtherTopics
+		return sub.PubSub, OtherTopics
 	}
-	return sub.Topic
+	return sub.PubSub, sub.Topic
 }
 
 // NewMetrics registers the host collectors plus the Go and process ones.
@@ -91,10 +107,10 @@ func NewMetrics(logDropped func() uint64) *Metrics {
 			Name: "roam_pubsub_retries_pending", Help: "Events whose last delivery failed and that wait to be delivered again, by app, pubsub and topic. In-process backends deliver a subscription in order, so it is 0 or 1 there; on Dapr it stays at 1 after retries that the sidecar exhausts, until the subscription's next event is acknowledged.",
 		}, []string{"app", "pubsub", "topic"}),
 		unrouted: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "roam_pubsub_unrouted_events", Help: "Events an app published while no subscription in this process took their topic, kept in the publishing app's unrouted log until a subscriber for the topic starts in this process, by publishing app, pubsub and topic (the topics of an app and pubsub beyond the first 100 as topic=\"(other)\"; embedded backend). Routing is per process: a subscriber in another process sharing the data directory (--apps) does not receive them.",
+			Name: "roam_pubsub_unrouted_events", Help: "Events an app published while no subscription in this process took their topic, kept in the publishing app's unrouted log until a subscriber for the topic starts in this process, by publishing app, pubsub and topic (the topics of an app and pubsub beyond the first 100 as topic=\"(other)\", and an app's pubsubs beyond the first 10 as pubsub=\"(other)\"; embedded backend). Routing is per process: a subscriber in another process sharing the data directory (--apps) does not receive them.",
 		}, []string{"app", "pubsub", "topic"}),
 		unDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "roam_pubsub_unrouted_dropped_total", Help: "Unrouted events dropped, oldest first, to keep a topic's unrouted log within its limit (10,000 by default), by publishing app, pubsub and topic (beyond 100 topics, topic=\"(other)\"; embedded backend).",
+			Name: "roam_pubsub_unrouted_dropped_total", Help: "Unrouted events dropped, oldest first, to keep a topic's unrouted log within its limit (10,000 by default), by publishing app, pubsub and topic (beyond 100 topics, topic=\"(other)\"; beyond 10 pubsubs, pubsub=\"(other)\"; embedded backend).",
 		}, []string{"app", "pubsub", "topic"}),
 	}
 	m.Registry.MustRegister(m.requests, m.latency, m.deliveries, m.inFlight, m.retrying, m.unrouted, m.unDropped,
@@ -149,19 +165,20 @@ func (m *Metrics) Delivered(sub backend.Subscription, outcome string) {
 func (m *Metrics) OnDeliver(sub backend.Subscription, outcome string) {
 	switch outcome {
 	case "unrouted":
-		topic := m.unroutedTopic(sub)
-		m.unrouted.WithLabelValues(sub.AppID, sub.PubSub, topic).Inc()
+		pubsub, topic := m.unroutedLabels(sub)
+		m.unrouted.WithLabelValues(sub.AppID, pubsub, topic).Inc()
 		// The counter starts at 0 with its topic's first parked event,
 		// so that rate() and alerts see it before the first drop.
-		m.unDropped.WithLabelValues(sub.AppID, sub.PubSub, topic)
+		m.unDropped.WithLabelValues(sub.AppID, pubsub, topic)
 		return
 	case "unrouted-routed":
-		m.unrouted.WithLabelValues(sub.AppID, sub.PubSub, m.unroutedTopic(sub)).Dec()
+		pubsub, topic := m.unroutedLabels(sub)
+		m.unrouted.WithLabelValues(sub.AppID, pubsub, topic).Dec()
 		return
 	case "unrouted-dropped":
-		topic := m.unroutedTopic(sub)
-		m.unrouted.WithLabelValues(sub.AppID, sub.PubSub, topic).Dec()
-		m.unDropped.WithLabelValues(sub.AppID, sub.PubSub, topic).Inc()
+		pubsub, topic := m.unroutedLabels(sub)
+		m.unrouted.WithLabelValues(sub.AppID, pubsub, topic).Dec()
+		m.unDropped.WithLabelValues(sub.AppID, pubsub, topic).Inc()
 		return
 	}
 	g := m.retrying.WithLabelValues(sub.AppID, sub.PubSub, sub.Topic)

@@ -2,6 +2,7 @@ package host
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -45,7 +46,14 @@ type Options struct {
 	// pages of their own (see CheckCORSOrigins); empty means none.
 	CORSOrigins []string
 	// StateAPI serves the state sync API of browser hosts (statesync.go).
+	// It reads and writes every served app's state, and publishes as any of
+	// them, without going through the apps' methods.
 	StateAPI bool
+	// StateAPIToken, when set, must come with every request of the state
+	// sync API as "Authorization: Bearer <token>" (compared in constant
+	// time); one without it is 401. The hosts read it from
+	// ROAM_STATE_API_TOKEN (EnvStateAPIToken). Empty means no check.
+	StateAPIToken string
 	// Web, when set, is served under /web/ for browser hosts (web.go).
 	Web *WebAssets
 	// Tracing, when set, records the spans of calls, deliveries and the
@@ -77,6 +85,8 @@ type Server struct {
 	handler http.Handler
 	// conns caps the connections of Start's listeners; nil for no cap.
 	conns *connCap
+	// stateToken is the SHA-256 of Options.StateAPIToken; nil for none.
+	stateToken *[sha256.Size]byte
 }
 
 type entry struct {
@@ -119,6 +129,10 @@ func NewServer(b backend.Backend, opts Options) *Server {
 		s.conns = newConnCap(opts.MaxConnections, s.metrics, s.log)
 	}
 	s.apps.Store(&map[string]*entry{})
+	if opts.StateAPIToken != "" {
+		sum := sha256.Sum256([]byte(opts.StateAPIToken))
+		s.stateToken = &sum
+	}
 	s.mux = s.routes()
 	s.handler = s.withCORS(http.HandlerFunc(s.route))
 	if ac, ok := b.(backend.AppChannel); ok {
@@ -707,6 +721,7 @@ func (s *Server) Start(ln net.Listener) <-chan error {
 		ReadHeaderTimeout: 10 * time.Second,
 		WriteTimeout:      s.opts.WriteTimeout,
 		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 	if _, ok := s.backend.(backend.AppChannel); ok {
@@ -722,6 +737,7 @@ func (s *Server) Start(ln net.Listener) <-chan error {
 	}
 	srv := s.http
 	s.mu.Unlock()
+	s.warnOpenStateAPI(ln.Addr())
 	s.ready.Store(true)
 	errc := make(chan error, 1)
 	go func() {
@@ -732,6 +748,29 @@ func (s *Server) Start(ln net.Listener) <-chan error {
 		errc <- err
 	}()
 	return errc
+}
+
+// maxHeaderBytes bounds a request's header block, request line included
+// (net/http answers 431 past it). net/http's default, 1 MiB, let each
+// connection still sending its headers hold a megabyte for up to
+// ReadHeaderTimeout: 10 GiB at the default connection cap. 64 KiB is 8 times
+// what common proxies accept (nginx's 4 × 8 KiB, daprd's 4 KiB read buffer).
+const maxHeaderBytes = 64 << 10
+
+// warnOpenStateAPI logs, once per listener, what an operator must know of a
+// state sync API without a token on an address other than loopback: anyone
+// who reaches it reads and writes every app's state. roam run, which turns
+// it on, listens on 127.0.0.1 and stays quiet.
+func (s *Server) warnOpenStateAPI(addr net.Addr) {
+	if !s.opts.StateAPI || s.opts.StateAPIToken != "" {
+		return
+	}
+	if ta, ok := addr.(*net.TCPAddr); ok && ta.IP.IsLoopback() {
+		return
+	}
+	s.log.Warn("the state sync API is on without a token: any client that reaches "+addr.String()+
+		" can read and overwrite the state of every app served here, and publish as them; set "+EnvStateAPIToken+
+		", or turn --state-api off", "addr", addr.String(), "cors_origins", strings.Join(s.opts.CORSOrigins, ","))
 }
 
 // Shutdown stops accepting requests and waits for those in flight, up to

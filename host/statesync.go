@@ -15,6 +15,11 @@ package host
 //	POST /v1/apps/{app}/publish/{pubsub}/{topic} {"type","datacontenttype","data_base64","metadata"}
 //	  204                    published as the app, with the backend's delivery
 //
+// Who may call it: whoever reaches the port, unless Options.StateAPIToken
+// is set (ROAM_STATE_API_TOKEN), and then whoever holds that token, for
+// every app the host serves (stateAuth). A browser page of another origin
+// is refused besides, unless --cors-origins lets it in (withCORS).
+//
 // Values travel base64-encoded (Go's JSON for []byte). A push is
 // conditional, key by key: a set with etag (or if_absent) and a delete with
 // etag apply only if the server's item is still the one the client last
@@ -24,11 +29,14 @@ package host
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
 	"net/http"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -79,6 +87,43 @@ type SyncOp struct {
 type syncConflict struct {
 	ErrorBody
 	Conflicts []SyncItem `json:"conflicts"`
+}
+
+// EnvStateAPIToken names the environment variable the hosts read
+// Options.StateAPIToken from: a variable, not a flag, so that the token
+// stays out of process listings, /debug/pprof/cmdline and a Pod's args (a
+// Secret's env entry).
+const EnvStateAPIToken = "ROAM_STATE_API_TOKEN"
+
+// stateAuth refuses, 401, a state sync API request without the bearer
+// token of Options.StateAPIToken, before it reads the body or looks the
+// app up (whose 404 would tell apps apart to a caller without the token).
+// The digests are compared, so that the time taken tells nothing of the
+// token, its length included.
+func (s *Server) stateAuth(h http.HandlerFunc) http.HandlerFunc {
+	if s.stateToken == nil {
+		return h
+	}
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !bearer(r.Header.Get("Authorization"), s.stateToken) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="roam state API"`)
+			writeError(w, http.StatusUnauthorized, sdk.NewError(sdk.FailedPrecondition,
+				"unauthorized: the state sync API wants the header Authorization: Bearer <token>, with the token the host was given in "+EnvStateAPIToken))
+			return
+		}
+		h(w, r)
+	}
+}
+
+// bearer reports whether auth is "Bearer <token>" with the token whose
+// SHA-256 is want. The scheme is case-insensitive (RFC 9110, section 11.1).
+func bearer(auth string, want *[sha256.Size]byte) bool {
+	const scheme = "Bearer "
+	if len(auth) < len(scheme) || !strings.EqualFold(auth[:len(scheme)], scheme) {
+		return false
+	}
+	got := sha256.Sum256([]byte(auth[len(scheme):]))
+	return subtle.ConstantTimeCompare(got[:], want[:]) == 1
 }
 
 // syncRequest checks the app, reads and decodes the body into v, and

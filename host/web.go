@@ -50,9 +50,9 @@ func (a *WebAssets) module(app string) ([]byte, bool) {
 // web assets and the state sync API. Called from routes.
 func (s *Server) webRoutes(mux *http.ServeMux) {
 	if s.opts.StateAPI {
-		mux.HandleFunc("POST /v1/apps/{app}/state/{store}/bulk", s.serveStateBulk)
-		mux.HandleFunc("POST /v1/apps/{app}/state/{store}/transact", s.serveStateTransact)
-		mux.HandleFunc("POST /v1/apps/{app}/publish/{pubsub}/{topic}", s.servePublish)
+		mux.HandleFunc("POST /v1/apps/{app}/state/{store}/bulk", s.stateAuth(s.serveStateBulk))
+		mux.HandleFunc("POST /v1/apps/{app}/state/{store}/transact", s.stateAuth(s.serveStateTransact))
+		mux.HandleFunc("POST /v1/apps/{app}/publish/{pubsub}/{topic}", s.stateAuth(s.servePublish))
 	}
 	if s.opts.Web != nil {
 		st := &static{assets: s.opts.Web, files: map[string]*staticFile{}}
@@ -74,6 +74,12 @@ func CheckCORSOrigins(origins []string) error {
 		u, err := url.Parse(strings.Replace(o, ":*", ":0", 1))
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
 			return fmt.Errorf("CORS origin %q: want scheme://host[:port], a port of *, or *", o)
+		}
+		// What no browser's Origin holds, so that the entry matched nothing
+		// while it read as a rule: a wildcard host (https://*.shop.example
+		// was taken literally), user info, a fragment.
+		if strings.Contains(u.Host, "*") || u.User != nil || u.Fragment != "" || strings.Contains(o, "#") {
+			return fmt.Errorf("CORS origin %q: want scheme://host[:port] with a host spelt out (only the port may be *, as in http://127.0.0.1:*), or * for every origin", o)
 		}
 	}
 	return nil
@@ -103,21 +109,41 @@ func originAllowed(allowed []string, origin string) bool {
 
 // withCORS answers CORS for the allowed origins: preflights, and the
 // headers that let a page of those origins read replies. With no origins
-// it adds nothing, so browsers refuse cross-origin calls (closed by
+// it adds no CORS header, so browsers refuse cross-origin calls (closed by
 // default).
+//
+// It also refuses, 403, a browser's unsafe request (POST, PUT, DELETE...)
+// sent by a page of an origin not in the list, with or without a list
+// (net/http's CrossOriginProtection: Sec-Fetch-Site, else Origin against
+// Host). Without that, CORS only kept the page from reading the reply: a
+// form's or a text/plain POST needs no preflight, so any web site a user
+// visited could call methods and write state (the state sync API) on a
+// host the user's browser reaches, roam run's on 127.0.0.1 among them.
+// Clients that are not browsers send neither header and pass.
 func (s *Server) withCORS(next http.Handler) http.Handler {
 	allowed := s.opts.CORSOrigins
-	if len(allowed) == 0 {
-		return next
-	}
+	csrf := http.NewCrossOriginProtection()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		if len(allowed) > 0 {
+			// On every reply, with an Origin or without: a cache must not
+			// serve the reply to one origin (or to none) to another.
+			h.Add("Vary", "Origin")
+		}
+		if err := csrf.Check(r); err != nil && !originAllowed(allowed, r.Header.Get("Origin")) {
+			writeError(w, http.StatusForbidden, sdk.Errorf(sdk.InvalidArgument,
+				"cross-origin %s refused: a page of origin %s may not call this host (allow it with --cors-origins)", r.Method, sdk.QuoteName(r.Header.Get("Origin"))))
+			return
+		}
+		if len(allowed) == 0 {
+			next.ServeHTTP(w, r)
+			return
+		}
 		origin := r.Header.Get("Origin")
 		if origin == "" {
 			next.ServeHTTP(w, r)
 			return
 		}
-		h := w.Header()
-		h.Add("Vary", "Origin")
 		preflight := r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != ""
 		if !originAllowed(allowed, origin) {
 			if preflight {
@@ -133,7 +159,8 @@ func (s *Server) withCORS(next http.Handler) http.Handler {
 			h.Set("Access-Control-Allow-Methods", "GET, POST, PUT, OPTIONS")
 			// traceparent and tracestate: a browser host's invocation carries
 			// its page's trace context (web/README.md, "Trace context").
-			h.Set("Access-Control-Allow-Headers", "Content-Type, X-Request-Id, X-Roam-Caller, traceparent, tracestate")
+			// Authorization: the state sync API's token (StateAPIToken).
+			h.Set("Access-Control-Allow-Headers", "Content-Type, X-Request-Id, X-Roam-Caller, traceparent, tracestate, Authorization")
 			h.Set("Access-Control-Max-Age", "600")
 			if r.Header.Get("Access-Control-Request-Private-Network") == "true" {
 				h.Set("Access-Control-Allow-Private-Network", "true")

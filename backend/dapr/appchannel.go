@@ -3,6 +3,7 @@ package dapr
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -43,9 +44,13 @@ import (
 // With Options.AppAPIToken set, every call of the app channel must carry it
 // (header or metadata dapr-api-token): over HTTP a call without it gets 401,
 // over gRPC Unauthenticated. The host's own API (/v1/apps/..., /healthz,
-// /readyz, /metrics) is not the app channel and stays as it is, unless a
-// request carries a token, which must then be the right one; except that
-// /readyz also answers 503 while the sidecar does not answer (ready.go).
+// /readyz, /metrics, and the state sync API when on) is not the app channel
+// and stays as it is, unless a request carries a token, which must then be
+// the right one; except that /readyz also answers 503 while the sidecar does
+// not answer (ready.go). APP_API_TOKEN is the sidecar's credential: the
+// probes, the metrics scraper and an ingress, which call the host's API,
+// do not hold it, and the manifests' NetworkPolicy is what admits them.
+// The state sync API has a token of its own (host.EnvStateAPIToken).
 
 // AppHandler wraps the host's handler with the app channel.
 func (b *Backend) AppHandler(next http.Handler) http.Handler {
@@ -89,8 +94,12 @@ func (h *appChannel) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// tokenOK compares the tokens' digests in constant time: compared as they
+// are, a token of another length was refused at once, which told a client
+// timing the refusals the token's length.
 func tokenOK(got, want string) bool {
-	return subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1
+	g, w := sha256.Sum256([]byte(got)), sha256.Sum256([]byte(want))
+	return subtle.ConstantTimeCompare(g[:], w[:]) == 1
 }
 
 type subscriptionJSON struct {

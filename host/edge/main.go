@@ -221,7 +221,7 @@ func Run(ctx context.Context, c Config, stdout, stderr io.Writer) (err error) {
 	srv = host.NewServer(b, host.Options{
 		MaxBodyBytes: c.MaxBodyBytes, RequestTimeout: c.RequestTimeout, Pprof: c.Pprof,
 		DefaultApp: c.DefaultApp, Logger: log, Metrics: metrics, Tracing: tracing,
-		CORSOrigins: c.Origins(), StateAPI: c.StateAPI, MaxConnections: c.MaxConnections,
+		CORSOrigins: c.Origins(), StateAPI: c.StateAPI, StateAPIToken: os.Getenv(host.EnvStateAPIToken), MaxConnections: c.MaxConnections,
 		// The very modules served here also run in browsers: serve their
 		// current bytes at /web/modules/{app}.wasm.
 		Web: &host.WebAssets{Lookup: func(app string) ([]byte, bool) {

@@ -185,7 +185,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	srv, err = NewServer(b, apps, host.Options{
 		MaxBodyBytes: c.MaxBodyBytes, RequestTimeout: c.RequestTimeout, Pprof: c.Pprof,
 		DefaultApp: c.DefaultApp, Logger: log, Metrics: metrics, Tracing: tracing,
-		CORSOrigins: c.Origins(), StateAPI: c.StateAPI, Web: web, MaxConnections: c.MaxConnections,
+		CORSOrigins: c.Origins(), StateAPI: c.StateAPI, StateAPIToken: os.Getenv(host.EnvStateAPIToken), Web: web, MaxConnections: c.MaxConnections,
 	})
 	if err != nil {
 		return err
