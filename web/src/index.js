@@ -458,10 +458,23 @@ export class Host {
 
   // pull fetches keys of an app's store from the server into local state
   // (unless changed locally) and returns the server's items.
+  //
+  // It takes the sync lock, as sync does: a pull read before a push (of this
+  // tab or another) landed, and recorded after it, would replace the pushed
+  // version with the server's previous one.
   async pull(app, store, keys) {
-    const items = await this.fetchItems(app, store, keys);
-    await this.rpc('pulled', { app, store, items });
-    return items;
+    return this.syncLocked(async () => {
+      const items = await this.fetchItems(app, store, keys);
+      await this.rpc('pulled', { app, store, items });
+      return items;
+    });
+  }
+
+  // syncLocked runs fn holding the database's sync lock (roam:<db>:sync),
+  // shared by every tab: one sync or pull at a time.
+  syncLocked(fn) {
+    const locks = globalThis.navigator?.locks;
+    return locks ? locks.request(`roam:${this.options.db}:sync`, fn) : fn();
   }
 
   // sync pushes local changes, forwards queued events and refreshes every
@@ -476,9 +489,7 @@ export class Host {
     if (!this.syncing) {
       // One tab syncs at a time: two pushing the same change would each
       // find the other's push a conflict.
-      const run = () => this.runSync(options);
-      const locks = globalThis.navigator?.locks;
-      const p = locks ? locks.request(`roam:${this.options.db}:sync`, run) : run();
+      const p = this.syncLocked(() => this.runSync(options));
       this.syncing = p.finally(() => { this.syncing = null; });
     }
     return this.syncing;
@@ -488,7 +499,14 @@ export class Host {
     const out = await this.rpc('syncOut');
     const res = { pushed: 0, conflicts: 0, rejected: 0, pulled: 0, events: 0, parked: 0, pullFailed: [] };
     try {
-      for (const s of out.stores) await this.push(s, res);
+      const again = new Set();
+      for (const s of out.stores) await this.push(s, res, again);
+      if (again.size > 0) {
+        // Keys whose lost push was found on the server, changed here since:
+        // their change goes out now, on the server's ETag of that push.
+        const more = await this.rpc('syncOut');
+        for (const s of more.stores) if (again.has(JSON.stringify([s.app, s.store]))) await this.push(s, res, new Set());
+      }
       // A refused event is parked, not retried first at every sync for
       // ever: the events behind it go out. Anything else (offline, 5xx)
       // stops here, and what was sent so far is recorded either way.
@@ -554,7 +572,7 @@ export class Host {
   // An op that alone makes a request over the limit is rejected unsent, as
   // the server would refuse it with 413 (or reset the connection before
   // answering, which would look like being offline, at every sync).
-  async push(s, res) {
+  async push(s, res, again) {
     const limit = this.remoteLimit();
     const tooBig = [], fit = [];
     for (const op of s.ops) {
@@ -569,7 +587,7 @@ export class Host {
       }
       fit.push({ op, wire, n });
     }
-    for (const chunk of chunks(fit, maxSyncOps, limit, (o) => o.n)) await this.pushChunk(s, chunk, res);
+    for (const chunk of chunks(fit, maxSyncOps, limit, (o) => o.n)) await this.pushChunk(s, chunk, res, again);
     if (tooBig.length > 0) {
       for (const o of tooBig) console.warn(`roam sync: ${s.app}/${s.store}: not pushing ${JSON.stringify(o.key)}: ${o.message}`);
       await this.rpc('rejected', { app: s.app, store: s.store, ops: tooBig });
@@ -586,9 +604,25 @@ export class Host {
   // server refuses for good (400, 413) is split until the op it refuses is
   // alone, and that op is recorded as rejected: the other keys, stores
   // and events still go out. Any other failure throws.
-  async pushChunk(s, ops, res) {
+  //
+  // Before it sends a request, the changes it holds are marked sent
+  // (Store.sending), durably: a reply lost with the tab (closed, crashed)
+  // or the network leaves the page unsure whether the server applied them,
+  // and the next push of those keys, refused as a conflict with the page's
+  // own write, is then recognised as pushed instead of reported.
+  async pushChunk(s, ops, res, again) {
     for (let round = 0; ops.length > 0 && round < 3; round++) {
-      const r = await this.post(`/v1/apps/${enc(s.app)}/state/${enc(s.store)}/transact`, { ops: ops.map((o) => o.wire) });
+      const fresh = await this.rpc('sending', { app: s.app, store: s.store, ops: ops.map(({ op }) => ({ key: op.key, seq: op.seq, tomb: op.tomb })) });
+      const unsend = () => (fresh.length > 0 ? this.rpc('unsend', { app: s.app, store: s.store, keys: fresh }) : null);
+      let r;
+      try {
+        r = await this.post(`/v1/apps/${enc(s.app)}/state/${enc(s.store)}/transact`, { ops: ops.map((o) => o.wire) });
+      } catch (e) {
+        // A request the browser could not send at all (it is offline) was
+        // not applied: its marks go.
+        if (e.unsent && globalThis.navigator?.onLine === false) await unsend()?.catch(() => {});
+        throw e;
+      }
       if (r.ok) {
         // One item per op, of its key: a reply of another shape records
         // nothing (the changes stay to push), and one in another order
@@ -600,6 +634,7 @@ export class Host {
         return;
       }
       if (refused(r.status)) {
+        await unsend();
         if (ops.length === 1) {
           const { key, seq, tomb } = ops[0].op;
           console.warn(`roam sync: ${s.app}/${s.store}: the server refused the change of ${JSON.stringify(key)} (${r.status}): ${r.error.message}`);
@@ -608,19 +643,24 @@ export class Host {
           return;
         }
         const half = ops.length >> 1;
-        await this.pushChunk(s, ops.slice(0, half), res);
-        await this.pushChunk(s, ops.slice(half), res);
+        await this.pushChunk(s, ops.slice(0, half), res, again);
+        await this.pushChunk(s, ops.slice(half), res, again);
         return;
       }
       if (r.status !== 409) throw r.error;
       // Only keys this request wrote, each once: a conflict named on any
       // other key would mark it, unchanged here, a conflict.
       const cs = r.body?.conflicts == null ? [] : replyItems(r, 'conflicts', ops.map((o) => o.op.key), false);
-      if (cs.length === 0) return; // raced with another writer: next sync
-      for (const c of cs) {
-        await this.rpc('conflict', { app: s.app, store: s.store, key: c.key, server: c });
+      if (cs.length === 0) {
+        await unsend();
+        return; // raced with another writer: next sync
       }
-      res.conflicts += cs.length;
+      // A key whose earlier push's reply was lost may meet that push here:
+      // pushed, not a conflict.
+      const n = await this.rpc('conflicts', { app: s.app, store: s.store, items: cs, fresh });
+      res.conflicts += n.conflicts;
+      res.pushed += n.pushed;
+      if (n.again > 0) again.add(JSON.stringify([s.app, s.store]));
       const bad = new Set(cs.map((c) => c.key));
       ops = ops.filter((o) => !bad.has(o.op.key));
     }
@@ -691,7 +731,9 @@ export class Host {
       });
     } catch (e) {
       if (timeout.aborted) throw unreachable(`${url}: no complete reply in ${ms} ms (syncTimeoutMs): the changes stay queued`);
-      throw unreachable(`${this.remote} is unreachable: ${e.message}`);
+      const err = unreachable(`${this.remote} is unreachable: ${e.message}`);
+      err.unsent = true; // no reply at all (maybe not sent: see pushChunk)
+      throw err;
     }
     const redirected = redirectError(`sync: ${url}`, url, res);
     if (redirected) {
@@ -709,7 +751,7 @@ export class Host {
     try {
       parsed = text ? JSON.parse(text) : null;
     } catch { /* not JSON */ }
-    const r = { ok: res.ok, status: res.status, body: parsed, url };
+    const r = { ok: res.ok, status: res.status, body: parsed, url, notJSON: parsed === null && text.trim() !== '' && text.trim() !== 'null' };
     if (res.ok) return r;
     const code = typeof parsed?.code === 'string' ? parsed.code : statusCode(res.status);
     const message = typeof parsed?.message === 'string' ? parsed.message : `HTTP ${res.status}: ${text.slice(0, 200)}`;
@@ -852,6 +894,7 @@ function badReply(r, detail) {
 // order of keys. Anything else throws badReply.
 function replyItems(r, field, keys, all) {
   const list = r.body?.[field];
+  if (r.notJSON) throw badReply(r, 'its body is not JSON');
   if (!Array.isArray(list)) throw badReply(r, `${JSON.stringify(field)} is not a list`);
   const wanted = new Set(keys);
   const byKey = new Map();

@@ -24,7 +24,8 @@
 // still has (or, not dirty, one whose refused change was discarded, waiting
 // for the server's version); conflict, set when sync found both sides
 // changed; rejected, set when the server refused the change for good
-// ({status, message}), until the page retries or discards it.
+// ({status, message}), until the page retries or discards it; sent, the
+// change a push sent whose outcome the page did not learn (see sending).
 
 import { RoamError, InvalidArgument, NotFound, Conflict, Unavailable, goQuote, quoteKey, keyInMessage, goMillis, utf8, sameBytes } from './wire.js';
 
@@ -125,6 +126,17 @@ function precondition(key, exists, cur, o) {
   if (o.ifAbsent && exists) throw new RoamError(Conflict, `state ${quoteKey(key)}: key already exists`);
   if (o.etag !== '' && !exists) throw new RoamError(Conflict, `state ${quoteKey(key)}: ETag ${o.etag} given but the key does not exist`);
   if (o.etag !== '' && o.etag !== cur) throw new RoamError(Conflict, `state ${quoteKey(key)}: ETag ${o.etag} is stale`);
+}
+
+// sentOf is the sent marker (Store.sending) that a new version of old
+// keeps: old's, with the value that was sent when old is that version (a
+// lost push's write is recognised by its bytes once the key changed).
+function sentOf(old) {
+  const s = old?.sent;
+  if (!s) return null;
+  if ('value' in s) return s;
+  if (old.seq !== s.seq || old.tomb !== s.tomb) return null;
+  return { ...s, value: old.tomb ? null : old.value };
 }
 
 export class Store {
@@ -282,6 +294,7 @@ export class Store {
     const r = {
       app, store, key, value: value.slice(), seq: ++sp.seq, expiry: ttlMs > 0 ? now + ttlMs : 0,
       base: old ? old.base : '', dirty: true, tomb: false, conflict: old ? old.conflict : false,
+      sent: sentOf(old),
     };
     sp.items.set(key, r);
     this.stageItem(r);
@@ -294,13 +307,14 @@ export class Store {
     const old = sp.items.get(key);
     if (!old || old.tomb) return;
     this.keep(sp, key);
-    if (old.base === '' && !old.conflict) {
+    const sent = sentOf(old);
+    if (old.base === '' && !old.conflict && !sent) {
       sp.items.delete(key);
       this.stage('items', [app, store, key], undefined);
       this.changed.push({ app, store, key, gone: true });
       return;
     }
-    const r = { ...old, value: new Uint8Array(0), expiry: 0, tomb: true, dirty: true, rejected: null };
+    const r = { ...old, value: new Uint8Array(0), expiry: 0, tomb: true, dirty: true, rejected: null, sent };
     sp.items.set(key, r);
     this.stageItem(r);
   }
@@ -464,7 +478,7 @@ export class Store {
 
   // fail undoes batch b, which failed with e, and every batch after it.
   fail(b, e) {
-    const cause = describe(e);
+    const cause = this.full(e) ?? describe(e);
     b.error = new RoamError(Unavailable, `state was not saved: ${cause}`);
     this.gen = b.genBefore; // b and the batches after it never reached the disk
     const later = this.batches.slice(this.batches.indexOf(b) + 1);
@@ -482,6 +496,14 @@ export class Store {
     this.pending = new Map();
     this.undo = [];
     this.changed = [];
+  }
+
+  // full says, for a commit that failed for the storage quota, what the
+  // embedded backend says of a full disk (Unavailable, naming the storage,
+  // and that nothing was half written), and null for another failure.
+  full(e) {
+    if (e?.name !== 'QuotaExceededError') return null;
+    return `IndexedDB ${this.db.name} is full: the browser's storage quota for this site is used up (${describe(e)}): the write was rolled back, and the data written before is intact; free some of this site's storage, or ask the browser to keep more (navigator.storage.persist())`;
   }
 
   // takeChanged returns the records changed since the last call, as they
@@ -562,8 +584,7 @@ export class Store {
       const srv = items[i];
       if (!r || !srv || srv.key !== op.key) return;
       if (op.op === 'set' && !srv.found && !op.ttl_ms && !r.conflict) {
-        this.conflict(app, store, op.key, srv);
-        conflicts++;
+        if (this.conflict(app, store, op.key, srv) === 'conflict') conflicts++;
         return;
       }
       this.keep(sp, op.key);
@@ -574,6 +595,7 @@ export class Store {
         return;
       }
       r.base = srv.found ? srv.etag : '';
+      r.sent = null; // its outcome is known
       if (unchanged) {
         r.dirty = false;
         // Someone wrote the key on the server right after us: theirs is
@@ -583,6 +605,85 @@ export class Store {
       this.stageItem(r);
     });
     return conflicts;
+  }
+
+  // sending records, before a push is sent, which change of each key it
+  // sends ({seq, tomb} of ops): if the reply is lost (the tab closed or
+  // crashed, the network dropped) after the server applied it, the next
+  // push of the key, conditional on the same base, meets the page's own
+  // write there and is refused as a conflict. ownPush then recognises it:
+  // the server holds what was sent, so it is taken as pushed rather than
+  // reported as a conflict of the page with itself. The marker stays on the
+  // item until the outcome is known (a reply, a conflict, a pull); a later
+  // write keeps it, with the value sent (sentOf).
+  //
+  // It returns the keys it marked afresh: a reply to this request that
+  // proves it was not applied (409, 400, 413; a fetch that never left the
+  // page, offline) takes those marks back (unsend), and a 409 to it is not
+  // compared with them: it is the earlier, lost push that the server may
+  // hold.
+  sending(app, store, ops) {
+    const sp = this.space(app, store);
+    const fresh = [];
+    for (const op of ops) {
+      const r = sp.items.get(op.key);
+      if (!r || r.seq !== op.seq || r.tomb !== op.tomb || !r.dirty) continue;
+      // Already marked; or marked for an earlier version, whose push's
+      // outcome is still unknown: that one is kept, as this push, if it
+      // meets the server holding that version, recognises it there.
+      if (r.sent && ('value' in r.sent || (r.sent.seq === op.seq && r.sent.tomb === op.tomb))) continue;
+      this.keep(sp, op.key);
+      r.sent = { seq: op.seq, tomb: op.tomb };
+      this.stage('items', [app, store, op.key], r);
+      fresh.push(op.key);
+    }
+    return fresh;
+  }
+
+  // unsend takes back the marks sending made afresh for a request that was
+  // not applied.
+  unsend(app, store, keys) {
+    const sp = this.space(app, store);
+    for (const key of keys) {
+      const r = sp.items.get(key);
+      if (!r?.sent) continue;
+      this.keep(sp, key);
+      r.sent = null;
+      this.stage('items', [app, store, key], r);
+    }
+  }
+
+  // ownPush tells whether srv, the server's item of r's key, is what a
+  // push of r whose outcome was lost (r.sent) wrote there: a set of the same
+  // bytes, or, for a delete, no item.
+  ownPush(r, srv) {
+    const s = r.sent;
+    if (!s || r.conflict) return false;
+    if (s.tomb) return !srv.found;
+    if (!srv.found) return false;
+    const value = 'value' in s ? s.value : (r.seq === s.seq && !r.tomb ? r.value : null);
+    return value != null && sameBytes(srv.value, value);
+  }
+
+  // tookOwn records that the server holds r's lost push (ownPush): its base
+  // becomes the server's ETag, and the change is pushed, unless r changed
+  // since (then that change is pushed next, on the new base). It returns
+  // whether r still has a change to push.
+  tookOwn(app, store, r, srv) {
+    const sp = this.space(app, store);
+    this.keep(sp, r.key);
+    const same = r.seq === r.sent.seq && r.tomb === r.sent.tomb;
+    r.base = srv.found ? srv.etag : '';
+    r.sent = null;
+    if (same) r.dirty = false;
+    if (r.tomb && (same || r.base === '')) {
+      // Deleted on the server, or never pushed with nothing to push.
+      sp.items.delete(r.key);
+      this.stage('items', [app, store, r.key], undefined);
+      return false;
+    }
+    this.stageItem(r);
+    return r.dirty;
   }
 
   // rejected records that the server refused the pushed change of key for
@@ -659,16 +760,23 @@ export class Store {
     r.tomb = false;
     r.base = srv.etag;
     r.dirty = false;
+    r.sent = null;
     this.stage('seqs', [r.app, r.store], sp.seq);
   }
 
   // conflict records that key changed on both sides. Both versions are
   // kept: the local one in place (the app goes on seeing it), the server's
   // in the conflict entry, until someone resolves it.
+  //
+  // It returns 'conflict', or, when srv is what a push of this page whose
+  // reply was lost wrote (ownPush), records it as pushed and returns
+  // 'pushed', or 'again' when the key changed since and is to be pushed on
+  // the new base.
   conflict(app, store, key, srv) {
     const sp = this.space(app, store);
     let r = sp.items.get(key);
-    if (!r) return;
+    if (!r) return 'conflict';
+    if (this.ownPush(r, srv)) return this.tookOwn(app, store, r, srv) ? 'again' : 'pushed';
     this.keep(sp, key);
     this.keepConflict(JSON.stringify([app, store, key]));
     r.conflict = true;
@@ -680,6 +788,7 @@ export class Store {
     };
     this.conflicts.set(JSON.stringify([app, store, key]), c);
     this.stage('conflicts', [app, store, key], c);
+    return 'conflict';
   }
 
   // pulled applies the server's current items: an item with no local
@@ -702,6 +811,13 @@ export class Store {
       if (r && r.dirty) {
         const changed = r.base === '' ? srv.found : !srv.found || srv.etag !== r.base;
         if (changed) this.conflict(app, store, srv.key, srv);
+        else if (r.sent && r.base === '' && r.tomb) {
+          // Created, pushed with its reply lost, deleted here: the server
+          // does not have it after all, so there is nothing to push.
+          this.keep(sp, srv.key);
+          sp.items.delete(srv.key);
+          this.stage('items', [app, store, srv.key], undefined);
+        }
         continue;
       }
       if (!srv.found) {
@@ -758,6 +874,7 @@ export class Store {
         r.dirty = true;
         r.conflict = false;
         r.rejected = null;
+        r.sent = null;
         if (r.tomb && r.base === '') {
           sp.items.delete(key);
           this.stage('items', [app, store, key], undefined);
@@ -770,7 +887,8 @@ export class Store {
 
   // keys lists the keys of a store the server may have: those to pull.
   keys(app, store) {
-    return [...this.space(app, store).items.values()].filter((r) => r.base !== '' || !r.dirty).map((r) => r.key);
+    // A key created here whose push's reply was lost may be on the server.
+    return [...this.space(app, store).items.values()].filter((r) => r.base !== '' || !r.dirty || r.sent).map((r) => r.key);
   }
 
   status() {

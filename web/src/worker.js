@@ -142,9 +142,25 @@ const handlers = {
     await rt.commit();
     return conflicts;
   },
-  async conflict({ app, store, key, server }) {
-    rt.store.conflict(app, store, key, server);
+  // sending marks the changes a push is about to send (Store.sending).
+  async sending({ app, store, ops }) {
+    const fresh = rt.store.sending(app, store, ops);
     await rt.commit();
+    return fresh;
+  },
+  async unsend({ app, store, keys }) {
+    rt.store.unsend(app, store, keys);
+    await rt.commit();
+  },
+  // conflicts records the keys a push's 409 named ({conflicts, pushed,
+  // again}: see Store.conflict).
+  // fresh: the keys the refused request marked sent afresh (not applied).
+  async conflicts({ app, store, items, fresh }) {
+    rt.store.unsend(app, store, fresh);
+    const n = { conflicts: 0, pushed: 0, again: 0 };
+    for (const c of items) n[{ conflict: 'conflicts', pushed: 'pushed', again: 'again' }[rt.store.conflict(app, store, c.key, c)]]++;
+    await rt.commit();
+    return n;
   },
   async pulled({ app, store, items }) {
     const n = rt.store.pulled(app, store, items);

@@ -102,6 +102,14 @@ const ops = {
       await s.detach();
     }
   },
+  // cdpKeep is cdp through a session that stays attached to the tab: what
+  // a session sets that lasts only as long as it does
+  // (Storage.overrideQuotaForOrigin) stays set.
+  cdpKeep: async (c) => {
+    const p = tab(c);
+    p.__roamCDP ??= await context.newCDPSession(p);
+    return p.__roamCDP.send(c.method, c.params ?? {});
+  },
   // workerEval runs fn with arg in the newest web worker whose URL contains
   // c.url (the roam worker), to inject faults the page cannot reach.
   workerEval: async (c) => {

@@ -94,7 +94,7 @@ test('a failed commit is undone and does not poison later commits', async () => 
 
   db.plan.push('abort'); // fails after its requests, as a quota error does
   put(s, 'k3', 3);
-  await assert.rejects(s.flush(), /state was not saved: QuotaExceededError: simulated: the quota is exceeded/);
+  await assert.rejects(s.flush(), /state was not saved: IndexedDB fake is full: the browser's storage quota for this site is used up \(QuotaExceededError: simulated: the quota is exceeded\): the write was rolled back, and the data written before is intact/);
   assert.equal(get(s, 'k3'), 'NotFound');
   put(s, 'k4', 4);
   await s.flush();
@@ -117,8 +117,8 @@ test('calls that ran on top of a failed commit are undone and fail too; later on
   const f2 = s.flush();
   const f3 = s.flush(); // call 3 only read
   s.stage('meta', 'x', 1); // staged, not flushed yet
-  const r1 = assert.rejects(f1, /state was not saved: QuotaExceededError/);
-  const r2 = assert.rejects(f2, /state was not saved: the call ran on top of an earlier call whose commit failed, so it was undone too \(QuotaExceededError/);
+  const r1 = assert.rejects(f1, /state was not saved: IndexedDB fake is full: .*\(QuotaExceededError/);
+  const r2 = assert.rejects(f2, /state was not saved: the call ran on top of an earlier call whose commit failed, so it was undone too \(IndexedDB fake is full: .*QuotaExceededError/);
   const r3 = assert.rejects(f3, /the call may have read an earlier call's write that was then not saved, so it is not answered/);
   db.held.shift()('abort');
   await Promise.all([r1, r2, r3]);
@@ -348,4 +348,37 @@ test('a discard whose commit fails is undone', async () => {
   assert.equal(get(s, 'new'), 1);
   assert.deepEqual(s.status().rejected.map((r) => r.key), ['new']);
   assert.ok(onDisk(db, 'new').rejected);
+});
+
+// A push whose reply was lost (Store.sending marked it): the next push's
+// conflict with the page's own write there is taken as pushed; a key
+// created, pushed with its reply lost and then deleted here is pulled, and
+// goes, or is deleted on the server, by what the server has.
+test('a lost push is recognised by its marker', async () => {
+  const s = new Store(fakeDB());
+  s.gen = 0;
+  put(s, 'a', 1);
+  put(s, 'b', 2);
+  const ops = s.outgoing('a', 'st');
+  assert.deepEqual(s.sending('a', 'st', ops.map(({ key, seq, tomb }) => ({ key, seq, tomb }))).sort(), ['a', 'b']);
+  await s.flush();
+  // The server applied it; the reply was lost. b is deleted here since.
+  s.delete('a', 'st', 'b', opts);
+  assert.deepEqual(s.keys('a', 'st').sort(), ['a', 'b'], 'both may be on the server: pulled');
+  const srv = (key, v, etag) => ({ key, found: true, value: utf8(JSON.stringify(v)), etag });
+  assert.equal(s.conflict('a', 'st', 'a', srv('a', 1, '7')), 'pushed');
+  assert.equal(s.conflict('a', 'st', 'b', srv('b', 2, '8')), 'again');
+  assert.deepEqual(s.outgoing('a', 'st').map((o) => [o.key, o.op, o.etag]), [['b', 'delete', '8']]);
+  assert.equal(s.status().conflicts.length, 0);
+  // Another value on the server is a conflict still.
+  put(s, 'c', 3);
+  s.sending('a', 'st', s.outgoing('a', 'st').filter((o) => o.key === 'c').map(({ key, seq, tomb }) => ({ key, seq, tomb })));
+  assert.equal(s.conflict('a', 'st', 'c', srv('c', 'theirs', '9')), 'conflict');
+  // Created, sent, deleted here; the server does not have it: it goes.
+  put(s, 'd', 4);
+  s.sending('a', 'st', s.outgoing('a', 'st').filter((o) => o.key === 'd').map(({ key, seq, tomb }) => ({ key, seq, tomb })));
+  s.delete('a', 'st', 'd', opts);
+  s.pulled('a', 'st', [{ key: 'd', found: false, value: new Uint8Array(0), etag: '' }]);
+  assert.equal(s.apps.get('a').get('st').items.has('d'), false);
+  await s.flush();
 });
