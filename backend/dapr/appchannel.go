@@ -7,6 +7,7 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"maps"
 	"net/http"
 	"slices"
@@ -74,6 +75,7 @@ func (h *appChannel) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p := r.URL.Path
 	channel := strings.HasPrefix(p, "/dapr/") ||
 		strings.Count(p, "/") == 1 && !(r.Method == http.MethodGet && (p == "/healthz" || p == "/readyz" || p == "/metrics"))
+	fromSidecar := false
 	if tok := h.b.opts.AppAPIToken; tok != "" {
 		got := r.Header.Get(apiTokenHeader)
 		if (channel || got != "") && !tokenOK(got, tok) {
@@ -81,6 +83,11 @@ func (h *appChannel) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				"unauthorized: the dapr-api-token header is missing or does not match APP_API_TOKEN"))
 			return
 		}
+		fromSidecar = got != ""
+	}
+	if fromSidecar && !strings.HasPrefix(p, "/dapr/") && strings.Count(p, "/") > 1 {
+		h.notAMethod(w, p)
+		return
 	}
 	switch {
 	case p == "/dapr/subscribe" && r.Method == http.MethodGet:
@@ -92,6 +99,28 @@ func (h *appChannel) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		h.next.ServeHTTP(w, r)
 	}
+}
+
+// notAMethod refuses a call from the sidecar whose path has more than one
+// segment. Dapr's app channel invokes /{method}; a caller that may invoke
+// this app could otherwise name one of the host's own routes as the method
+// (v1/apps/other/methods/M, v1/apps/me/state/..., debug/pprof/...) and
+// reach another app served here, the app's raw state or the profiler,
+// past the access policy that let it call this app's methods. Over HTTP
+// the sidecar is told apart by its token (APP_API_TOKEN); without one, any
+// client reaching the port has the host's API anyway.
+func (h *appChannel) notAMethod(w http.ResponseWriter, p string) {
+	writeJSON(w, http.StatusNotFound, errorBody(sdk.NotFound, fmt.Sprintf(
+		"no method %s: the app channel invokes methods of %s by a name of one path segment, not the host's other routes",
+		sdk.QuoteName(strings.TrimPrefix(p, "/")), h.b.appName())))
+}
+
+// appName names the sidecar's app in messages.
+func (b *Backend) appName() string {
+	if id := b.SidecarAppID(); id != "" {
+		return "app " + id
+	}
+	return "this app"
 }
 
 // tokenOK compares the tokens' digests in constant time: compared as they
@@ -271,6 +300,12 @@ func (a *appCallback) OnInvoke(ctx context.Context, in *commonv1pb.InvokeRequest
 	method := strings.TrimPrefix(in.GetMethod(), "/")
 	if method == "" {
 		return nil, status.Error(codes.InvalidArgument, "method is empty")
+	}
+	if strings.Contains(method, "/") {
+		// What the HTTP channel refuses (notAMethod): "/"+method would
+		// reach the host's own routes.
+		return nil, status.Errorf(codes.NotFound, "no method %s: the app channel invokes methods of %s by a name of one path segment, not the host's other routes",
+			sdk.QuoteName(method), a.h.b.appName())
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "/"+method, bytes.NewReader(in.GetData().GetValue()))
 	if err != nil {
