@@ -88,7 +88,7 @@ func CheckCORSOrigins(origins []string) error {
 // originAllowed reports whether a request's Origin is in the list.
 func originAllowed(allowed []string, origin string) bool {
 	for _, a := range allowed {
-		a = strings.TrimSuffix(a, "/")
+		a = withoutDefaultPort(strings.TrimSuffix(a, "/"))
 		switch {
 		case a == "*", strings.EqualFold(a, origin):
 			return true
@@ -105,6 +105,20 @@ func originAllowed(allowed []string, origin string) bool {
 		}
 	}
 	return false
+}
+
+// withoutDefaultPort drops the scheme's own port from an allowed origin
+// (https://shop.example:443): a browser's Origin never spells it, so the
+// entry matched nothing.
+func withoutDefaultPort(a string) string {
+	l := strings.ToLower(a)
+	switch {
+	case strings.HasPrefix(l, "https://") && strings.HasSuffix(l, ":443"):
+		return a[:len(a)-4]
+	case strings.HasPrefix(l, "http://") && strings.HasSuffix(l, ":80"):
+		return a[:len(a)-3]
+	}
+	return a
 }
 
 // withCORS answers CORS for the allowed origins: preflights, and the
