@@ -32,7 +32,11 @@ export class Host {
   // reply included, default 60 s), loadTimeoutMs (the same for fetching a
   // module, default 60 s), deadLetterTopic, workerURL, traceHeaders (to which
   // servers a call's trace context is sent: 'same-origin', the default,
-  // 'always' or 'never'; see "Trace context" in web/README.md).
+  // 'always' or 'never'; see "Trace context" in web/README.md), stateToken
+  // (the bearer token of the server's state sync API, ROAM_STATE_API_TOKEN
+  // there: a string, or a function returning one or a promise of one,
+  // called before each sync request; see stateToken below). stateToken
+  // stays in the page: the worker, which runs the guests, never sees it.
   constructor(options = {}) {
     this.options = { db: 'roam', ...options };
     this.remote = (options.remote ?? '').replace(/\/+$/, '');
@@ -41,6 +45,7 @@ export class Host {
     this.waiting = new Map(); // id -> operation, in the order they were sent
     this.pings = new Map(); // id -> resolve
     this.syncing = null;
+    this.tokenRefused = false; // the server refused (401) the last stateToken sent
     this.online = typeof navigator === 'undefined' ? true : navigator.onLine;
     // The modules loaded, compiled, to load again into a new worker
     // without the network: [{url, name, module, app}].
@@ -618,9 +623,10 @@ export class Host {
       try {
         r = await this.post(`/v1/apps/${enc(s.app)}/state/${enc(s.store)}/transact`, { ops: ops.map((o) => o.wire) });
       } catch (e) {
-        // A request the browser could not send at all (it is offline) was
-        // not applied: its marks go.
-        if (e.unsent && globalThis.navigator?.onLine === false) await unsend()?.catch(() => {});
+        // A request the browser could not send at all (it is offline), or
+        // that the page never sent (its stateToken failed), was not
+        // applied: its marks go.
+        if (e.notSent || (e.unsent && globalThis.navigator?.onLine === false)) await unsend()?.catch(() => {});
         throw e;
       }
       if (r.ok) {
@@ -647,7 +653,12 @@ export class Host {
         await this.pushChunk(s, ops.slice(half), res, again);
         return;
       }
-      if (r.status !== 409) throw r.error;
+      if (r.status !== 409) {
+        // A 401 is answered before the body is read (host/statesync.go,
+        // stateAuth): nothing was applied.
+        if (r.status === 401) await unsend();
+        throw r.error;
+      }
       // Only keys this request wrote, each once: a conflict named on any
       // other key would mark it, unchanged here, a conflict.
       const cs = r.body?.conflicts == null ? [] : replyItems(r, 'conflicts', ops.map((o) => o.op.key), false);
@@ -710,10 +721,17 @@ export class Host {
   // which leaves everything queued. So does a redirect, which is not
   // followed (redirectError): what it leads to is not the server's reply,
   // and a push or a publish sent on there is not one the server took.
+  //
+  // It carries the stateToken as Authorization: Bearer, when there is one:
+  // only here, to the server's state sync API (this.remote), never with the
+  // module fetch of load or an invocation. A 401 fails it with
+  // FailedPrecondition (unauthorized).
   async post(path, body, headers = {}) {
     if (!this.remote) throw new RoamError(FailedPrecondition, 'no remote host configured');
     const url = this.remote + path;
     const ms = this.options.syncTimeoutMs ?? 60000;
+    const token = await this.stateToken(url, ms);
+    if (token) headers = { ...headers, Authorization: `Bearer ${token}` };
     // ctl is readReply's, for a reply too big; timeout is the deadline.
     const ctl = new AbortController();
     const timeout = AbortSignal.timeout(ms);
@@ -752,10 +770,55 @@ export class Host {
       parsed = text ? JSON.parse(text) : null;
     } catch { /* not JSON */ }
     const r = { ok: res.ok, status: res.status, body: parsed, url, notJSON: parsed === null && text.trim() !== '' && text.trim() !== 'null' };
-    if (res.ok) return r;
+    if (res.ok) {
+      if (token) this.tokenRefused = false;
+      return r;
+    }
     const code = typeof parsed?.code === 'string' ? parsed.code : statusCode(res.status);
     const message = typeof parsed?.message === 'string' ? parsed.message : `HTTP ${res.status}: ${text.slice(0, 200)}`;
+    if (res.status === 401) {
+      if (token) this.tokenRefused = true;
+      return { ...r, body: parsed ?? {}, error: unauthorized(url, !!token, message) };
+    }
     return { ...r, body: parsed ?? {}, error: new RoamError(code, message, res.status) };
+  }
+
+  // stateToken returns the token a state sync request to url carries
+  // (options.stateToken), or '' for none. A function is called for every
+  // request, with {refused}: true when the server refused (401) the last
+  // token it gave, so that a page that keeps a short-lived token knows to
+  // fetch a new one; it has ms (syncTimeoutMs) to answer, since a sync
+  // waiting on it holds every tab's sync lock. A token that cannot be sent
+  // (not a string; not printable ASCII, or spaces at either end, which
+  // fetch would refuse or trim) or a function that fails or does not
+  // answer fails the request unsent (notSent: a push's sent marks go), with
+  // FailedPrecondition. No message ever quotes the token.
+  async stateToken(url, ms) {
+    const opt = this.options.stateToken;
+    if (opt == null || opt === '') return '';
+    let t = opt;
+    if (typeof opt === 'function') {
+      let timer;
+      try {
+        t = await Promise.race([
+          (async () => opt({ refused: !!this.tokenRefused }))(),
+          new Promise((_, reject) => {
+            timer = setTimeout(() => reject(tokenError(url, `the stateToken function did not answer in ${ms} ms (syncTimeoutMs)`)), ms);
+          }),
+        ]);
+      } catch (e) {
+        if (e?.notSent) throw e;
+        throw tokenError(url, `the stateToken function failed: ${e?.message ?? String(e)}`);
+      } finally {
+        clearTimeout(timer);
+      }
+      if (t == null || t === '') return '';
+    }
+    if (typeof t !== 'string') throw tokenError(url, `stateToken gave ${t === null ? 'null' : `a ${typeof t}`}, not a string`);
+    if (!bearerToken.test(t)) {
+      throw tokenError(url, 'the stateToken has a character an Authorization header cannot carry as it is: a token is printable ASCII, without spaces at either end');
+    }
+    return t;
   }
 
   // maxReplyBytes bounds a sync reply: a bulk read's values add up to at
@@ -811,6 +874,33 @@ export async function load(url, options = {}) {
 }
 
 const enc = encodeURIComponent;
+
+// bearerToken is a stateToken that a header carries unchanged: printable
+// ASCII (the server compares bytes; fetch refuses control characters and
+// sends other characters as Latin-1 where the server's environment has
+// UTF-8), without spaces at either end (fetch trims them).
+const bearerToken = /^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$/;
+
+// tokenError fails a state sync request to url, unsent, for its token.
+function tokenError(url, why) {
+  const err = new RoamError(FailedPrecondition, `sync: ${url}: not sent: ${why}`);
+  err.notSent = true;
+  return err;
+}
+
+// unauthorized is the error of a state sync request the server answered
+// 401: FailedPrecondition, as host/statesync.go's stateAuth answers it
+// (status 401, .unauthorized set), saying whether the page sent a token,
+// with the server's message. The sync ends there; what it had to push and
+// forward stays queued, and the next sync, with the token fixed, sends it.
+function unauthorized(url, sent, message) {
+  const why = sent
+    ? 'the server refused the page\'s token (the Host\'s stateToken option)'
+    : 'the server wants a token and the page sent none (set the Host\'s stateToken option)';
+  const err = new RoamError(FailedPrecondition, `sync: ${url} answered 401 Unauthorized: ${why}: ${message}`, 401);
+  err.unauthorized = true;
+  return err;
+}
 
 // traceArg keeps the string fields of a call's trace context, the only
 // ones the worker reads (and a carrier may hold what cannot be posted).
