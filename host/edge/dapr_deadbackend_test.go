@@ -2,10 +2,8 @@ package edge
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"strconv"
@@ -13,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/roam-dev/roam/backend/dapr"
 	"github.com/roam-dev/roam/host"
 	"github.com/roam-dev/roam/internal/daprtest"
 )
@@ -29,41 +26,9 @@ func TestEdgeDeadSidecar(t *testing.T) {
 	}
 	r := daprtest.StartRedis(t)
 	res := daprtest.WriteResources(t, r, daprtest.ResourceOptions{})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sc := daprtest.StartSidecar(t, daprtest.SidecarOptions{AppID: "inventory", AppPort: ln.Addr().(*net.TCPAddr).Port, Resources: res})
-	o := dapr.OptionsFromEnv(sc.Getenv())
-	o.Logger = testLogger(t)
-	b, err := dapr.Open(context.Background(), o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	so := host.Options{DefaultApp: "inventory", Metrics: host.NewMetrics(nil), Logger: testLogger(t), RequestTimeout: 20 * time.Second}
-	srv := host.NewServer(b, so)
-	rt := newRuntime(t, so.Metrics)
-	m, err := rt.Load(context.Background(), inventoryWasm, ModuleOptions{}, Binding{Backend: b, Invoker: srv.Invoker, Logger: testLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Add(m); err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.StartDeliveries(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { srv.Serve(ln); close(done) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-		<-done
-		b.Close()
-	})
+	sc, base := serveOnSidecar(t, daprtest.SidecarOptions{AppID: "inventory", Resources: res},
+		host.Options{DefaultApp: "inventory", RequestTimeout: 20 * time.Second}, inventoryWasm)
 	sc.WaitHealthy(t)
-	base := "http://" + ln.Addr().String()
 	do := func(method, path, body string) (int, string) {
 		req, _ := http.NewRequest(method, base+path, bytes.NewReader([]byte(body)))
 		req.Header.Set("Content-Type", "application/json")
