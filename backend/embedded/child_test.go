@@ -2,9 +2,11 @@ package embedded
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
+	"sync"
 	"testing"
 )
 
@@ -38,4 +40,22 @@ func startChild(t *testing.T, run string, withStdin bool, env ...string) *child 
 		t.Fatal(err)
 	}
 	return c
+}
+
+// openInChild opens the backend of o in dir, in a child, exiting 2 with
+// "ERR ..." on stdout if it cannot. line writes a line to stdout, whole
+// and unbuffered, so that the parent reads it even if the child dies next.
+func openInChild(o Options, dir string) (*Backend, func(format string, args ...any)) {
+	o.Dir = dir
+	b, err := Open(o)
+	if err != nil {
+		fmt.Println("ERR", err)
+		os.Exit(2)
+	}
+	var out sync.Mutex
+	return b, func(format string, args ...any) {
+		out.Lock()
+		fmt.Fprintf(os.Stdout, format+"\n", args...)
+		out.Unlock()
+	}
 }

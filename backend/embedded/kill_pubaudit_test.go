@@ -55,20 +55,8 @@ func TestKillConsumePubAuditChild(t *testing.T) {
 	if dir == "" {
 		t.Skip("helper process of TestKillConsumePubAudit")
 	}
-	o := killConsumeOpts
-	o.Dir = dir
-	b, err := Open(o)
-	if err != nil {
-		fmt.Println("ERR", err)
-		os.Exit(2)
-	}
-	var out sync.Mutex
-	line := func(format string, args ...any) {
-		out.Lock()
-		fmt.Fprintf(os.Stdout, format+"\n", args...)
-		out.Unlock()
-	}
-	err = b.Subscribe([]backend.Subscription{killConsumeSub, killConsumeDead}, killConsumeHandler(func(topic string, i int) {
+	b, line := openInChild(killConsumeOpts, dir)
+	err := b.Subscribe([]backend.Subscription{killConsumeSub, killConsumeDead}, killConsumeHandler(func(topic string, i int) {
 		line("GOT %s %d", topic, i)
 	}))
 	if err != nil {

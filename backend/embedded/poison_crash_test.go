@@ -70,21 +70,9 @@ func TestPoisonCrashChild(t *testing.T) {
 	if dir == "" {
 		t.Skip("helper process of TestPoisonCrash*")
 	}
-	o := poisonOpts
-	o.Dir = dir
-	b, err := Open(o)
-	if err != nil {
-		fmt.Println("ERR", err)
-		os.Exit(2)
-	}
-	var out sync.Mutex
-	line := func(format string, args ...any) {
-		out.Lock()
-		fmt.Fprintf(os.Stdout, format+"\n", args...) // unbuffered: written before a crash
-		out.Unlock()
-	}
+	b, line := openInChild(poisonOpts, dir)
 	dl := os.Getenv(poisonDLEnv)
-	err = b.Subscribe(poisonSubs(dl), func(ctx context.Context, sub backend.Subscription, e *sdk.Event) error {
+	err := b.Subscribe(poisonSubs(dl), func(ctx context.Context, sub backend.Subscription, e *sdk.Event) error {
 		switch {
 		case sub.Topic == "work" && string(e.Data) == strconv.Itoa(poisonEvent):
 			line("CRASH %s", e.Data)
