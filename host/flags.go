@@ -19,8 +19,12 @@ import (
 // standard library's flag package, so that the native binary links no CLI
 // framework; cobra commands add them with pflag's AddGoFlagSet.
 type Flags struct {
-	Addr           string
-	Port           int
+	Addr string
+	Port int
+	// MetricsPort, when not 0, serves /metrics, and only /metrics, on
+	// Addr:MetricsPort, and no longer on Port (ServeOptions.Metrics); 0,
+	// the default, keeps it on Port.
+	MetricsPort    int
 	DataDir        string
 	LogLevel       string
 	LogFormat      string
@@ -50,6 +54,7 @@ type Flags struct {
 func (f *Flags) Register(fs *flag.FlagSet) {
 	fs.StringVar(&f.Addr, "addr", "127.0.0.1", "address to listen on")
 	fs.IntVar(&f.Port, "port", 8080, "port to listen on (0 picks a free one)")
+	fs.IntVar(&f.MetricsPort, "metrics-port", 0, "serve /metrics on this port of --addr, and only there (the serving port then answers 404 to it); 0 keeps it on --port")
 	fs.StringVar(&f.DataDir, "data-dir", ".roam", "directory for durable state, events and the local app registry")
 	fs.StringVar(&f.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&f.LogFormat, "log-format", "text", "text or json")
@@ -110,6 +115,10 @@ func (f *Flags) Args() []string {
 		// Only when set: 0 is the default, reckoned from the grace.
 		a = append(a, "--shutdown-drain", f.ShutdownDrain.String())
 	}
+	if f.MetricsPort != 0 {
+		// Only when set: 0 keeps /metrics on the serving port.
+		a = append(a, "--metrics-port", strconv.Itoa(f.MetricsPort))
+	}
 	if f.MaxConnections != 0 {
 		// Only when set, as the flags above: the default is the host's
 		// own, reckoned from its open-file limit.
@@ -143,6 +152,10 @@ func (f Flags) Check() error {
 	switch {
 	case f.Port < 0 || f.Port > 65535:
 		return fmt.Errorf("--port %d: use 1 to 65535, or 0 for a free one", f.Port)
+	case f.MetricsPort < 0 || f.MetricsPort > 65535:
+		return fmt.Errorf("--metrics-port %d: use 1 to 65535, or 0 to serve /metrics on --port", f.MetricsPort)
+	case f.MetricsPort != 0 && f.MetricsPort == f.Port:
+		return fmt.Errorf("--metrics-port %d is --port too: use another port for /metrics, or 0 to serve it on --port", f.MetricsPort)
 	case f.MaxBodyBytes < 0:
 		return fmt.Errorf("--max-body-bytes %d: use a positive size in bytes (0 takes the default, %d)", f.MaxBodyBytes, 4<<20)
 	case f.RequestTimeout < 0:

@@ -104,6 +104,10 @@ type ServeOptions struct {
 	// OnReady, when set, runs once the host serves and has printed its
 	// ready line.
 	OnReady func()
+	// Metrics, when set, is the listener of --metrics-port
+	// (ListenMetrics): /metrics is served there alone (Server.StartMetrics),
+	// and the serving port answers 404 to it. ServeUntilDone closes it.
+	Metrics net.Listener
 }
 
 // DefaultDrain is the drain after a SIGTERM: half the grace, at most 5
@@ -126,8 +130,9 @@ func (o ServeOptions) drain(sig os.Signal) time.Duration {
 }
 
 // ServeUntilDone announces srv's apps on b (when b is a
-// backend.Announcer), serves srv on ln, prints the start-up lines, and shuts
-// down gracefully when ctx is done. It closes ln; the caller closes b.
+// backend.Announcer), serves srv on ln (and its /metrics on o.Metrics, when
+// set), prints the start-up lines, and shuts down gracefully when ctx is
+// done. It closes ln and o.Metrics; the caller closes b.
 //
 // The shutdown takes at most o.Grace from the moment ctx is done. /readyz
 // answers 503 at once; the host then drains (ServeOptions.Drain): it still
@@ -149,6 +154,9 @@ func ServeUntilDone(ctx context.Context, srv *Server, b backend.Backend, ln net.
 		withdraw, err := an.Announce(srv.AppIDs(), baseURL)
 		if err != nil {
 			ln.Close()
+			if o.Metrics != nil {
+				o.Metrics.Close()
+			}
 			return err
 		}
 		defer withdraw()
@@ -156,6 +164,16 @@ func ServeUntilDone(ctx context.Context, srv *Server, b backend.Backend, ln net.
 
 	// A host stopped before it was ever ready has no traffic to drain.
 	stoppedEarly := ctx.Err() != nil
+	// The metrics port first: once the main one serves, /metrics is
+	// nowhere but there. A nil merrc never receives.
+	metricsURL := baseURL
+	var merrc <-chan error
+	if o.Metrics != nil {
+		metricsURL = "http://" + o.Metrics.Addr().String()
+		merrc = srv.StartMetrics(o.Metrics)
+		// Shutdown stops it; this, on the returns that do not shut down.
+		defer srv.closeMetrics()
+	}
 	errc := srv.Start(ln)
 
 	if b.Name() == "embedded" {
@@ -169,7 +187,7 @@ func ServeUntilDone(ctx context.Context, srv *Server, b backend.Backend, ln net.
 	if srv.opts.Web != nil {
 		fmt.Fprintf(o.Stdout, "roam: page %s/web/\n", baseURL)
 	}
-	fmt.Fprintf(o.Stdout, "roam: ready on %s in %s (metrics %s/metrics)\n", baseURL, time.Since(o.Start).Round(time.Microsecond), baseURL)
+	fmt.Fprintf(o.Stdout, "roam: ready on %s in %s (metrics %s/metrics)\n", baseURL, time.Since(o.Start).Round(time.Microsecond), metricsURL)
 	if o.OnReady != nil {
 		o.OnReady()
 	}
@@ -177,6 +195,8 @@ func ServeUntilDone(ctx context.Context, srv *Server, b backend.Backend, ln net.
 	select {
 	case err := <-errc:
 		return err
+	case err := <-merrc:
+		return metricsServeError(err)
 	case <-ctx.Done():
 	}
 	// The grace counts from now: an orchestrator's own grace period (the
@@ -204,6 +224,9 @@ func ServeUntilDone(ctx context.Context, srv *Server, b backend.Backend, ln net.
 		case err := <-errc:
 			t.Stop()
 			return err
+		case err := <-merrc:
+			t.Stop()
+			return metricsServeError(err)
 		}
 	} else {
 		log.Info("shutting down", attrs...)
@@ -215,6 +238,15 @@ func ServeUntilDone(ctx context.Context, srv *Server, b backend.Backend, ln net.
 		return fmt.Errorf("shutdown: requests were still in flight when --shutdown-grace %s ran out, and were cancelled", o.Grace)
 	}
 	return nil
+}
+
+// metricsServeError is the error of a metrics server that stopped serving
+// before the host shut down.
+func metricsServeError(err error) error {
+	if err == nil {
+		err = errors.New("stopped")
+	}
+	return fmt.Errorf("serving /metrics on --metrics-port: %w", err)
 }
 
 // errGraceOver is the cause of a request's context that Shutdown cancelled

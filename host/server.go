@@ -80,7 +80,13 @@ type Server struct {
 	apps  atomic.Pointer[map[string]*entry]
 	ready atomic.Bool
 	http  *http.Server
-	mux   *http.ServeMux
+	// metricsHTTP serves /metrics on a port of its own (StartMetrics);
+	// nil when it is served on the main one. Guarded by mu.
+	metricsHTTP *http.Server
+	// metricsElsewhere is set by StartMetrics: the main port then answers
+	// 404 to /metrics.
+	metricsElsewhere atomic.Bool
+	mux              *http.ServeMux
 	// handler is mux behind the CORS layer.
 	handler http.Handler
 	// conns caps the connections of Start's listeners; nil for no cap.
@@ -439,7 +445,23 @@ func (s *Server) routes() *http.ServeMux {
 		}
 		writeJSON(w, http.StatusOK, []byte(`{"status":"ready"}`))
 	})
-	get("/metrics", promhttp.HandlerFor(s.metrics.Registry, promhttp.HandlerOpts{}).ServeHTTP)
+	// /metrics, unless StartMetrics serves it on a port of its own: then
+	// 404, to every verb, as a path this port does not have.
+	scrape := promhttp.HandlerFor(s.metrics.Registry, promhttp.HandlerOpts{})
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+		if s.metricsElsewhere.Load() {
+			s.metricsNotHere(w, r)
+			return
+		}
+		scrape.ServeHTTP(w, r)
+	})
+	mux.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) {
+		if s.metricsElsewhere.Load() {
+			s.metricsNotHere(w, r)
+			return
+		}
+		s.noRoute(mux, w, r)
+	})
 	s.webRoutes(mux)
 	if s.opts.Pprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
@@ -783,8 +805,10 @@ func (s *Server) warnOpenStateAPI(addr net.Addr) {
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.ready.Store(false)
 	s.mu.RLock()
-	srv := s.http
+	srv, msrv := s.http, s.metricsHTTP
 	s.mu.RUnlock()
+	// The metrics port closes last: a scraper sees the whole shutdown.
+	defer shutdownMetrics(msrv)
 	if srv == nil {
 		return nil
 	}

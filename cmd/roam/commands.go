@@ -111,6 +111,13 @@ and CORS open to http://127.0.0.1:* (--web=false, --state-api=false and
 				}
 				ln.Close()
 			}
+			if hf.MetricsPort != 0 {
+				ln, err := host.ListenMetrics(hf.Addr, hf.MetricsPort)
+				if err != nil {
+					return err
+				}
+				ln.Close()
+			}
 			key := sha256.Sum256([]byte(wd + "\x00" + strings.Join(args, "\x00") + "\x00" + strings.Join(backends, ",")))
 			bin := filepath.Join(cache, "roam", "run", hex.EncodeToString(key[:8]), "host")
 			if err := os.MkdirAll(filepath.Dir(bin), 0o755); err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -263,6 +264,13 @@ func Run(ctx context.Context, c Config, stdout, stderr io.Writer) (err error) {
 	if err != nil {
 		return err
 	}
+	var mln net.Listener // --metrics-port's, when set
+	if c.MetricsPort != 0 {
+		if mln, err = host.ListenMetrics(c.Addr, c.MetricsPort); err != nil {
+			ln.Close()
+			return err
+		}
+	}
 	if c.Watch {
 		wctx, stop := context.WithCancel(ctx)
 		defer stop()
@@ -278,6 +286,7 @@ func Run(ctx context.Context, c Config, stdout, stderr io.Writer) (err error) {
 	}
 	return host.ServeUntilDone(ctx, srv, b, ln, host.ServeOptions{
 		Stdout: stdout, Start: start, DataDir: dataDir, Grace: c.ShutdownGrace, Drain: c.ShutdownDrain, Logger: log,
+		Metrics: mln,
 		OnReady: fillPools,
 	})
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -195,8 +196,16 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	if err != nil {
 		return err
 	}
+	var mln net.Listener // --metrics-port's, when set
+	if c.MetricsPort != 0 {
+		if mln, err = host.ListenMetrics(c.Addr, c.MetricsPort); err != nil {
+			ln.Close()
+			return err
+		}
+	}
 	return host.ServeUntilDone(ctx, srv, b, ln, host.ServeOptions{
 		Stdout: stdout, Start: start, DataDir: dataDir, Grace: c.ShutdownGrace, Drain: c.ShutdownDrain, Logger: log,
+		Metrics: mln,
 	})
 }
 

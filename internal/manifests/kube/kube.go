@@ -76,6 +76,12 @@ const (
 	DaprInternalGRPCPort = 50002
 	// DaprMetricsPort is the sidecar's Prometheus port (dapr.io/metrics-port).
 	DaprMetricsPort = 9090
+	// HostMetricsPort is where the host serves /metrics, and nothing
+	// else (--metrics-port; the container's port "metrics"): the
+	// NetworkPolicy admits the scraper there, not on the app's port,
+	// which serves the app's methods and the state sync API. 9464 is the
+	// OpenTelemetry Prometheus exporter's port; the sidecar has 9090.
+	HostMetricsPort = 9464
 )
 
 // RegistryConfigDir is where an edge host mounts its RoamApp's image pull
@@ -113,7 +119,8 @@ type Options struct {
 	EdgeHostImage string
 
 	// MetricsNamespace is the namespace of the Prometheus that scrapes the
-	// sidecar (DaprMetricsPort) and the host (/metrics on the app port).
+	// sidecar (DaprMetricsPort) and the host (/metrics on HostMetricsPort).
+	// It is admitted to those ports only, not to the app's port.
 	// Empty: the NetworkPolicy admits no scraper.
 	MetricsNamespace string
 	// HTTPFrom are namespaces whose pods may call the app's port directly
@@ -240,6 +247,8 @@ func Validate(app *v1alpha1.RoamApp) error {
 		bad("spec.dapr.appPort %d: want 1 to 65535", s.Dapr.AppPort)
 	} else if what := sidecarPorts[s.Dapr.AppPort]; what != "" && daprEnabled(app) {
 		bad("spec.dapr.appPort %d is the Dapr sidecar's %s port", s.Dapr.AppPort, what)
+	} else if s.Dapr.AppPort == HostMetricsPort {
+		bad("spec.dapr.appPort %d is the host's metrics port (--metrics-port)", s.Dapr.AppPort)
 	}
 	if s.Dapr.AppProtocol != "http" && s.Dapr.AppProtocol != "grpc" {
 		bad("spec.dapr.appProtocol %q: use http or grpc", s.Dapr.AppProtocol)
@@ -477,7 +486,7 @@ func (r renderer) podTemplate() (corev1.PodTemplateSpec, error) {
 	}
 	// The images' entrypoints are `/APP --addr=0.0.0.0` and `/roam-edge
 	// --addr=0.0.0.0` (internal/dist); args replace only their Cmd.
-	args := []string{"--port=" + strconv.Itoa(int(r.port())), "--backend=" + backend, "--log-format=json"}
+	args := []string{"--port=" + strconv.Itoa(int(r.port())), "--metrics-port=" + strconv.Itoa(HostMetricsPort), "--backend=" + backend, "--log-format=json"}
 	image := s.Image
 	if r.edge() {
 		image = r.opts.EdgeHostImage
@@ -500,7 +509,10 @@ func (r renderer) podTemplate() (corev1.PodTemplateSpec, error) {
 		Name:  "app",
 		Image: image,
 		Args:  args,
-		Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: r.port(), Protocol: corev1.ProtocolTCP}},
+		Ports: []corev1.ContainerPort{
+			{Name: "http", ContainerPort: r.port(), Protocol: corev1.ProtocolTCP},
+			{Name: "metrics", ContainerPort: HostMetricsPort, Protocol: corev1.ProtocolTCP},
+		},
 		// The host listens once its backend answers: beside Dapr it waits
 		// up to 60 s for the sidecar (Kubernetes starts the containers
 		// side by side), and an edge host may compile its module first.
@@ -677,7 +689,8 @@ func (r renderer) service() *corev1.Service {
 // the callers in spec.allowFrom, on the sidecar's internal gRPC port (calls
 // between Dapr apps go sidecar to sidecar; the app's port is reached by
 // its own sidecar over localhost, which no NetworkPolicy governs); the
-// metrics scraper; and Options.HTTPFrom on the app's port. Egress is left
+// metrics scraper, on the host's and the sidecar's metrics ports only;
+// and Options.HTTPFrom on the app's port. Egress is left
 // open: the sidecar needs Redis, the control plane and the other sidecars.
 func (r renderer) networkPolicy() *networkingv1.NetworkPolicy {
 	tcp := corev1.ProtocolTCP
@@ -700,7 +713,7 @@ func (r renderer) networkPolicy() *networkingv1.NetworkPolicy {
 		ingress = append(ingress, networkingv1.NetworkPolicyIngressRule{From: peers, Ports: []networkingv1.NetworkPolicyPort{callerPort}})
 	}
 	if ns := r.opts.MetricsNamespace; ns != "" {
-		ports := []networkingv1.NetworkPolicyPort{port(r.port())}
+		ports := []networkingv1.NetworkPolicyPort{port(HostMetricsPort)}
 		if daprEnabled(r.app) {
 			ports = append(ports, port(DaprMetricsPort))
 		}

@@ -3,6 +3,7 @@ package kube_test
 import (
 	"bytes"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -375,7 +376,10 @@ func admitted(t *testing.T, np *networkingv1.NetworkPolicy) []peer {
 }
 
 func TestNetworkPolicies(t *testing.T) {
-	monitoring := []peer{{"monitoring", "", 8080}, {"monitoring", "", 9090}}
+	// The scraper reaches the host's metrics port (--metrics-port) and the
+	// sidecar's, never the app's port (8080), which serves the app's
+	// methods and the state sync API.
+	monitoring := []peer{{"monitoring", "", 9090}, {"monitoring", "", 9464}}
 	want := map[string]map[string][]peer{
 		"shop": {
 			"orders":    monitoring,
@@ -386,8 +390,8 @@ func TestNetworkPolicies(t *testing.T) {
 			"inventory": append(monitoring[:2:2], peer{"shop", "dapr.io/app-id=orders", 50002}),
 		},
 		"shop-no-dapr": {
-			"orders":    {{"monitoring", "", 8080}},
-			"inventory": {{"", "app.kubernetes.io/name=orders", 8080}, {"monitoring", "", 8080}},
+			"orders":    {{"monitoring", "", 9464}},
+			"inventory": {{"", "app.kubernetes.io/name=orders", 8080}, {"monitoring", "", 9464}},
 		},
 	}
 	for name, apps := range scenarios {
@@ -878,4 +882,47 @@ func TestKustomization(t *testing.T) {
 		t.Error("an object without kind marshaled")
 	}
 	var _ runtime.Object = objs[0]
+}
+
+// TestMetricsPort: every host container serves /metrics on a port of its
+// own (--metrics-port, the container port "metrics"), which the
+// NetworkPolicy admits the scraper to in place of the app's port; an app
+// port that is the metrics port is refused.
+func TestMetricsPort(t *testing.T) {
+	for name, apps := range scenarios {
+		objs := render(t, apps)
+		var cs []corev1.Container
+		for _, d := range byKind[*appsv1.Deployment](objs) {
+			cs = append(cs, d.Spec.Template.Spec.Containers...)
+		}
+		for _, d := range byKind[*appsv1.DaemonSet](objs) {
+			cs = append(cs, d.Spec.Template.Spec.Containers...)
+		}
+		if len(cs) != len(apps) {
+			t.Fatalf("%s: %d containers for %d apps", name, len(cs), len(apps))
+		}
+		for _, c := range cs {
+			if !contains(c.Args, "--metrics-port=9464") {
+				t.Errorf("%s/%s: args %v lack --metrics-port=9464", name, c.Name, c.Args)
+			}
+			var got []string
+			for _, p := range c.Ports {
+				got = append(got, fmt.Sprintf("%s=%d", p.Name, p.ContainerPort))
+			}
+			if want := []string{"http=8080", "metrics=9464"}; !reflect.DeepEqual(got, want) {
+				t.Errorf("%s/%s: container ports %v, want %v", name, c.Name, got, want)
+			}
+		}
+		for _, np := range byKind[*networkingv1.NetworkPolicy](objs) {
+			for _, p := range admitted(t, np) {
+				if p.ns == "monitoring" && p.port == 8080 {
+					t.Errorf("%s/%s: the scraper is admitted on the app port", name, np.Name)
+				}
+			}
+		}
+	}
+	a := app("orders", "shop", func(a *v1alpha1.RoamApp) { a.Spec.Dapr.AppPort = kube.HostMetricsPort })
+	if _, err := kube.App(a, opts); err == nil || !strings.Contains(err.Error(), "spec.dapr.appPort 9464 is the host's metrics port") {
+		t.Errorf("appPort 9464: %v", err)
+	}
 }
