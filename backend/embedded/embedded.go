@@ -219,7 +219,9 @@ type Options struct {
 	// most once a minute per topic) and counted (Backend.UnroutedDropped,
 	// OutcomeUnroutedDropped). Zero means 10,000; negative means no bound.
 	// Without a bound a topic nobody subscribes to, such as the shop's
-	// order.created, would grow the publisher's file forever.
+	// order.created, would grow the publisher's file forever. The number
+	// of an app's unrouted logs is bounded too: a publish that would start
+	// one beyond maxUnroutedTopics (1,000) fails with Unavailable.
 	UnroutedLimit int
 	// CloseGrace is how long Close waits for in-flight deliveries before
 	// cancelling their context, and then for them to return; zero means
@@ -236,6 +238,7 @@ type Backend struct {
 	notes           map[topicKey]*unroutedNote // what was logged about each unrouted log
 	notedTopics     map[[2]string]int          // notes per app and pubsub (see note)
 	queueNotes      map[topicKey]bool          // queues without a subscription, logged
+	capWarned       map[string]bool            // apps refused at maxUnroutedTopics, logged
 	dir             string
 	regDir          string
 	policy          backend.RetryPolicy
@@ -601,7 +604,10 @@ func (b *Backend) openApp(appID string) (*appDB, error) {
 		if v := meta.Get([]byte("format")); v != nil && string(v) != formatVersion {
 			return fmt.Errorf("unsupported storage format %q (this build reads %q)", v, formatVersion)
 		}
-		return meta.Put([]byte("format"), []byte(formatVersion))
+		if err := meta.Put([]byte("format"), []byte(formatVersion)); err != nil {
+			return err
+		}
+		return recountUnrouted(tx)
 	})
 	if err != nil {
 		db.Close()

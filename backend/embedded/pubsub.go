@@ -218,6 +218,18 @@ func (b *Backend) drainLocked(a *appDB, only map[routeKey]bool) ([]*subscriber, 
 						return err
 					}
 				}
+				// An emptied log goes, and frees its place among the
+				// app's maxUnroutedTopics. Nothing appends to it
+				// meanwhile: the caller holds routeMu exclusively.
+				if !emptyLog(ub) {
+					return nil
+				}
+				if err := tx.Bucket(bucketUnrouted).DeleteBucket(name); err != nil {
+					return err
+				}
+				if n := getUnroutedTopics(tx); n > 0 {
+					return putUnroutedTopics(tx, n-1)
+				}
 				return nil
 			})
 			if err != nil {

@@ -1,6 +1,7 @@
 package embedded
 
 import (
+	"bytes"
 	"encoding/binary"
 	"os"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/roam-dev/roam/backend"
+	"github.com/roam-dev/roam/sdk"
 )
 
 // Unrouted-log outcomes passed to Options.OnDeliver, once per event. For
@@ -82,15 +84,139 @@ func (b *Backend) tooManyTopics(app string, rk routeKey) {
 		"app", app, "pubsub", rk.pubsub, "topic", rk.topic, "topics_logged", maxNotedTopics)
 }
 
+// maxUnroutedTopics caps the unrouted logs of one app: the topics (of any
+// pubsub) that it has published to while no subscription in this process
+// took them, and whose events wait. Each log is bounded (UnroutedLimit), but
+// their number was not, and topics are whatever an app publishes to, or
+// what a client of the state sync API's publish route puts in the URL: an
+// app publishing to a topic per order kept a log, and a note, per order.
+// A publish that would start one more log is refused (tooManyUnrouted);
+// publishes to a topic that has a log already, or a subscription, are not.
+// A log leaves the count when a subscription drains it. The count is kept
+// in the app's file (metaUnroutedTopics), changed in the transactions that
+// create and empty logs, and recounted from the logs whenever the file is
+// opened, so it holds across restarts and older files.
+const maxUnroutedTopics = 1000
+
+// metaUnroutedTopics is the meta key holding the number of the app's
+// non-empty unrouted logs (8 bytes, big-endian).
+var metaUnroutedTopics = []byte("unrouted-topics")
+
+func getUnroutedTopics(tx *bolt.Tx) uint64 {
+	if v := tx.Bucket(bucketMeta).Get(metaUnroutedTopics); len(v) == 8 {
+		return binary.BigEndian.Uint64(v)
+	}
+	return 0
+}
+
+func putUnroutedTopics(tx *bolt.Tx, n uint64) error {
+	return tx.Bucket(bucketMeta).Put(metaUnroutedTopics, seqKey(n))
+}
+
+// recountUnrouted sets the count of unrouted logs from the logs themselves,
+// deleting the empty ones (files written before logs were deleted once
+// drained keep them). openApp calls it in its first transaction.
+func recountUnrouted(tx *bolt.Tx) error {
+	ub := tx.Bucket(bucketUnrouted)
+	var n uint64
+	var empty [][]byte
+	err := ub.ForEachBucket(func(name []byte) error {
+		if k, _ := ub.Bucket(name).Cursor().First(); k == nil {
+			empty = append(empty, bytes.Clone(name))
+		} else {
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, name := range empty {
+		if err := ub.DeleteBucket(name); err != nil {
+			return err
+		}
+	}
+	return putUnroutedTopics(tx, n)
+}
+
+// emptyLog reports whether q is absent or holds no event.
+func emptyLog(q *bolt.Bucket) bool {
+	if q == nil {
+		return true
+	}
+	k, _ := q.Cursor().First()
+	return k == nil
+}
+
+// unroutedFull reports whether a publish from a to rk would start an
+// unrouted log beyond maxUnroutedTopics. It reads without writing, so that
+// a refused publish costs no commit; appendUnrouted checks again in its
+// transaction.
+func (b *Backend) unroutedFull(a *appDB, rk routeKey) (bool, error) {
+	var full bool
+	err := a.db.View(func(tx *bolt.Tx) error {
+		full = emptyLog(tx.Bucket(bucketUnrouted).Bucket(rk.bucket())) && getUnroutedTopics(tx) >= maxUnroutedTopics
+		return nil
+	})
+	return full, err
+}
+
+// tooManyUnrouted is the error of a publish refused at maxUnroutedTopics.
+// It is Unavailable, as a full disk is: a resource of this data directory is
+// used up for now (what gRPC calls ResourceExhausted, which the portable
+// codes lack), and subscribing to the waiting topics frees it; the request
+// itself is valid, which FailedPrecondition (400) would deny. The first one
+// per app in this process is logged.
+func (b *Backend) tooManyUnrouted(app string, rk routeKey) error {
+	b.noteMu.Lock()
+	first := !b.capWarned[app]
+	if first {
+		if b.capWarned == nil {
+			b.capWarned = map[string]bool{}
+		}
+		b.capWarned[app] = true
+	}
+	b.noteMu.Unlock()
+	if first {
+		b.log.Warn("pubsub: the app keeps unrouted events for as many topics as it may; publishes to further topics that no subscription in this process takes are refused (Unavailable) until subscriptions drain some of them",
+			"app", app, "pubsub", rk.pubsub, "topic", rk.topic, "max_unrouted_topics", maxUnroutedTopics, "data_dir", b.dir)
+	}
+	return sdk.Errorf(sdk.Unavailable, "publish %s/%s: app %s already keeps unrouted events for %d topics that no subscription in this process takes, the most the embedded backend keeps per app; the event was not published. Publishes to those topics, and to topics with a subscription, still work; a subscription to one of them delivers its events and frees its place",
+		sdk.QuoteName(rk.pubsub), sdk.QuoteName(rk.topic), app, maxUnroutedTopics)
+}
+
 // appendUnrouted appends recs to from's unrouted log for rk and trims the
 // log's oldest events beyond Options.UnroutedLimit, in the same transaction.
+// It refuses to start a log beyond maxUnroutedTopics.
 func (b *Backend) appendUnrouted(from *appDB, rk routeKey, recs [][]byte) error {
+	if full, err := b.unroutedFull(from, rk); err != nil {
+		return err
+	} else if full {
+		return b.tooManyUnrouted(from.id, rk)
+	}
 	var dropped int
+	var refused bool
 	err := from.update(func(tx *bolt.Tx) error {
-		dropped = 0 // a batch may run this function again
-		q, err := tx.Bucket(bucketUnrouted).CreateBucketIfNotExists(rk.bucket())
-		if err != nil {
-			return err
+		dropped, refused = 0, false // a batch may run this function again
+		ub := tx.Bucket(bucketUnrouted)
+		q := ub.Bucket(rk.bucket())
+		if emptyLog(q) {
+			n := getUnroutedTopics(tx)
+			if n >= maxUnroutedTopics {
+				// Not an error: that would roll back the writes batched
+				// with this one.
+				refused = true
+				return nil
+			}
+			if err := putUnroutedTopics(tx, n+1); err != nil {
+				return err
+			}
+			if q == nil {
+				var err error
+				if q, err = ub.CreateBucket(rk.bucket()); err != nil {
+					return err
+				}
+			}
 		}
 		if err := appendSeq(q, recs); err != nil {
 			return err
@@ -114,6 +240,9 @@ func (b *Backend) appendUnrouted(from *appDB, rk routeKey, recs [][]byte) error 
 	})
 	if err != nil {
 		return err
+	}
+	if refused {
+		return b.tooManyUnrouted(from.id, rk)
 	}
 	b.parked(from.id, rk, len(recs), dropped)
 	return nil
