@@ -57,20 +57,7 @@ func TestBrowserAuditTabClosedMidPush(t *testing.T) {
 	b.expect("Put", `{"key":"k1","value":1}`, 200, "")
 	b.expect("Put", `{"key":"k2","value":2}`, 200, "")
 	b.expect("Delete", `{"key":"gone"}`, 200, "")
-	applied := crashServer(h, "/transact")
-	b.eval(`() => { window.roamHost.sync().catch(() => {}); }`, nil, nil)
-	select {
-	case st := <-applied:
-		if st != 200 {
-			t.Fatalf("the server answered the push %d", st)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("no push")
-	}
-	u := b.pageURLNow()
-	b2 := b.newTab()
-	b.must(map[string]any{"op": "closePage"})
-	h.set(nil)
+	b2, u := lostPush(t, b, h)
 	if e := b2.openPage(u); e != "" {
 		t.Fatal(e)
 	}
@@ -110,6 +97,29 @@ func TestBrowserAuditTabClosedMidPush(t *testing.T) {
 	}
 }
 
+// lostPush makes b's next push one whose reply is lost: the server applies
+// it and drops the connection, and b's page is closed. It returns another
+// tab of the same browser, not yet on a page, and the page's URL to open
+// there.
+func lostPush(t *testing.T, b *browser, h *hostileServer) (*browser, string) {
+	t.Helper()
+	applied := crashServer(h, "/transact")
+	b.eval(`() => { window.roamHost.sync().catch(() => {}); }`, nil, nil)
+	select {
+	case st := <-applied:
+		if st != 200 {
+			t.Fatalf("the server answered the push %d", st)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no push")
+	}
+	u := b.pageURLNow()
+	b2 := b.newTab()
+	b.must(map[string]any{"op": "closePage"})
+	h.set(nil)
+	return b2, u
+}
+
 // TestBrowserAuditTabClosedMidPushThenWritten: as above, but the app
 // writes the key again (in another tab) before the push is tried again:
 // the new write is pushed over the lost push's, not reported as a
@@ -117,13 +127,7 @@ func TestBrowserAuditTabClosedMidPush(t *testing.T) {
 func TestBrowserAuditTabClosedMidPushThenWritten(t *testing.T) {
 	b, h, srv := auditPage(t, "")
 	b.expect("Put", `{"key":"k","value":1}`, 200, "")
-	applied := crashServer(h, "/transact")
-	b.eval(`() => { window.roamHost.sync().catch(() => {}); }`, nil, nil)
-	<-applied
-	u := b.pageURLNow()
-	b2 := b.newTab()
-	b.must(map[string]any{"op": "closePage"})
-	h.set(nil)
+	b2, u := lostPush(t, b, h)
 	if e := b2.openPage(u); e != "" {
 		t.Fatal(e)
 	}
@@ -146,13 +150,7 @@ func TestBrowserAuditTabClosedMidPushThenWritten(t *testing.T) {
 func TestBrowserAuditTabClosedMidPushRealConflict(t *testing.T) {
 	b, h, srv := auditPage(t, "")
 	b.expect("Put", `{"key":"k","value":1}`, 200, "")
-	applied := crashServer(h, "/transact")
-	b.eval(`() => { window.roamHost.sync().catch(() => {}); }`, nil, nil)
-	<-applied
-	u := b.pageURLNow()
-	b2 := b.newTab()
-	b.must(map[string]any{"op": "closePage"})
-	h.set(nil)
+	b2, u := lostPush(t, b, h)
 	api(t, srv, "conformance", "Put", map[string]any{"key": "k", "value": "theirs"}, nil)
 	if e := b2.openPage(u); e != "" {
 		t.Fatal(e)
