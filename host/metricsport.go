@@ -8,12 +8,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
 	"strconv"
 	"syscall"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -49,28 +47,12 @@ func (s *Server) StartMetrics(ln net.Listener) <-chan error {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, sdk.Errorf(sdk.NotFound, "no route %s: this port serves /metrics only", r.URL.Path))
 	})
-	srv := &http.Server{
-		Handler:           mux,
-		ReadTimeout:       s.opts.ReadTimeout,
-		ReadHeaderTimeout: 10 * time.Second,
-		WriteTimeout:      s.opts.WriteTimeout,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    maxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
-	}
+	srv := s.newHTTPServer(mux)
 	s.mu.Lock()
 	s.metricsHTTP = srv
 	s.mu.Unlock()
 	s.metricsElsewhere.Store(true)
-	errc := make(chan error, 1)
-	go func() {
-		err := srv.Serve(ln)
-		if errors.Is(err, http.ErrServerClosed) {
-			err = nil
-		}
-		errc <- err
-	}()
-	return errc
+	return serveInBackground(srv, ln)
 }
 
 // metricsNotHere answers /metrics on the serving port once StartMetrics

@@ -736,16 +736,8 @@ func (s *Server) Serve(ln net.Listener) error { return <-s.Start(ln) }
 func (s *Server) Start(ln net.Listener) <-chan error {
 	s.mu.Lock()
 	base := newRequestBase()
-	s.http = &http.Server{
-		Handler:           s.closeWhenDraining(s.handler),
-		BaseContext:       base.baseContext,
-		ReadTimeout:       s.opts.ReadTimeout,
-		ReadHeaderTimeout: 10 * time.Second,
-		WriteTimeout:      s.opts.WriteTimeout,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    maxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
-	}
+	s.http = s.newHTTPServer(s.closeWhenDraining(s.handler))
+	s.http.BaseContext = base.baseContext
 	if _, ok := s.backend.(backend.AppChannel); ok {
 		// The sidecar's app channel may speak gRPC: accept h2c as well.
 		p := new(http.Protocols)
@@ -761,6 +753,27 @@ func (s *Server) Start(ln net.Listener) <-chan error {
 	s.mu.Unlock()
 	s.warnOpenStateAPI(ln.Addr())
 	s.ready.Store(true)
+	return serveInBackground(srv, ln)
+}
+
+// newHTTPServer is an http.Server for h with the host's timeouts, header
+// cap and error log: the serving port's (Start) and the metrics port's
+// (StartMetrics).
+func (s *Server) newHTTPServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadTimeout:       s.opts.ReadTimeout,
+		ReadHeaderTimeout: 10 * time.Second,
+		WriteTimeout:      s.opts.WriteTimeout,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+}
+
+// serveInBackground serves srv on ln until it is shut down; the channel
+// receives Serve's result, nil for a shutdown.
+func serveInBackground(srv *http.Server, ln net.Listener) <-chan error {
 	errc := make(chan error, 1)
 	go func() {
 		err := srv.Serve(ln)
