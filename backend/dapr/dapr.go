@@ -322,6 +322,9 @@ func (b *Backend) probe(ctx context.Context) error {
 		}
 		return strings.Join(parts, "; ")
 	}
+	stopped := func(err error) error {
+		return fmt.Errorf("dapr: stopped after waiting %v for the sidecar (%s): %w", time.Since(start).Round(time.Millisecond), tried(), err)
+	}
 	for {
 		if b.grpc != nil {
 			pctx, cancel := context.WithTimeout(ctx, b.opts.ProbeTimeout)
@@ -361,7 +364,7 @@ func (b *Backend) probe(ctx context.Context) error {
 			}
 		}
 		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("dapr: stopped after waiting %v for the sidecar (%s): %w", time.Since(start).Round(time.Millisecond), tried(), err)
+			return stopped(err)
 		}
 		if time.Now().After(deadline) {
 			return sdk.Errorf(sdk.Unavailable, "dapr: no sidecar answered within %v (%s); is daprd running, where DAPR_GRPC_PORT and DAPR_HTTP_PORT (or DAPR_GRPC_ENDPOINT and DAPR_HTTP_ENDPOINT) say?", b.opts.StartTimeout, tried())
@@ -383,7 +386,7 @@ func (b *Backend) probe(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("dapr: stopped after waiting %v for the sidecar (%s): %w", time.Since(start).Round(time.Millisecond), tried(), ctx.Err())
+			return stopped(ctx.Err())
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
